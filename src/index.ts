@@ -1,0 +1,2 @@
+// vmstream: the browser-safe core.
+export * from "./kernels/index.js";

@@ -1,0 +1,123 @@
+// The kernels' linear memory: views that follow `memory.grow`, and a small first-fit allocator
+// for RAM blocks, shadows, caches, bitmaps and I/O windows.
+//
+// A grow detaches the old ArrayBuffer, and writes through a stale view are silently dropped, so
+// views are rebuilt whenever `memory.buffer` is no longer the buffer they were made on.
+
+const WASM_PAGE = 65536;
+/** wasm32 cannot address more than this; larger guests need several memories or a window (docs/memory.md). */
+export const MAX_MEMORY_BYTES = 65536 * WASM_PAGE;
+
+interface Region {
+  start: number;
+  end: number;
+}
+
+export class LinearMemory {
+  readonly memory: WebAssembly.Memory;
+  private buf: ArrayBuffer;
+  private bytes: Uint8Array;
+  private dv: DataView;
+  /** Free regions, sorted by start, never adjacent (merged on free). */
+  private readonly freeList: Region[] = [];
+  /** Live allocations: start -> end (the aligned start a caller got). */
+  private readonly live = new Map<number, Region>();
+  private top: number;
+
+  /**
+   * @param base first byte the allocator may hand out. For a host-owned memory this is its
+   *   current end, so the kernels' regions are claimed by growing and never overlap host data.
+   */
+  constructor(memory: WebAssembly.Memory, base: number) {
+    this.memory = memory;
+    this.buf = memory.buffer;
+    this.bytes = new Uint8Array(this.buf);
+    this.dv = new DataView(this.buf);
+    this.top = base;
+  }
+
+  get u8(): Uint8Array {
+    if (this.memory.buffer !== this.buf) this.refresh();
+    return this.bytes;
+  }
+
+  get view(): DataView {
+    if (this.memory.buffer !== this.buf) this.refresh();
+    return this.dv;
+  }
+
+  private refresh(): void {
+    this.buf = this.memory.buffer;
+    this.bytes = new Uint8Array(this.buf);
+    this.dv = new DataView(this.buf);
+  }
+
+  alloc(size: number, align = 4096): number {
+    if (!Number.isInteger(size) || size < 0) throw new RangeError(`alloc: bad size ${size}`);
+    if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0) throw new RangeError(`alloc: bad alignment ${align}`);
+    const want = Math.max(size, 1);
+    for (let i = 0; i < this.freeList.length; i++) {
+      const r = this.freeList[i]!;
+      const start = alignUp(r.start, align);
+      if (start + want <= r.end) {
+        this.freeList.splice(i, 1);
+        if (start > r.start) this.insertFree({ start: r.start, end: start });
+        if (start + want < r.end) this.insertFree({ start: start + want, end: r.end });
+        this.live.set(start, { start, end: start + want });
+        return start;
+      }
+    }
+    const start = alignUp(this.top, align);
+    const end = start + want;
+    if (end > MAX_MEMORY_BYTES) throw new RangeError(`alloc: ${size} bytes do not fit in a 4 GiB wasm32 memory`);
+    this.ensure(end);
+    if (start > this.top) this.insertFree({ start: this.top, end: start });
+    this.top = end;
+    this.live.set(start, { start, end });
+    return start;
+  }
+
+  free(ptr: number): void {
+    const r = this.live.get(ptr);
+    if (!r) throw new RangeError(`free: ${ptr} was not allocated`);
+    this.live.delete(ptr);
+    if (r.end === this.top) {
+      this.top = r.start;
+      // Fold a free region that now touches the top back into it.
+      const last = this.freeList[this.freeList.length - 1];
+      if (last && last.end === this.top) {
+        this.top = last.start;
+        this.freeList.pop();
+      }
+    } else {
+      this.insertFree(r);
+    }
+  }
+
+  /** Make sure bytes [0, end) exist. */
+  ensure(end: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (end <= have) return;
+    this.memory.grow(Math.ceil((end - have) / WASM_PAGE));
+  }
+
+  private insertFree(r: Region): void {
+    const list = this.freeList;
+    let i = 0;
+    while (i < list.length && list[i]!.start < r.start) i++;
+    list.splice(i, 0, r);
+    // Merge with neighbours.
+    if (i + 1 < list.length && list[i]!.end === list[i + 1]!.start) {
+      list[i]!.end = list[i + 1]!.end;
+      list.splice(i + 1, 1);
+    }
+    if (i > 0 && list[i - 1]!.end === list[i]!.start) {
+      list[i - 1]!.end = list[i]!.end;
+      list.splice(i, 1);
+    }
+  }
+}
+
+function alignUp(n: number, align: number): number {
+  return Math.ceil(n / align) * align;
+}
