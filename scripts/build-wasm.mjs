@@ -42,4 +42,4 @@ ${targets.map((t) => `  ${JSON.stringify(t)}: ${JSON.stringify(out[t])},`).join(
 } as const;
 `;
 writeFileSync(join(root, "src", "kernels", "wasm-bytes.generated.ts"), body);
-console.log(`wasm kernels: ${targets.map((t) => `${t} ${Buffer.from(out[t], "base64").length} B`).join(", ")}`);
+console.error(`wasm kernels: ${targets.map((t) => `${t} ${Buffer.from(out[t], "base64").length} B`).join(", ")}`);

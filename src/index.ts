@@ -1,2 +1,6 @@
 // vmstream: the browser-safe core.
 export * from "./kernels/index.js";
+export * from "./io/index.js";
+export * from "./visitor/index.js";
+export * from "./vmstate/index.js";
+export { x86Devices, x86DeviceList, x86DeviceForIdstr } from "./vmstate/devices/index.js";

@@ -2,7 +2,7 @@
 import { LinearMemory } from "./arena.js";
 import { instantiateKernels, simdSupported, type RawKernelExports } from "./wasm.js";
 import { jsKernelFunctions } from "./js/index.js";
-import type { BackendChoice, BackendName, Kernels } from "./types.js";
+import { BLK, DEC, ENC, type BackendChoice, type BackendName, type Kernels } from "./types.js";
 
 export * from "./types.js";
 export { LinearMemory, MAX_MEMORY_BYTES } from "./arena.js";
@@ -47,6 +47,27 @@ export function createKernels(options: KernelOptions = {}): Kernels {
 }
 
 function bind(backend: BackendName, lm: LinearMemory, r: RawKernelExports): Kernels {
+  // Kernels trust their arguments (no checks per page), so every call is checked once here: the
+  // same misuse gives the same RangeError on every backend instead of a trap or silent garbage.
+  const range = (what: string, ptr: number, len: number): void => {
+    const size = lm.memory.buffer.byteLength;
+    if (!Number.isInteger(ptr) || !Number.isInteger(len) || ptr < 0 || len < 0 || ptr + len > size) {
+      throw new RangeError(`${what}: [${ptr}, ${ptr}+${len}) is outside the kernels' memory (${size} bytes)`);
+    }
+  };
+  const pages = (pageSize: number): void => {
+    if (!Number.isInteger(pageSize) || pageSize < 64 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
+      throw new RangeError(`page size ${pageSize} is not a power of two in 64..65536`);
+    }
+  };
+  // RAM record headers keep flags up to 0x100 in the low bits of the page offset.
+  const ramPages = (pageSize: number): void => {
+    pages(pageSize);
+    if (pageSize < 1024) throw new RangeError(`page size ${pageSize}: RAM records need pages of at least 1024 bytes`);
+  };
+  const count = (what: string, n: number): void => {
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`${what}: bad count ${n}`);
+  };
   return {
     backend,
     memory: lm.memory,
@@ -58,15 +79,82 @@ function bind(backend: BackendName, lm: LinearMemory, r: RawKernelExports): Kern
     },
     alloc: (bytes, align) => lm.alloc(bytes, align),
     free: (ptr) => lm.free(ptr),
-    zeroPages: (ptr, n, bm, pageSize = 4096) => r.zeroPages(ptr, n, bm, pageSize),
-    changedPages: (ptr, shadow, n, bm, refresh, pageSize = 4096) => r.changedPages(ptr, shadow, n, bm, refresh ? 1 : 0, pageSize),
-    xbzrleEncode: (oldPtr, newPtr, outPtr, limit, pageSize = 4096) => r.xbzrleEncode(oldPtr, newPtr, outPtr, limit, pageSize),
-    xbzrleDecode: (src, len, page, pageSize = 4096) => r.xbzrleDecode(src, len, page, pageSize),
-    ramEncode: (...a) => r.ramEncode(...a),
-    ramDecode: (...a) => r.ramDecode(...a),
-    bswap16: (ptr, count) => r.bswap16(ptr, count),
-    bswap32: (ptr, count) => r.bswap32(ptr, count),
-    bswap64: (ptr, count) => r.bswap64(ptr, count),
+    zeroPages(ptr, n, bm, pageSize = 4096) {
+      pages(pageSize);
+      count("zeroPages", n);
+      range("zeroPages RAM", ptr, n * pageSize);
+      range("zeroPages bitmap", bm, Math.ceil(n / 8));
+      return r.zeroPages(ptr, n, bm, pageSize);
+    },
+    changedPages(ptr, shadow, n, bm, refresh, pageSize = 4096) {
+      pages(pageSize);
+      count("changedPages", n);
+      range("changedPages RAM", ptr, n * pageSize);
+      range("changedPages shadow", shadow, n * pageSize);
+      range("changedPages bitmap", bm, Math.ceil(n / 8));
+      return r.changedPages(ptr, shadow, n, bm, refresh ? 1 : 0, pageSize);
+    },
+    xbzrleEncode(oldPtr, newPtr, outPtr, limit, pageSize = 4096) {
+      pages(pageSize);
+      count("xbzrleEncode limit", limit);
+      range("xbzrleEncode old page", oldPtr, pageSize);
+      range("xbzrleEncode new page", newPtr, pageSize);
+      range("xbzrleEncode output", outPtr, limit);
+      return r.xbzrleEncode(oldPtr, newPtr, outPtr, limit, pageSize);
+    },
+    xbzrleDecode(src, len, page, pageSize = 4096) {
+      pages(pageSize);
+      count("xbzrleDecode length", len);
+      range("xbzrleDecode input", src, len);
+      range("xbzrleDecode page", page, pageSize);
+      return r.xbzrleDecode(src, len, page, pageSize);
+    },
+    ramEncode(blockPtr, pageSize, firstPage, endPage, sendMapPtr, slotMapPtr, cachePtr, namePtr, nameLen, outPtr, outCap, options, statePtr) {
+      ramPages(pageSize);
+      count("ramEncode firstPage", firstPage);
+      count("ramEncode endPage", endPage);
+      if (firstPage > endPage) throw new RangeError(`ramEncode: firstPage ${firstPage} > endPage ${endPage}`);
+      if (!Number.isInteger(nameLen) || nameLen < 0 || nameLen > 255) throw new RangeError(`ramEncode: block name length ${nameLen} is not 0..255`);
+      range("ramEncode block", blockPtr, endPage * pageSize);
+      if (sendMapPtr !== 0) range("ramEncode send bitmap", sendMapPtr, Math.ceil(endPage / 8));
+      if (slotMapPtr !== 0) range("ramEncode slot map", slotMapPtr, endPage * 4);
+      range("ramEncode name", namePtr, nameLen);
+      range("ramEncode output", outPtr, outCap);
+      range("ramEncode state", statePtr, ENC.SIZE * 4);
+      return r.ramEncode(blockPtr, pageSize, firstPage, endPage, sendMapPtr, slotMapPtr, cachePtr, namePtr, nameLen, outPtr, outCap, options, statePtr);
+    },
+    ramDecode(inPtr, inLen, tablePtr, blockCount, pageSize, statePtr) {
+      ramPages(pageSize);
+      count("ramDecode block count", blockCount);
+      range("ramDecode input", inPtr, inLen);
+      range("ramDecode block table", tablePtr, blockCount * BLK.WORDS * 4);
+      range("ramDecode state", statePtr, DEC.SIZE * 4);
+      const t = new Uint32Array(lm.memory.buffer, tablePtr, blockCount * BLK.WORDS);
+      for (let b = 0; b < blockCount; b++) {
+        const e = b * BLK.WORDS;
+        range("ramDecode block name", t[e + BLK.NAME_PTR]!, t[e + BLK.NAME_LEN]!);
+        if (t[e + BLK.BASE] !== 0) {
+          if (t[e + BLK.LEN_HI] !== 0) throw new RangeError(`ramDecode: materialised block ${b} is longer than 4 GiB`);
+          range("ramDecode block", t[e + BLK.BASE]!, t[e + BLK.LEN_LO]!);
+        }
+      }
+      return r.ramDecode(inPtr, inLen, tablePtr, blockCount, pageSize, statePtr);
+    },
+    bswap16(ptr, n) {
+      count("bswap16", n);
+      range("bswap16", ptr, n * 2);
+      r.bswap16(ptr, n);
+    },
+    bswap32(ptr, n) {
+      count("bswap32", n);
+      range("bswap32", ptr, n * 4);
+      r.bswap32(ptr, n);
+    },
+    bswap64(ptr, n) {
+      count("bswap64", n);
+      range("bswap64", ptr, n * 8);
+      r.bswap64(ptr, n);
+    },
   };
 }
 

@@ -141,8 +141,9 @@ export interface Kernels {
    * [outPtr, outPtr+outCap), in page order, in one call:
    *  - pages considered: those whose bit is set in `sendMapPtr` (a bitmap over the whole block,
    *    bit i = page i; bits of pages handled are cleared), or every page when `sendMapPtr` is 0;
-   *  - per page: zero (with RAM_ENCODE.ZERO_DETECT) -> ZERO record with fill 0 (and, when the
-   *    page has a cache slot that is not SLOT_INSERT, the slot is zeroed); else with a slot
+   *  - per page: zero (with RAM_ENCODE.ZERO_DETECT) -> ZERO record with fill 0 (and when the
+   *    page has a cache slot, insert or not, the slot is zeroed: the destination now holds a zero
+   *    page, and later deltas must be computed against that); else with a slot
    *    (`slotMapPtr` != 0, u32 per block page: 0 = no slot, k = slot k-1, k|SLOT_INSERT = insert
    *    into slot k-1) that is not an insert: XBZRLE against the slot (limit = page size):
    *    0 -> no record (UNCHANGED), -1 -> PAGE (OVERFLOW), else an XBZRLE record; then the page
@@ -151,8 +152,10 @@ export interface Kernels {
    *  - record layout: be64 (offset | flags) with CONTINUE when the previous record on the stream
    *    named this block; otherwise u8 nameLen + name; then ZERO: u8 0; PAGE: page bytes;
    *    XBZRLE: u8 1, be16 len, data.
-   * Stops before a page when fewer than 8 + 1 + 255 + 3 + pageSize bytes remain in the window.
-   * Writes ENC.SIZE u32s at `statePtr`; returns the bytes written.
+   * Stops before a page that would be considered when fewer than 8 + 1 + 255 + 3 + pageSize bytes
+   * remain in the window. Writes ENC.SIZE u32s at `statePtr`; returns the bytes written. An
+   * overflowed XBZRLE page counts in OVERFLOW and NORMAL. `pageSize` >= 1024 (the flags need the
+   * low bits of the header); cache slots must lie inside memory.
    */
   ramEncode(
     blockPtr: number,
@@ -176,6 +179,13 @@ export interface Kernels {
    * every offset checked against the block's used_length. Stops at the end of the window
    * (NEED_MORE, a partial record is left unconsumed), after an EOS record (EOS), before a record
    * it does not apply (OTHER) or on an error (negative). See DEC and DEC_STATUS.
+   *  - EOS is a header of exactly 0x10; anything else with the EOS bit is OTHER (the caller decides).
+   *  - NEED_MORE: ERR_AT = CONSUMED and HDR = 0. EOS: ERR_AT = the EOS record's offset, HDR = 0x10.
+   *  - The current block (DEC.BLOCK) changes only when a record is consumed whole; an index
+   *    >= blockCount means "none". Checks run in the order header, flags, block name, offset,
+   *    body, so an error visible in a partial record is reported at once; the outcome never
+   *    depends on where the input was split.
+   *  - Counters count records, including ZERO records whose write was skipped (page already zero).
    */
   ramDecode(inPtr: number, inLen: number, tablePtr: number, blockCount: number, pageSize: number, statePtr: number): number;
 

@@ -1,0 +1,160 @@
+/**
+ * The one error class of vmstream for bad input (malformed, truncated or out-of-range streams and values).
+ *
+ * An error carries as much location as is known where it is raised, and gains more as it propagates up:
+ *
+ * - `offset`: the ABSOLUTE byte offset in the stream (a {@link ByteReader} over a window adds its
+ *   `baseOffset`), for output errors the logical offset in the output;
+ * - `section`: the section being decoded (`idstr`, `section_id`, optionally `instance_id`);
+ * - `path`: the field path as in the pretty trace (`PIIX3.PCIDevice.config`).
+ *
+ * The FIRST error sticks (QEMUFile style): layers above do not replace it, they call
+ * {@link VmstreamError.withContext} to get a copy with the location fields that were still missing, and
+ * rethrow that. Fields already set are never overwritten, since the innermost layer knows them best.
+ *
+ * Message format (each part only when known):
+ *
+ * ```
+ * unexpected end of stream at byte 1234 (section 0000:00:01.0/PIIX3 id 12, field PIIX3.PCIDevice.config): need 4 bytes, 2 left
+ * <summary>            <offset>         <section, path>                                            <detail>
+ * ```
+ *
+ * Browser-safe: no Node APIs.
+ */
+
+/** The section an error happened in (from the START/FULL section header). */
+export interface SectionRef {
+  readonly idstr: string;
+  /** section_id (the per-stream handle). */
+  readonly id: number;
+  readonly instanceId?: number;
+}
+
+/** Location context of an error; every field is optional. */
+export interface ErrorContext {
+  /** Absolute byte offset in the stream. */
+  readonly offset?: number;
+  readonly section?: SectionRef;
+  /** Field path, e.g. `PIIX3.PCIDevice.config`. */
+  readonly path?: string;
+}
+
+/**
+ * Short machine-readable error codes. The known ones are listed for auto-completion; any other string is
+ * allowed so that higher layers can add their own without touching this file.
+ *
+ * - `EOF`: ran out of input bytes.
+ * - `RANGE`: a value does not fit its type or an argument is out of range (negative length, string > 255 bytes,
+ *   be64 read as a number above 2^53-1, patch outside the written bytes).
+ * - `LIMIT`: a length read from the stream is above a configured cap ({@link ByteReader.checkLength}).
+ * - `EMPTY_STRING`: a counted string of length 0 where QEMU requires a non-empty one.
+ * - `BAD_MAGIC`, `BAD_VERSION`, `BAD_SECTION`, `BAD_VALUE`, `MISMATCH`, `UNSUPPORTED`: for the framing and
+ *   visitor layers.
+ * - `INTERNAL`: a non-vmstream error wrapped by {@link VmstreamError.wrap}.
+ */
+export type VmstreamErrorCode =
+  | "EOF"
+  | "RANGE"
+  | "LIMIT"
+  | "EMPTY_STRING"
+  | "BAD_MAGIC"
+  | "BAD_VERSION"
+  | "BAD_SECTION"
+  | "BAD_VALUE"
+  | "MISMATCH"
+  | "UNSUPPORTED"
+  | "INTERNAL"
+  | (string & {});
+
+export interface VmstreamErrorOptions extends ErrorContext {
+  /** Text after the location, e.g. `need 4 bytes, 2 left`. */
+  readonly detail?: string;
+  readonly cause?: unknown;
+}
+
+/** Formats `summary at byte N (section S id I instance J, field P): detail`. */
+export function formatErrorMessage(summary: string, o: VmstreamErrorOptions): string {
+  let m = summary;
+  if (o.offset !== undefined) m += ` at byte ${o.offset}`;
+  const where: string[] = [];
+  if (o.section !== undefined) {
+    let s = `section ${o.section.idstr} id ${o.section.id}`;
+    if (o.section.instanceId !== undefined) s += ` instance ${o.section.instanceId}`;
+    where.push(s);
+  }
+  if (o.path !== undefined && o.path !== "") where.push(`field ${o.path}`);
+  if (where.length > 0) m += ` (${where.join(", ")})`;
+  if (o.detail !== undefined && o.detail !== "") m += `: ${o.detail}`;
+  return m;
+}
+
+export class VmstreamError extends Error {
+  readonly code: VmstreamErrorCode;
+  /** The message without location and detail, e.g. `unexpected end of stream`. */
+  readonly summary: string;
+  readonly detail?: string;
+  readonly offset?: number;
+  readonly section?: SectionRef;
+  readonly path?: string;
+
+  constructor(code: VmstreamErrorCode, summary: string, options: VmstreamErrorOptions = {}) {
+    super(formatErrorMessage(summary, options), options.cause !== undefined ? { cause: options.cause } : undefined);
+    this.code = code;
+    this.summary = summary;
+    if (options.detail !== undefined) this.detail = options.detail;
+    if (options.offset !== undefined) this.offset = options.offset;
+    if (options.section !== undefined) this.section = options.section;
+    if (options.path !== undefined) this.path = options.path;
+  }
+
+  /**
+   * A copy with the context fields that are still missing filled in from `ctx` (fields already set are kept:
+   * the first, innermost information sticks). Returns `this` when nothing would change. The copy keeps the
+   * original stack trace (with the new message in its first line) and `cause`.
+   */
+  withContext(ctx: ErrorContext): VmstreamError {
+    const offset = this.offset ?? ctx.offset;
+    const section = this.section ?? ctx.section;
+    const path = this.path !== undefined && this.path !== "" ? this.path : ctx.path;
+    if (offset === this.offset && section === this.section && path === this.path) return this;
+    const copy = new VmstreamError(this.code, this.summary, {
+      offset,
+      section,
+      path,
+      detail: this.detail,
+      cause: this.cause,
+    });
+    if (this.stack !== undefined) {
+      const header = `${this.name}: ${this.message}`;
+      copy.stack = this.stack.startsWith(header)
+        ? `${copy.name}: ${copy.message}${this.stack.slice(header.length)}`
+        : this.stack;
+    }
+    return copy;
+  }
+
+  /**
+   * Turn anything thrown into a VmstreamError with context: a VmstreamError gets {@link withContext}; any
+   * other value becomes a new error of `code` (default `INTERNAL`) whose `cause` is the original.
+   */
+  static wrap(err: unknown, ctx: ErrorContext = {}, code: VmstreamErrorCode = "INTERNAL"): VmstreamError {
+    if (err instanceof VmstreamError) return err.withContext(ctx);
+    const summary = err instanceof Error ? err.message : String(err);
+    return new VmstreamError(code, summary, { ...ctx, cause: err });
+  }
+}
+
+// On the prototype rather than as a class field: no own enumerable `name` on every instance.
+VmstreamError.prototype.name = "VmstreamError";
+
+export function isVmstreamError(e: unknown): e is VmstreamError {
+  return e instanceof VmstreamError;
+}
+
+/** The standard EOF error: `unexpected end of stream at byte <offset>: need <need> bytes, <left> left`. */
+export function eofError(offset: number, need: number, left: number): VmstreamError {
+  return new VmstreamError("EOF", "unexpected end of stream", {
+    offset,
+    detail: `need ${need} byte${need === 1 ? "" : "s"}, ${left} left`,
+  });
+}

@@ -1,0 +1,102 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { createKernels, LinearMemory } from "../../src/kernels/index.js";
+import { wasmBytes } from "../../src/kernels/wasm.js";
+
+const backends = ["wasm-simd", "wasm-scalar", "js"] as const;
+
+describe("LinearMemory", () => {
+  it("rebuilds its views after memory.grow (a stale view would drop writes)", () => {
+    const mem = new WebAssembly.Memory({ initial: 1 });
+    const lm = new LinearMemory(mem, 1024);
+    const before = lm.u8;
+    const p = lm.alloc(200_000);
+    expect(before.byteLength).toBe(0); // detached by the grow
+    lm.u8[p + 199_999] = 7;
+    expect(new Uint8Array(mem.buffer)[p + 199_999]).toBe(7);
+    expect(lm.view.getUint8(p + 199_999)).toBe(7);
+  });
+
+  it("aligns, reuses freed regions and merges neighbours", () => {
+    const lm = new LinearMemory(new WebAssembly.Memory({ initial: 1 }), 100);
+    const a = lm.alloc(5000);
+    const b = lm.alloc(5000, 64);
+    const c = lm.alloc(10);
+    expect(a % 4096).toBe(0);
+    expect(b % 64).toBe(0);
+    expect(b).toBeGreaterThanOrEqual(a + 5000);
+    lm.free(a);
+    lm.free(b);
+    // a and b merged: a 10000-byte request fits where they were.
+    expect(lm.alloc(10_000)).toBe(a);
+    expect(() => lm.free(c + 1)).toThrow(/not allocated/);
+    lm.free(c);
+  });
+
+  it("never hands out host bytes below the memory's end", () => {
+    const mem = new WebAssembly.Memory({ initial: 3 });
+    const end = mem.buffer.byteLength;
+    for (const backend of backends) {
+      const k = createKernels({ backend, memory: mem });
+      const p = k.alloc(4096);
+      expect(p).toBeGreaterThanOrEqual(end);
+      expect(k.memory).toBe(mem);
+    }
+  });
+
+  it("refuses sizes a wasm32 memory cannot hold", () => {
+    const lm = new LinearMemory(new WebAssembly.Memory({ initial: 1 }), 0);
+    expect(() => lm.alloc(2 ** 32 + 4096)).toThrow(/4 GiB/);
+    expect(() => lm.alloc(-1)).toThrow(RangeError);
+    expect(() => lm.alloc(10, 3)).toThrow(/alignment/);
+  });
+});
+
+describe("wasm builds", () => {
+  it("import-memory builds import env.memory; the others bring their own", () => {
+    for (const flavour of ["simd", "scalar"] as const) {
+      const imp = new WebAssembly.Module(wasmBytes(flavour, true) as BufferSource);
+      expect(WebAssembly.Module.imports(imp).some((i) => i.kind === "memory" && i.module === "env" && i.name === "memory")).toBe(true);
+      const own = new WebAssembly.Module(wasmBytes(flavour, false) as BufferSource);
+      expect(WebAssembly.Module.imports(own).some((i) => i.kind === "memory")).toBe(false);
+    }
+  });
+
+  it("the scalar build contains no SIMD instruction; the SIMD build does", () => {
+    const wat = (t: string) => readFileSync(new URL(`../../build/kernels.${t}.wat`, import.meta.url), "utf8");
+    expect(wat("scalar")).not.toMatch(/v128|i8x16|i64x2|i32x4/);
+    expect(wat("simd")).toMatch(/v128\.load/);
+    for (const f of ["simd", "scalar"] as const) expect(WebAssembly.validate(wasmBytes(f, false) as BufferSource)).toBe(true);
+  });
+
+  it("kernels on a host memory see host writes (zero copy)", () => {
+    const mem = new WebAssembly.Memory({ initial: 1 });
+    for (const backend of backends) {
+      const k = createKernels({ backend, memory: mem });
+      const ram = k.alloc(4 * 4096);
+      const bm = k.alloc(8, 8);
+      new Uint8Array(mem.buffer).fill(0, ram, ram + 4 * 4096);
+      new Uint8Array(mem.buffer)[ram + 2 * 4096 + 17] = 1; // host writes page 2
+      expect(k.zeroPages(ram, 4, bm)).toBe(3);
+      expect(k.u8[bm]).toBe(0b1011);
+    }
+  });
+});
+
+describe("argument checks", () => {
+  it("every backend refuses the same bad arguments with the same RangeError", () => {
+    for (const backend of backends) {
+      const k = createKernels({ backend });
+      const end = k.memory.buffer.byteLength;
+      const p = k.alloc(8192);
+      expect(() => k.zeroPages(p, 1, p, 100)).toThrow(/page size 100/);
+      expect(() => k.zeroPages(end - 4096, 2, p)).toThrow(/outside the kernels' memory/);
+      expect(() => k.changedPages(p, end, 1, p, false)).toThrow(/shadow/);
+      expect(() => k.xbzrleEncode(p, p, end - 10, 4096)).toThrow(/output/);
+      expect(() => k.xbzrleDecode(p, -1, p)).toThrow(/bad count/);
+      expect(() => k.bswap64(end - 8, 2)).toThrow(RangeError);
+      expect(() => k.ramEncode(p, 4096, 2, 1, 0, 0, 0, p, 1, p, 100, 0, p)).toThrow(/firstPage/);
+      expect(() => k.ramEncode(p, 4096, 0, 1, 0, 0, 0, p, 256, p, 100, 0, p)).toThrow(/name length/);
+    }
+  });
+});
