@@ -194,20 +194,56 @@ for (const b of backends) {
 }
 const PUT_N = 10_000_000;
 const writer = new ByteWriter({ initialCapacity: PUT_N * 4 + 16 });
-add("put32", "js", "ByteWriter.be32-10M", PUT_N * 4, () => {
-  writer.reset();
-  for (let i = 0; i < PUT_N; i++) writer.be32(i);
-}, { values: PUT_N });
+function put32Loop(w, n) {
+  w.reset();
+  for (let i = 0; i < n; i++) w.be32(i);
+  return w.pos;
+}
+add("put32", "js", "ByteWriter.be32-10M", PUT_N * 4, () => { sink += put32Loop(writer, PUT_N); }, { values: PUT_N });
 const readBuf = new Uint8Array(PUT_N * 4);
-add("get32", "js", "ByteReader.be32-10M", PUT_N * 4, () => {
-  const r = new ByteReader(readBuf);
-  for (let i = 0; i < PUT_N; i++) sink += r.be32();
-}, { values: PUT_N });
+function get32Loop(r, n) {
+  let acc = 0;
+  for (let i = 0; i < n; i++) acc = (acc + r.be32()) | 0;
+  return acc;
+}
+add("get32", "js", "ByteReader.be32-10M", PUT_N * 4, () => { sink += get32Loop(new ByteReader(readBuf), PUT_N); }, { values: PUT_N });
+
+// Cache-resident variants: the compute ceiling of each kernel, where this machine's DRAM
+// bandwidth does not decide the result (each pass re-reads a region that fits in L2).
+const HOT_BYTES = 1024 * 1024;
+const HOT_REPS = 64;
+const HOT_PAGES = HOT_BYTES / P;
+const XHOT = 64; // pages: 256 KiB old + 256 KiB new
+for (const b of backends) {
+  const k = K[b];
+  add("zeroPages", b, "hot-1m-mixed", HOT_BYTES * HOT_REPS, () => { for (let r = 0; r < HOT_REPS; r++) sink += k.zeroPages(ram, HOT_PAGES, bitmap); });
+  add("changedPages", b, "hot-1m-10pct-dirty", HOT_BYTES * HOT_REPS, () => { for (let r = 0; r < HOT_REPS; r++) sink += k.changedPages(ram, shadow, HOT_PAGES, bitmap, false); });
+  for (const set of ["typical", "clustered5", "random50"]) {
+    const np = xSets[set];
+    add("xbzrleEncode", b, `hot-${set}`, XHOT * P * HOT_REPS, () => {
+      for (let r = 0; r < HOT_REPS; r++) for (let p = 0; p < XHOT; p++) sink += k.xbzrleEncode(xOld + p * P, np + p * P, xScratch, P);
+    });
+  }
+  for (const set of ["typical", "clustered5"]) {
+    const { offs } = xEnc[set];
+    const hot = offs.slice(0, 3 * XHOT);
+    add("xbzrleDecode", b, `hot-${set}`, (hot.length / 3) * P * HOT_REPS, () => {
+      for (let r = 0; r < HOT_REPS; r++) for (let i = 0; i < hot.length; i += 3) sink += k.xbzrleDecode(hot[i + 1], hot[i + 2], xDest + hot[i] * P);
+    });
+  }
+  add("bswap", b, "hot-u64-1m", HOT_BYTES * HOT_REPS, () => { for (let r = 0; r < HOT_REPS; r++) k.bswap64(bsw, HOT_BYTES / 8); });
+}
 
 // Anchors
 const anchors = [];
 const addAnchor = (name, bytes, fn) => anchors.push({ name, bytes, fn, samples: [] });
 addAnchor("memory-read", RAM_BYTES, () => { sink += Number(probe.sumV128(ram, RAM_BYTES) & 1n); });
+const dvBuf = new DataView(new ArrayBuffer(PUT_N * 4));
+function dvPut(dv, n) { for (let i = 0; i < n; i++) dv.setUint32(i * 4, i); return n; }
+function dvGet(dv, n) { let acc = 0; for (let i = 0; i < n; i++) acc = (acc + dv.getUint32(i * 4)) | 0; return acc; }
+addAnchor("dataview-put32", PUT_N * 4, () => { sink += dvPut(dvBuf, PUT_N); });
+addAnchor("dataview-get32", PUT_N * 4, () => { sink += dvGet(dvBuf, PUT_N); });
+addAnchor("memory-read-hot-1m", HOT_BYTES * HOT_REPS, () => { for (let r = 0; r < HOT_REPS; r++) sink += Number(probe.sumV128(ram, HOT_BYTES) & 1n); });
 addAnchor("copy", 256 * 1024 * 1024, () => { const u8 = k0.u8; u8.copyWithin(copyDst, ram, ram + 256 * 1024 * 1024); });
 const zeroPage = Buffer.alloc(P);
 addAnchor("buffer-compare-zero", RAM_BYTES, () => {
@@ -243,20 +279,34 @@ const results = tasks.map((t) => ({
 const anchorOut = anchors.map((a) => ({ name: a.name, gbps: +gbps(a).toFixed(3), ms: +median(a.samples).toFixed(3) }));
 const r = (kernel, backend, dataset) => results.find((x) => x.kernel === kernel && x.backend === backend && (!dataset || x.dataset === dataset));
 const A = (name) => anchorOut.find((a) => a.name === name).gbps;
-const bestJsZero = Math.max(r("zeroPages", "js").gbps, A("buffer-compare-zero"));
+const bestJsZero = (ds) => Math.max(r("zeroPages", "js", ds).gbps, ds === "ram-1g-mixed" ? A("buffer-compare-zero") : 0);
 const wasmBest = (kernel, set) => Math.max(r(kernel, "wasm-simd", set).gbps, r(kernel, "wasm-scalar", set).gbps);
+const ratio = (kernel, set, num = "wasm-simd", den = "js") => r(kernel, num, set).gbps / r(kernel, den, set).gbps;
+// The issue's targets, on data far larger than the caches (DRAM), then the same comparisons with
+// the data in cache (the compute ceiling, where DRAM bandwidth does not decide).
 const ratios = [
-  { name: "zeroPages wasm-simd / memory-read", value: r("zeroPages", "wasm-simd").gbps / A("memory-read"), target: 0.9 },
-  { name: "zeroPages wasm-simd / best pure TS", value: r("zeroPages", "wasm-simd").gbps / bestJsZero, target: 1.8 },
-  { name: "xbzrleEncode wasm-simd / js (typical)", value: r("xbzrleEncode", "wasm-simd", "typical").gbps / r("xbzrleEncode", "js", "typical").gbps, target: 5 },
-  { name: "xbzrleEncode wasm-simd / js (clustered5)", value: r("xbzrleEncode", "wasm-simd", "clustered5").gbps / r("xbzrleEncode", "js", "clustered5").gbps, target: 5 },
-  { name: "xbzrleEncode wasm-simd / wasm-scalar (random50)", value: r("xbzrleEncode", "wasm-simd", "random50").gbps / r("xbzrleEncode", "wasm-scalar", "random50").gbps, target: 0.95 },
+  { name: "zeroPages wasm-simd / memory-read", value: r("zeroPages", "wasm-simd", "ram-1g-mixed").gbps / A("memory-read"), target: 0.9 },
+  { name: "zeroPages wasm-simd / best pure TS", value: r("zeroPages", "wasm-simd", "ram-1g-mixed").gbps / bestJsZero("ram-1g-mixed"), target: 1.8 },
+  { name: "xbzrleEncode wasm-simd / js (typical)", value: ratio("xbzrleEncode", "typical"), target: 5 },
+  { name: "xbzrleEncode wasm-simd / js (clustered5)", value: ratio("xbzrleEncode", "clustered5"), target: 5 },
+  { name: "xbzrleEncode wasm-simd / wasm-scalar (random50)", value: ratio("xbzrleEncode", "random50", "wasm-simd", "wasm-scalar"), target: 0.95 },
   { name: "xbzrleDecode wasm best / js (typical)", value: wasmBest("xbzrleDecode", "typical") / r("xbzrleDecode", "js", "typical").gbps, target: 2 },
   { name: "xbzrleDecode wasm best / js (clustered5)", value: wasmBest("xbzrleDecode", "clustered5") / r("xbzrleDecode", "js", "clustered5").gbps, target: 2 },
-  { name: "changedPages wasm-simd / memory-read", value: r("changedPages", "wasm-simd").gbps / A("memory-read"), target: 0.45 },
-  { name: "ramEncode wasm-simd GB/s of guest RAM", value: r("ramEncode", "wasm-simd").gbps, target: 10 },
+  { name: "changedPages wasm-simd / memory-read", value: r("changedPages", "wasm-simd", "ram-1g-10pct-dirty").gbps / A("memory-read"), target: 0.45 },
+  { name: "ramEncode wasm-simd GB/s of guest RAM", value: r("ramEncode", "wasm-simd", "ram-1g-mixed").gbps, target: 10 },
+  { name: "ramEncode wasm-simd / memory-read", value: r("ramEncode", "wasm-simd", "ram-1g-mixed").gbps / A("memory-read"), target: 10 / 34.2 },
   { name: "put32 G values/s", value: r("put32", "js").gvaluesPerSec, target: 0.9 },
   { name: "get32 G values/s", value: r("get32", "js").gvaluesPerSec, target: 0.9 },
+  { name: "put32 / DataView.setUint32 loop", value: r("put32", "js").gbps / A("dataview-put32"), target: 0.9 },
+  { name: "get32 / DataView.getUint32 loop", value: r("get32", "js").gbps / A("dataview-get32"), target: 0.9 },
+  { name: "[hot] zeroPages wasm-simd / memory-read-hot", value: r("zeroPages", "wasm-simd", "hot-1m-mixed").gbps / A("memory-read-hot-1m"), target: 0.9 },
+  { name: "[hot] zeroPages wasm-simd / js", value: ratio("zeroPages", "hot-1m-mixed"), target: 1.8 },
+  { name: "[hot] xbzrleEncode wasm-simd / js (typical)", value: ratio("xbzrleEncode", "hot-typical"), target: 5 },
+  { name: "[hot] xbzrleEncode wasm-simd / js (clustered5)", value: ratio("xbzrleEncode", "hot-clustered5"), target: 5 },
+  { name: "[hot] xbzrleEncode wasm-simd / wasm-scalar (random50)", value: ratio("xbzrleEncode", "hot-random50", "wasm-simd", "wasm-scalar"), target: 0.95 },
+  { name: "[hot] xbzrleDecode wasm best / js (typical)", value: wasmBest("xbzrleDecode", "hot-typical") / r("xbzrleDecode", "js", "hot-typical").gbps, target: 2 },
+  { name: "[hot] xbzrleDecode wasm best / js (clustered5)", value: wasmBest("xbzrleDecode", "hot-clustered5") / r("xbzrleDecode", "js", "hot-clustered5").gbps, target: 2 },
+  { name: "[hot] changedPages wasm-simd / memory-read-hot", value: r("changedPages", "wasm-simd", "hot-1m-10pct-dirty").gbps / A("memory-read-hot-1m"), target: 0.45 },
 ].map((x) => ({ ...x, value: +x.value.toFixed(3), met: x.value >= x.target }));
 
 const machine = {
