@@ -1,5 +1,7 @@
 // Test helpers for the BER format: save/load a state as BER or QEMU wire bytes through the engine, and
 // run the outside judges (libtasn1's asn1Parser/asn1Decoding, asn1c's unber) on what we write.
+import { x86DeviceForIdstr } from "../../src/vmstate/devices/index.js";
+import { readStream } from "./stream-sections.js";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -160,15 +162,10 @@ export interface RealSection {
 }
 
 /** The fixture's device sections with their descriptions, or a reason why they are not available. */
-export async function realX86Sections(): Promise<RealSection[] | string> {
+export async function realX86Sections(): Promise<RealSection[]> {
   const fixture = new URL("../fixtures/x86-pc-64m.mig.gz", import.meta.url);
-  const devices = new URL("../../src/vmstate/devices/index.ts", import.meta.url);
-  const helper = new URL("./stream-sections.ts", import.meta.url);
-  for (const u of [fixture, devices, helper]) if (!existsSync(u)) return `${fileURLToPath(u)} not in the tree`;
-  const dev: { x86DeviceForIdstr(idstr: string): VMStateDescription | undefined } = await import(/* @vite-ignore */ devices.href);
-  const sec: { readStream(u: URL): { sections: { idstr: string; instanceId: number; version: number; payload: Uint8Array }[] } } = await import(/* @vite-ignore */ helper.href);
-  return sec.readStream(fixture).sections.flatMap((s) => {
-    const vmsd = dev.x86DeviceForIdstr(s.idstr);
+  return readStream(fixture).sections.flatMap((s) => {
+    const vmsd = x86DeviceForIdstr(s.idstr);
     return vmsd ? [{ idstr: s.idstr, instanceId: s.instanceId, version: s.version, payload: s.payload, vmsd }] : [];
   });
 }
