@@ -5,3 +5,4 @@ export * from "./fields.js";
 export * from "./engine.js";
 export * from "./json-writer.js";
 export * from "./symmetry.js";
+export * from "./legacy.js";
