@@ -1,0 +1,20 @@
+// vmstream/qmp: a QMP client for driving QEMU (Node-only: uses node:net; not part of the browser-safe core).
+export {
+  QmpClient,
+  QmpClientError,
+  QmpError,
+  QmpMessageFramer,
+  type QmpClientErrorCode,
+  type QmpCommandReturns,
+  type QmpConnectOptions,
+  type QmpEvent,
+  type QmpExecuteOptions,
+  type QmpGreeting,
+  type QmpMigrationInfo,
+  type QmpMigrationRamStats,
+  type QmpReturn,
+  type QmpStatusInfo,
+  type QmpTimestamp,
+  type QmpVersionInfo,
+  type QmpVersionTriple,
+} from "./client.js";
