@@ -4,3 +4,4 @@ export * from "./io/index.js";
 export * from "./visitor/index.js";
 export * from "./vmstate/index.js";
 export { x86Devices, x86DeviceList, x86DeviceForIdstr } from "./vmstate/devices/index.js";
+export * from "./analyze/index.js";

@@ -6,3 +6,4 @@ export * from "./pretty.js";
 export * from "./json.js";
 export * from "./trace.js";
 export * from "./ber.js";
+export * from "./analyze.js";

@@ -36,8 +36,8 @@ export interface Visitor {
   readonly error: VmstreamError | undefined;
   /** Record an error (only the first one is kept). Engines report description-level problems here. */
   fail(error: VmstreamError): void;
-  /** The current field path, for error messages (`PIIX3.PCIDevice.config(256)(1).[3]`). */
-  path(): string;
+  /** The current field path, or the path of field `name` inside it, for error messages (`PIIX3.PCIDevice.config(256)(1).[3]`). */
+  path(name?: Name): string;
 
   /**
    * Start a struct. `name` is the field name in the parent (or the section's idstr at the root),

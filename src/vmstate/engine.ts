@@ -41,8 +41,8 @@ export function fixedWireSize(vmsd: VMStateDescription): number | undefined {
 
 // ---------------------------------------------------------------------------------------------
 
-function fail(v: Visitor, code: string, summary: string, detail?: string): void {
-  v.fail(new VmstreamError(code, summary, { path: v.path(), ...(detail !== undefined ? { detail } : {}) }));
+function fail(v: Visitor, code: string, summary: string, detail?: string, field?: Name): void {
+  v.fail(new VmstreamError(code, summary, { path: v.path(field), ...(detail !== undefined ? { detail } : {}) }));
 }
 
 function checkVersion(v: Visitor, vmsd: VMStateDescription, version: number): boolean {
@@ -81,7 +81,7 @@ function walkBody(v: Visitor, vmsd: VMStateDescription, s: State, version: numbe
     if (f.kind === "validate") {
       if (!out && present) {
         const why = f.check(s, version);
-        if (typeof why === "string") fail(v, "BAD_VALUE", `${vmsd.name}: validation ${f.name} failed`, why);
+        if (typeof why === "string") fail(v, "BAD_VALUE", `${vmsd.name}: validation ${f.name} failed`, why, f.name);
       }
       continue;
     }
@@ -242,9 +242,9 @@ function walkField(v: Visitor, f: Exclude<Field, { kind: "validate" }>, s: State
       if (d) descEnd(d, at!, false);
       if (out || v.error) return;
       if (f.check === "equal" && local !== undefined && got !== local) {
-        fail(v, "MISMATCH", `${f.name}: value differs from this side's`, `stream ${String(got)}, here ${String(local)}`);
+        fail(v, "MISMATCH", `${f.name}: value differs from this side's`, `stream ${String(got)}, here ${String(local)}`, f.name);
       } else if (f.check === "le" && local !== undefined && ((got as number) < 0 || (got as number) > (local as number))) {
-        fail(v, "BAD_VALUE", `${f.name}: value out of range`, `stream ${String(got)}, allowed 0..${String(local)}`);
+        fail(v, "BAD_VALUE", `${f.name}: value out of range`, `stream ${String(got)}, allowed 0..${String(local)}`, f.name);
       } else {
         s[key] = got;
       }
@@ -270,9 +270,9 @@ function walkField(v: Visitor, f: Exclude<Field, { kind: "validate" }>, s: State
       return;
     }
     case "buffer": {
+      // One element of n bytes; QEMU describes it (size 0 included) like any other field.
       const n = count(f.size, s);
       const start = f.start ?? 0;
-      if (n === 0) return;
       const at = d && descStart(d, f, dname, 0, 1, true, false);
       if (out) {
         const buf: Uint8Array | undefined = s[key];
@@ -284,7 +284,8 @@ function walkField(v: Visitor, f: Exclude<Field, { kind: "validate" }>, s: State
         v.buffer(f.name, bytes, n, f);
       } else {
         const got = v.buffer(f.name, undefined, n, f);
-        if (!v.error) {
+        // An empty buffer leaves the state as it was (no key appears for zero bytes).
+        if (!v.error && n > 0) {
           if (start === 0 && (s[key] === undefined || s[key].length === n)) s[key] = got.slice();
           else {
             let buf: Uint8Array | undefined = s[key];
@@ -364,7 +365,6 @@ function walkField(v: Visitor, f: Exclude<Field, { kind: "validate" }>, s: State
     }
     case "bitmap": {
       const words = Math.ceil(count(f.nbits, s) / 64);
-      if (words === 0) return;
       const arr: bigint[] = s[key] ?? (s[key] = []);
       const at = d && descStart(d, f, dname, 0, 1, true, false);
       const m = v.startArray(f.name, words, 8, "bitmap");

@@ -27,6 +27,7 @@ export * from "./input.js";
 export * from "./intc.js";
 export * from "./isa.js";
 export * from "./pci.js";
+export * from "./slirp.js";
 export * from "./storage.js";
 export * from "./timers.js";
 
