@@ -1,0 +1,385 @@
+// The "ram" section (wire-format §5, §6): MEM_SIZE block list, then page records decoded by the kernels'
+// `ramDecode` a whole input window per call (ZERO, PAGE, XBZRLE applied in place, every offset checked);
+// what the kernel does not apply (MEM_SIZE, COMPRESS_PAGE, EOS variants, HOOK, unknown flags) is handled
+// here. The current block (CONTINUE) lives in the kernel state and carries across sections.
+//
+// With `materialize.ram`, every block lives in the kernels' memory and receives the pages (XBZRLE deltas are
+// applied to the page as last received, as QEMU does); otherwise blocks have BASE 0 and the kernel only
+// validates and counts (no RAM is kept). Browser-safe: COMPRESS_PAGE needs `options.inflate`.
+import { VmstreamError } from "../../io/errors.js";
+import { BLK, DEC, DEC_STATUS, RAM_FLAG, type Kernels } from "../../kernels/types.js";
+import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
+
+const ENTRY = BLK.WORDS * 4;
+const NAME_SLOT = 256;
+const NO_BLOCK = 0xffffffff;
+const TWO32 = 4294967296;
+const latin = new TextDecoder("utf-8");
+
+export interface RamPageCounts {
+  zero: number;
+  normal: number;
+  xbzrle: number;
+  compressed: number;
+}
+
+/** One RAM block as announced by MEM_SIZE, with its page counts (and its bytes when materialised). */
+export class RamBlockResult {
+  constructor(
+    readonly name: string,
+    /** used_length in bytes. */
+    readonly length: bigint,
+    readonly pages: RamPageCounts,
+    /** Address in the kernels' memory when materialised (0 otherwise). */
+    readonly ptr: number,
+    private readonly kernels: Kernels,
+    private readonly live: () => boolean,
+    /** Postcopy hugepage size field, when the stream carries it. */
+    readonly pageSize?: bigint,
+    /** MemoryRegion address (x-ignore-shared), when the stream carries it. */
+    readonly mrAddr?: bigint,
+  ) {}
+
+  /** The block's bytes (a view of the kernels' memory: take it again after the memory grows). */
+  get data(): Uint8Array | undefined {
+    if (this.ptr === 0 || !this.live()) return undefined;
+    return new Uint8Array(this.kernels.memory.buffer, this.ptr, Number(this.length));
+  }
+}
+
+export interface RamResult {
+  readonly pageSize: number;
+  readonly materialized: boolean;
+  /** Sum of the block lengths announced by MEM_SIZE. */
+  readonly totalBytes: bigint;
+  readonly blocks: readonly RamBlockResult[];
+  /** Record totals over all blocks. */
+  readonly records: { zero: number; normal: number; xbzrle: number; compressed: number; eos: number; memSize: number };
+  /** ram sections seen (START + PART + END + FULL). */
+  readonly sections: number;
+}
+
+interface Block {
+  name: string;
+  bytes: Uint8Array;
+  length: bigint;
+  base: number;
+  pageSize?: bigint;
+  mrAddr?: bigint;
+  compressed: number;
+}
+
+function asBool(v: boolean | ((n: string) => boolean) | undefined, name: string): boolean {
+  return typeof v === "function" ? v(name) : v === true;
+}
+
+export class RamHandler implements SectionHandler<RamResult> {
+  readonly idstr = "ram";
+  readonly maxVersion = 4;
+  private readonly k: Kernels;
+  private readonly materialize: boolean;
+  private pageSize = 0;
+  private table = 0;
+  private names = 0;
+  private tableCap = 0;
+  private state = 0;
+  private readonly blocks: Block[] = [];
+  private memsize: { remaining: bigint; verify: boolean } | undefined;
+  private total = 0n;
+  private materialized = 0;
+  private eos = 0;
+  private memSizeRecords = 0;
+  private sections = 0;
+  private snapshot: number[][] | undefined;
+  private freed = false;
+
+  constructor(private readonly ctx: HandlerContext) {
+    this.k = ctx.kernels;
+    const m = ctx.options.materialize;
+    this.materialize = m === true || (typeof m === "object" && m.ram === true);
+  }
+
+  begin(h: SectionHeader): void {
+    if (h.version !== 4) throw new VmstreamError("BAD_VERSION", "unsupported ram section version", { offset: h.offset, detail: `${h.version}, QEMU 7.2 loads only version 4` });
+    if (this.snapshot) throw new VmstreamError("STATE", "ram handler used after the end of the stream");
+    this.sections++;
+    if (this.state === 0) {
+      const ps = this.ctx.pageSize();
+      if (!Number.isInteger(ps) || ps < 1024 || ps > 65536 || (ps & (ps - 1)) !== 0) {
+        throw new VmstreamError("RANGE", "unsupported target page size for RAM", { offset: h.offset, detail: `${ps}: RAM records need a power of two in 1024..65536` });
+      }
+      this.pageSize = ps;
+      this.state = this.k.alloc(DEC.SIZE * 4, 8);
+      new Uint32Array(this.k.memory.buffer, this.state, DEC.SIZE).fill(0);
+      new Uint32Array(this.k.memory.buffer, this.state, 1)[0] = NO_BLOCK;
+      this.growTable(16);
+    }
+  }
+
+  feed(input: SectionInput, h: SectionHeader): FeedResult {
+    const k = this.k;
+    const end = input.ptr + input.len;
+    let p = input.ptr;
+    const err = (code: string, summary: string, at: number, detail?: string): VmstreamError =>
+      new VmstreamError(code, summary, { offset: input.offset + (at - input.ptr), section: { idstr: h.idstr, id: h.id, instanceId: h.instanceId }, detail });
+    for (;;) {
+      if (this.memsize) {
+        const np = this.memSizeEntries(p, end, err);
+        if (np < 0) return { consumed: p - input.ptr, done: false };
+        p = np;
+        continue;
+      }
+      if (p === end) return { consumed: p - input.ptr, done: false };
+      const status = k.ramDecode(p, end - p, this.table, this.blocks.length, this.pageSize, this.state);
+      const st = new Uint32Array(k.memory.buffer, this.state, DEC.SIZE);
+      if (status === DEC_STATUS.NEED_MORE) return { consumed: p + st[DEC.CONSUMED]! - input.ptr, done: false };
+      if (status === DEC_STATUS.EOS) {
+        this.eos++;
+        return { consumed: p + st[DEC.CONSUMED]! - input.ptr, done: true };
+      }
+      const at = p + st[DEC.ERR_AT]!;
+      const hi = st[DEC.HDR_HI]!;
+      const lo = st[DEC.HDR_LO]!;
+      if (status < 0) throw this.kernelError(status, at, hi, lo, st[DEC.BLOCK]!, err);
+      // OTHER: a record the kernel does not apply
+      const mask = this.pageSize - 1;
+      const flags = lo & mask;
+      const kind = flags & ~RAM_FLAG.CONTINUE;
+      if (kind === RAM_FLAG.EOS) {
+        // QEMU switches on (flags & ~CONTINUE): EOS with CONTINUE or with address bits is still EOS
+        this.eos++;
+        return { consumed: at + 8 - input.ptr, done: true };
+      }
+      if (kind === RAM_FLAG.MEM_SIZE) {
+        this.memSizeRecords++;
+        this.memsize = { remaining: (BigInt(hi) << 32n) | BigInt((lo & ~mask) >>> 0), verify: this.blocks.length > 0 };
+        if (!this.memsize.verify) this.total = this.memsize.remaining;
+        p = at + 8;
+        continue;
+      }
+      if (kind === RAM_FLAG.COMPRESS_PAGE) {
+        const np = this.compressed(at, end, hi, lo, err, input.final);
+        if (np < 0) return { consumed: at - input.ptr, done: false };
+        p = np;
+        continue;
+      }
+      if (kind === RAM_FLAG.HOOK) throw err("UNSUPPORTED", "RAM_SAVE_FLAG_HOOK record (RDMA transport) is not supported", at);
+      throw err("BAD_VALUE", "unknown combination of RAM record flags", at, `flags ${"0x" + flags.toString(16)}`);
+    }
+  }
+
+  /** MEM_SIZE entries until the lengths add up to the total. Returns the new position, or -1 for more input. */
+  private memSizeEntries(p: number, end: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError): number {
+    const ms = this.memsize!;
+    const ram = this.ctx.options.ram ?? {};
+    const ignoreShared = ram.ignoreShared ?? (this.ctx.configuration()?.capabilities?.includes("x-ignore-shared") ?? false);
+    while (ms.remaining > 0n) {
+      const u8 = this.k.u8;
+      if (end - p < 1) return -1;
+      const n = u8[p]!;
+      if (end - p < 1 + n) return -1;
+      const nameBytes = u8.slice(p + 1, p + 1 + n);
+      const name = latin.decode(nameBytes);
+      const hasPs = asBool(ram.blockPageSize, name);
+      const need = 1 + n + 8 + (hasPs ? 8 : 0) + (ignoreShared ? 8 : 0);
+      if (end - p < need) return -1;
+      if (n === 0) throw err("BAD_VALUE", "empty RAM block name in MEM_SIZE", p);
+      const dv = this.k.view;
+      let q = p + 1 + n;
+      const length = dv.getBigUint64(q);
+      q += 8;
+      const pageSize = hasPs ? dv.getBigUint64(q) : undefined;
+      if (hasPs) q += 8;
+      const mrAddr = ignoreShared ? dv.getBigUint64(q) : undefined;
+      if (length > ms.remaining) {
+        throw err("BAD_VALUE", "RAM block lengths exceed the MEM_SIZE total", p, `block "${name}" 0x${length.toString(16)}, 0x${ms.remaining.toString(16)} left`);
+      }
+      const existing = this.findByName(nameBytes);
+      if (ms.verify) {
+        if (existing < 0) throw err("BAD_VALUE", "unknown RAM block in a repeated MEM_SIZE", p, `"${name}"`);
+        if (this.blocks[existing]!.length !== length) throw err("BAD_VALUE", "RAM block length changed in a repeated MEM_SIZE", p, `"${name}"`);
+      } else {
+        if (existing >= 0) throw err("BAD_VALUE", "RAM block listed twice in MEM_SIZE", p, `"${name}"`);
+        if (this.blocks.length >= this.ctx.limits.ramBlocks) throw err("LIMIT", "too many RAM blocks", p, `more than ${this.ctx.limits.ramBlocks} (limits.ramBlocks)`);
+        this.addBlock(name, nameBytes, length, pageSize, mrAddr, p, err);
+      }
+      ms.remaining -= length;
+      p += need;
+    }
+    this.memsize = undefined;
+    return p;
+  }
+
+  private findByName(bytes: Uint8Array): number {
+    outer: for (let i = 0; i < this.blocks.length; i++) {
+      const b = this.blocks[i]!.bytes;
+      if (b.length !== bytes.length) continue;
+      for (let j = 0; j < b.length; j++) if (b[j] !== bytes[j]) continue outer;
+      return i;
+    }
+    return -1;
+  }
+
+  private addBlock(
+    name: string, bytes: Uint8Array, length: bigint, pageSize: bigint | undefined, mrAddr: bigint | undefined, at: number,
+    err: (c: string, s: string, at: number, d?: string) => VmstreamError,
+  ): void {
+    const k = this.k;
+    let base = 0;
+    if (this.materialize) {
+      const len = Number(length);
+      if (length >= BigInt(TWO32) || this.materialized + len > this.ctx.limits.ramBytes) {
+        throw err("LIMIT", "RAM too large to materialise", at, `block "${name}" 0x${length.toString(16)} bytes, ${this.materialized} already (limits.ramBytes ${this.ctx.limits.ramBytes})`);
+      }
+      const had = k.memory.buffer.byteLength;
+      try {
+        base = k.alloc(Math.max(len, 1), 4096);
+      } catch (e) {
+        throw err("LIMIT", "RAM too large to materialise", at, e instanceof Error ? e.message : String(e));
+      }
+      // memory.grow gives zeroed pages: only a reused region below the old end can hold stale bytes
+      if (base < had) k.u8.fill(0, base, Math.min(base + len, had));
+      this.materialized += len;
+    }
+    if (this.blocks.length === this.tableCap) this.growTable(this.tableCap * 2);
+    const i = this.blocks.length;
+    this.blocks.push({ name, bytes, length, base, pageSize, mrAddr, compressed: 0 });
+    const namePtr = this.names + i * NAME_SLOT;
+    k.u8.set(bytes, namePtr);
+    const t = new Uint32Array(k.memory.buffer, this.table + i * ENTRY, BLK.WORDS);
+    t[BLK.NAME_PTR] = namePtr;
+    t[BLK.NAME_LEN] = bytes.length;
+    t[BLK.BASE] = base;
+    t[BLK.LEN_LO] = Number(length & 0xffffffffn);
+    t[BLK.LEN_HI] = Number(length >> 32n);
+    t[BLK.ZERO] = t[BLK.NORMAL] = t[BLK.XBZRLE] = 0;
+  }
+
+  private growTable(cap: number): void {
+    const k = this.k;
+    const table = k.alloc(cap * ENTRY, 8);
+    const names = k.alloc(cap * NAME_SLOT, 8);
+    if (this.tableCap > 0) {
+      k.u8.copyWithin(table, this.table, this.table + this.blocks.length * ENTRY);
+      k.u8.copyWithin(names, this.names, this.names + this.blocks.length * NAME_SLOT);
+      k.free(this.table);
+      k.free(this.names);
+    }
+    this.table = table;
+    this.names = names;
+    this.tableCap = cap;
+    const t = new Uint32Array(k.memory.buffer, table, cap * BLK.WORDS);
+    for (let i = 0; i < this.blocks.length; i++) t[i * BLK.WORDS + BLK.NAME_PTR] = names + i * NAME_SLOT;
+  }
+
+  /** COMPRESS_PAGE at `at`: new position, or -1 for more input. */
+  private compressed(at: number, end: number, hi: number, lo: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError, final: boolean): number {
+    void final;
+    const k = this.k;
+    const ps = this.pageSize;
+    const flags = lo & (ps - 1);
+    let q = at + 8;
+    let b: number;
+    const st = () => new Uint32Array(k.memory.buffer, this.state, DEC.SIZE);
+    if (flags & RAM_FLAG.CONTINUE) {
+      b = st()[DEC.BLOCK]!;
+      if (b >= this.blocks.length) throw err("BAD_VALUE", "RAM record with CONTINUE before any block was named", at);
+    } else {
+      if (end - q < 1) return -1;
+      const n = k.u8[q]!;
+      if (end - q < 1 + n) return -1;
+      b = this.findByName(k.u8.subarray(q + 1, q + 1 + n));
+      if (b < 0) throw err("BAD_VALUE", "unknown RAM block", at, `"${latin.decode(k.u8.slice(q + 1, q + 1 + n))}"`);
+      q += 1 + n;
+    }
+    const blk = this.blocks[b]!;
+    const addr = (BigInt(hi) << 32n) | BigInt((lo & ~(ps - 1)) >>> 0);
+    if (addr + BigInt(ps) > blk.length) throw err("RANGE", "page offset outside its RAM block", at, `offset 0x${addr.toString(16)}, block "${blk.name}" has 0x${blk.length.toString(16)} bytes`);
+    if (end - q < 4) return -1;
+    const len = k.view.getUint32(q);
+    const bound = ps + (ps >>> 12) + (ps >>> 14) + (ps >>> 25) + 13;
+    if (len > bound) throw err("BAD_VALUE", "COMPRESS_PAGE length above compressBound(page)", at, `${len} > ${bound}`);
+    q += 4;
+    if (end - q < len) return -1;
+    const inflate = this.ctx.options.inflate;
+    if (!inflate) throw err("UNSUPPORTED", "COMPRESS_PAGE record, but no inflate function was given (options.inflate)", at);
+    let page: Uint8Array;
+    try {
+      page = inflate(k.u8.slice(q, q + len), ps);
+    } catch (e) {
+      throw err("BAD_VALUE", "COMPRESS_PAGE data does not inflate", at, e instanceof Error ? e.message : String(e));
+    }
+    if (!(page instanceof Uint8Array) || page.length !== ps) throw err("BAD_VALUE", "COMPRESS_PAGE data does not inflate to one page", at, `${(page as Uint8Array | undefined)?.length} bytes`);
+    if (blk.base) k.u8.set(page, blk.base + Number(addr));
+    blk.compressed++;
+    st()[DEC.BLOCK] = b;
+    return q + len;
+  }
+
+  private kernelError(status: number, at: number, hi: number, lo: number, cur: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError): VmstreamError {
+    const k = this.k;
+    const flags = lo & (this.pageSize - 1);
+    const addr = (BigInt(hi) << 32n) | BigInt((lo & ~(this.pageSize - 1)) >>> 0);
+    const named = () => {
+      const n = k.u8[at + 8]!;
+      return latin.decode(k.u8.slice(at + 9, at + 9 + n));
+    };
+    switch (status) {
+      case DEC_STATUS.ERR_UNKNOWN_BLOCK: return err("BAD_VALUE", "unknown RAM block", at, `"${named()}"`);
+      case DEC_STATUS.ERR_NO_BLOCK: return err("BAD_VALUE", "RAM record with CONTINUE before any block was named", at);
+      case DEC_STATUS.ERR_OFFSET: {
+        const b = flags & RAM_FLAG.CONTINUE ? this.blocks[cur] : this.blocks[this.findByName(k.u8.slice(at + 9, at + 9 + k.u8[at + 8]!))];
+        return err("RANGE", "page offset outside its RAM block", at, `offset 0x${addr.toString(16)}${b ? `, block "${b.name}" has 0x${b.length.toString(16)} bytes` : ""}`);
+      }
+      case DEC_STATUS.ERR_XBZRLE_ENCODING: return err("BAD_VALUE", "XBZRLE record with an unknown encoding byte", at);
+      case DEC_STATUS.ERR_XBZRLE_LENGTH: return err("BAD_VALUE", "XBZRLE record longer than a page", at);
+      case DEC_STATUS.ERR_XBZRLE_DATA: return err("BAD_VALUE", "malformed XBZRLE data", at);
+      default: return err("INTERNAL", `ramDecode returned ${status}`, at);
+    }
+  }
+
+  lookupBlock(name: string): { readonly length: bigint } | undefined {
+    return this.blocks.find((b) => b.name === name);
+  }
+
+  private counts(): number[][] {
+    if (this.snapshot) return this.snapshot;
+    if (this.blocks.length === 0) return [];
+    const t = new Uint32Array(this.k.memory.buffer, this.table, this.blocks.length * BLK.WORDS);
+    return this.blocks.map((_, i) => [t[i * BLK.WORDS + BLK.ZERO]!, t[i * BLK.WORDS + BLK.NORMAL]!, t[i * BLK.WORDS + BLK.XBZRLE]!]);
+  }
+
+  result(): RamResult {
+    const c = this.counts();
+    const live = () => !this.freed;
+    const records = { zero: 0, normal: 0, xbzrle: 0, compressed: 0, eos: this.eos, memSize: this.memSizeRecords };
+    const blocks = this.blocks.map((b, i) => {
+      const pages = { zero: c[i]![0]!, normal: c[i]![1]!, xbzrle: c[i]![2]!, compressed: b.compressed };
+      records.zero += pages.zero;
+      records.normal += pages.normal;
+      records.xbzrle += pages.xbzrle;
+      records.compressed += pages.compressed;
+      return new RamBlockResult(b.name, b.length, pages, b.base, this.k, live, b.pageSize, b.mrAddr);
+    });
+    return { pageSize: this.pageSize, materialized: this.materialize, totalBytes: this.total, blocks, records, sections: this.sections };
+  }
+
+  finish(): void {
+    if (this.snapshot) return;
+    this.snapshot = this.counts();
+    const k = this.k;
+    if (this.tableCap > 0) {
+      k.free(this.table);
+      k.free(this.names);
+    }
+    if (this.state !== 0) k.free(this.state);
+    this.table = this.names = this.state = this.tableCap = 0;
+  }
+
+  dispose(): void {
+    this.finish();
+    if (this.freed) return;
+    this.freed = true;
+    for (const b of this.blocks) if (b.base) this.k.free(b.base);
+  }
+}

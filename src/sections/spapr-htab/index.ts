@@ -1,0 +1,120 @@
+// The sPAPR hash page table section "spapr/htab" (wire-format §8). Every section payload starts with a be32
+// header; like QEMU's loader the meaning does not depend on the section type: 0xFFFFFFFF = no HPT (nothing
+// follows), another non-zero value = (re)allocate an HPT of 2^value bytes (nothing follows), 0 = chunks
+// (be32 index, be16 n_valid, be16 n_invalid, 16 * n_valid bytes of HPTEs) until the (0, 0, 0) end marker.
+// Bounds are checked in 64-bit arithmetic (QEMU 7.2 does it in 32 bits) and the shift is bounded.
+// Browser-safe.
+import { VmstreamError } from "../../io/errors.js";
+import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
+
+export const HTAB_SHIFT_MIN = 18;
+export const HTAB_SHIFT_MAX = 46;
+const HPTE = 16;
+const NO_HPT = 0xffffffff;
+
+export interface HtabResult {
+  /** The HPT size as log2 bytes, or undefined (never set / freed with 0xFFFFFFFF). */
+  readonly shift: number | undefined;
+  /** Section headers in order (shifts, 0 for chunk sections, 0xFFFFFFFF). The first 1024. */
+  readonly headers: readonly number[];
+  readonly chunks: number;
+  /** HPTEs written. */
+  readonly valid: number;
+  /** HPTEs cleared. */
+  readonly invalidated: number;
+  readonly sections: number;
+  /** The HPT (materialised only). */
+  readonly hpt?: Uint8Array;
+}
+
+export class HtabHandler implements SectionHandler<HtabResult> {
+  readonly idstr = "spapr/htab";
+  readonly maxVersion = 1;
+  private readonly materialize: boolean;
+  private shift: number | undefined;
+  private hpt: Uint8Array | undefined;
+  private inChunks = false;
+  private readonly headers: number[] = [];
+  private chunks = 0;
+  private valid = 0;
+  private invalidated = 0;
+  private sections = 0;
+
+  constructor(private readonly ctx: HandlerContext) {
+    const m = ctx.options.materialize;
+    this.materialize = m === true || (typeof m === "object" && m.htab === true);
+  }
+
+  begin(h: SectionHeader): void {
+    if (h.version !== 1) throw new VmstreamError("BAD_VERSION", "unsupported spapr/htab section version", { offset: h.offset, detail: `${h.version}, expected 1` });
+    this.sections++;
+    this.inChunks = false;
+  }
+
+  feed(input: SectionInput, h: SectionHeader): FeedResult {
+    const u8 = input.kernels.u8;
+    const dv = input.kernels.view;
+    const end = input.ptr + input.len;
+    let p = input.ptr;
+    const err = (code: string, summary: string, at: number, detail?: string): VmstreamError =>
+      new VmstreamError(code, summary, { offset: input.offset + (at - input.ptr), section: { idstr: h.idstr, id: h.id, instanceId: h.instanceId }, detail });
+    if (!this.inChunks) {
+      if (end - p < 4) return { consumed: 0, done: false };
+      const v = dv.getUint32(p);
+      if (this.headers.length < 1024) this.headers.push(v);
+      if (v === NO_HPT) {
+        this.shift = undefined;
+        this.hpt = undefined;
+        return { consumed: 4, done: true };
+      }
+      if (v !== 0) {
+        if (v < HTAB_SHIFT_MIN || v > HTAB_SHIFT_MAX) throw err("RANGE", "hash page table size out of range", p, `shift ${v}, expected ${HTAB_SHIFT_MIN}..${HTAB_SHIFT_MAX}`);
+        if (this.materialize) {
+          if (2 ** v > this.ctx.limits.htabBytes) throw err("LIMIT", "hash page table too large to materialise", p, `2^${v} bytes (limits.htabBytes ${this.ctx.limits.htabBytes})`);
+          this.hpt = new Uint8Array(2 ** v);
+        }
+        this.shift = v;
+        return { consumed: 4, done: true };
+      }
+      this.inChunks = true;
+      p += 4;
+    }
+    for (;;) {
+      if (end - p < 8) return { consumed: p - input.ptr, done: false };
+      const index = dv.getUint32(p);
+      const nValid = dv.getUint16(p + 4);
+      const nInvalid = dv.getUint16(p + 6);
+      if (index === 0 && nValid === 0 && nInvalid === 0) {
+        this.inChunks = false;
+        return { consumed: p + 8 - input.ptr, done: true };
+      }
+      if (this.shift === undefined) throw err("BAD_VALUE", "hash page table chunk, but there is no hash page table", p);
+      const entries = 2 ** this.shift / HPTE;
+      if (index + nValid + nInvalid > entries) {
+        throw err("RANGE", "hash page table chunk out of bounds", p, `entries ${index}..${index + nValid + nInvalid}, the table has ${entries}`);
+      }
+      const need = 8 + HPTE * nValid;
+      if (end - p < need) return { consumed: p - input.ptr, done: false };
+      if (this.hpt) {
+        this.hpt.set(u8.subarray(p + 8, p + need), index * HPTE);
+        this.hpt.fill(0, (index + nValid) * HPTE, (index + nValid + nInvalid) * HPTE);
+      }
+      this.chunks++;
+      this.valid += nValid;
+      this.invalidated += nInvalid;
+      p += need;
+    }
+  }
+
+  result(): HtabResult {
+    return {
+      shift: this.shift,
+      headers: [...this.headers],
+      chunks: this.chunks,
+      valid: this.valid,
+      invalidated: this.invalidated,
+      sections: this.sections,
+      ...(this.hpt ? { hpt: this.hpt } : {}),
+    };
+  }
+}
