@@ -12,3 +12,4 @@ export {
   analyzeReaderOf,
   type AnalyzeReader,
 } from "../visitor/analyze.js";
+export * from "./report.js";

@@ -1,56 +1,113 @@
 #!/usr/bin/env node
 // The `vmstream` command. Data goes to stdout, diagnostics to stderr.
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { runDemo } from "./demo.js";
+import { analyzeCommand, checkCommand, dumpCommand, extractCommand } from "./streams.js";
 
 const HELP = `vmstream — QEMU 7.2 migration streams with WebAssembly kernels
 
 usage: vmstream <command> [options]
 
+FILE is a migration stream (plain or gzip-compressed: detected by its magic bytes), or - for stdin.
+
 commands:
+  analyze FILE [--dump state|desc] [--memory]
+        The JSON QEMU's scripts/analyze-migration.py prints (same keys, "0x%0Nx" integers, "(-n)" for
+        negatives, blobs as hex), and more where the script fails: block migration, XBZRLE, COMPRESS
+        pages, configuration subsections, commands, streams without a vmdesc (registered x86
+        descriptions), instance ids >= 2^31. --dump desc prints the stream's vmdesc instead.
+        --memory adds RAM contents by page ("Filled with 0xNN" or the page's bytes in hex), from the
+        RAM the stream leaves behind (XBZRLE applied, re-sent zero pages zeroed).
+  dump FILE
+        The pretty trace of every device section, each after "# <idstr> instance <n> version <v>",
+        e.g. "i8259.last_irr = (uint8) 0x1", and one summary line per iterative section (ram, block,
+        spapr/htab, dirty-bitmap).
+  extract FILE DIR
+        RAM blocks as sparse files (DIR/ram/<block>.bin), block-migration disks as images
+        (DIR/disk/<device>.img), DIR/desc.json (vmdesc) and DIR/state.json (analyze). Names are
+        sanitised: nothing is written outside DIR, no link inside DIR is followed.
+  check FILE
+        Validates the whole stream. Prints one line, "OK: ..." (exit 0) or "BROKEN: <what, where>"
+        (exit 1): a truncated or broken migration is reported as broken, never as a success.
   demo [--ram-mib N] [--backend auto|wasm-simd|wasm-scalar|js|all]
-        Built-in demo: a guest RAM image (half zero pages, some nearly zero, some random) is sent
-        through QEMU's RAM record format and back, in memory: zero-page detection and records in
-        one kernel call, decode into a fresh block, then a second "round" finds the dirtied pages
-        by comparing against a shadow copy and sends them as XBZRLE deltas. Checks that the
-        destination equals the source (sha256) and prints pages by kind, bytes and speed.
+        A guest RAM image sent through QEMU's RAM record format and back, in memory, on the kernels:
+        zero pages and records in one call, then dirty pages found against a shadow copy and sent as
+        XBZRLE deltas; checks that the destination equals the source (sha256).
   help  This text.
 
-Streams from real QEMU (analyze, dump, extract, check, convert), live migration (send,
-receive, simulate) are coming; see the README.
+Writing streams (convert), live migration (send, receive, simulate) are coming; see the README.
 `;
+
+type Handler = (args: string[]) => Promise<number>;
+
+function positionals(args: string[], n: number, usage: string, options: NonNullable<ParseArgsConfig["options"]> = {}) {
+  const parsed = parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true });
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values.help) return undefined;
+  if (parsed.positionals.length !== n) throw new Error(`usage: vmstream ${usage}`);
+  return { positionals: parsed.positionals, values };
+}
+
+const commands: Record<string, Handler> = {
+  async analyze(args) {
+    const p = positionals(args, 1, "analyze FILE [--dump state|desc] [--memory]", {
+      dump: { type: "string", default: "state" },
+      memory: { type: "boolean", default: false },
+    });
+    if (!p) return help();
+    const dump = p.values.dump as string;
+    if (dump !== "state" && dump !== "desc") throw new Error(`--dump must be state or desc, not ${dump}`);
+    return analyzeCommand(p.positionals[0]!, { dump, memory: p.values.memory === true });
+  },
+  async dump(args) {
+    const p = positionals(args, 1, "dump FILE");
+    return p ? dumpCommand(p.positionals[0]!) : help();
+  },
+  async extract(args) {
+    const p = positionals(args, 2, "extract FILE DIR");
+    return p ? extractCommand(p.positionals[0]!, p.positionals[1]!) : help();
+  },
+  async check(args) {
+    const p = positionals(args, 1, "check FILE");
+    return p ? checkCommand(p.positionals[0]!) : help();
+  },
+  async demo(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        "ram-mib": { type: "string", default: "256" },
+        backend: { type: "string", default: "all" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+    if (values.help) return help();
+    const mib = Number(values["ram-mib"]);
+    if (!Number.isInteger(mib) || mib < 1 || mib > 2048) throw new Error(`--ram-mib must be 1..2048, not ${values["ram-mib"]}`);
+    return runDemo({ ramMiB: mib, backend: values.backend! });
+  },
+};
+
+async function help(): Promise<number> {
+  process.stdout.write(HELP);
+  return 0;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  switch (cmd) {
-    case undefined:
-    case "help":
-    case "--help":
-    case "-h":
-      process.stdout.write(HELP);
-      return 0;
-    case "demo": {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
-          "ram-mib": { type: "string", default: "256" },
-          backend: { type: "string", default: "all" },
-          help: { type: "boolean", short: "h" },
-        },
-      });
-      if (values.help) {
-        process.stdout.write(HELP);
-        return 0;
-      }
-      const mib = Number(values["ram-mib"]);
-      if (!Number.isInteger(mib) || mib < 1 || mib > 2048) throw new Error(`--ram-mib must be 1..2048, not ${values["ram-mib"]}`);
-      return runDemo({ ramMiB: mib, backend: values.backend! });
-    }
-    default:
-      process.stderr.write(`vmstream: unknown command '${cmd}'\n\n${HELP}`);
-      return 2;
+  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") return help();
+  const handler = commands[cmd];
+  if (!handler) {
+    process.stderr.write(`vmstream: unknown command '${cmd}'\n\n${HELP}`);
+    return 2;
   }
+  return handler(rest);
 }
+
+// A reader that stops early (`| head`) is not an error of ours.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw e;
+});
 
 main(process.argv.slice(2)).then(
   (code) => {
@@ -58,6 +115,6 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     process.stderr.write(`vmstream: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
+    process.exitCode = 2;
   },
 );
