@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `vmstream` command. Data goes to stdout, diagnostics to stderr.
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { convertCommand } from "./convert.js";
 import { runDemo } from "./demo.js";
 import { analyzeCommand, checkCommand, dumpCommand, extractCommand } from "./streams.js";
 
@@ -29,13 +30,18 @@ commands:
   check FILE
         Validates the whole stream. Prints one line, "OK: ..." (exit 0) or "BROKEN: <what, where>"
         (exit 1): a truncated or broken migration is reported as broken, never as a success.
+  convert IN OUT [--to qemu|ber]
+        Decodes IN and writes it again through the model to OUT (- for stdout): the configuration from
+        its fields, device sections by their descriptions (wire visitor), RAM/block/htab sections record
+        by record, the vmdesc from the device walks (the stream's own text where the walks cannot
+        reproduce it). QEMU -> QEMU is byte-identical for streams QEMU wrote. --to ber: not yet.
   demo [--ram-mib N] [--backend auto|wasm-simd|wasm-scalar|js|all]
         A guest RAM image sent through QEMU's RAM record format and back, in memory, on the kernels:
         zero pages and records in one call, then dirty pages found against a shadow copy and sent as
         XBZRLE deltas; checks that the destination equals the source (sha256).
   help  This text.
 
-Writing streams (convert), live migration (send, receive, simulate) are coming; see the README.
+Live migration (send, receive, simulate) are coming; see the README.
 `;
 
 type Handler = (args: string[]) => Promise<number>;
@@ -70,6 +76,10 @@ const commands: Record<string, Handler> = {
   async check(args) {
     const p = positionals(args, 1, "check FILE");
     return p ? checkCommand(p.positionals[0]!) : help();
+  },
+  async convert(args) {
+    const p = positionals(args, 2, "convert IN OUT [--to qemu|ber]", { to: { type: "string", default: "qemu" } });
+    return p ? convertCommand(p.positionals[0]!, p.positionals[1]!, { to: p.values.to as string }) : help();
   },
   async demo(args) {
     const { values } = parseArgs({

@@ -5,3 +5,4 @@ export * from "./types.js";
 export * from "./vmdesc.js";
 export * from "./configuration.js";
 export * from "./decoder.js";
+export * from "./encoder.js";

@@ -7,3 +7,4 @@ export * from "./dirty-bitmap/index.js";
 export * from "./device.js";
 export * from "./legacy.js";
 export * from "./stream.js";
+export * from "./encode/index.js";

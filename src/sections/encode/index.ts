@@ -1,0 +1,5 @@
+// vmstream/sections/encode: writers of iterative section payloads (ram, block, spapr/htab) and the
+// QEMU -> QEMU re-encoder. Browser-safe.
+export * from "./ram.js";
+export * from "./block.js";
+export * from "./convert.js";
