@@ -34,7 +34,9 @@ commands:
         Decodes IN and writes it again through the model to OUT (- for stdout): the configuration from
         its fields, device sections by their descriptions (wire visitor), RAM/block/htab sections record
         by record, the vmdesc from the device walks (the stream's own text where the walks cannot
-        reproduce it). QEMU -> QEMU is byte-identical for streams QEMU wrote. --to ber: not yet.
+        reproduce it). --to ber writes the BER form (docs/vmstate.asn1: VMStream.Stream); a BER IN is
+        recognised by its first tag and written back as QEMU bytes. QEMU -> QEMU and QEMU -> BER ->
+        QEMU are byte-identical for streams QEMU wrote.
   demo [--ram-mib N] [--backend auto|wasm-simd|wasm-scalar|js|all]
         A guest RAM image sent through QEMU's RAM record format and back, in memory, on the kernels:
         zero pages and records in one call, then dirty pages found against a shadow copy and sent as

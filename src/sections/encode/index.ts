@@ -1,5 +1,6 @@
 // vmstream/sections/encode: writers of iterative section payloads (ram, block, spapr/htab) and the
-// QEMU -> QEMU re-encoder. Browser-safe.
+// QEMU -> QEMU re-encoder, and the QEMU <-> BER stream converter. Browser-safe.
 export * from "./ram.js";
 export * from "./block.js";
 export * from "./convert.js";
+export * from "./ber-stream.js";
