@@ -1,0 +1,192 @@
+// Build a NEW migration stream from a decoded one (tests only): like encodeFromModel, but also for streams with
+// `block` and `spapr/htab` sections, and with extra RAM PART sections written by the test. Layout (as QEMU's):
+//   header, configuration,
+//   START of every live handler in the original order (ram: MEM_SIZE of the decoded blocks; block: EOS;
+//   spapr/htab: its header, re-read from the original START),
+//   ram PART: every page of every materialised block through RamWriter.sendBlock (ramEncode, zero pages as ZERO),
+//   one ram PART per `ramParts` callback (records written by the test),
+//   block PART: `block.image` in 1 MiB chunks through BlockWriter (or the original block records, replayed),
+//   spapr/htab PART / END: the original items written again through HtabWriter (plus `htab` chunks of the test's),
+//   ram END (EOS), block END (PROGRESS 100, EOS),
+//   device sections from their decoded states and descriptions, EOF, vmdesc (generated, or the stream's text).
+import { VmstreamError } from "../../src/io/errors.js";
+import { ByteWriter } from "../../src/io/writer.js";
+import type { Kernels } from "../../src/kernels/types.js";
+import { StreamEncoder } from "../../src/savevm/encoder.js";
+import type { DecodeResult, SectionRecord } from "../../src/savevm/types.js";
+import { BlockWriter, HtabWriter, type HtabChunk } from "../../src/sections/encode/block.js";
+import { blockRecords, deviceSpec, htabItems } from "../../src/sections/encode/convert.js";
+import { RamWriter } from "../../src/sections/encode/ram.js";
+
+export interface MaterializedBlock {
+  readonly name: string;
+  readonly length: bigint;
+  readonly ptr: number;
+  readonly mrAddr?: bigint;
+}
+
+export interface ModelStreamOptions {
+  /** Extra ram PART sections, one per callback, after the PART carrying the model's RAM. */
+  readonly ramParts?: readonly ((ram: RamWriter) => void)[];
+  /** Write this disk image as the block section's data (default: replay the original block records). */
+  readonly block?: { readonly device: string; readonly image: Uint8Array; readonly zeroBlocks?: boolean };
+  /** HPTE chunks of the test's own, written before the end marker of the first spapr/htab PART / of the END. */
+  readonly htab?: { readonly part?: readonly HtabChunk[]; readonly end?: readonly HtabChunk[] };
+}
+
+export interface ModelStreamResult {
+  readonly bytes: Uint8Array;
+  readonly vmdescGenerated: boolean;
+  readonly htabChunks: number;
+  readonly blockChunks: number;
+}
+
+export function ramBlocksOf(r: DecodeResult): readonly MaterializedBlock[] {
+  const ram = r.live.ram as { materialized: boolean; blocks: readonly MaterializedBlock[] } | undefined;
+  if (!ram?.materialized) throw new VmstreamError("STATE", "needs materialised RAM (materialize: { ram: true })");
+  return ram.blocks;
+}
+
+/** The bytes of a materialised block (a view into the kernels' memory: copy it before the next allocation). */
+export function ramBlockBytes(r: DecodeResult, name: string): Uint8Array {
+  const b = ramBlocksOf(r).find((x) => x.name === name);
+  if (!b) throw new Error(`no RAM block ${name}`);
+  return (r.kernels as Kernels).u8.subarray(b.ptr, b.ptr + Number(b.length));
+}
+
+export function buildModelStream(input: Uint8Array, r: DecodeResult, opts: ModelStreamOptions = {}): ModelStreamResult {
+  const live = r.sections.filter((s) => s.type !== "full");
+  const starts = live.filter((s) => s.type === "start");
+  for (const s of starts) {
+    if (!["ram", "block", "spapr/htab"].includes(s.idstr)) throw new Error(`buildModelStream: live section ${s.idstr} not supported`);
+  }
+  const out = new ByteWriter({ initialCapacity: 1 << 20 });
+  const enc = new StreamEncoder(out, {
+    configuration: r.configuration !== undefined,
+    footers: r.footers ?? true,
+    vmdesc: r.vmdesc !== undefined,
+    pageSize: r.pageSize,
+  });
+  enc.header(r.version);
+  if (r.configuration) {
+    const c = r.configuration;
+    enc.configuration({
+      machine: c.machine,
+      ...(c.targetPageBits !== undefined ? { targetPageBits: c.targetPageBits } : {}),
+      ...(c.capabilities !== undefined ? { capabilities: c.capabilities } : {}),
+      ...(c.uuid !== undefined ? { uuid: c.uuid } : {}),
+    });
+  }
+  const ignoreShared = r.configuration?.capabilities?.includes("x-ignore-shared") ?? false;
+  const ram = new RamWriter(out, r.pageSize, { ignoreShared }, r.kernels as Kernels);
+  const block = new BlockWriter(out);
+  const htab = new HtabWriter(out);
+  const id = (name: string): SectionRecord | undefined => starts.find((s) => s.idstr === name);
+  let htabChunks = 0;
+  let blockChunks = 0;
+  const replayHtab = (s: SectionRecord, extra: readonly HtabChunk[] = []): void => {
+    let header = -1;
+    for (const x of htabItems(input, s.payloadOffset, s.payloadOffset + s.payloadSize)) {
+      if (x.kind === "header") {
+        header = x.value;
+        htab.header(x.value);
+      } else if (x.kind === "end") {
+        for (const c of extra) {
+          htab.chunk(c);
+          htabChunks++;
+        }
+        extra = [];
+        htab.endMarker();
+      } else {
+        htab.chunk(x);
+        htabChunks++;
+      }
+    }
+    if (extra.length > 0) throw new Error(`buildModelStream: cannot add HPTE chunks to an htab section with header 0x${header.toString(16)}`);
+  };
+  try {
+    // START sections
+    for (const s of starts) {
+      enc.begin("start", s.id, s.idstr, s.instanceId, s.version);
+      if (s.idstr === "ram") {
+        ram.memSize(ramBlocksOf(r).map((b) => ({ name: b.name, length: b.length, ...(b.mrAddr !== undefined ? { mrAddr: b.mrAddr } : {}) })));
+        ram.eos();
+      } else if (s.idstr === "block") block.eos();
+      else replayHtab(s);
+      enc.end();
+    }
+    // PART sections
+    const ramStart = id("ram");
+    if (ramStart) {
+      enc.begin("part", ramStart.id);
+      for (const b of ramBlocksOf(r)) ram.sendBlock({ name: b.name, ptr: b.ptr, length: Number(b.length) }, { zeroDetect: true });
+      ram.eos();
+      enc.end();
+      for (const part of opts.ramParts ?? []) {
+        enc.begin("part", ramStart.id);
+        part(ram);
+        ram.eos();
+        enc.end();
+      }
+    }
+    const blockStart = id("block");
+    if (blockStart) {
+      enc.begin("part", blockStart.id);
+      if (opts.block) {
+        block.image(opts.block.device, opts.block.image, opts.block.zeroBlocks ? { zeroBlocks: true } : {});
+        blockChunks = Math.ceil(opts.block.image.length / (1 << 20));
+      } else {
+        for (const s of live.filter((x) => x.idstr === "block" && x.type !== "start")) {
+          for (const rec of blockRecords(input, s.payloadOffset, s.payloadOffset + s.payloadSize)) {
+            if (rec.name !== undefined) {
+              block.record(rec);
+              blockChunks++;
+            }
+          }
+        }
+      }
+      block.eos();
+      enc.end();
+    }
+    const htabStart = id("spapr/htab");
+    if (htabStart) {
+      let first = true;
+      for (const s of live.filter((x) => x.idstr === "spapr/htab" && x.type === "part")) {
+        enc.begin("part", htabStart.id);
+        replayHtab(s, first ? opts.htab?.part : undefined);
+        first = false;
+        enc.end();
+      }
+      if (first && opts.htab?.part?.length) throw new Error("buildModelStream: no spapr/htab PART to add HPTE chunks to");
+    }
+    // END sections
+    for (const s of starts) {
+      enc.begin("end", s.id);
+      if (s.idstr === "ram") ram.eos();
+      else if (s.idstr === "block") {
+        block.progress(100);
+        block.eos();
+      } else {
+        const e = live.find((x) => x.idstr === "spapr/htab" && x.type === "end");
+        if (e) replayHtab(e, opts.htab?.end);
+        else {
+          htab.header(0);
+          for (const c of opts.htab?.end ?? []) htab.chunk(c);
+          htab.endMarker();
+        }
+      }
+      enc.end();
+    }
+  } finally {
+    ram.dispose();
+  }
+  for (const dev of r.devices) enc.device(deviceSpec(dev));
+  enc.eof();
+  let vmdescGenerated = false;
+  if (r.vmdesc) {
+    const text = enc.vmdescText();
+    vmdescGenerated = text === r.vmdesc.text;
+    enc.vmdescTrailer(vmdescGenerated ? text : r.vmdesc.text);
+  }
+  return { bytes: out.concat(), vmdescGenerated, htabChunks, blockChunks };
+}

@@ -1,0 +1,116 @@
+// spapr/htab written by the library, checked by QEMU itself: a `pseries -m 256` save (SLOF, real mode: its
+// htab sections carry no entries) is decoded and written again with HPTE chunks of the test's own through
+// HtabWriter — valid runs in the PART (one ending on the table's last slot), in the END an overwrite and an
+// invalidating run (n_valid 0, n_invalid 10). QEMU loads it (its loader bounds-checks every chunk); then the
+// destination is saved again and the library decodes QEMU's own htab sections: their valid entries are exactly
+// the expected table; then `cont` and the guest runs.
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { nodeInflate } from "../../src/io/node.js";
+import type { HtabChunk } from "../../src/sections/encode/block.js";
+import { htabItems } from "../../src/sections/encode/convert.js";
+import { decodeBytes } from "../../src/sections/stream.js";
+import { buildModelStream } from "../helpers/model-stream.js";
+import { describeQemu, findProcesses, loadFromFile, saveToFile, scratchDir, startQemu, stopAllQemu } from "../helpers/qemu.js";
+
+const PPC = "qemu-system-ppc64";
+const FAST = { "max-bandwidth": 10 * 2 ** 30 };
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function hpte(index: number, salt: number): Uint8Array {
+  const b = new Uint8Array(16);
+  const dv = new DataView(b.buffer);
+  dv.setBigUint64(0, (BigInt(index) << 12n) | (BigInt(salt & 0xf) << 4n) | 0x1n); // AVPN-ish, V = 1
+  dv.setBigUint64(8, (BigInt(index) << 12n) | 0x192n | BigInt(salt & 0x7) << 3n); // RPN, WIMG/PP bits
+  return b;
+}
+
+function run(index: number, n: number, salt: number): HtabChunk {
+  const hptes = new Uint8Array(16 * n);
+  for (let i = 0; i < n; i++) hptes.set(hpte(index + i, salt), 16 * i);
+  return { index, nValid: n, nInvalid: 0, hptes };
+}
+
+/** index -> HPTE hex, for every chunk entry of every htab PART/END section of a stream (later wins). */
+function htabTable(input: Uint8Array): { shift: number; entries: Map<number, string> } {
+  const r = decodeBytes(input, { inflate: nodeInflate });
+  const entries = new Map<number, string>();
+  let shift = -1;
+  try {
+    for (const s of r.sections) {
+      if (s.idstr !== "spapr/htab" || s.type === "full") continue;
+      for (const x of htabItems(input, s.payloadOffset, s.payloadOffset + s.payloadSize)) {
+        if (x.kind === "header" && s.type === "start") shift = x.value;
+        if (x.kind !== "chunk") continue;
+        for (let i = 0; i < x.nValid; i++) entries.set(x.index + i, Buffer.from(x.hptes.subarray(16 * i, 16 * i + 16)).toString("hex"));
+        for (let i = 0; i < x.nInvalid; i++) entries.delete(x.index + x.nValid + i);
+      }
+    }
+  } finally {
+    r.dispose();
+  }
+  return { shift, entries };
+}
+
+describeQemu(PPC, "spapr/htab entries written by HtabWriter: QEMU loads them and saves them back", () => {
+  let scratch = "";
+  beforeAll(() => {
+    scratch = scratchDir();
+  });
+  afterAll(async () => {
+    await stopAllQemu();
+    expect(findProcesses()).toEqual([]);
+  });
+
+  it("pseries -m 256: valid runs, an overwrite, an invalidated run and the last slot survive load + re-save", async () => {
+    const args = ["-machine", "pseries", "-m", "256"];
+    const src = await startQemu({ binary: PPC, args });
+    await sleep(500);
+    await src.qmp.execute("stop");
+    const saved = join(scratch, "ppc.mig");
+    expect((await saveToFile(src, saved, { parameters: FAST })).info.status).toBe("completed");
+    await src.stop();
+
+    const input = new Uint8Array(readFileSync(saved));
+    const orig = htabTable(input);
+    expect(orig.shift).toBeGreaterThanOrEqual(18); // a hash page table (SLOF runs in real mode)
+    expect(orig.entries.size).toBe(0);
+    const slots = 2 ** orig.shift / 16;
+
+    const part = [run(100, 64, 1), run(4096, 1, 2), run(slots - 72, 72, 3)];
+    const end: HtabChunk[] = [run(150, 1, 9), { index: 120, nValid: 0, nInvalid: 10, hptes: new Uint8Array(0) }];
+    const want = new Map<number, string>();
+    for (const c of [...part, ...end]) {
+      for (let i = 0; i < c.nValid; i++) want.set(c.index + i, Buffer.from(c.hptes.subarray(16 * i, 16 * i + 16)).toString("hex"));
+      for (let i = 0; i < c.nInvalid; i++) want.delete(c.index + c.nValid + i);
+    }
+    expect(want.size).toBe(64 - 10 + 1 + 72);
+
+    const decoded = decodeBytes(input, { materialize: { ram: true }, inflate: nodeInflate });
+    let built;
+    try {
+      built = buildModelStream(input, decoded, { htab: { part, end } });
+    } finally {
+      decoded.dispose();
+    }
+    expect(built.htabChunks).toBe(5);
+    const file = join(scratch, "ppc-hptes.mig");
+    writeFileSync(file, built.bytes);
+    // what the library wrote decodes to the expected table
+    expect(htabTable(built.bytes).entries).toEqual(want);
+
+    const dst = await startQemu({ binary: PPC, args, incoming: "defer" });
+    expect((await loadFromFile(dst, file)).info.status).toBe("completed");
+    // QEMU saves what it loaded: the first htab pass sends every valid entry
+    const resaved = join(scratch, "ppc-resaved.mig");
+    expect((await saveToFile(dst, resaved, { parameters: FAST })).info.status).toBe("completed");
+    const back = htabTable(new Uint8Array(readFileSync(resaved)));
+    expect(back.shift).toBe(orig.shift);
+    expect(back.entries).toEqual(want);
+    await dst.qmp.execute("cont");
+    await sleep(200);
+    expect(((await dst.qmp.execute("query-status")) as { status: string }).status).toBe("running");
+    await dst.stop();
+  }, 120_000);
+});
