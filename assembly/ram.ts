@@ -278,6 +278,18 @@ function xbzrleValid(src: usize, slen: u32, dlen: u32): bool {
   return true;
 }
 
+/** Written-page bitmap (BLK.WRITTEN): bit i = page i may hold non-zero bytes (little-endian bit order). */
+// @ts-ignore: decorator
+@inline function isWritten(bitmap: usize, page: u32): bool {
+  return ((<u32>load<u8>(bitmap + (page >> 3)) >> (page & 7)) & 1) != 0;
+}
+
+// @ts-ignore: decorator
+@inline function markWritten(bitmap: usize, page: u32): void {
+  const at = bitmap + (page >> 3);
+  store<u8>(at, <u8>(<u32>load<u8>(at) | (<u32>1 << (page & 7))));
+}
+
 export function ramDecode(inPtr: usize, inLen: u32, tablePtr: usize, blockCount: u32, pageSize: u32, statePtr: usize): i32 {
   let block = load<u32>(statePtr);
   let pos: u32 = 0;
@@ -333,7 +345,10 @@ export function ramDecode(inPtr: usize, inLen: u32, tablePtr: usize, blockCount:
     // offset + pageSize <= used_length, in 64 bits (a materialised block lives below 4 GiB).
     const ent = tablePtr + (<usize>b << 5);
     const base = <usize>load<u32>(ent, 8);
-    const lenHi = base ? 0 : load<u32>(ent, 16);
+    const word4 = load<u32>(ent, 16);
+    const lenHi = base ? 0 : word4;
+    // a materialised block's written-page bitmap (BLK.WRITTEN), or 0
+    const written = base ? <usize>word4 : 0;
     const len = (<u64>lenHi << 32) | <u64>load<u32>(ent, 12);
     const addrLo = lo & ~pmask;
     const addr = (<u64>hi << 32) | <u64>addrLo;
@@ -349,12 +364,23 @@ export function ramDecode(inPtr: usize, inLen: u32, tablePtr: usize, blockCount:
       if (rem - p < 1) break;
       const fill = load<u8>(rec + p);
       p += 1;
-      // A zero fill on a page that is already zero leaves the memory untouched.
-      if (base && (fill != 0 || !isZeroPage(page, pageSize))) memory.fill(page, fill, pageSize);
+      // A zero fill on a page that is already zero leaves the memory untouched; a page whose bit is
+      // clear in the written-page bitmap is known to be zero and is not even read.
+      if (base) {
+        if (fill != 0) {
+          memory.fill(page, fill, pageSize);
+          if (written) markWritten(written, addrLo / pageSize);
+        } else if ((!written || isWritten(written, addrLo / pageSize)) && !isZeroPage(page, pageSize)) {
+          memory.fill(page, 0, pageSize);
+        }
+      }
       store<u32>(ent, load<u32>(ent, 20) + 1, 20);
     } else if (kind == F_PAGE) {
       if (rem - p < pageSize) break;
-      if (base) memory.copy(page, rec + p, pageSize);
+      if (base) {
+        memory.copy(page, rec + p, pageSize);
+        if (written) markWritten(written, addrLo / pageSize);
+      }
       p += pageSize;
       store<u32>(ent, load<u32>(ent, 24) + 1, 24);
     } else {
@@ -369,6 +395,7 @@ export function ramDecode(inPtr: usize, inLen: u32, tablePtr: usize, blockCount:
         if (rem - p - 3 < len16) break;
         const ok = base ? xbzrleDecode(x + 3, len16, page, pageSize) >= 0 : xbzrleValid(x + 3, len16, pageSize);
         if (!ok) status = ERR_XBZRLE_DATA;
+        else if (written) markWritten(written, addrLo / pageSize);
       }
       if (status != NEED_MORE) {
         hdrHi = hi;

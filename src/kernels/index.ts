@@ -21,6 +21,20 @@ export interface KernelOptions {
   noWarmup?: boolean;
 }
 
+/**
+ * One allocator per host memory, shared by every Kernels instance on it: two instances with
+ * allocators of their own would hand out the same bytes twice.
+ */
+const hostArenas = new WeakMap<WebAssembly.Memory, LinearMemory>();
+function hostArena(memory: WebAssembly.Memory): LinearMemory {
+  let lm = hostArenas.get(memory);
+  if (!lm) {
+    lm = new LinearMemory(memory, memory.buffer.byteLength);
+    hostArenas.set(memory, lm);
+  }
+  return lm;
+}
+
 /** The first 64 KiB stay unused: static data of the exported-memory build lives there. */
 const OWN_MEMORY_BASE = 65536;
 
@@ -33,13 +47,12 @@ export function createKernels(options: KernelOptions = {}): Kernels {
   let lm: LinearMemory;
   if (backend === "js") {
     const memory = options.memory ?? new WebAssembly.Memory({ initial: 1 });
-    lm = new LinearMemory(memory, options.memory ? memory.buffer.byteLength : OWN_MEMORY_BASE);
+    lm = options.memory ? hostArena(memory) : new LinearMemory(memory, OWN_MEMORY_BASE);
     raw = jsKernelFunctions(lm);
   } else {
     const flavour = backend === "wasm-simd" ? "simd" : "scalar";
     raw = instantiateKernels(flavour, options.memory);
-    const memory = options.memory ?? raw.memory!;
-    lm = new LinearMemory(memory, options.memory ? memory.buffer.byteLength : OWN_MEMORY_BASE);
+    lm = options.memory ? hostArena(options.memory) : new LinearMemory(raw.memory!, OWN_MEMORY_BASE);
   }
   const k = bind(backend, lm, raw);
   if (!options.noWarmup) warmUp(k);
@@ -134,8 +147,9 @@ function bind(backend: BackendName, lm: LinearMemory, r: RawKernelExports): Kern
         const e = b * BLK.WORDS;
         range("ramDecode block name", t[e + BLK.NAME_PTR]!, t[e + BLK.NAME_LEN]!);
         if (t[e + BLK.BASE] !== 0) {
-          if (t[e + BLK.LEN_HI] !== 0) throw new RangeError(`ramDecode: materialised block ${b} is longer than 4 GiB`);
           range("ramDecode block", t[e + BLK.BASE]!, t[e + BLK.LEN_LO]!);
+          // word 4 of a materialised block: its written-page bitmap (BLK.WRITTEN), or 0
+          if (t[e + BLK.WRITTEN] !== 0) range("ramDecode written-page bitmap", t[e + BLK.WRITTEN]!, Math.ceil(Math.floor(t[e + BLK.LEN_LO]! / pageSize) / 8));
         }
       }
       return r.ramDecode(inPtr, inLen, tablePtr, blockCount, pageSize, statePtr);

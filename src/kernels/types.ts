@@ -55,7 +55,16 @@ export const BLK = {
   NAME_LEN: 1, // 1..255 (0 is accepted as a name too: QEMU writes RAM block names with a plain u8 length)
   BASE: 2, // block bytes in memory, or 0 = not materialised (records are validated and counted, not applied)
   LEN_LO: 3, // used_length, low 32 bits
-  LEN_HI: 4, // used_length, high 32 bits (must be 0 when BASE != 0)
+  LEN_HI: 4, // used_length, high 32 bits, of a block that is not materialised (BASE = 0)
+  /**
+   * Word 4 of a materialised block (BASE != 0, so used_length < 4 GiB): 0, or the address of its
+   * written-page bitmap, ceil(pages / 8) bytes: bit i set = page i may hold non-zero bytes, clear = page i
+   * is known to be all zero (the caller starts with a cleared bitmap over a zeroed block). A ZERO record with
+   * fill 0 on a page whose bit is clear does not read the page (on fresh memory that read alone costs a
+   * page fault per page); PAGE, XBZRLE and ZERO with another fill set the bit. 0 = no bitmap: every ZERO
+   * record checks the page.
+   */
+  WRITTEN: 4,
   ZERO: 5, // counters the kernel increments: ZERO records applied to this block
   NORMAL: 6, // PAGE records
   XBZRLE: 7, // XBZRLE records

@@ -3,7 +3,8 @@
 // never depends on where the input was split.
 //
 // Input bytes are copied once into a window in the kernels' memory, so RAM records are decoded in place by
-// `ramDecode`, a whole window per call. Everything else is parsed as "atomic items" (a section header, a
+// `ramDecode`, a whole window per call; a reader can also write into the window itself (`inputSpace()` +
+// `commit(n)`, e.g. `fs.readSync` straight into it: then the kernel's read() is the only copy). Everything else is parsed as "atomic items" (a section header, a
 // command, a device section, the vmdesc): an item is parsed when enough bytes are in the window and simply
 // retried with more input otherwise (ByteReader reads consume nothing on failure). Device sections use QEMU's
 // subsection peek heuristic, so a device decode is trusted only when PEEK_LOOKAHEAD bytes follow it (or the
@@ -115,6 +116,8 @@ export class SavevmDecoder {
   private known: { text: string; json: VmdescDocument; from: "option" | "search" | "stream" } | undefined;
   private readonly vmdescUsed: boolean[] = [];
   private deferred: { chunks: Uint8Array[]; bytes: number; offset: number; section: SectionRef } | undefined;
+  /** The buffer handed out by inputSpace() while deferring (the window is not in use then). */
+  private scratch: Uint8Array | undefined;
   private readonly warningList: string[] = [];
 
   private error: VmstreamError | undefined;
@@ -154,6 +157,50 @@ export class SavevmDecoder {
     if (this.ended) throw new VmstreamError("STATE", "push() after end()");
     try {
       this.feed(chunk);
+    } catch (e) {
+      throw this.fail(e);
+    }
+  }
+
+  /**
+   * Zero-copy input: a view of the free part of the input window in the kernels' memory (at least `min`
+   * bytes, as far as limits.windowBytes allows) to write the next bytes of the stream into, e.g. with
+   * `fs.readSync`; then call `commit(n)` with the number of bytes written there. Writing a chunk there and
+   * committing it is the same as `push(chunk)`, without the copy. The view is valid until the next call on
+   * this decoder or on its kernels (the window may move, and the memory may grow).
+   */
+  inputSpace(min = 1): Uint8Array {
+    if (this.error) throw this.error;
+    if (this.ended) throw new VmstreamError("STATE", "inputSpace() after end()");
+    try {
+      if (this.deferred) {
+        this.scratch = new Uint8Array(Math.max(min, INITIAL_WINDOW));
+        return this.scratch;
+      }
+      this.scratch = undefined;
+      this.ensureSpace(Math.max(1, min));
+      const at = this.win + this.wr;
+      return this.kernels.u8.subarray(at, this.win + this.cap);
+    } catch (e) {
+      throw this.fail(e);
+    }
+  }
+
+  /** `n` bytes were written at the start of the last `inputSpace()` view: decode them. */
+  commit(n: number): void {
+    if (this.error) throw this.error;
+    if (this.ended) throw new VmstreamError("STATE", "commit() after end()");
+    try {
+      const scratch = this.scratch;
+      this.scratch = undefined;
+      if (scratch) {
+        if (!(Number.isInteger(n) && n >= 0 && n <= scratch.length)) throw new VmstreamError("STATE", `commit(${n}): not within the input space`);
+        this.feed(scratch.subarray(0, n));
+        return;
+      }
+      if (!(Number.isInteger(n) && n >= 0 && n <= this.cap - this.wr)) throw new VmstreamError("STATE", `commit(${n}): not within the input space`);
+      this.wr += n;
+      if (this.wr - this.rd >= this.needed) this.run(false);
     } catch (e) {
       throw this.fail(e);
     }
@@ -244,6 +291,34 @@ export class SavevmDecoder {
         offset: this.off,
         detail: `more than ${this.limits.windowBytes} bytes (limits.windowBytes)`,
       });
+    }
+    const nw = k.alloc(want, 64);
+    k.u8.copyWithin(nw, this.win, this.win + this.wr);
+    k.free(this.win);
+    this.win = nw;
+    this.cap = want;
+  }
+
+  /** At least `min` free bytes after `wr` (compacting, then growing the window). */
+  private ensureSpace(min: number): void {
+    if (this.cap - this.wr >= min) return;
+    const k = this.kernels;
+    if (this.cap === 0) {
+      this.cap = Math.min(Math.max(INITIAL_WINDOW, min), this.limits.windowBytes);
+      this.win = k.alloc(this.cap, 64);
+      if (this.cap >= min) return;
+    }
+    if (this.rd > 0) {
+      k.u8.copyWithin(this.win, this.win + this.rd, this.win + this.wr);
+      this.wr -= this.rd;
+      this.rd = 0;
+      if (this.cap - this.wr >= min) return;
+    }
+    const want = Math.min(Math.max(this.cap * 2, this.wr + min), this.limits.windowBytes);
+    if (want <= this.cap) {
+      if (this.cap > this.wr) return; // less than `min`: the window is at its limit
+      this.makeRoom(); // full and at the limit: throws the LIMIT error
+      return;
     }
     const nw = k.alloc(want, 64);
     k.u8.copyWithin(nw, this.win, this.win + this.wr);

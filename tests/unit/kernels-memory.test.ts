@@ -44,6 +44,17 @@ describe("LinearMemory", () => {
     }
   });
 
+  it("kernels sharing a host memory share one allocator: no region is handed out twice", () => {
+    const mem = new WebAssembly.Memory({ initial: 1 });
+    const ks = backends.map((backend) => createKernels({ backend, memory: mem }));
+    const regions = ks.flatMap((k) => [k.alloc(1 << 20), k.alloc(4096)].map((p, i) => [p, p + (i === 0 ? 1 << 20 : 4096)] as const));
+    regions.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < regions.length; i++) expect(regions[i]![0]).toBeGreaterThanOrEqual(regions[i - 1]![1]);
+    const p = ks[0]!.alloc(64);
+    ks[2]!.free(p); // one allocator: any instance may give a region back
+    expect(ks[1]!.alloc(64)).toBe(p);
+  });
+
   it("refuses sizes a wasm32 memory cannot hold", () => {
     const lm = new LinearMemory(new WebAssembly.Memory({ initial: 1 }), 0);
     expect(() => lm.alloc(2 ** 32 + 4096)).toThrow(/4 GiB/);

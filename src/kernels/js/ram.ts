@@ -254,6 +254,16 @@ function xbzrleValid(u8: Uint8Array, src: number, slen: number, dlen: number): b
   return true;
 }
 
+/** Written-page bitmap (BLK.WRITTEN): bit i = page i may hold non-zero bytes (little-endian bit order). */
+function isWritten(u8: Uint8Array, bitmap: number, page: number): boolean {
+  return ((u8[bitmap + (page >>> 3)]! >>> (page & 7)) & 1) !== 0;
+}
+
+function markWritten(u8: Uint8Array, bitmap: number, page: number): void {
+  const at = bitmap + (page >>> 3);
+  u8[at] = u8[at]! | (1 << (page & 7));
+}
+
 export function ramDecode(u8: Uint8Array, inPtr: number, inLen: number, tablePtr: number, blockCount: number, pageSize: number, statePtr: number): number {
   const dv = viewOf(u8);
   let block = dv.getUint32(statePtr, true);
@@ -307,7 +317,10 @@ export function ramDecode(u8: Uint8Array, inPtr: number, inLen: number, tablePtr
     // offset + pageSize <= used_length, in 64 bits (a materialised block lives below 4 GiB).
     const ent = tablePtr + b * 32;
     const base = dv.getUint32(ent + 8, true);
-    const lenHi = base ? 0 : dv.getUint32(ent + 16, true);
+    const word4 = dv.getUint32(ent + 16, true);
+    const lenHi = base ? 0 : word4;
+    // a materialised block's written-page bitmap (BLK.WRITTEN), or 0
+    const written = base ? word4 : 0;
     const lenLo = dv.getUint32(ent + 12, true);
     const addrLo = (lo & ~pmask) >>> 0;
     // addrLo <= 2^32 - pageSize, so with hi < lenHi at least pageSize bytes always remain.
@@ -323,11 +336,23 @@ export function ramDecode(u8: Uint8Array, inPtr: number, inLen: number, tablePtr
       if (rem - p < 1) break;
       const fill = u8[rec + p]!;
       p += 1;
-      if (base && (fill !== 0 || !isZeroPage(u8, page, pageSize))) u8.fill(fill, page, page + pageSize);
+      // A zero fill on a page that is already zero leaves the memory untouched; a page whose bit is
+      // clear in the written-page bitmap is known to be zero and is not even read.
+      if (base) {
+        if (fill !== 0) {
+          u8.fill(fill, page, page + pageSize);
+          if (written) markWritten(u8, written, addrLo / pageSize);
+        } else if ((!written || isWritten(u8, written, addrLo / pageSize)) && !isZeroPage(u8, page, pageSize)) {
+          u8.fill(0, page, page + pageSize);
+        }
+      }
       dv.setUint32(ent + 20, (dv.getUint32(ent + 20, true) + 1) >>> 0, true);
     } else if (kind === F_PAGE) {
       if (rem - p < pageSize) break;
-      if (base) u8.copyWithin(page, rec + p, rec + p + pageSize);
+      if (base) {
+        u8.copyWithin(page, rec + p, rec + p + pageSize);
+        if (written) markWritten(u8, written, addrLo / pageSize);
+      }
       p += pageSize;
       dv.setUint32(ent + 24, (dv.getUint32(ent + 24, true) + 1) >>> 0, true);
     } else {
@@ -342,6 +367,7 @@ export function ramDecode(u8: Uint8Array, inPtr: number, inLen: number, tablePtr
         if (rem - p - 3 < len16) break;
         const ok = base ? xbzrleDecode(u8, x + 3, len16, page, pageSize) >= 0 : xbzrleValid(u8, x + 3, len16, pageSize);
         if (!ok) status = ERR_XBZRLE_DATA;
+        else if (written) markWritten(u8, written, addrLo / pageSize);
       }
       if (status !== NEED_MORE) {
         hdrHi = hi;

@@ -64,6 +64,8 @@ interface Block {
   bytes: Uint8Array;
   length: bigint;
   base: number;
+  /** Written-page bitmap of a materialised block (BLK.WRITTEN), freed when the stream ends. */
+  written: number;
   pageSize?: bigint;
   mrAddr?: bigint;
   compressed: number;
@@ -226,24 +228,32 @@ export class RamHandler implements SectionHandler<RamResult> {
   ): void {
     const k = this.k;
     let base = 0;
+    let written = 0;
     if (this.materialize) {
       const len = Number(length);
       if (length >= BigInt(TWO32) || this.materialized + len > this.ctx.limits.ramBytes) {
         throw err("LIMIT", "RAM too large to materialise", at, `block "${name}" 0x${length.toString(16)} bytes, ${this.materialized} already (limits.ramBytes ${this.ctx.limits.ramBytes})`);
       }
       const had = k.memory.buffer.byteLength;
+      // The written-page bitmap (BLK.WRITTEN): which pages may be non-zero; none yet. With it ramDecode
+      // skips ZERO records on untouched pages without reading them (a read of fresh memory is a page fault:
+      // most of the cost of a mostly-zero stream).
+      const bitmapBytes = Math.ceil(Math.floor(len / this.pageSize) / 8);
       try {
         base = k.alloc(Math.max(len, 1), 4096);
+        if (bitmapBytes > 0) written = k.alloc(bitmapBytes, 8);
       } catch (e) {
+        if (base) k.free(base);
         throw err("LIMIT", "RAM too large to materialise", at, e instanceof Error ? e.message : String(e));
       }
       // memory.grow gives zeroed pages: only a reused region below the old end can hold stale bytes
       if (base < had) k.u8.fill(0, base, Math.min(base + len, had));
+      if (written) k.u8.fill(0, written, written + bitmapBytes);
       this.materialized += len;
     }
     if (this.blocks.length === this.tableCap) this.growTable(this.tableCap * 2);
     const i = this.blocks.length;
-    this.blocks.push({ name, bytes, length, base, pageSize, mrAddr, compressed: 0 });
+    this.blocks.push({ name, bytes, length, base, written, pageSize, mrAddr, compressed: 0 });
     const namePtr = this.names + i * NAME_SLOT;
     k.u8.set(bytes, namePtr);
     const t = new Uint32Array(k.memory.buffer, this.table + i * ENTRY, BLK.WORDS);
@@ -251,7 +261,9 @@ export class RamHandler implements SectionHandler<RamResult> {
     t[BLK.NAME_LEN] = bytes.length;
     t[BLK.BASE] = base;
     t[BLK.LEN_LO] = Number(length & 0xffffffffn);
-    t[BLK.LEN_HI] = Number(length >> 32n);
+    // word 4: the bitmap of a materialised block, the high half of the length of one that is not
+    if (base) t[BLK.WRITTEN] = written;
+    else t[BLK.LEN_HI] = Number(length >> 32n);
     t[BLK.ZERO] = t[BLK.NORMAL] = t[BLK.XBZRLE] = 0;
   }
 
@@ -310,7 +322,11 @@ export class RamHandler implements SectionHandler<RamResult> {
       throw err("BAD_VALUE", "COMPRESS_PAGE data does not inflate", at, e instanceof Error ? e.message : String(e));
     }
     if (!(page instanceof Uint8Array) || page.length !== ps) throw err("BAD_VALUE", "COMPRESS_PAGE data does not inflate to one page", at, `${(page as Uint8Array | undefined)?.length} bytes`);
-    if (blk.base) k.u8.set(page, blk.base + Number(addr));
+    if (blk.base) {
+      k.u8.set(page, blk.base + Number(addr));
+      const i = Number(addr) / ps;
+      if (blk.written) k.u8[blk.written + (i >>> 3)] = k.u8[blk.written + (i >>> 3)]! | (1 << (i & 7));
+    }
     blk.compressed++;
     st()[DEC.BLOCK] = b;
     return q + len;
@@ -374,6 +390,10 @@ export class RamHandler implements SectionHandler<RamResult> {
     }
     if (this.state !== 0) k.free(this.state);
     this.table = this.names = this.state = this.tableCap = 0;
+    for (const b of this.blocks) {
+      if (b.written) k.free(b.written);
+      b.written = 0;
+    }
   }
 
   dispose(): void {

@@ -1,0 +1,3 @@
+// vmstream/node: the Node-only entry points (files, Node streams, gunzip, zlib inflate).
+export * from "./io/node.js";
+export * from "./sections/node.js";
