@@ -9,7 +9,9 @@ import type { StreamDecoderOptions } from "../../src/sections/stream.js";
 import { x86Devices } from "../../src/vmstate/devices/index.js";
 import { Rng, decodeOutcome, mutate } from "../helpers/mutate.js";
 import { NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
-import { describeFromVmdesc } from "../helpers/vmdesc-describe.js";
+import { analyzeDecoderOptions } from "../../src/analyze/report.js";
+
+const describeFromVmdesc = analyzeDecoderOptions.describe!;
 
 const kernels = createKernels();
 const base = noneStream();

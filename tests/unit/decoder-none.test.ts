@@ -10,7 +10,9 @@ import { StreamDecoder, decodeBytes, decodeStream, ramOf, validateBytes, validat
 import { x86Devices } from "../../src/vmstate/devices/index.js";
 import { NONE_OFFSETS, NONE_SHA256, NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
 import { digest, sha256 } from "../helpers/result-digest.js";
-import { describeFromVmdesc } from "../helpers/vmdesc-describe.js";
+import { analyzeDecoderOptions } from "../../src/analyze/report.js";
+
+const describeFromVmdesc = analyzeDecoderOptions.describe!;
 
 const bytes = noneStream();
 const kernels = createKernels();
