@@ -22,7 +22,7 @@ import { ByteWriter } from "../../io/writer.js";
 import { RAM_FLAG } from "../../kernels/types.js";
 import { descriptionFromVmdesc } from "../../analyze/vmdesc-walker.js";
 import { configCapabilities, configTargetPageBits, configUuid } from "../../savevm/configuration.js";
-import { CMD, QEMU_VM_FILE_MAGIC } from "../../savevm/constants.js";
+import { QEMU_VM_FILE_MAGIC } from "../../savevm/constants.js";
 import { StreamEncoder } from "../../savevm/encoder.js";
 import type { DecodeResult, DeviceRegistry, DeviceSectionResult, SectionRecord } from "../../savevm/types.js";
 import type { VmdescDocument } from "../../savevm/vmdesc.js";
@@ -33,9 +33,9 @@ import { F } from "../../vmstate/fields.js";
 import type { State, VMStateDescription } from "../../vmstate/types.js";
 import { BLK_MIG } from "../block/index.js";
 import { resolveRegistry, type DeviceRegistryOption } from "../device.js";
-import { decodeBytes, type StreamDecoderOptions } from "../stream.js";
+import type { StreamDecoderOptions } from "../stream.js";
 import { BlockWriter, HtabWriter, type BlockRecord } from "./block.js";
-import { blockRecords, deviceSpec, htabItems, ramRecords, type HtabItem } from "./convert.js";
+import { assertReplayable, blockRecords, decodeForReplay, deviceSpec, htabItems, ramRecords, type HtabItem } from "./convert.js";
 import { RamWriter, type RamBlockSpec, type RamRecord } from "./ram.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -268,14 +268,7 @@ function tryAll<T>(gen: () => Generator<T>): T[] | undefined {
 
 /** QEMU stream (decompressed, in memory) -> BER stream. Throws for what it cannot carry (PACKAGED commands). */
 export function qemuToBer(input: Uint8Array, options: BerStreamOptions = {}): BerStreamResult {
-  const d = options.decode ?? {};
-  const big = { sectionRecords: Number.MAX_SAFE_INTEGER, commandRecords: Number.MAX_SAFE_INTEGER, ...(d.limits ?? {}) };
-  const r: DecodeResult = decodeBytes(input, {
-    describe: (_i, _n, entry) => descriptionFromVmdesc(entry),
-    ...d,
-    materialize: false,
-    limits: big,
-  });
+  const r = decodeForReplay(input, options.decode);
   try {
     return berFromDecoded(input, r, options);
   } finally {
@@ -285,10 +278,7 @@ export function qemuToBer(input: Uint8Array, options: BerStreamOptions = {}): Be
 
 /** QEMU -> BER from a decode result of `input` (every section and command must be listed in it). */
 export function berFromDecoded(input: Uint8Array, r: DecodeResult, options: BerStreamOptions = {}): BerStreamResult {
-  if (r.sections.length !== r.sectionCount || r.commands.length !== r.commandCount) {
-    throw new VmstreamError("LIMIT", "the decode result does not list every section and command (raise limits.sectionRecords / commandRecords)");
-  }
-  if (r.commands.some((c) => c.cmd === CMD.PACKAGED || c.depth > 0)) throw new VmstreamError("UNSUPPORTED", "converting PACKAGED (postcopy) streams to BER is not supported yet");
+  assertReplayable(r, "converting to BER");
   const out = new ChunkedBer();
   const w = out.w;
   const ro = options.decode?.ram ?? {};

@@ -238,14 +238,7 @@ function canonical(v: unknown): string {
  * the output is byte-identical. Throws for what it cannot re-encode (PACKAGED commands).
  */
 export function reencodeStream(input: Uint8Array, options: ReencodeOptions = {}): ReencodeResult {
-  const d = options.decode ?? {};
-  const big = { sectionRecords: Number.MAX_SAFE_INTEGER, commandRecords: Number.MAX_SAFE_INTEGER, ...(d.limits ?? {}) };
-  const r: DecodeResult = decodeBytes(input, {
-    describe: (_i, _n, entry) => descriptionFromVmdesc(entry),
-    ...d,
-    materialize: false,
-    limits: big,
-  });
+  const r = decodeForReplay(input, options.decode);
   try {
     return reencodeDecoded(input, r, options);
   } finally {
@@ -253,12 +246,26 @@ export function reencodeStream(input: Uint8Array, options: ReencodeOptions = {})
   }
 }
 
-/** Re-encode from a decode result of `input` (every section and command must be listed in it). */
-export function reencodeDecoded(input: Uint8Array, r: DecodeResult, options: ReencodeOptions = {}): ReencodeResult {
+/**
+ * Decode a stream held in memory for a record-by-record replay: nothing materialised, every section
+ * and command listed, device sections without a registered description described from the vmdesc.
+ */
+export function decodeForReplay(input: Uint8Array, d: StreamDecoderOptions = {}): DecodeResult {
+  const big = { sectionRecords: Number.MAX_SAFE_INTEGER, commandRecords: Number.MAX_SAFE_INTEGER, ...(d.limits ?? {}) };
+  return decodeBytes(input, { describe: (_i, _n, entry) => descriptionFromVmdesc(entry), ...d, materialize: false, limits: big });
+}
+
+/** A decode result can be replayed when it lists every section and command and holds no PACKAGED (postcopy) command. */
+export function assertReplayable(r: DecodeResult, what: string): void {
   if (r.sections.length !== r.sectionCount || r.commands.length !== r.commandCount) {
     throw new VmstreamError("LIMIT", "the decode result does not list every section and command (raise limits.sectionRecords / commandRecords)");
   }
-  if (r.commands.some((c) => c.cmd === CMD.PACKAGED || c.depth > 0)) throw new VmstreamError("UNSUPPORTED", "re-encoding PACKAGED (postcopy) streams is not supported yet");
+  if (r.commands.some((c) => c.cmd === CMD.PACKAGED || c.depth > 0)) throw new VmstreamError("UNSUPPORTED", `${what} PACKAGED (postcopy) streams is not supported yet`);
+}
+
+/** Re-encode from a decode result of `input` (every section and command must be listed in it). */
+export function reencodeDecoded(input: Uint8Array, r: DecodeResult, options: ReencodeOptions = {}): ReencodeResult {
+  assertReplayable(r, "re-encoding");
   const out = new ByteWriter({ initialCapacity: 1 << 16 });
   const enc = new StreamEncoder(out, {
     configuration: r.configuration !== undefined,
