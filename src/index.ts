@@ -7,3 +7,4 @@ export { x86Devices, x86DeviceList, x86DeviceForIdstr } from "./vmstate/devices/
 export * from "./analyze/index.js";
 export * from "./savevm/index.js";
 export * from "./sections/index.js";
+export * from "./migration/index.js";

@@ -3,6 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { convertCommand } from "./convert.js";
 import { runDemo } from "./demo.js";
+import { simulateCommand } from "./simulate.js";
 import { analyzeCommand, checkCommand, dumpCommand, extractCommand } from "./streams.js";
 
 const HELP = `vmstream — QEMU 7.2 migration streams with WebAssembly kernels
@@ -41,9 +42,16 @@ commands:
         A guest RAM image sent through QEMU's RAM record format and back, in memory, on the kernels:
         zero pages and records in one call, then dirty pages found against a shadow copy and sent as
         XBZRLE deltas; checks that the destination equals the source (sha256).
+  simulate [--ram-mib N] [--dirty-rate P] [--working-set-mib N] [--locality F] [--write-bytes N]
+           [--bandwidth MiB/s] [--downtime-ms N] [--max-rounds N] [--xbzrle-cache-mib N] [--seed N] [--csv]
+        A precopy live migration of a simulated guest on a virtual clock (deterministic from the seed):
+        the guest writes P pages/s (N bytes per write) in a working set, a fraction F of them in a hot
+        set; each round sends dirty pages up to the bandwidth; the source switches over when the pending
+        pages fit the downtime target or after the max rounds. Prints the rounds as a table (or CSV)
+        and a summary; the stream is decoded and the destination RAM checked against the source's.
   help  This text.
 
-Live migration (send, receive, simulate) are coming; see the README.
+Live migration over a transport (send, receive) is coming; see the README.
 `;
 
 type Handler = (args: string[]) => Promise<number>;
@@ -96,6 +104,45 @@ const commands: Record<string, Handler> = {
     const mib = Number(values["ram-mib"]);
     if (!Number.isInteger(mib) || mib < 1 || mib > 2048) throw new Error(`--ram-mib must be 1..2048, not ${values["ram-mib"]}`);
     return runDemo({ ramMiB: mib, backend: values.backend! });
+  },
+  async simulate(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        "ram-mib": { type: "string", default: "64" },
+        "dirty-rate": { type: "string", default: "2000" },
+        "working-set-mib": { type: "string" },
+        locality: { type: "string", default: "0.9" },
+        "write-bytes": { type: "string", default: "16" },
+        bandwidth: { type: "string", default: "128" },
+        "downtime-ms": { type: "string", default: "300" },
+        "max-rounds": { type: "string", default: "30" },
+        "xbzrle-cache-mib": { type: "string" },
+        seed: { type: "string", default: "1" },
+        csv: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+    if (values.help) return help();
+    const num = (name: string, v: string | undefined, min: number, max: number, int = false): number => {
+      const n = Number(v);
+      if (v === undefined || v === "" || !Number.isFinite(n) || n < min || n > max || (int && !Number.isInteger(n))) throw new Error(`--${name} must be ${min}..${max}, not ${v}`);
+      return n;
+    };
+    const ram = num("ram-mib", values["ram-mib"], 1, 2048, true);
+    return simulateCommand({
+      ramMiB: ram,
+      dirtyRate: num("dirty-rate", values["dirty-rate"], 0, 1e9),
+      ...(values["working-set-mib"] !== undefined ? { workingSetMiB: num("working-set-mib", values["working-set-mib"], 0, ram) } : {}),
+      locality: num("locality", values.locality, 0, 1),
+      writeBytes: num("write-bytes", values["write-bytes"], 4, 65536, true),
+      bandwidthMiB: num("bandwidth", values.bandwidth, 0.001, 1e6),
+      downtimeMs: num("downtime-ms", values["downtime-ms"], 0, 1e7),
+      maxRounds: num("max-rounds", values["max-rounds"], 1, 100000, true),
+      ...(values["xbzrle-cache-mib"] !== undefined ? { xbzrleCacheMiB: num("xbzrle-cache-mib", values["xbzrle-cache-mib"], 1, 4096) } : {}),
+      seed: num("seed", values.seed, 0, 2 ** 32 - 1, true),
+      csv: values.csv === true,
+    });
   },
 };
 
