@@ -12,13 +12,12 @@
 //            batch, default 4), --window-kib N (RamWriter output window, default 1024), --no-qemu
 import { Bench } from "tinybench";
 import { parseArgs } from "node:util";
-import { readFileSync, existsSync, mkdtempSync, rmSync, openSync, writeSync, closeSync, statSync, readSync } from "node:fs";
-import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { dirname, join } from "node:path";
+import { mkdtempSync, rmSync, openSync, writeSync, closeSync, statSync, readSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { join } from "node:path";
 import os from "node:os";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+import { fillRamImage, loadProbe, makeRng, root } from "./common.mjs";
 const lib = await import(join(root, "dist/index.js"));
 const { createKernels, ENC, RAM_ENCODE, ByteWriter, StreamEncoder, RamWriter, deviceSpec } = lib;
 const { decodeFile } = await import(join(root, "dist/sections/node.js"));
@@ -48,50 +47,21 @@ const memory = new WebAssembly.Memory({ initial: 1 });
 const backends = ["wasm-simd", "js"];
 const K = Object.fromEntries(backends.map((b) => [b, createKernels({ backend: b, memory })]));
 const k0 = K["wasm-simd"];
-// Two kernel instances on one memory do not share an allocator (each hands out regions above the memory's end
-// at its creation, so their regions can overlap): every allocation goes through k0, also those RamWriter makes
-// for the js backend (its output window and state).
-const viaK0 = (k) => (k === k0 ? k : new Proxy(k, { get: (t, p) => (p === "alloc" || p === "free" ? k0[p] : Reflect.get(t, p)) }));
+const probe = loadProbe(memory);
 
-function loadProbe() {
-  const wasm = join(root, "build/probe.wasm");
-  if (!existsSync(wasm)) execFileSync(join(root, "node_modules/.bin/asc"), ["--config", "bench/asconfig.json"], { cwd: root, stdio: "inherit" });
-  const mod = new WebAssembly.Module(readFileSync(wasm));
-  return new WebAssembly.Instance(mod, { env: { memory, abort() {} } }).exports;
-}
-const probe = loadProbe();
-
-// ---- the image: exactly the recipe of bench/kernels.mjs (same seed, same order of draws) ----
-let seed = 0x12345678;
-const rnd = () => {
-  seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
-  return seed >>> 0;
-};
-function fillRandom(ptr, len) {
-  const w = new Uint32Array(memory.buffer, ptr, len >>> 2);
-  for (let i = 0; i < w.length; i++) w[i] = rnd();
-}
+// ---- the image: the recipe of bench/kernels.mjs (same seed, same order of draws) ----
 log(`preparing ${RAM_BYTES >>> 20} MiB RAM image (50% zero, 30% zero but one word, 20% random)...`);
 const ram = k0.alloc(RAM_BYTES);
+const pageKinds = fillRamImage(memory, ram, RAM_BYTES, makeRng(), P);
 const kinds = { zero: 0, oneWord: 0, random: 0 };
-{
-  const u32 = new Uint32Array(memory.buffer, ram, RAM_BYTES >>> 2);
-  u32.fill(0);
-  for (let p = 0; p < RAM_PAGES; p++) {
-    const r = rnd() % 10;
-    const kind = r < 5 ? 0 : r < 8 ? 1 : 2;
-    if (kind === 0) kinds.zero++;
-    else if (kind === 1) { kinds.oneWord++; u32[(p * P + P - 64 + 4 * (rnd() % 16)) >>> 2] = rnd() | 1; }
-    else { kinds.random++; fillRandom(ram + p * P, P); }
-  }
-}
+for (const k of pageKinds) k === 0 ? kinds.zero++ : k === 1 ? kinds.oneWord++ : kinds.random++;
 
 // ---- (1) a pc machine stream holding the image as pc.ram, into memory ----
 const MACHINE = "pc-i440fx-7.2";
 const BLOCK = { name: "pc.ram", ptr: ram, length: RAM_BYTES };
 // One ByteWriter per backend, reset() per round: its buffer keeps the capacity reached in the warm-up round.
 const memWriters = Object.fromEntries(backends.map((b) => [b, new ByteWriter({ initialCapacity: 64 << 20 })]));
-const memRam = Object.fromEntries(backends.map((b) => [b, new RamWriter(memWriters[b], P, { window: WINDOW }, viaK0(K[b]))]));
+const memRam = Object.fromEntries(backends.map((b) => [b, new RamWriter(memWriters[b], P, { window: WINDOW }, K[b])]));
 function encodeToMemory(b) {
   const out = memWriters[b];
   out.reset();
@@ -136,7 +106,7 @@ function ramEncodeKernel() {
 // A ByteWriter per backend; the block is sent SLICE_PAGES at a time; after each slice the bytes are handed to
 // the pipe (takeChunks, zero copy), and the writer is reset once the pipe has taken them (write callback).
 const pipeWriters = Object.fromEntries(backends.map((b) => [b, new ByteWriter({ initialCapacity: Math.min(RAM_BYTES, SLICE_PAGES * (P + 16)) + (1 << 20) })]));
-const pipeRam = Object.fromEntries(backends.map((b) => [b, new RamWriter(pipeWriters[b], P, { window: WINDOW }, viaK0(K[b]))]));
+const pipeRam = Object.fromEntries(backends.map((b) => [b, new RamWriter(pipeWriters[b], P, { window: WINDOW }, K[b])]));
 let sink = null; // the current `cat > /dev/null` child, spawned by a beforeEach hook (not timed)
 async function spawnSink() {
   const child = spawn("sh", ["-c", "exec cat > /dev/null"], { stdio: ["pipe", "ignore", "inherit"] });

@@ -9,13 +9,9 @@
 //   npm run bench -- --ram-mib 256 --rounds 3    smaller/faster run
 import { Bench } from "tinybench";
 import { parseArgs } from "node:util";
-import { readFileSync, existsSync } from "node:fs";
-import { execFileSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import os from "node:os";
-
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+import { fillRamImage, loadProbe, makeRng, root } from "./common.mjs";
 const { createKernels, ENC, RAM_ENCODE, DEC, BLK } = await import(join(root, "dist/index.js"));
 const { ByteWriter, ByteReader } = await import(join(root, "dist/io/index.js"));
 
@@ -40,38 +36,15 @@ const backends = ["wasm-simd", "wasm-scalar", "js"];
 const K = Object.fromEntries(backends.map((b) => [b, createKernels({ backend: b, memory })]));
 const k0 = K["wasm-simd"];
 
-// The memory-read anchor: a v128 sum over the region, built here (a bench-only module).
-function loadProbe() {
-  const wasm = join(root, "build/probe.wasm");
-  if (!existsSync(wasm)) execFileSync(join(root, "node_modules/.bin/asc"), ["--config", "bench/asconfig.json"], { cwd: root, stdio: "inherit" });
-  const mod = new WebAssembly.Module(readFileSync(wasm));
-  return new WebAssembly.Instance(mod, { env: { memory, abort() {} } }).exports;
-}
-const probe = loadProbe();
+const probe = loadProbe(memory);
 
 // ---- data (deterministic) ----
-let seed = 0x12345678;
-const rnd = () => {
-  seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
-  return seed >>> 0;
-};
-function fillRandom(ptr, len) {
-  const w = new Uint32Array(memory.buffer, ptr, len >>> 2);
-  for (let i = 0; i < w.length; i++) w[i] = rnd();
-}
+const rng = makeRng();
+const { rnd } = rng;
+const fillRandom = (ptr, len) => rng.fillRandom(memory, ptr, len);
 log(`preparing ${RAM_BYTES >>> 20} MiB RAM image (50% zero, 30% zero but one word, 20% random)...`);
 const ram = k0.alloc(RAM_BYTES);
-const kinds = new Uint8Array(RAM_PAGES);
-{
-  const u32 = new Uint32Array(memory.buffer, ram, RAM_BYTES >>> 2);
-  u32.fill(0);
-  for (let p = 0; p < RAM_PAGES; p++) {
-    const r = rnd() % 10;
-    kinds[p] = r < 5 ? 0 : r < 8 ? 1 : 2;
-    if (kinds[p] === 1) u32[(p * P + P - 64 + 4 * (rnd() % 16)) >>> 2] = rnd() | 1;
-    else if (kinds[p] === 2) fillRandom(ram + p * P, P);
-  }
-}
+fillRamImage(memory, ram, RAM_BYTES, rng, P);
 const shadow = k0.alloc(RAM_BYTES);
 {
   // The shadow equals RAM except 10% of pages (one word changed): dirty detection's typical case.
