@@ -20,7 +20,7 @@
 //   `print`'s newline.
 //
 // Device values come from a walk with the AnalyzeVisitor: either of the description built from the
-// stream's vmdesc (vmdesc-walker.ts; what the script does) or of a registered description through
+// stream's vmdesc (src/vmstate/from-vmdesc.ts; what the script does) or of a registered description through
 // `analyzeView` (no vmdesc needed), which gives the same JSON.
 import { VmstreamError } from "../io/errors.js";
 import type { ByteReader } from "../io/reader.js";

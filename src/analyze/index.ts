@@ -1,6 +1,6 @@
 // vmstream/analyze: read device sections from the stream's own vmdesc (as analyze-migration.py
 // does) or from the built-in descriptions, and write analyze-migration.py's `-d state` document.
-export * from "./vmdesc-walker.js";
+export * from "../vmstate/from-vmdesc.js";
 export * from "./analyze-json.js";
 export {
   AnalyzeVisitor,

@@ -7,7 +7,7 @@ import type { DecodeResult } from "../savevm/types.js";
 import type { StreamDecoderOptions } from "../sections/stream.js";
 import { blockOf, dirtyBitmapOf, htabOf, ramOf } from "../sections/stream.js";
 import { AnalyzeDocument, analyzeStateValue, analyzeView, ramSectionValue, type AnalyzeObject, type AnalyzeValue } from "./analyze-json.js";
-import { descriptionFromVmdesc } from "./vmdesc-walker.js";
+import { descriptionFromVmdesc } from "../vmstate/from-vmdesc.js";
 
 /** Decoder options the analyzer wants: device sections nobody registered are described from the vmdesc. */
 export const analyzeDecoderOptions: Pick<StreamDecoderOptions, "describe"> = {

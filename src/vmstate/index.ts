@@ -6,3 +6,4 @@ export * from "./engine.js";
 export * from "./json-writer.js";
 export * from "./symmetry.js";
 export * from "./legacy.js";
+export * from "./from-vmdesc.js";

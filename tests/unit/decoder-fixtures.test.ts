@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import { descriptionFromVmdesc } from "../../src/analyze/vmdesc-walker.js";
+import { descriptionFromVmdesc } from "../../src/vmstate/from-vmdesc.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { findVmdescTrailer } from "../../src/savevm/vmdesc.js";

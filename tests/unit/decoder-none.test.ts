@@ -66,7 +66,7 @@ describe("the -machine none stream (wire-format §2.11)", () => {
     expect(events).toEqual(["header", "configuration", "section", "section", "section", "device", "section", "device", "eof", "vmdesc"]);
   });
 
-  it("decodes device states through options.describe (the vmdesc-walker hook)", () => {
+  it("decodes device states through options.describe (descriptions from the vmdesc)", () => {
     const r = decodeBytes(bytes, { describe: describeFromVmdesc });
     expect(r.devices.map((d) => d.source)).toEqual(["vmdesc", "vmdesc"]);
     expect(r.devices[0]!.state).toMatchObject({ cpu_ticks_offset: 0n, cpu_clock_offset: 0n });

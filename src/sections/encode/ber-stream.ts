@@ -20,7 +20,7 @@ import { BerWriter, CLASS_APPLICATION, T_OCTET_STRING, T_SEQUENCE, T_UTF8STRING,
 import { VmstreamError } from "../../io/errors.js";
 import { ByteWriter } from "../../io/writer.js";
 import { RAM_FLAG } from "../../kernels/types.js";
-import { descriptionFromVmdesc } from "../../analyze/vmdesc-walker.js";
+import { descriptionFromVmdesc } from "../../vmstate/from-vmdesc.js";
 import { configCapabilities, configTargetPageBits, configUuid } from "../../savevm/configuration.js";
 import { QEMU_VM_FILE_MAGIC } from "../../savevm/constants.js";
 import { StreamEncoder } from "../../savevm/encoder.js";

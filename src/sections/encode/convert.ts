@@ -7,7 +7,7 @@
 import { VmstreamError } from "../../io/errors.js";
 import { ByteWriter } from "../../io/writer.js";
 import { RAM_FLAG } from "../../kernels/types.js";
-import { descriptionFromVmdesc } from "../../analyze/vmdesc-walker.js";
+import { descriptionFromVmdesc } from "../../vmstate/from-vmdesc.js";
 import { CMD } from "../../savevm/constants.js";
 import { StreamEncoder, type DeviceSpec } from "../../savevm/encoder.js";
 import type { CommandRecord, DecodeResult, DeviceSectionResult, SectionRecord } from "../../savevm/types.js";

@@ -51,8 +51,8 @@
 import { VmstreamError } from "../io/errors.js";
 import { ANALYZE_LIST_MARK } from "../visitor/analyze.js";
 import type { Name, ScalarInfo, Visitor } from "../visitor/visitor.js";
-import { visitState } from "../vmstate/engine.js";
-import type { CustomField, Field, ScalarFieldType, State, VMStateDescription } from "../vmstate/types.js";
+import { visitState } from "./engine.js";
+import type { CustomField, Field, ScalarFieldType, State, VMStateDescription } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
 // The vmdesc JSON (wire-format §4.2-§4.5)
