@@ -1,7 +1,8 @@
-// TEST-ONLY scaffolding: split a real QEMU 7.2 stream into its device FULL sections, so the device
-// descriptions can be checked against real bytes. Not the streaming decoder (that is a later
-// issue): "ram" and "block" sections are skipped by parsing their records, and the size of every
-// device payload is taken from the stream's own vmdesc JSON (wire-format §2, §4, §5, §7).
+// TEST-ONLY: split a real QEMU 7.2 stream into its device FULL sections, so the device descriptions
+// can be checked against real bytes. Deliberately independent of src/ (the decoder itself relies on
+// the descriptions under test, so it cannot be their yardstick): "ram" and "block" sections are
+// skipped by parsing their records, and the size of every device payload is taken from the stream's
+// own vmdesc JSON (wire-format §2, §4, §5, §7).
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 
