@@ -8,3 +8,4 @@ export * from "./analyze/index.js";
 export * from "./savevm/index.js";
 export * from "./sections/index.js";
 export * from "./migration/index.js";
+export * from "./migration/destination.js";

@@ -3,8 +3,11 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { convertCommand } from "./convert.js";
 import { runDemo } from "./demo.js";
+import { receiveCommand } from "./receive.js";
+import { sendCommand } from "./send.js";
 import { simulateCommand } from "./simulate.js";
 import { analyzeCommand, checkCommand, dumpCommand, extractCommand } from "./streams.js";
+import { parseRate } from "./transfer.js";
 
 const HELP = `vmstream — QEMU 7.2 migration streams with WebAssembly kernels
 
@@ -44,14 +47,37 @@ commands:
         XBZRLE deltas; checks that the destination equals the source (sha256).
   simulate [--ram-mib N] [--dirty-rate P] [--working-set-mib N] [--locality F] [--write-bytes N]
            [--bandwidth MiB/s] [--downtime-ms N] [--max-rounds N] [--xbzrle-cache-mib N] [--seed N] [--csv]
+           [--disk-mib N [--disk-write-rate W] [--zero-blocks]]
         A precopy live migration of a simulated guest on a virtual clock (deterministic from the seed):
         the guest writes P pages/s (N bytes per write) in a working set, a fraction F of them in a hot
         set; each round sends dirty pages up to the bandwidth; the source switches over when the pending
         pages fit the downtime target or after the max rounds. Prints the rounds as a table (or CSV)
         and a summary; the stream is decoded and the destination RAM checked against the source's.
+        --disk-mib adds an N MiB disk migrated by block migration (a bulk pass in 1 MiB chunks, then
+        the chunks the guest wrote again: W writes of 4 KiB per second); --zero-blocks sends all-zero
+        chunks as ZERO_BLOCK records. The table gains disk_chunks, disk_zero, disk_dirty columns and the
+        destination disk is checked too.
+  receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--require-vmdesc] [--quiet]
+        The destination of one live migration. ENDPOINT tcp:HOST:PORT listens (HOST defaults to
+        127.0.0.1; port 0 picks a free port) and accepts one connection; once bound it prints
+        "vmstream: listening on tcp:127.0.0.1:<port>" on stderr. ENDPOINT may also be a file or - (stdin).
+        Every record is decoded as it arrives. --out records the raw bytes (as FILE.partial, renamed to
+        FILE only after a complete migration); --forward relays every byte to another destination (a QEMU
+        started with -incoming tcp:..., or another receive): a byte-exact tap whose target's pace slows the
+        reader, and whose return path goes back to the source; --extract writes RAM and disks as extract
+        does, after a complete migration only. Exits 0 after one complete migration (EOF, and the vmdesc
+        when one follows; --require-vmdesc insists on it) with a summary on stdout (bytes, sections, RAM
+        pages by kind, duration, MB/s); exits 1 after a broken, truncated or interrupted one, with the byte
+        offset and section on stderr. A progress line is shown when stderr is a terminal; --quiet shows
+        neither it nor the summary.
+  send FILE DEST [--bandwidth RATE] [--quiet]
+        Streams FILE (plain or gzip, or - for stdin) to DEST: tcp:HOST:PORT (connects), a file (written as
+        DEST.partial, renamed when complete) or - (stdout). RATE caps bytes per second: 100M, 1G, 512K
+        (binary units), or a plain number. Each piece is checked before it goes out: a broken input stops
+        the transfer (exit 1); a complete stream ends the connection cleanly after its last byte (exit 0).
+        A progress line on a terminal and a summary as for receive (on stderr when DEST is -; --quiet:
+        neither). Piped:  vmstream send guest.mig - | vmstream receive - --extract out/
   help  This text.
-
-Live migration over a transport (send, receive) is coming; see the README.
 `;
 
 type Handler = (args: string[]) => Promise<number>;
@@ -91,6 +117,36 @@ const commands: Record<string, Handler> = {
     const p = positionals(args, 2, "convert IN OUT [--to qemu|ber]", { to: { type: "string", default: "qemu" } });
     return p ? convertCommand(p.positionals[0]!, p.positionals[1]!, { to: p.values.to as string }) : help();
   },
+  async receive(args) {
+    const p = positionals(args, 1, "receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--require-vmdesc] [--quiet]", {
+      out: { type: "string" },
+      extract: { type: "string" },
+      forward: { type: "string" },
+      "require-vmdesc": { type: "boolean", default: false },
+      quiet: { type: "boolean", short: "q", default: false },
+    });
+    if (!p) return help();
+    const v = p.values;
+    return receiveCommand(p.positionals[0]!, {
+      ...(typeof v.out === "string" ? { out: v.out } : {}),
+      ...(typeof v.extract === "string" ? { extract: v.extract } : {}),
+      ...(typeof v.forward === "string" ? { forward: v.forward } : {}),
+      requireVmdesc: v["require-vmdesc"] === true,
+      quiet: v.quiet === true,
+    });
+  },
+  async send(args) {
+    const p = positionals(args, 2, "send FILE DEST [--bandwidth RATE] [--quiet]", {
+      bandwidth: { type: "string" },
+      quiet: { type: "boolean", short: "q", default: false },
+    });
+    if (!p) return help();
+    const bw = p.values.bandwidth;
+    return sendCommand(p.positionals[0]!, p.positionals[1]!, {
+      ...(typeof bw === "string" ? { bandwidth: parseRate(bw) } : {}),
+      quiet: p.values.quiet === true,
+    });
+  },
   async demo(args) {
     const { values } = parseArgs({
       args,
@@ -120,6 +176,9 @@ const commands: Record<string, Handler> = {
         "xbzrle-cache-mib": { type: "string" },
         seed: { type: "string", default: "1" },
         csv: { type: "boolean", default: false },
+        "disk-mib": { type: "string" },
+        "disk-write-rate": { type: "string" },
+        "zero-blocks": { type: "boolean", default: false },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -130,6 +189,7 @@ const commands: Record<string, Handler> = {
       return n;
     };
     const ram = num("ram-mib", values["ram-mib"], 1, 2048, true);
+    if (values["disk-mib"] === undefined && (values["disk-write-rate"] !== undefined || values["zero-blocks"])) throw new Error("--disk-write-rate and --zero-blocks need --disk-mib");
     return simulateCommand({
       ramMiB: ram,
       dirtyRate: num("dirty-rate", values["dirty-rate"], 0, 1e9),
@@ -142,6 +202,13 @@ const commands: Record<string, Handler> = {
       ...(values["xbzrle-cache-mib"] !== undefined ? { xbzrleCacheMiB: num("xbzrle-cache-mib", values["xbzrle-cache-mib"], 1, 4096) } : {}),
       seed: num("seed", values.seed, 0, 2 ** 32 - 1, true),
       csv: values.csv === true,
+      ...(values["disk-mib"] !== undefined
+        ? {
+            diskMiB: num("disk-mib", values["disk-mib"], 1, 65536, true),
+            diskWriteRate: num("disk-write-rate", values["disk-write-rate"] ?? "0", 0, 1e7),
+            zeroBlocks: values["zero-blocks"] === true,
+          }
+        : {}),
     });
   },
 };

@@ -5,6 +5,7 @@ import { analyzeDecoderOptions, analyzeDocumentOf, dumpLines } from "../analyze/
 import { formatAnalyzeJson } from "../analyze/analyze-json.js";
 import { VmstreamError } from "../io/errors.js";
 import { createKernels } from "../kernels/index.js";
+import type { Kernels } from "../kernels/types.js";
 import type { DecodeResult, DecoderEvent } from "../savevm/types.js";
 import { decodeFile, decodeNodeStream, validateFile, validateNodeStream, type NodeDecodeOptions } from "../sections/node.js";
 import { blockOf, ramOf } from "../sections/stream.js";
@@ -163,60 +164,7 @@ export async function extractCommand(path: string, dir: string): Promise<number>
   const kernels = createKernels();
   try {
     result = await decode(path, { materialize: { ram: true, block: true }, kernels });
-    mkdirSync(dir, { recursive: true });
-    const real = realpathSync(dir);
-    mkdirSync(join(real, "ram"), { recursive: true });
-    mkdirSync(join(real, "disk"), { recursive: true });
-    const used = new Set<string>();
-    const lines: string[] = [];
-    const ram = ramOf(result);
-    for (const b of ram?.blocks ?? []) {
-      const data = b.data;
-      if (!data) continue;
-      const name = `ram/${safeName(b.name, used)}.bin`;
-      const fd = createIn(real, name);
-      try {
-        const P = result.pageSize;
-        writeSparse(fd, data, P, (ptr, pages) => {
-          const bm = kernels.alloc(Math.ceil(pages / 8) + 8, 8);
-          kernels.zeroPages(ptr, pages, bm, P);
-          const copy = kernels.u8.slice(bm, bm + Math.ceil(pages / 8));
-          kernels.free(bm);
-          return copy;
-        }, b.ptr);
-        const written = fstatSync(fd).size;
-        lines.push(`${name}\t${written} bytes\tRAM block ${JSON.stringify(b.name)}`);
-      } finally {
-        closeSync(fd);
-      }
-    }
-    for (const d of blockOf(result)?.devices ?? []) {
-      if (!d.image) continue;
-      const name = `disk/${safeName(d.name, used)}.img`;
-      const fd = createIn(real, name);
-      try {
-        writeSparse(fd, d.image, 4096, () => undefined, 0);
-        lines.push(`${name}\t${d.image.length} bytes\tblock device ${JSON.stringify(d.name)} (the last 1 MiB chunk may run past the device's end)`);
-      } finally {
-        closeSync(fd);
-      }
-    }
-    if (result.vmdesc) {
-      const fd = createIn(real, "desc.json");
-      try {
-        writeSync(fd, formatAnalyzeJson(result.vmdesc.json as never));
-      } finally {
-        closeSync(fd);
-      }
-      lines.push("desc.json\tthe stream's vmdesc");
-    }
-    const fd = createIn(real, "state.json");
-    try {
-      writeSync(fd, analyzeDocumentOf(result).format());
-    } finally {
-      closeSync(fd);
-    }
-    lines.push("state.json\tdevice state (analyze format)");
+    const lines = writeExtraction(result, kernels, dir);
     await out(lines.join("\n") + "\n");
     return 0;
   } catch (e) {
@@ -224,4 +172,66 @@ export async function extractCommand(path: string, dir: string): Promise<number>
   } finally {
     result?.dispose();
   }
+}
+
+/**
+ * Write what `extract` writes (RAM blocks, disks, desc.json, state.json) from a decode result whose RAM and
+ * disks were materialised with `kernels`; returns one line per file. Shared with `receive --extract`.
+ */
+export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: string): string[] {
+  mkdirSync(dir, { recursive: true });
+  const real = realpathSync(dir);
+  mkdirSync(join(real, "ram"), { recursive: true });
+  mkdirSync(join(real, "disk"), { recursive: true });
+  const used = new Set<string>();
+  const lines: string[] = [];
+  const ram = ramOf(result);
+  for (const b of ram?.blocks ?? []) {
+    const data = b.data;
+    if (!data) continue;
+    const name = `ram/${safeName(b.name, used)}.bin`;
+    const fd = createIn(real, name);
+    try {
+      const P = result.pageSize;
+      writeSparse(fd, data, P, (ptr, pages) => {
+        const bm = kernels.alloc(Math.ceil(pages / 8) + 8, 8);
+        kernels.zeroPages(ptr, pages, bm, P);
+        const copy = kernels.u8.slice(bm, bm + Math.ceil(pages / 8));
+        kernels.free(bm);
+        return copy;
+      }, b.ptr);
+      const written = fstatSync(fd).size;
+      lines.push(`${name}\t${written} bytes\tRAM block ${JSON.stringify(b.name)}`);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  for (const d of blockOf(result)?.devices ?? []) {
+    if (!d.image) continue;
+    const name = `disk/${safeName(d.name, used)}.img`;
+    const fd = createIn(real, name);
+    try {
+      writeSparse(fd, d.image, 4096, () => undefined, 0);
+      lines.push(`${name}\t${d.image.length} bytes\tblock device ${JSON.stringify(d.name)} (the last 1 MiB chunk may run past the device's end)`);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  if (result.vmdesc) {
+    const fd = createIn(real, "desc.json");
+    try {
+      writeSync(fd, formatAnalyzeJson(result.vmdesc.json as never));
+    } finally {
+      closeSync(fd);
+    }
+    lines.push("desc.json\tthe stream's vmdesc");
+  }
+  const fd = createIn(real, "state.json");
+  try {
+    writeSync(fd, analyzeDocumentOf(result).format());
+  } finally {
+    closeSync(fd);
+  }
+  lines.push("state.json\tdevice state (analyze format)");
+  return lines;
 }

@@ -174,7 +174,7 @@ function sweepStaleDirs(): void {
 
 let setprivOk: boolean | undefined;
 /** Can we run a child with a parent-death signal (`setpriv --pdeathsig KILL`, util-linux)? */
-function canUseSetpriv(): boolean {
+export function canUseSetpriv(): boolean {
   if (setprivOk === undefined) {
     const r = spawnSync("setpriv", ["--pdeathsig", "KILL", "--", "true"], { stdio: "ignore", timeout: 5000 });
     setprivOk = !r.error && r.status === 0;

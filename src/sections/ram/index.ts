@@ -9,6 +9,7 @@
 import { VmstreamError } from "../../io/errors.js";
 import { BLK, DEC, DEC_STATUS, RAM_FLAG, type Kernels } from "../../kernels/types.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
+import type { RamBlockData } from "../encode/ram.js";
 
 const ENTRY = BLK.WORDS * 4;
 const NAME_SLOT = 256;
@@ -59,6 +60,17 @@ export interface RamResult {
   readonly sections: number;
 }
 
+/**
+ * Where a RAM block's bytes go: a host (an emulator embedding the destination) gives its own guest memory
+ * for a block by name, or undefined to let the handler decide (allocate when materialising, else count only).
+ */
+export type RamBlockProvider = (name: string, length: number) => RamBlockData | undefined;
+
+export interface RamHandlerOptions {
+  /** Blocks that live in the host's memory (`ptr` in the kernels' memory). Used even without materialize.ram. */
+  readonly ramBlock?: RamBlockProvider;
+}
+
 interface Block {
   name: string;
   bytes: Uint8Array;
@@ -69,6 +81,8 @@ interface Block {
   pageSize?: bigint;
   mrAddr?: bigint;
   compressed: number;
+  /** The bytes belong to the host (never freed here). */
+  host: boolean;
 }
 
 function asBool(v: boolean | ((n: string) => boolean) | undefined, name: string): boolean {
@@ -95,7 +109,7 @@ export class RamHandler implements SectionHandler<RamResult> {
   private snapshot: number[][] | undefined;
   private freed = false;
 
-  constructor(private readonly ctx: HandlerContext) {
+  constructor(private readonly ctx: HandlerContext, private readonly hostOptions: RamHandlerOptions = {}) {
     this.k = ctx.kernels;
     const m = ctx.options.materialize;
     this.materialize = m === true || (typeof m === "object" && m.ram === true);
@@ -126,9 +140,9 @@ export class RamHandler implements SectionHandler<RamResult> {
       new VmstreamError(code, summary, { offset: input.offset + (at - input.ptr), section: { idstr: h.idstr, id: h.id, instanceId: h.instanceId }, detail });
     for (;;) {
       if (this.memsize) {
-        const np = this.memSizeEntries(p, end, err);
-        if (np < 0) return { consumed: p - input.ptr, done: false };
-        p = np;
+        // entries already taken count as consumed even when the next one is still incomplete
+        p = this.memSizeEntries(p, end, err);
+        if (this.memsize) return { consumed: p - input.ptr, done: false };
         continue;
       }
       if (p === end) return { consumed: p - input.ptr, done: false };
@@ -170,21 +184,21 @@ export class RamHandler implements SectionHandler<RamResult> {
     }
   }
 
-  /** MEM_SIZE entries until the lengths add up to the total. Returns the new position, or -1 for more input. */
+  /** MEM_SIZE entries until the lengths add up to the total (then `memsize` is cleared). Returns the position after the entries taken. */
   private memSizeEntries(p: number, end: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError): number {
     const ms = this.memsize!;
     const ram = this.ctx.options.ram ?? {};
     const ignoreShared = ram.ignoreShared ?? (this.ctx.configuration()?.capabilities?.includes("x-ignore-shared") ?? false);
     while (ms.remaining > 0n) {
       const u8 = this.k.u8;
-      if (end - p < 1) return -1;
+      if (end - p < 1) return p;
       const n = u8[p]!;
-      if (end - p < 1 + n) return -1;
+      if (end - p < 1 + n) return p;
       const nameBytes = u8.slice(p + 1, p + 1 + n);
       const name = latin.decode(nameBytes);
       const hasPs = asBool(ram.blockPageSize, name);
       const need = 1 + n + 8 + (hasPs ? 8 : 0) + (ignoreShared ? 8 : 0);
-      if (end - p < need) return -1;
+      if (end - p < need) return p;
       if (n === 0) throw err("BAD_VALUE", "empty RAM block name in MEM_SIZE", p);
       const dv = this.k.view;
       let q = p + 1 + n;
@@ -229,7 +243,12 @@ export class RamHandler implements SectionHandler<RamResult> {
     const k = this.k;
     let base = 0;
     let written = 0;
-    if (this.materialize) {
+    const host = this.hostBlock(name, length, at, err);
+    if (host) {
+      // The host's memory may hold anything: no written-page bitmap (word 4 = 0), so a ZERO record reads
+      // the page and clears it when it is not already zero.
+      base = host.ptr;
+    } else if (this.materialize) {
       const len = Number(length);
       if (length >= BigInt(TWO32) || this.materialized + len > this.ctx.limits.ramBytes) {
         throw err("LIMIT", "RAM too large to materialise", at, `block "${name}" 0x${length.toString(16)} bytes, ${this.materialized} already (limits.ramBytes ${this.ctx.limits.ramBytes})`);
@@ -253,7 +272,7 @@ export class RamHandler implements SectionHandler<RamResult> {
     }
     if (this.blocks.length === this.tableCap) this.growTable(this.tableCap * 2);
     const i = this.blocks.length;
-    this.blocks.push({ name, bytes, length, base, written, pageSize, mrAddr, compressed: 0 });
+    this.blocks.push({ name, bytes, length, base, written, pageSize, mrAddr, compressed: 0, host: host !== undefined });
     const namePtr = this.names + i * NAME_SLOT;
     k.u8.set(bytes, namePtr);
     const t = new Uint32Array(k.memory.buffer, this.table + i * ENTRY, BLK.WORDS);
@@ -265,6 +284,27 @@ export class RamHandler implements SectionHandler<RamResult> {
     if (base) t[BLK.WRITTEN] = written;
     else t[BLK.LEN_HI] = Number(length >> 32n);
     t[BLK.ZERO] = t[BLK.NORMAL] = t[BLK.XBZRLE] = 0;
+  }
+
+  /** The host's block for `name`, checked against the stream's length and the kernels' memory. */
+  private hostBlock(
+    name: string, length: bigint, at: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError,
+  ): RamBlockData | undefined {
+    const provide = this.hostOptions.ramBlock;
+    if (!provide) return undefined;
+    const b = provide(name, Number(length));
+    if (b === undefined) return undefined;
+    const size = this.k.memory.buffer.byteLength;
+    if (BigInt(b.length) !== length || !Number.isInteger(b.length)) {
+      throw err("MISMATCH", "RAM block length differs from the host's block", at, `block "${name}": the stream has 0x${length.toString(16)} bytes, the host 0x${b.length.toString(16)}`);
+    }
+    if (!Number.isInteger(b.ptr) || b.ptr <= 0 || b.ptr + b.length > size) {
+      throw err("RANGE", "the host's RAM block is not inside the kernels' memory", at, `block "${name}" at ${b.ptr}, ${b.length} bytes, memory ${size} bytes`);
+    }
+    if (this.blocks.some((o) => o.host && o.base < b.ptr + b.length && b.ptr < o.base + Number(o.length))) {
+      throw err("RANGE", "the host's RAM blocks overlap", at, `block "${name}" at ${b.ptr}`);
+    }
+    return b;
   }
 
   private growTable(cap: number): void {
@@ -400,6 +440,6 @@ export class RamHandler implements SectionHandler<RamResult> {
     this.finish();
     if (this.freed) return;
     this.freed = true;
-    for (const b of this.blocks) if (b.base) this.k.free(b.base);
+    for (const b of this.blocks) if (b.base && !b.host) this.k.free(b.base);
   }
 }

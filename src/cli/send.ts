@@ -1,0 +1,111 @@
+// `vmstream send FILE DEST [--bandwidth RATE] [--quiet]`: stream a migration file (plain or gzip, or - for
+// stdin) to DEST (tcp:HOST:PORT, a file, or - for stdout) at up to RATE bytes/s, checking it as it goes: each
+// piece is decoded before it is sent, so a broken input stops the transfer at the broken record (the
+// destination sees the stream break off) and the exit code is 1. After the last byte of a complete stream the
+// connection is ended cleanly (exit 0).
+import { statSync } from "node:fs";
+import { analyzeDecoderOptions } from "../analyze/report.js";
+import { VmstreamError } from "../io/errors.js";
+import { chunksOf, isGzip, nodeInflate, readHead } from "../io/node.js";
+import { openOutput, parseEndpoint, type OutputOpen } from "../migration/transport.js";
+import type { DecoderEvent } from "../savevm/types.js";
+import { readVmdescTrailer } from "../sections/node.js";
+import { StreamDecoder } from "../sections/stream.js";
+import { ProgressBar, rateText } from "./transfer.js";
+
+export interface SendOptions {
+  /** Bytes per second (undefined: as fast as the destination takes them). */
+  readonly bandwidth?: number;
+  readonly quiet: boolean;
+}
+
+const say = (line: string): void => {
+  process.stderr.write(`vmstream: ${line}\n`);
+};
+const sleep = (ms: number): Promise<void> => new Promise((ok) => setTimeout(ok, ms));
+
+export async function sendCommand(file: string, destination: string, o: SendOptions): Promise<number> {
+  const dest = parseEndpoint(destination);
+  // a summary on stdout would mix with the stream when the stream goes to stdout
+  const report = dest.kind === "stdio" ? say : (line: string) => process.stdout.write(line + "\n");
+  // the command's EPIPE handler exits with process.exitCode: a reader that goes away cuts the stream short
+  if (dest.kind === "stdio") process.exitCode = 1;
+
+  let total: number | undefined;
+  let vmdesc: string | undefined;
+  if (file !== "-") {
+    try {
+      const st = statSync(file);
+      // a plain regular file: its size for the progress bar, and its vmdesc first so device sections are
+      // checked as they go by instead of being buffered to the end
+      if (st.isFile() && !isGzip((await readHead(file, 2)).bytes)) {
+        total = st.size;
+        vmdesc = await readVmdescTrailer(file);
+      }
+    } catch (e) {
+      say(`cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
+      return 1;
+    }
+  }
+
+  let phase = "header";
+  const decoder = new StreamDecoder({
+    ...analyzeDecoderOptions,
+    materialize: false,
+    inflate: nodeInflate,
+    ...(vmdesc !== undefined ? { vmdesc } : {}),
+    onEvent: (e: DecoderEvent) => {
+      if (e.type === "section") phase = `section ${e.section.idstr} (${e.section.type})`;
+      else if (e.type === "eof") phase = "eof";
+    },
+  });
+  const rate = o.bandwidth;
+  // pieces small enough for a smooth cap (about 50 sleeps a second at most), large enough to be cheap
+  const step = rate ? Math.max(4096, Math.min(1 << 20, Math.floor(rate / 50))) : 1 << 20;
+  let output: OutputOpen;
+  try {
+    // the chunks come from fresh read buffers that nothing modifies: no copy needed; room for two pieces so
+    // that the connection stays busy while the next piece is checked
+    output = await openOutput(dest, { copy: false, highWaterMark: 2 * step });
+  } catch (e) {
+    decoder.dispose();
+    say(e instanceof Error ? e.message : String(e));
+    return 1;
+  }
+
+  const bar = new ProgressBar("sending", o.quiet, total);
+  const started = performance.now();
+  let sent = 0;
+  try {
+    for await (const chunk of chunksOf(file === "-" ? process.stdin : file)) {
+      for (let at = 0; at < chunk.length; at += step) {
+        const piece = chunk.subarray(at, Math.min(chunk.length, at + step));
+        decoder.push(piece);
+        await output.writer.write(piece);
+        sent += piece.length;
+        if (rate) {
+          const ahead = (sent / rate) * 1000 - (performance.now() - started);
+          if (ahead > 1) await sleep(ahead);
+        }
+        bar.update(sent, phase);
+      }
+    }
+    const r = decoder.end();
+    const c = r.completeness;
+    if (!c.complete) throw new VmstreamError("INCOMPLETE", "incomplete migration stream", { offset: r.bytes, detail: !c.eof ? "no QEMU_VM_EOF" : "the vmdesc lists devices the stream lacks, or the other way round" });
+    await output.commit();
+    bar.done();
+    const ms = performance.now() - started;
+    r.dispose();
+    if (!o.quiet) report(`sent: ${rateText(sent, ms)} to ${destination}, ${r.sectionCount} sections, ${r.devices.length} devices, complete`);
+    return 0;
+  } catch (e) {
+    bar.done();
+    decoder.dispose();
+    const err = VmstreamError.wrap(e);
+    const kept = await output.abort();
+    say(`send failed: ${err.message}`);
+    say(`the stream to ${destination} was cut off after ${sent} bytes${kept ? ` (kept in ${kept})` : ""}`);
+    return 1;
+  }
+}

@@ -1,0 +1,63 @@
+// Shared by `send` and `receive`: the progress bar (stderr, only on a terminal), rates, summaries.
+import type { DestinationPages } from "../migration/destination.js";
+
+/** A one-line progress display on stderr, redrawn at most every 100 ms; silent when stderr is not a TTY. */
+export class ProgressBar {
+  private readonly on: boolean;
+  private readonly started = performance.now();
+  private last = 0;
+  private shown = false;
+
+  constructor(private readonly label: string, quiet: boolean, private readonly total?: number) {
+    this.on = !quiet && process.stderr.isTTY === true;
+  }
+
+  update(bytes: number, phase: string, force = false): void {
+    if (!this.on) return;
+    const now = performance.now();
+    if (!force && now - this.last < 100) return;
+    this.last = now;
+    this.shown = true;
+    const secs = (now - this.started) / 1000;
+    const rate = secs > 0 ? bytes / secs : 0;
+    let bar = "";
+    if (this.total && this.total > 0) {
+      const f = Math.min(1, bytes / this.total);
+      const w = 24;
+      const n = Math.round(f * w);
+      bar = ` [${"#".repeat(n)}${"-".repeat(w - n)}] ${Math.floor(f * 100)}%`;
+    }
+    process.stderr.write(`\r\x1b[Kvmstream: ${this.label}${bar} ${mb(bytes)} MB, ${mb(rate)} MB/s, ${phase}`);
+  }
+
+  /** Erase the line (before a final message). */
+  done(): void {
+    if (this.shown) process.stderr.write("\r\x1b[K");
+    this.shown = false;
+  }
+}
+
+const mb = (n: number): string => (n / 1e6).toFixed(1);
+
+/** "12.3 MB in 0.45 s (27.3 MB/s)". */
+export function rateText(bytes: number, ms: number): string {
+  const s = ms / 1000;
+  return `${bytes} bytes in ${s.toFixed(2)} s (${s > 0 ? mb(bytes / s) : "-"} MB/s)`;
+}
+
+export function pagesText(p: DestinationPages): string {
+  return `RAM pages: ${p.zero} zero, ${p.normal} normal, ${p.xbzrle} xbzrle, ${p.compressed} compressed`;
+}
+
+/**
+ * A byte rate: a number with an optional binary suffix K, M, G or T (KiB = 1024 ...), optionally followed
+ * by "B", "iB" and "/s": `100M`, `1G`, `512KiB/s`, `250000`.
+ */
+export function parseRate(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?B)?(?:\/s)?$/.exec(text.trim());
+  if (!m) throw new Error(`--bandwidth: not a rate: ${JSON.stringify(text)} (e.g. 100M, 1G, 512K, 250000 bytes/s)`);
+  const unit = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g" | "t"];
+  const v = Number(m[1]) * unit;
+  if (!(v >= 1) || !Number.isFinite(v)) throw new Error(`--bandwidth must be at least 1 byte/s, not ${text}`);
+  return v;
+}
