@@ -66,6 +66,11 @@ export class ByteReader {
   declare hi: number;
   /** Low half (unsigned u32) of the last {@link be64hl} read. */
   declare lo: number;
+  /**
+   * A peek wanted bytes past the end of the input. A decoder working on a prefix of a stream uses it to know
+   * whether an outcome depended only on the bytes it had (QEMU's subsection peek reads ahead).
+   */
+  declare peekedPastEnd: boolean;
 
   constructor(bytes: Uint8Array, options: ByteReaderOptions = {}) {
     this.buf = bytes;
@@ -79,6 +84,7 @@ export class ByteReader {
     this.error = undefined;
     this.hi = 0;
     this.lo = 0;
+    this.peekedPastEnd = false;
   }
 
   /** Start over on new input (keeps the mode, clears the error). */
@@ -93,6 +99,7 @@ export class ByteReader {
     this.error = undefined;
     this.hi = 0;
     this.lo = 0;
+    this.peekedPastEnd = false;
   }
 
   /** The whole input. */
@@ -341,13 +348,17 @@ export class ByteReader {
   /** Up to `n` bytes from pos without consuming (fewer at the end; empty after a sticky error). Never fails. */
   peek(n: number): Uint8Array {
     if (this.lim < 0 || !(n > 0)) return EMPTY;
-    return this.buf.subarray(this.pos, Math.min(this.end, this.pos + Math.floor(n)));
+    const want = this.pos + Math.floor(n);
+    if (want > this.end) this.peekedPastEnd = true;
+    return this.buf.subarray(this.pos, Math.min(this.end, want));
   }
 
   /** The byte at pos + `at` without consuming, or -1 when there is none (or after a sticky error). */
   peekU8(at = 0): number {
     const i = this.pos + at;
-    return at >= 0 && i < this.lim ? this.buf[i]! : -1;
+    if (at >= 0 && i < this.lim) return this.buf[i]!;
+    if (at >= 0 && this.lim >= 0) this.peekedPastEnd = true;
+    return -1;
   }
 
   // --- limits -----------------------------------------------------------------------------------

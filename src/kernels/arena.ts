@@ -23,17 +23,25 @@ export class LinearMemory {
   /** Live allocations: start -> end (the aligned start a caller got). */
   private readonly live = new Map<number, Region>();
   private top: number;
+  /**
+   * Shared with a host (an emulator's own memory): the end of the pages this allocator grew itself, or
+   * undefined when the whole memory is ours. The host may grow the memory too, and the pages it gets are
+   * its own: an allocation never reaches past `owned` into them.
+   */
+  private owned: number | undefined;
 
   /**
    * @param base first byte the allocator may hand out. For a host-owned memory this is its
    *   current end, so the kernels' regions are claimed by growing and never overlap host data.
+   * @param shared the memory belongs to a host that may grow it as well (see `owned`).
    */
-  constructor(memory: WebAssembly.Memory, base: number) {
+  constructor(memory: WebAssembly.Memory, base: number, shared = false) {
     this.memory = memory;
     this.buf = memory.buffer;
     this.bytes = new Uint8Array(this.buf);
     this.dv = new DataView(this.buf);
     this.top = base;
+    this.owned = shared ? base : undefined;
   }
 
   get u8(): Uint8Array {
@@ -67,10 +75,20 @@ export class LinearMemory {
         return start;
       }
     }
+    if (this.owned !== undefined) {
+      const len = this.memory.buffer.byteLength;
+      if (len > this.owned) {
+        // the host grew the memory after us: keep the rest of our pages as a free region, go on past its pages
+        if (this.owned > this.top) this.insertFree({ start: this.top, end: this.owned });
+        this.top = len;
+        this.owned = len;
+      }
+    }
     const start = alignUp(this.top, align);
     const end = start + want;
     if (end > MAX_MEMORY_BYTES) throw new RangeError(`alloc: ${size} bytes do not fit in a 4 GiB wasm32 memory`);
     this.ensure(end);
+    if (this.owned !== undefined && end > this.owned) this.owned = this.memory.buffer.byteLength;
     if (start > this.top) this.insertFree({ start: this.top, end: start });
     this.top = end;
     this.live.set(start, { start, end });

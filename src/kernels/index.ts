@@ -29,7 +29,7 @@ const hostArenas = new WeakMap<WebAssembly.Memory, LinearMemory>();
 function hostArena(memory: WebAssembly.Memory): LinearMemory {
   let lm = hostArenas.get(memory);
   if (!lm) {
-    lm = new LinearMemory(memory, memory.buffer.byteLength);
+    lm = new LinearMemory(memory, memory.buffer.byteLength, true);
     hostArenas.set(memory, lm);
   }
   return lm;

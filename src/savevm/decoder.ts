@@ -7,8 +7,8 @@
 // `commit(n)`, e.g. `fs.readSync` straight into it: then the kernel's read() is the only copy). Everything else is parsed as "atomic items" (a section header, a
 // command, a device section, the vmdesc): an item is parsed when enough bytes are in the window and simply
 // retried with more input otherwise (ByteReader reads consume nothing on failure). Device sections use QEMU's
-// subsection peek heuristic, so a device decode is trusted only when PEEK_LOOKAHEAD bytes follow it (or the
-// input has ended); big device sections are retried with exponential back-off (linear total work).
+// subsection peek heuristic, so a device decode is trusted only when its peeks stayed inside the bytes at hand
+// (PEEK_LOOKAHEAD bytes after it always suffice) or the input has ended; big device sections are retried with exponential back-off (linear total work).
 //
 // Device (FULL) sections: a registered description (options.devices) is tried first; otherwise the section
 // is decoded from its vmdesc entry (options.describe, then options.vmdescFallback). The vmdesc comes after
@@ -548,7 +548,7 @@ export class SavevmDecoder {
       v.fail(VmstreamError.wrap(e, { offset: sr.offset }, "BAD_VALUE"));
     }
     const end = 5 + len + sr.pos;
-    const conclusive = hard || end + PEEK_LOOKAHEAD <= n;
+    const conclusive = hard || end + PEEK_LOOKAHEAD <= n || !sr.peekedPastEnd;
     if (!conclusive) {
       this.needHint = Math.max(n + 1, end + PEEK_LOOKAHEAD);
       return NEED;
@@ -825,7 +825,9 @@ export class SavevmDecoder {
     }
     const ref = { idstr: h.idstr, id: h.id, instanceId: h.instanceId };
     const end = hdrLen + r.pos;
-    const conclusive = hard || end + PEEK_LOOKAHEAD <= n;
+    // conclusive when the input has ended, or when no peek reached past the bytes we have (so the outcome
+    // cannot change with more input); PEEK_LOOKAHEAD bytes after the walk always suffice
+    const conclusive = hard || end + PEEK_LOOKAHEAD <= n || !r.peekedPastEnd;
     const err = v.error ?? r.error;
     // a read past the window is never conclusive before the input ends
     if (err) return conclusive && (hard || err.code !== "EOF") ? { kind: "fail", error: err.withContext({ section: ref }) } : { kind: "need" };

@@ -168,6 +168,17 @@ describe.each(fixtures)("$name", ({ name, gz, bytes, ref }) => {
       }),
       { numRuns: 6 },
     );
+    // small fixed chunks: every item (MEM_SIZE lists, section headers, devices) is cut many ways
+    const head = bytes.subarray(0, Math.min(bytes.length, 1 << 18));
+    const eventsOf = (n: number) => {
+      const seen: string[] = [];
+      const d = new StreamDecoder({ kernels, onEvent: (e) => seen.push(e.type === "device" ? `device ${e.device.idstr} ${e.device.payloadSize}` : JSON.stringify(e, (_k, v) => (typeof v === "bigint" ? String(v) : v))) });
+      for (let o = 0; o < head.length; o += n) d.push(head.subarray(o, o + n));
+      d.dispose();
+      return seen;
+    };
+    const whole = eventsOf(head.length);
+    for (const n of [2, 3, 5]) expect(eventsOf(n), `${n}-byte chunks`).toEqual(whole);
     // and with RAM materialised, split at record-unfriendly sizes
     const a = decodeBytes(bytes, { kernels, materialize: true });
     const b = chunked(bytes, [4099, 1, 65536, 17, 8191], { materialize: true });

@@ -119,6 +119,17 @@ describe("the -machine none stream (wire-format §2.11)", () => {
     expect(digest(r)).toEqual(ref);
   });
 
+
+  it("a live peer that keeps its socket open: the last device, EOF and the vmdesc decode before end() (no lookahead wait)", () => {
+    for (const opts of [{ devices: registryFromMap(x86Devices) }, { vmdesc: NONE_VMDESC }] as StreamDecoderOptions[]) {
+      const seen: string[] = [];
+      const d = new StreamDecoder({ kernels, ...opts, onEvent: (e) => seen.push(e.type === "device" ? `device:${e.device.idstr}` : e.type) });
+      // byte by byte: each device section is decodable as soon as its footer and the next byte are in
+      for (let i = 0; i < bytes.length; i++) d.push(bytes.subarray(i, i + 1));
+      expect(seen.filter((t) => t.startsWith("device:") || t === "eof" || t === "vmdesc")).toEqual(["device:timer", "device:globalstate", "eof", "vmdesc"]);
+      d.end();
+    }
+  });
   it("a stream cut at any offset is an error (EOF; or no description once device sections are cut off from the vmdesc)", () => {
     const devices = registryFromMap(x86Devices);
     for (let n = 0; n < bytes.length; n++) {

@@ -55,6 +55,30 @@ describe("LinearMemory", () => {
     expect(ks[1]!.alloc(64)).toBe(p);
   });
 
+  it("a host that grows its memory after us keeps the pages it got (an emulator's own allocator grows it too)", () => {
+    const mem = new WebAssembly.Memory({ initial: 2 });
+    const k = createKernels({ backend: "js", memory: mem, noWarmup: true });
+    const ours: [number, number][] = [];
+    const take = (n: number) => {
+      const p = k.alloc(n);
+      ours.push([p, p + n]);
+      return p;
+    };
+    take(100_000);
+    const small = take(64);
+    k.free(small); // a hole at the top of our pages
+    ours.pop();
+    const hostStart = mem.buffer.byteLength;
+    mem.grow(3); // the host's pages: [hostStart, hostStart + 3 pages)
+    const hostEnd = mem.buffer.byteLength;
+    take(200_000);
+    take(64); // fits in what is left of our earlier pages
+    take(70_000);
+    for (const [s, e] of ours) expect(e <= hostStart || s >= hostEnd, `[${s}, ${e}) overlaps the host's [${hostStart}, ${hostEnd})`).toBe(true);
+    ours.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < ours.length; i++) expect(ours[i]![0]).toBeGreaterThanOrEqual(ours[i - 1]![1]);
+  });
+
   it("refuses sizes a wasm32 memory cannot hold", () => {
     const lm = new LinearMemory(new WebAssembly.Memory({ initial: 1 }), 0);
     expect(() => lm.alloc(2 ** 32 + 4096)).toThrow(/4 GiB/);
