@@ -47,11 +47,16 @@ commands:
         XBZRLE deltas; checks that the destination equals the source (sha256).
   simulate [--ram-mib N] [--dirty-rate P] [--working-set-mib N] [--locality F] [--write-bytes N]
            [--bandwidth MiB/s] [--downtime-ms N] [--max-rounds N] [--xbzrle-cache-mib N] [--seed N] [--csv]
+           [--disk-mib N [--disk-write-rate W] [--zero-blocks]]
         A precopy live migration of a simulated guest on a virtual clock (deterministic from the seed):
         the guest writes P pages/s (N bytes per write) in a working set, a fraction F of them in a hot
         set; each round sends dirty pages up to the bandwidth; the source switches over when the pending
         pages fit the downtime target or after the max rounds. Prints the rounds as a table (or CSV)
         and a summary; the stream is decoded and the destination RAM checked against the source's.
+        --disk-mib adds an N MiB disk migrated by block migration (a bulk pass in 1 MiB chunks, then
+        the chunks the guest wrote again: W writes of 4 KiB per second); --zero-blocks sends all-zero
+        chunks as ZERO_BLOCK records. The table gains disk_chunks, disk_zero, disk_dirty columns and the
+        destination disk is checked too.
   receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--require-vmdesc] [--quiet]
         The destination of one live migration. ENDPOINT tcp:HOST:PORT listens (HOST defaults to
         127.0.0.1; port 0 picks a free port) and accepts one connection; once bound it prints
@@ -171,6 +176,9 @@ const commands: Record<string, Handler> = {
         "xbzrle-cache-mib": { type: "string" },
         seed: { type: "string", default: "1" },
         csv: { type: "boolean", default: false },
+        "disk-mib": { type: "string" },
+        "disk-write-rate": { type: "string" },
+        "zero-blocks": { type: "boolean", default: false },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -181,6 +189,7 @@ const commands: Record<string, Handler> = {
       return n;
     };
     const ram = num("ram-mib", values["ram-mib"], 1, 2048, true);
+    if (values["disk-mib"] === undefined && (values["disk-write-rate"] !== undefined || values["zero-blocks"])) throw new Error("--disk-write-rate and --zero-blocks need --disk-mib");
     return simulateCommand({
       ramMiB: ram,
       dirtyRate: num("dirty-rate", values["dirty-rate"], 0, 1e9),
@@ -193,6 +202,13 @@ const commands: Record<string, Handler> = {
       ...(values["xbzrle-cache-mib"] !== undefined ? { xbzrleCacheMiB: num("xbzrle-cache-mib", values["xbzrle-cache-mib"], 1, 4096) } : {}),
       seed: num("seed", values.seed, 0, 2 ** 32 - 1, true),
       csv: values.csv === true,
+      ...(values["disk-mib"] !== undefined
+        ? {
+            diskMiB: num("disk-mib", values["disk-mib"], 1, 65536, true),
+            diskWriteRate: num("disk-write-rate", values["disk-write-rate"] ?? "0", 0, 1e7),
+            zeroBlocks: values["zero-blocks"] === true,
+          }
+        : {}),
     });
   },
 };

@@ -1,10 +1,11 @@
-// A guest workload on the virtual clock, deterministic from a seed, and `simulate()`: a MigrationSource run against
-// it, with (option `verify`) the produced stream decoded with materialised RAM and compared with the source RAM at
-// the pause. Browser-safe (byte comparison, no node: imports).
+// A guest workload on the virtual clock, deterministic from a seed (RAM writes, and disk writes when it has a
+// disk), and `simulate()`: a MigrationSource run against it, with (option `verify`) the produced stream decoded
+// with materialised RAM (and disk) and compared with the source's at the pause. Browser-safe (byte comparison, no node: imports).
 import { VmstreamError } from "../io/errors.js";
 import { createKernels } from "../kernels/index.js";
 import type { BackendChoice, Kernels } from "../kernels/types.js";
 import type { RamBlockData } from "../sections/encode/ram.js";
+import { BLOCK_CHUNK, type BlockResult } from "../sections/block/index.js";
 import { decodeBytes, ramOf } from "../sections/stream.js";
 import { MigrationSource, type MigrationOutcome, type RoundProgress } from "./source.js";
 
@@ -120,6 +121,63 @@ export class GuestWorkload {
   }
 }
 
+/**
+ * A disk written by the guest: `writeRate` writes of `writeBytes` (default 4096, sector-aligned) per virtual second
+ * at random sectors; it keeps a dirty log of 1 MiB chunks. Deterministic from the seed.
+ */
+export class DiskWorkload {
+  readonly data: Uint8Array;
+  readonly chunks: number;
+  private readonly rnd: () => number;
+  private carry = 0;
+  private log: Uint8Array;
+  writes = 0;
+  paused = false;
+
+  constructor(readonly bytes: number, readonly writeRate: number, seed: number, readonly writeBytes = 4096) {
+    if (bytes <= 0 || bytes % 512 !== 0) throw new VmstreamError("RANGE", "disk size must be a positive multiple of 512 bytes");
+    if (!(writeRate >= 0)) throw new VmstreamError("RANGE", "disk write rate must be >= 0 writes/s");
+    this.data = new Uint8Array(bytes);
+    this.chunks = Math.ceil(bytes / BLOCK_CHUNK);
+    this.rnd = sfc32((seed ^ 0x5bd1e995) >>> 0);
+    this.log = new Uint8Array(Math.ceil(this.chunks / 8));
+  }
+
+  /** `zeroFraction` of the 1 MiB chunks all zero, the others random words. */
+  init(zeroFraction: number): void {
+    const w = new Uint32Array(this.data.buffer, 0, this.bytes >> 2);
+    const threshold = zeroFraction * 2 ** 32;
+    for (let c = 0; c < this.chunks; c++) {
+      if (this.rnd() < threshold) continue;
+      const end = Math.min(w.length, ((c + 1) * BLOCK_CHUNK) >> 2);
+      for (let i = (c * BLOCK_CHUNK) >> 2; i < end; i++) w[i] = this.rnd();
+    }
+  }
+
+  run(seconds: number): void {
+    if (this.paused || seconds <= 0) return;
+    this.carry += this.writeRate * seconds;
+    const n = Math.floor(this.carry);
+    this.carry -= n;
+    const sectors = this.bytes / 512;
+    const len = Math.min(this.bytes, Math.max(512, Math.floor(this.writeBytes / 512) * 512));
+    for (let i = 0; i < n; i++) {
+      const at = (this.rnd() % (sectors - len / 512 + 1)) * 512;
+      const w = new DataView(this.data.buffer, at, len);
+      for (let j = 0; j < len; j += 4) w.setUint32(j, this.rnd());
+      for (let c = Math.floor(at / BLOCK_CHUNK); c <= Math.floor((at + len - 1) / BLOCK_CHUNK); c++) this.log[c >> 3]! |= 1 << (c & 7);
+      this.writes++;
+    }
+  }
+
+  /** Chunks written since the previous call (bit i = chunk i). */
+  takeDirtyLog(): Uint8Array {
+    const l = this.log;
+    this.log = new Uint8Array(l.length);
+    return l;
+  }
+}
+
 export interface SimulateOptions extends Omit<WorkloadOptions, "ramBytes" | "workingSetPages"> {
   /** Guest RAM in MiB (default 64). */
   readonly ramMiB?: number;
@@ -145,18 +203,26 @@ export interface SimulateOptions extends Omit<WorkloadOptions, "ramBytes" | "wor
   readonly kernels?: Kernels;
   readonly backend?: BackendChoice;
   readonly onProgress?: (p: RoundProgress) => void;
+  /** A disk of this many MiB migrated by the block section (device "drive0"). */
+  readonly diskMiB?: number;
+  /** Disk writes (4 KiB at a random sector) per virtual second. Default 0. */
+  readonly diskWriteRate?: number;
+  /** All-zero disk chunks as ZERO_BLOCK records. */
+  readonly zeroBlocks?: boolean;
 }
 
 export interface SimulateResult extends MigrationOutcome {
   readonly ramBytes: number;
   /** Guest page writes during the migration. */
   readonly guestWrites: number;
-  /** Set with `verify`: the destination RAM equals the source RAM at the pause. */
+  /** Set with `verify`: the destination RAM (and disk) equals the source's at the pause. */
   readonly verified?: boolean;
   /** With `verify`, when it failed: the first differing page. */
   readonly firstMismatchPage?: number;
   /** With `verify`: record totals of the decoded stream. */
   readonly records?: { zero: number; normal: number; xbzrle: number };
+  /** With a disk: its bytes, the guest's disk writes, and (with `verify`) whether the destination disk equals it. */
+  readonly disk?: { readonly bytes: number; readonly writes: number; readonly verified?: boolean; readonly dataChunks?: number; readonly zeroChunks?: number };
   readonly stream?: Uint8Array;
 }
 
@@ -188,6 +254,8 @@ export function simulate(options: SimulateOptions): SimulateResult {
     ...(options.workingSetMiB !== undefined ? { workingSetPages: Math.floor((options.workingSetMiB * 1048576) / ps) } : {}),
   });
   guest.init();
+  const disk = options.diskMiB ? new DiskWorkload(Math.round(options.diskMiB * 2048) * 512, options.diskWriteRate ?? 0, options.seed ?? 1) : undefined;
+  disk?.init(options.zeroFraction ?? 0.5);
   const block: RamBlockData = { name: "pc.ram", ptr, length: ramBytes };
   const chunks: Uint8Array[] = [];
   const keep = options.verify === true || options.keepStream === true;
@@ -211,7 +279,10 @@ export function simulate(options: SimulateOptions): SimulateResult {
       onProgress,
       pause: () => {
         guest.paused = true;
+        if (disk) disk.paused = true;
       },
+      ...(disk ? { blockDevices: [{ name: "drive0", data: disk.data, ...(options.dirtyLog ? { dirtyLog: () => disk.takeDirtyLog() } : {}) }] } : {}),
+      ...(options.zeroBlocks ? { zeroBlocks: true } : {}),
     },
     (c) => {
       if (keep) chunks.push(c.slice());
@@ -219,7 +290,10 @@ export function simulate(options: SimulateOptions): SimulateResult {
   );
   let outcome: MigrationOutcome;
   try {
-    outcome = source.run((dt) => guest.run(dt));
+    outcome = source.run((dt) => {
+      guest.run(dt);
+      disk?.run(dt);
+    });
   } finally {
     source.dispose();
   }
@@ -235,8 +309,9 @@ export function simulate(options: SimulateOptions): SimulateResult {
   let verified: boolean | undefined;
   let firstMismatchPage: number | undefined;
   let records: SimulateResult["records"];
+  let diskResult: SimulateResult["disk"] = disk ? { bytes: disk.bytes, writes: disk.writes } : undefined;
   if (options.verify) {
-    const r = decodeBytes(stream!, { materialize: { ram: true } });
+    const r = decodeBytes(stream!, { materialize: { ram: true, block: disk !== undefined } });
     try {
       const ram = ramOf(r);
       const b = ram?.blocks[0];
@@ -250,6 +325,13 @@ export function simulate(options: SimulateOptions): SimulateResult {
         if (at >= 0) firstMismatchPage = at;
       }
       if (ram) records = { zero: ram.records.zero, normal: ram.records.normal, xbzrle: ram.records.xbzrle };
+      if (disk) {
+        const dev = (r.live.block as BlockResult | undefined)?.devices.find((d) => d.name === "drive0");
+        const img = dev?.image;
+        const ok = img !== undefined && img.length >= disk.bytes && equalBytes(img.subarray(0, disk.bytes), disk.data, BLOCK_CHUNK) < 0;
+        diskResult = { ...diskResult!, verified: ok, ...(dev ? { dataChunks: dev.dataChunks, zeroChunks: dev.zeroChunks } : {}) };
+        if (!ok) verified = false;
+      }
     } finally {
       r.dispose();
     }
@@ -262,6 +344,7 @@ export function simulate(options: SimulateOptions): SimulateResult {
     ...(verified !== undefined ? { verified } : {}),
     ...(firstMismatchPage !== undefined ? { firstMismatchPage } : {}),
     ...(records ? { records } : {}),
+    ...(diskResult ? { disk: diskResult } : {}),
     ...(stream && options.keepStream ? { stream } : {}),
   };
 }

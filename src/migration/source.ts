@@ -1,34 +1,40 @@
-// The source side of a live (precopy) migration of RAM on a virtual clock (wire-format §2.7, §5.4): setup writes
-// the header, the configuration and the ram START (MEM_SIZE); each round writes one ram PART holding dirty pages
-// (the first pass: every page) up to the round's byte budget (bandwidth × time slice), continuing where the
-// previous round stopped, as QEMU's iterate does; after each round the guest runs for the round's virtual
-// duration (a host callback), then the dirty bitmap is synced from a host dirty log or from a scan of the RAM
-// against a shadow copy (kernels.changedPages). When the pending bytes would go out within the downtime target
-// (or after maxRounds, or on forceSwitch()), the guest is paused, the rest goes out in the ram END, then device
-// FULL sections, EOF and the vmdesc. XBZRLE (with a cache size) activates after the first complete pass.
+// The source side of a live (precopy) migration on a virtual clock (wire-format §2.7): setup writes the header,
+// the configuration and the START of every iterative section (ram, and block / spapr/htab when given), in
+// section-id order as QEMU's savevm handler list (registration order: on x86 block 1 before ram 2; on pseries
+// ram 2 before spapr/htab). Each round writes PARTs under the round's byte budget (bandwidth × time slice): the
+// sections in order, each continuing where it stopped; as QEMU's qemu_savevm_state_iterate, a section that still
+// has something pending ends the round, and a section gets no PART once the budget is used. After each round the
+// guest runs for the round's virtual duration (a host callback), then every section syncs what changed (host
+// logs or scans against shadow copies). When the pending bytes of all sections would go out within the downtime
+// target (or after maxRounds, or on forceSwitch()), the guest is paused, every section's END carries the rest,
+// then device FULL sections, EOF and the vmdesc. The sections are in ram-source.ts, block-source.ts,
+// htab-source.ts; their contract in section.ts.
 //
 // Nothing here reads a real clock: the same inputs give the same stream. Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { StreamEncoder, type FramingOptions } from "../savevm/encoder.js";
-import { RamWriter, XbzrleCache, type RamBlockData, type RamPassStats } from "../sections/encode/ram.js";
+import type { RamBlockData } from "../sections/encode/ram.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
+import { BlockSection, type BlockDeviceSource } from "./block-source.js";
+import { HtabSection, type HtabSource } from "./htab-source.js";
+import { RamSection } from "./ram-source.js";
+import { addCounts, noCounts, type DirtySource, type IterativeSection, type PageCounts, type SectionCounts, type SectionProgress, type SectionSync } from "./section.js";
 
-/** A device written as a FULL section after the ram END. */
+export type { PageCounts } from "./section.js";
+
+/** A device written as a FULL section after the END sections. */
 export interface MigrationDevice {
   readonly idstr: string;
   readonly instanceId?: number;
   readonly description: VMStateDescription;
   readonly state: State;
-}
-
-/** Pages by record kind. */
-export interface PageCounts {
-  zero: number;
-  normal: number;
-  xbzrle: number;
-  /** XBZRLE cache hits with nothing to send (no record). */
-  unchanged: number;
+  /** Section id (default: numbered on from the last iterative section). */
+  readonly sectionId?: number;
+  /** Version in the section header (default: the description's). */
+  readonly version?: number;
+  /** How the device appears in the vmdesc (see DeviceSpec.vmdesc; default "vmstate"). */
+  readonly vmdesc?: "vmstate" | "legacy" | "omit" | { readonly text: string };
 }
 
 export interface RoundProgress {
@@ -39,6 +45,7 @@ export interface RoundProgress {
   readonly bytes: number;
   /** Byte budget of the round (Infinity for the complete phase). */
   readonly budget: number;
+  /** RAM pages by record kind. */
   readonly pages: PageCounts;
   /** Virtual seconds the round took (bytes / bandwidth). */
   readonly duration: number;
@@ -46,18 +53,22 @@ export interface RoundProgress {
   readonly time: number;
   /** Complete passes over RAM so far. */
   readonly passes: number;
-  /** Pages newly dirtied during this round (from the sync after it). */
+  /** RAM pages newly dirtied during this round (from the sync after it). */
   readonly dirtied: number;
-  /** Dirty pages pending after the sync. */
+  /** Dirty RAM pages pending after the sync. */
   readonly dirtyPages: number;
-  /** Pages dirtied per virtual second during this round. */
+  /** RAM pages dirtied per second during this round. */
   readonly dirtyRate: number;
-  /** Estimated bytes still to send. */
+  /** Bytes dirtied per second during this round, all sections (RAM pages, disk chunks, HPTEs). */
+  readonly dirtyBytesRate: number;
+  /** Estimated bytes still to send, all sections. */
   readonly pendingBytes: number;
   /** pendingBytes / bandwidth (seconds). */
   readonly expectedDowntime: number;
-  /** Where the dirty pages came from. */
-  readonly dirtySource: "log" | "scan" | "none";
+  /** Where the dirty RAM pages came from. */
+  readonly dirtySource: DirtySource;
+  /** Every iterative section's share, in stream order. */
+  readonly sections: readonly SectionProgress[];
 }
 
 export interface MigrationSourceOptions {
@@ -80,7 +91,7 @@ export interface MigrationSourceOptions {
    * call, or undefined for "no pages". When given, no shadow copy is kept and no scan runs.
    */
   readonly dirtyLog?: (block: RamBlockData) => Uint8Array | undefined;
-  /** Pending-bytes estimate: dirty pages × page size (default) or × the bytes per page measured so far. */
+  /** Pending-bytes estimate: dirty units × unit size (default) or × the record bytes per unit measured so far. */
   readonly estimate?: "page" | "measured";
   readonly onProgress?: (p: RoundProgress) => void;
   /** Called once, when the source decides to switch over (the guest stops). */
@@ -89,8 +100,16 @@ export interface MigrationSourceOptions {
   /** Machine type in the configuration section (default "pc-i440fx-7.2"). */
   readonly machine?: string;
   readonly framing?: FramingOptions;
-  /** Section id of ram (default 2, as in an x86 pc stream); devices follow. */
+  /** Section id of ram (default 2, as in an x86 pc stream); devices follow the last iterative section. */
   readonly ramSectionId?: number;
+  /** Disks for block migration (the "block" section; QEMU's `block` capability). */
+  readonly blockDevices?: readonly BlockDeviceSource[];
+  /** All-zero disk chunks as ZERO_BLOCK records (QEMU's zero-blocks capability). */
+  readonly zeroBlocks?: boolean;
+  /** Section id of block (default 1, as in an x86 pc stream: registered before ram). */
+  readonly blockSectionId?: number;
+  /** The sPAPR hash page table (the "spapr/htab" section; pseries machines). */
+  readonly htab?: HtabSource;
 }
 
 export type SwitchReason = "converged" | "max-rounds" | "forced";
@@ -110,61 +129,45 @@ export interface MigrationOutcome {
   readonly totalTime: number;
 }
 
-const FRAMING_RESERVE = 5 + 8 + 5; // PART header, EOS, footer
+/** PART header (type + be32 id) and footer (0x7E + be32 id). */
+const SECTION_FRAMING = 5 + 5;
+const MAX_ID = 0xffffffff;
 
-function popcount8(b: number): number {
-  b = b - ((b >> 1) & 0x55);
-  b = (b & 0x33) + ((b >> 2) & 0x33);
-  return (b + (b >> 4)) & 0x0f;
-}
-
-interface BlockState {
-  readonly block: RamBlockData;
-  readonly pages: number;
-  /** Dirty bitmap in the kernels' memory. */
-  readonly bitmap: number;
-  readonly bitmapBytes: number;
-  /** Shadow copy (scan mode): for every clean page, what the destination holds. */
-  readonly shadow: number;
-  /** Scratch bitmap for the scan. */
-  readonly scratch: number;
-  readonly recordMax: number;
+interface SectionShare {
+  bytes: number;
+  sections: number;
+  counts: SectionCounts;
 }
 
 /**
- * The RAM source engine. Use `run(advance)` for a whole migration, or `setup()`, `iterate()` (then let the guest
- * run and call `sync(seconds)`), `shouldSwitch()`, `complete()` step by step.
+ * The source engine. Use `run(advance)` for a whole migration, or `setup()`, `iterate()` (then let the guest run
+ * and call `sync(seconds)`), `shouldSwitch()`, `complete()` step by step. The sink gets each finished item's
+ * bytes; a chunk may be a view of guest memory (RAM window, disk, HPT): copy it before the guest runs again.
  */
 export class MigrationSource {
   readonly pageSize: number;
   readonly rounds: RoundProgress[] = [];
-  private readonly k: Kernels;
+  /** The iterative sections in stream order. */
+  readonly sections: readonly IterativeSection[];
   private readonly enc: StreamEncoder;
-  private readonly ram: RamWriter;
-  private readonly cache: XbzrleCache | undefined;
-  private readonly st: BlockState[] = [];
-  private readonly ramId: number;
-  private cursorBlock = 0;
-  private cursorPage = 0;
-  private passes = 0;
-  private sentSinceWrap = false;
+  private readonly ram: RamSection;
+  private readonly deviceIds: number[];
+  private readonly lastCounts: SectionCounts[];
   private time = 0;
   private written = 0;
-  private sentPages = 0;
-  private sentRecordBytes = 0;
   private forced = false;
   private phase: "new" | "iterate" | "done" = "new";
-  private lastRound: { bytes: number; budget: number; pages: PageCounts; duration: number } | undefined;
+  private lastRound: { bytes: number; budget: number; duration: number; shares: SectionShare[] } | undefined;
 
   constructor(readonly options: MigrationSourceOptions, sink: (chunk: Uint8Array) => void) {
     const o = options;
-    this.k = o.kernels;
+    const k = o.kernels;
     this.pageSize = o.pageSize ?? 4096;
     if (!(o.bandwidth > 0)) throw new VmstreamError("RANGE", "bandwidth must be > 0 bytes/s", { detail: String(o.bandwidth) });
     if (!(o.downtimeTarget >= 0)) throw new VmstreamError("RANGE", "downtimeTarget must be >= 0 s", { detail: String(o.downtimeTarget) });
     if (!Number.isInteger(o.maxRounds) || o.maxRounds < 1) throw new VmstreamError("RANGE", "maxRounds must be an integer >= 1", { detail: String(o.maxRounds) });
     if (o.blocks.length === 0) throw new VmstreamError("RANGE", "no RAM blocks");
-    this.ramId = o.ramSectionId ?? 2;
+    const ids = this.sectionIds();
     this.enc = new StreamEncoder(
       (c) => {
         this.written += c.length;
@@ -172,26 +175,79 @@ export class MigrationSource {
       },
       { ...(o.framing ?? {}), pageSize: this.pageSize },
     );
-    this.ram = new RamWriter(this.enc.writer, this.pageSize, {}, this.k);
-    const ps = this.pageSize;
-    for (const block of o.blocks) {
-      if (block.length % ps !== 0 || block.length <= 0) throw new VmstreamError("RANGE", "a RAM block's length must be a positive multiple of the page size", { detail: block.name });
-      const pages = block.length / ps;
-      const bitmapBytes = Math.ceil(pages / 8);
-      const bitmap = this.k.alloc(bitmapBytes + 8, 8);
-      this.k.u8.fill(0, bitmap, bitmap + bitmapBytes + 8);
-      this.st.push({ block, pages, bitmap, bitmapBytes, shadow: 0, scratch: 0, recordMax: 8 + 1 + new TextEncoder().encode(block.name).length + ps });
+    const w = this.enc.writer;
+    const list: IterativeSection[] = [];
+    try {
+      this.ram = new RamSection(
+        {
+          kernels: k,
+          blocks: o.blocks,
+          pageSize: this.pageSize,
+          sectionId: ids.ram,
+          ...(o.xbzrleCacheBytes ? { xbzrleCacheBytes: o.xbzrleCacheBytes } : {}),
+          ...(o.dirtyLog ? { dirtyLog: o.dirtyLog } : {}),
+          ...(o.estimate ? { estimate: o.estimate } : {}),
+        },
+        w,
+      );
+      list.push(this.ram);
+      if (o.blockDevices && o.blockDevices.length > 0) {
+        list.push(
+          new BlockSection(
+            { kernels: k, devices: o.blockDevices, sectionId: ids.block!, ...(o.zeroBlocks ? { zeroBlocks: true } : {}), ...(o.estimate ? { estimate: o.estimate } : {}) },
+            w,
+          ),
+        );
+      }
+      if (o.htab) list.push(new HtabSection({ ...o.htab, kernels: k, sectionId: ids.htab! }, w));
+    } catch (e) {
+      for (const s of list) s.dispose();
+      throw e;
     }
-    if (!o.dirtyLog) {
-      for (let i = 0; i < this.st.length; i++) {
-        const s = this.st[i]!;
-        const shadow = this.k.alloc(s.block.length, 4096);
-        const scratch = this.k.alloc(s.bitmapBytes + 8, 8);
-        this.k.u8.copyWithin(shadow, s.block.ptr, s.block.ptr + s.block.length);
-        this.st[i] = { ...s, shadow, scratch };
+    list.sort((a, b) => a.sectionId - b.sectionId);
+    this.sections = list;
+    this.deviceIds = ids.devices;
+    this.lastCounts = list.map((s) => noCounts(s.kind));
+  }
+
+  /** Section ids: the given ones, else QEMU's x86 numbering (block 1, ram 2), htab after ram, devices after all. */
+  private sectionIds(): { ram: number; block: number | undefined; htab: number | undefined; devices: number[] } {
+    const o = this.options;
+    const check = (what: string, id: number, min: number) => {
+      if (!Number.isInteger(id) || id < min || id > MAX_ID) throw new VmstreamError("RANGE", `${what} section id must be an integer ${min}..${MAX_ID}`, { detail: String(id) });
+    };
+    const used = new Set<number>();
+    const take = (what: string, id: number) => {
+      if (used.has(id)) throw new VmstreamError("RANGE", "two sections with the same section id", { detail: `${what}: ${id}` });
+      used.add(id);
+      return id;
+    };
+    // id 0 is never used for a section with PART/END: QEMU resolves PART/END of id 0 to its first handler (§2.12)
+    const ram = o.ramSectionId ?? 2;
+    check("ram", ram, 1);
+    take("ram", ram);
+    const hasBlock = (o.blockDevices?.length ?? 0) > 0;
+    if (o.blockSectionId !== undefined) check("block", o.blockSectionId, 1);
+    if (o.htab?.sectionId !== undefined) check("spapr/htab", o.htab.sectionId, 1);
+    const next = (from: number) => {
+      let id = from;
+      while (used.has(id) || (hasBlock && id === o.blockSectionId) || id === o.htab?.sectionId) id++;
+      return id;
+    };
+    const block = hasBlock ? take("block", o.blockSectionId ?? (used.has(1) || o.htab?.sectionId === 1 ? next(ram + 1) : 1)) : undefined;
+    const htab = o.htab ? take("spapr/htab", o.htab.sectionId ?? next(ram + 1)) : undefined;
+    const devices: number[] = [];
+    let id = Math.max(...used) + 1;
+    for (const d of o.devices ?? []) {
+      if (d.sectionId !== undefined) {
+        check(d.idstr, d.sectionId, 0);
+        devices.push(take(d.idstr, d.sectionId));
+      } else {
+        while (used.has(id) || (o.devices ?? []).some((x) => x.sectionId === id)) id++;
+        devices.push(take(d.idstr, id));
       }
     }
-    this.cache = o.xbzrleCacheBytes ? new XbzrleCache(this.k, o.xbzrleCacheBytes, ps) : undefined;
+    return { ram, block, htab, devices };
   }
 
   /** Total stream bytes so far. */
@@ -209,170 +265,131 @@ export class MigrationSource {
     this.forced = true;
   }
 
-  /** Dirty pages pending. */
+  /** Dirty RAM pages pending. */
   dirtyPages(): number {
-    let n = 0;
-    const u8 = this.k.u8;
-    for (const s of this.st) for (let i = 0; i < s.bitmapBytes; i++) n += popcount8(u8[s.bitmap + i]!);
+    return this.ram.dirtyUnits();
+  }
+
+  /** Estimated bytes still to send, all sections (`dirty` overrides the count of dirty RAM pages). */
+  pendingBytes(dirty = this.dirtyPages()): number {
+    let n = this.ram.pendingBytes(dirty);
+    for (const s of this.sections) if (s !== this.ram) n += s.pendingBytes();
     return n;
   }
 
-  /** Estimated bytes still to send. */
-  pendingBytes(dirty = this.dirtyPages()): number {
-    const perPage = this.options.estimate === "measured" && this.sentPages > 0 ? this.sentRecordBytes / this.sentPages : this.pageSize;
-    return dirty * perPage;
-  }
-
-  /** Header, configuration, ram START (MEM_SIZE, EOS); every page dirty. */
+  /** Header, configuration, the START of every section (everything pending). */
   setup(): void {
     if (this.phase !== "new") throw new VmstreamError("STATE", "setup() runs once");
     const e = this.enc;
     e.header();
     e.configuration({ machine: this.options.machine ?? "pc-i440fx-7.2" });
-    e.begin("start", this.ramId, "ram", 0, 4);
-    this.ram.memSize(this.st.map((s) => ({ name: s.block.name, length: BigInt(s.block.length) })));
-    this.ram.eos();
-    e.end();
-    const u8 = this.k.u8;
-    for (const s of this.st) {
-      u8.fill(0xff, s.bitmap, s.bitmap + s.bitmapBytes);
-      const rest = s.pages & 7;
-      if (rest) u8[s.bitmap + s.bitmapBytes - 1] = (1 << rest) - 1;
+    for (const s of this.sections) {
+      e.begin("start", s.sectionId, s.idstr, s.instanceId, s.version);
+      s.setup();
+      e.end();
     }
     this.phase = "iterate";
   }
 
-  /**
-   * Send dirty pages from the cursor on, in block then page order, until `budget` record bytes are used (at most
-   * one page record more) or no dirty page is left. Returns the stats.
-   */
-  private sendDirty(budget: number): PageCounts & { bytes: number } {
-    const total: PageCounts & { bytes: number } = { zero: 0, normal: 0, xbzrle: 0, unchanged: 0, bytes: 0 };
-    let remaining = budget;
-    let idle = 0; // blocks visited in a row with nothing to send
-    while (remaining > 0 && idle <= this.st.length) {
-      const s = this.st[this.cursorBlock]!;
-      const u8 = this.k.u8;
-      // pages [cursorPage, end) hold at most m dirty pages
-      const m = Math.max(1, Math.floor(remaining / s.recordMax));
-      const dirty: number[] = [];
-      let p = this.cursorPage;
-      while (p < s.pages && dirty.length < m) {
-        const byte = u8[s.bitmap + (p >> 3)]!;
-        if (byte === 0 && (p & 7) === 0) {
-          p += 8;
-          continue;
-        }
-        if (byte & (1 << (p & 7))) dirty.push(p);
-        p++;
-      }
-      const end = Math.min(p, s.pages);
-      if (dirty.length > 0) {
-        idle = 0;
-        this.sentSinceWrap = true;
-        const st: RamPassStats = this.ram.sendBlock(s.block, {
-          firstPage: this.cursorPage,
-          endPage: end,
-          sendMapPtr: s.bitmap,
-          ...(this.cache ? { cache: this.cache } : {}),
-        });
-        if (s.shadow) {
-          const ps = this.pageSize;
-          const u = this.k.u8;
-          for (const d of dirty) u.copyWithin(s.shadow + d * ps, s.block.ptr + d * ps, s.block.ptr + (d + 1) * ps);
-        }
-        total.zero += st.zero;
-        total.normal += st.normal;
-        total.xbzrle += st.xbzrle;
-        total.unchanged += st.unchanged;
-        total.bytes += st.bytes;
-        this.sentPages += dirty.length;
-        this.sentRecordBytes += st.bytes;
-        remaining -= st.bytes;
-      }
-      this.cursorPage = end;
-      if (this.cursorPage >= s.pages) {
-        if (dirty.length === 0) idle++;
-        this.cursorPage = 0;
-        this.cursorBlock++;
-        if (this.cursorBlock >= this.st.length) {
-          this.cursorBlock = 0;
-          if (this.sentSinceWrap) {
-            this.passes++;
-            this.sentSinceWrap = false;
-            // QEMU: XBZRLE starts after the first complete pass over RAM.
-            if (this.passes === 1 && this.cache) this.cache.activate();
-          }
-        }
-      }
-    }
-    return total;
+  private emptyShares(): SectionShare[] {
+    return this.sections.map((_, i) => ({ bytes: 0, sections: 0, counts: noCounts(this.sections[i]!.kind, this.lastCounts[i]) }));
   }
 
-  /** One iteration round: a ram PART with at most the round's budget of records. Returns the virtual seconds it took. */
-  iterate(): number {
+  /**
+   * One iteration step: PARTs under `budgetBytes` (default bandwidth × roundTime), at most one record over it.
+   * May be called several times before sync() (the round is their sum). Returns the virtual seconds it took.
+   */
+  iterate(budgetBytes?: number): number {
     if (this.phase !== "iterate") throw new VmstreamError("STATE", "iterate() after setup() and before complete()");
-    const budget = this.options.bandwidth * (this.options.roundTime ?? 0.1);
+    const budget = budgetBytes ?? this.options.bandwidth * (this.options.roundTime ?? 0.1);
+    if (!(budget > 0)) throw new VmstreamError("RANGE", "a round's budget must be > 0 bytes", { detail: String(budgetBytes) });
     const before = this.written;
-    this.enc.begin("part", this.ramId);
-    const r = this.sendDirty(Math.max(1, budget - FRAMING_RESERVE));
-    this.ram.eos();
-    this.enc.end();
+    const last = this.lastRound ?? { bytes: 0, budget: 0, duration: 0, shares: this.emptyShares() };
+    for (let i = 0; i < this.sections.length; i++) {
+      const s = this.sections[i]!;
+      const remaining = budget - (this.written - before);
+      // QEMU checks the rate limit before each section's PART
+      if (i > 0 && remaining <= SECTION_FRAMING + s.partOverhead) break;
+      const at = this.written;
+      this.enc.begin("part", s.sectionId);
+      const r = s.iterate(i === 0 ? Math.max(1, remaining - SECTION_FRAMING) : remaining - SECTION_FRAMING);
+      this.enc.end();
+      const sh = last.shares[i]!;
+      sh.bytes += this.written - at;
+      sh.sections++;
+      sh.counts = addCounts(sh.counts, r.counts);
+      this.lastCounts[i] = r.counts;
+      // ... and does not go on to the next section before this one finished its stage
+      if (!r.done) break;
+    }
     const bytes = this.written - before;
     const duration = bytes / this.options.bandwidth;
     this.time += duration;
-    this.lastRound = { bytes, budget, pages: { zero: r.zero, normal: r.normal, xbzrle: r.xbzrle, unchanged: r.unchanged }, duration };
+    this.lastRound = { bytes: last.bytes + bytes, budget: last.budget + budget, duration: last.duration + duration, shares: last.shares };
     return duration;
   }
 
-  /** Merge the pages written since the last sync into the dirty bitmap; returns how many were newly found. */
-  private syncBitmap(): { found: number; source: "log" | "scan" } {
-    const log = this.options.dirtyLog;
-    let found = 0;
-    for (const s of this.st) {
-      if (log) {
-        const b = log(s.block);
-        if (!b) continue;
-        const u8 = this.k.u8;
-        const n = Math.min(b.length, s.bitmapBytes);
-        for (let i = 0; i < n; i++) {
-          let v = b[i]!;
-          if (i === s.bitmapBytes - 1 && s.pages & 7) v &= (1 << (s.pages & 7)) - 1;
-          found += popcount8(v);
-          u8[s.bitmap + i] = u8[s.bitmap + i]! | v;
-        }
-      } else {
-        found += this.k.changedPages(s.block.ptr, s.shadow, s.pages, s.scratch, true, this.pageSize);
-        const u8 = this.k.u8;
-        for (let i = 0; i < s.bitmapBytes; i++) u8[s.bitmap + i] = u8[s.bitmap + i]! | u8[s.scratch + i]!;
-      }
-    }
-    return { found, source: log ? "log" : "scan" };
-  }
-
-  /** After the guest ran for the round: sync the dirty bitmap, report the round. */
-  sync(): RoundProgress {
-    const last = this.lastRound;
-    if (!last) throw new VmstreamError("STATE", "sync() follows iterate()");
-    const { found, source } = this.syncBitmap();
-    const dirty = this.dirtyPages();
-    const pending = this.pendingBytes(dirty);
-    const p: RoundProgress = {
+  private report(
+    phase: "iterate" | "complete",
+    last: { bytes: number; budget: number; duration: number; shares: SectionShare[] },
+    syncs: readonly SectionSync[],
+    elapsed: number,
+    dirty: number,
+  ): RoundProgress {
+    const sections: SectionProgress[] = this.sections.map((s, i) => {
+      const sh = last.shares[i]!;
+      const sy = syncs[i]!;
+      return {
+        ...sh.counts,
+        idstr: s.idstr,
+        sectionId: s.sectionId,
+        bytes: sh.bytes,
+        sections: sh.sections,
+        passes: s.passes,
+        dirtied: sy.dirtied,
+        dirtyUnits: s.dirtyUnits(),
+        unitBytes: s.unitBytes,
+        dirtyRate: phase === "iterate" && elapsed > 0 ? sy.dirtied / elapsed : 0,
+        pendingBytes: s === this.ram ? this.ram.pendingBytes(dirty) : s.pendingBytes(),
+        dirtySource: sy.source,
+      };
+    });
+    const ri = this.sections.indexOf(this.ram);
+    const ramCounts = last.shares[ri]!.counts;
+    const pending = sections.reduce((a, p) => a + p.pendingBytes, 0);
+    const dirtiedBytes = sections.reduce((a, p) => a + p.dirtied * p.unitBytes, 0);
+    return {
       round: this.rounds.length + 1,
-      phase: "iterate",
+      phase,
       bytes: last.bytes,
       budget: last.budget,
-      pages: last.pages,
+      pages: ramCounts.kind === "ram" ? ramCounts.pages : { zero: 0, normal: 0, xbzrle: 0, unchanged: 0 },
       duration: last.duration,
       time: this.time,
-      passes: this.passes,
-      dirtied: found,
+      passes: this.ram.passes,
+      dirtied: syncs[ri]!.dirtied,
       dirtyPages: dirty,
-      dirtyRate: last.duration > 0 ? found / last.duration : 0,
+      dirtyRate: phase === "iterate" && elapsed > 0 ? syncs[ri]!.dirtied / elapsed : 0,
+      dirtyBytesRate: phase === "iterate" && elapsed > 0 ? dirtiedBytes / elapsed : 0,
       pendingBytes: pending,
       expectedDowntime: pending / this.options.bandwidth,
-      dirtySource: source,
+      dirtySource: syncs[ri]!.source,
+      sections,
     };
+  }
+
+  /**
+   * After the guest ran for the round: every section folds in what changed; report the round. `elapsedSeconds`
+   * (when driven in real time: the round's wall time) is the dirty rates' time base; default the virtual duration.
+   */
+  sync(elapsedSeconds?: number): RoundProgress {
+    const last = this.lastRound;
+    if (!last) throw new VmstreamError("STATE", "sync() follows iterate()");
+    if (elapsedSeconds !== undefined && !(elapsedSeconds >= 0 && Number.isFinite(elapsedSeconds))) {
+      throw new VmstreamError("RANGE", "elapsed seconds must be finite and >= 0", { detail: String(elapsedSeconds) });
+    }
+    const syncs = this.sections.map((s) => s.sync());
+    const p = this.report("iterate", last, syncs, elapsedSeconds ?? last.duration, this.dirtyPages());
     this.lastRound = undefined;
     this.rounds.push(p);
     this.options.onProgress?.(p);
@@ -388,46 +405,51 @@ export class MigrationSource {
     return undefined;
   }
 
-  /** Pause the guest, send the remaining dirty pages in the ram END, the devices, EOF and the vmdesc. */
+  /** Pause the guest, send every section's rest in its END, the devices, EOF and the vmdesc. */
   complete(): RoundProgress {
     if (this.phase !== "iterate") throw new VmstreamError("STATE", "complete() after setup(), once");
     this.options.pause?.();
-    const { found, source } = this.syncBitmap();
+    const syncs = this.sections.map((s) => s.sync());
     const dirty = this.dirtyPages();
-    const pending = this.pendingBytes(dirty);
+    // the estimate at the pause, before anything goes out
+    const pendingBySection = this.sections.map((s) => (s === this.ram ? this.ram.pendingBytes(dirty) : s.pendingBytes()));
+    const dirtyBySection = this.sections.map((s) => s.dirtyUnits());
     const before = this.written;
-    if (this.cache) this.cache.lastStage = true;
-    this.enc.begin("end", this.ramId);
-    const r = this.sendDirty(Infinity);
-    this.ram.eos();
-    this.enc.end();
-    let id = this.ramId + 1;
-    for (const d of this.options.devices ?? []) {
-      this.enc.device({ id: id++, idstr: d.idstr, instanceId: d.instanceId ?? 0, description: d.description, state: d.state });
+    const shares = this.emptyShares();
+    for (let i = 0; i < this.sections.length; i++) {
+      const s = this.sections[i]!;
+      const at = this.written;
+      this.enc.begin("end", s.sectionId);
+      const r = s.complete();
+      this.enc.end();
+      shares[i] = { bytes: this.written - at, sections: 1, counts: r.counts };
+      this.lastCounts[i] = r.counts;
+    }
+    const devices = this.options.devices ?? [];
+    for (let i = 0; i < devices.length; i++) {
+      const d = devices[i]!;
+      this.enc.device({
+        id: this.deviceIds[i]!,
+        idstr: d.idstr,
+        instanceId: d.instanceId ?? 0,
+        description: d.description,
+        state: d.state,
+        ...(d.version !== undefined ? { version: d.version } : {}),
+        ...(d.vmdesc !== undefined ? { vmdesc: d.vmdesc } : {}),
+      });
     }
     this.enc.finishStream();
     const bytes = this.written - before;
     const duration = bytes / this.options.bandwidth;
     this.time += duration;
     this.phase = "done";
-    const p: RoundProgress = {
-      round: this.rounds.length + 1,
-      phase: "complete",
-      bytes,
-      budget: Infinity,
-      pages: { zero: r.zero, normal: r.normal, xbzrle: r.xbzrle, unchanged: r.unchanged },
-      duration,
-      time: this.time,
-      passes: this.passes,
-      dirtied: found,
-      dirtyPages: dirty,
-      dirtyRate: 0,
-      pendingBytes: pending,
-      expectedDowntime: pending / this.options.bandwidth,
-      dirtySource: source,
-    };
-    this.options.onProgress?.(p);
-    return p;
+    const p = this.report("complete", { bytes, budget: Infinity, duration, shares }, syncs, 0, dirty);
+    // what was pending at the pause (the sections are empty now)
+    const sections = p.sections.map((x, i) => ({ ...x, dirtyUnits: dirtyBySection[i]!, pendingBytes: pendingBySection[i]! }));
+    const pending = pendingBySection.reduce((a, b) => a + b, 0);
+    const final: RoundProgress = { ...p, sections, pendingBytes: pending, expectedDowntime: pending / this.options.bandwidth };
+    this.options.onProgress?.(final);
+    return final;
   }
 
   /**
@@ -460,14 +482,6 @@ export class MigrationSource {
 
   /** Give back the kernels' memory (bitmaps, shadows, cache, encode window). */
   dispose(): void {
-    const k = this.k;
-    for (const s of this.st) {
-      k.free(s.bitmap);
-      if (s.shadow) k.free(s.shadow);
-      if (s.scratch) k.free(s.scratch);
-    }
-    this.st.length = 0;
-    this.cache?.dispose();
-    this.ram.dispose();
+    for (const s of this.sections) s.dispose();
   }
 }

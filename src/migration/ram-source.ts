@@ -1,0 +1,242 @@
+// The "ram" iterative section of the source engine (wire-format §5): START = MEM_SIZE with every block; each PART
+// holds dirty pages (the first pass: every page) up to the budget, continuing where the previous PART stopped,
+// as QEMU's ram_save_iterate does; the dirty bitmap is synced from a host dirty log or from a scan of the RAM
+// against a shadow copy (kernels.changedPages). XBZRLE (with a cache) activates after the first complete pass.
+// Browser-safe.
+import { VmstreamError } from "../io/errors.js";
+import type { ByteWriter } from "../io/writer.js";
+import type { Kernels } from "../kernels/types.js";
+import { RamWriter, XbzrleCache, type RamBlockData, type RamPassStats } from "../sections/encode/ram.js";
+import { popcount8, type DirtySource, type IterativeSection, type PageCounts, type SectionPass, type SectionSync } from "./section.js";
+
+export interface RamSectionOptions {
+  readonly kernels: Kernels;
+  /** Blocks in the kernels' memory, in RAM-list order. */
+  readonly blocks: readonly RamBlockData[];
+  readonly pageSize: number;
+  readonly sectionId: number;
+  readonly xbzrleCacheBytes?: number;
+  /** Host dirty log (bit i = page i of the block) of the pages written since the previous call; undefined = none. */
+  readonly dirtyLog?: (block: RamBlockData) => Uint8Array | undefined;
+  /** Pending-bytes estimate: dirty pages × page size (default) or × the record bytes per page measured so far. */
+  readonly estimate?: "page" | "measured";
+}
+
+interface BlockState {
+  readonly block: RamBlockData;
+  readonly pages: number;
+  /** Dirty bitmap in the kernels' memory. */
+  readonly bitmap: number;
+  readonly bitmapBytes: number;
+  /** Shadow copy (scan mode): for every clean page, what the destination holds. */
+  readonly shadow: number;
+  /** Scratch bitmap for the scan. */
+  readonly scratch: number;
+  readonly recordMax: number;
+}
+
+const EOS_BYTES = 8;
+
+export class RamSection implements IterativeSection {
+  readonly kind = "ram";
+  readonly idstr = "ram";
+  readonly instanceId = 0;
+  readonly version = 4;
+  readonly sectionId: number;
+  readonly unitBytes: number;
+  readonly partOverhead = EOS_BYTES;
+  readonly maxRecordBytes: number;
+  private readonly k: Kernels;
+  private readonly ram: RamWriter;
+  private readonly cache: XbzrleCache | undefined;
+  private readonly st: BlockState[] = [];
+  private cursorBlock = 0;
+  private cursorPage = 0;
+  private passCount = 0;
+  private sentSinceWrap = false;
+  private sentPages = 0;
+  private sentRecordBytes = 0;
+
+  constructor(readonly options: RamSectionOptions, w: ByteWriter) {
+    const o = options;
+    this.k = o.kernels;
+    this.sectionId = o.sectionId;
+    const ps = (this.unitBytes = o.pageSize);
+    if (o.blocks.length === 0) throw new VmstreamError("RANGE", "no RAM blocks");
+    this.ram = new RamWriter(w, ps, {}, this.k);
+    let recordMax = 0;
+    for (const block of o.blocks) {
+      if (block.length % ps !== 0 || block.length <= 0) throw new VmstreamError("RANGE", "a RAM block's length must be a positive multiple of the page size", { detail: block.name });
+      const pages = block.length / ps;
+      const bitmapBytes = Math.ceil(pages / 8);
+      const bitmap = this.k.alloc(bitmapBytes + 8, 8);
+      this.k.u8.fill(0, bitmap, bitmap + bitmapBytes + 8);
+      const r = 8 + 1 + new TextEncoder().encode(block.name).length + ps;
+      recordMax = Math.max(recordMax, r);
+      this.st.push({ block, pages, bitmap, bitmapBytes, shadow: 0, scratch: 0, recordMax: r });
+    }
+    this.maxRecordBytes = recordMax;
+    if (!o.dirtyLog) {
+      for (let i = 0; i < this.st.length; i++) {
+        const s = this.st[i]!;
+        const shadow = this.k.alloc(s.block.length, 4096);
+        const scratch = this.k.alloc(s.bitmapBytes + 8, 8);
+        this.k.u8.copyWithin(shadow, s.block.ptr, s.block.ptr + s.block.length);
+        this.st[i] = { ...s, shadow, scratch };
+      }
+    }
+    this.cache = o.xbzrleCacheBytes ? new XbzrleCache(this.k, o.xbzrleCacheBytes, ps) : undefined;
+  }
+
+  get passes(): number {
+    return this.passCount;
+  }
+
+  dirtyUnits(): number {
+    let n = 0;
+    const u8 = this.k.u8;
+    for (const s of this.st) for (let i = 0; i < s.bitmapBytes; i++) n += popcount8(u8[s.bitmap + i]!);
+    return n;
+  }
+
+  /** Dirty pages × page size, or × the record bytes per page sent so far ("measured"). */
+  pendingBytes(dirty = this.dirtyUnits()): number {
+    const perPage = this.options.estimate === "measured" && this.sentPages > 0 ? this.sentRecordBytes / this.sentPages : this.unitBytes;
+    return dirty * perPage;
+  }
+
+  /** MEM_SIZE, EOS; every page dirty. */
+  setup(): void {
+    this.ram.memSize(this.st.map((s) => ({ name: s.block.name, length: BigInt(s.block.length) })));
+    this.ram.eos();
+    const u8 = this.k.u8;
+    for (const s of this.st) {
+      u8.fill(0xff, s.bitmap, s.bitmap + s.bitmapBytes);
+      const rest = s.pages & 7;
+      if (rest) u8[s.bitmap + s.bitmapBytes - 1] = (1 << rest) - 1;
+    }
+  }
+
+  /**
+   * Send dirty pages from the cursor on, in block then page order, until `budget` record bytes are used (at most
+   * one page record more) or no dirty page is left.
+   */
+  private sendDirty(budget: number): PageCounts & { bytes: number } {
+    const total: PageCounts & { bytes: number } = { zero: 0, normal: 0, xbzrle: 0, unchanged: 0, bytes: 0 };
+    let remaining = budget;
+    let idle = 0; // blocks visited in a row with nothing to send
+    while (remaining > 0 && idle <= this.st.length) {
+      const s = this.st[this.cursorBlock]!;
+      const u8 = this.k.u8;
+      // pages [cursorPage, end) hold at most m dirty pages
+      const m = Math.max(1, Math.floor(remaining / s.recordMax));
+      const dirty: number[] = [];
+      let p = this.cursorPage;
+      while (p < s.pages && dirty.length < m) {
+        const byte = u8[s.bitmap + (p >> 3)]!;
+        if (byte === 0 && (p & 7) === 0) {
+          p += 8;
+          continue;
+        }
+        if (byte & (1 << (p & 7))) dirty.push(p);
+        p++;
+      }
+      const end = Math.min(p, s.pages);
+      if (dirty.length > 0) {
+        idle = 0;
+        this.sentSinceWrap = true;
+        const st: RamPassStats = this.ram.sendBlock(s.block, {
+          firstPage: this.cursorPage,
+          endPage: end,
+          sendMapPtr: s.bitmap,
+          ...(this.cache ? { cache: this.cache } : {}),
+        });
+        if (s.shadow) {
+          const ps = this.unitBytes;
+          const u = this.k.u8;
+          for (const d of dirty) u.copyWithin(s.shadow + d * ps, s.block.ptr + d * ps, s.block.ptr + (d + 1) * ps);
+        }
+        total.zero += st.zero;
+        total.normal += st.normal;
+        total.xbzrle += st.xbzrle;
+        total.unchanged += st.unchanged;
+        total.bytes += st.bytes;
+        this.sentPages += dirty.length;
+        this.sentRecordBytes += st.bytes;
+        remaining -= st.bytes;
+      }
+      this.cursorPage = end;
+      if (this.cursorPage >= s.pages) {
+        if (dirty.length === 0) idle++;
+        this.cursorPage = 0;
+        this.cursorBlock++;
+        if (this.cursorBlock >= this.st.length) {
+          this.cursorBlock = 0;
+          if (this.sentSinceWrap) {
+            this.passCount++;
+            this.sentSinceWrap = false;
+            // QEMU: XBZRLE starts after the first complete pass over RAM.
+            if (this.passCount === 1 && this.cache) this.cache.activate();
+          }
+        }
+      }
+    }
+    return total;
+  }
+
+  private pass(r: PageCounts): SectionPass {
+    return { done: this.dirtyUnits() === 0, counts: { kind: "ram", pages: { zero: r.zero, normal: r.normal, xbzrle: r.xbzrle, unchanged: r.unchanged } } };
+  }
+
+  iterate(budget: number): SectionPass {
+    const r = this.sendDirty(Math.max(1, budget - EOS_BYTES));
+    this.ram.eos();
+    return this.pass(r);
+  }
+
+  /** Merge the pages written since the last sync into the dirty bitmap. */
+  sync(): SectionSync {
+    const log = this.options.dirtyLog;
+    let found = 0;
+    for (const s of this.st) {
+      if (log) {
+        const b = log(s.block);
+        if (!b) continue;
+        const u8 = this.k.u8;
+        const n = Math.min(b.length, s.bitmapBytes);
+        for (let i = 0; i < n; i++) {
+          let v = b[i]!;
+          if (i === s.bitmapBytes - 1 && s.pages & 7) v &= (1 << (s.pages & 7)) - 1;
+          found += popcount8(v);
+          u8[s.bitmap + i] = u8[s.bitmap + i]! | v;
+        }
+      } else {
+        found += this.k.changedPages(s.block.ptr, s.shadow, s.pages, s.scratch, true, this.unitBytes);
+        const u8 = this.k.u8;
+        for (let i = 0; i < s.bitmapBytes; i++) u8[s.bitmap + i] = u8[s.bitmap + i]! | u8[s.scratch + i]!;
+      }
+    }
+    const source: DirtySource = log ? "log" : "scan";
+    return { dirtied: found, source };
+  }
+
+  /** The rest of the dirty pages (QEMU's last stage: XBZRLE misses are not cached). */
+  complete(): SectionPass {
+    if (this.cache) this.cache.lastStage = true;
+    const r = this.sendDirty(Infinity);
+    this.ram.eos();
+    return this.pass(r);
+  }
+
+  dispose(): void {
+    const k = this.k;
+    for (const s of this.st) {
+      k.free(s.bitmap);
+      if (s.shadow) k.free(s.shadow);
+      if (s.scratch) k.free(s.scratch);
+    }
+    this.st.length = 0;
+    this.cache?.dispose();
+    this.ram.dispose();
+  }
+}
