@@ -1,0 +1,294 @@
+#!/usr/bin/env node
+// Live-migration benchmark: the source throughput of the 1 GiB RAM image (bench/common.mjs recipe) migrated by
+// runLiveSource over loopback TCP to a receiving process, in GiB/s of guest RAM, end to end (from the start of
+// the migration to the receiver having decoded EOF). Receivers (child processes of this script): `discard`
+// (counts bytes), `decode` (StreamDecoder, RAM validated, not kept), `materialize` (RAM written into the
+// receiver's memory). Next to it, in the same run: the raw loopback rate (a plain socket pump of the very bytes
+// our source wrote, in the same chunks) and QEMU 7.2 migrating a paused guest of the same size and content
+// (`migrate tcp:` to the same receivers; the image is put into guest RAM with `-device loader`).
+// GiB/s = 2^30 bytes of guest RAM per second; medians over rounds after a warm-up round, task order rotating.
+//
+//   npm run bench:live                 table on stdout
+//   npm run -s bench:live -- --json    one JSON object on stdout (also written to bench/results/live-DATE.json)
+//   options: --ram-mib N (default 1024), --rounds N (default 5), --part-mib N (default 4), --no-qemu
+import { parseArgs } from "node:util";
+import net from "node:net";
+import { spawn, spawnSync } from "node:child_process";
+import { createInterface } from "node:readline";
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import os from "node:os";
+
+import { fillRamImage, makeRng, root } from "./common.mjs";
+const lib = await import(join(root, "dist/index.js"));
+const { createKernels, MigrationSource, StreamDecoder, runLiveSource } = lib;
+const { connectTcp, StreamWriter } = await import(join(root, "dist/node.js"));
+
+const { values: args } = parseArgs({
+  options: {
+    receiver: { type: "string" },
+    json: { type: "boolean", default: false },
+    "ram-mib": { type: "string", default: "1024" },
+    rounds: { type: "string", default: "5" },
+    "part-mib": { type: "string", default: "4" },
+    "no-qemu": { type: "boolean", default: false },
+  },
+});
+const now = () => performance.timeOrigin + performance.now(); // epoch ms, comparable across processes
+
+// ---------------------------------------------------------------------------------------------- receiver child
+// One line per connection on stdout: {bytes, complete, error?, endAt (epoch ms when the verdict was known)}.
+if (args.receiver) {
+  const mode = args.receiver;
+  const k = mode === "discard" ? null : createKernels();
+  const server = net.createServer((sock) => {
+    let bytes = 0;
+    let d = k ? new StreamDecoder({ kernels: k, materialize: mode === "materialize" ? { ram: true } : false }) : null;
+    let error = null;
+    sock.on("data", (c) => {
+      bytes += c.length;
+      if (d && !error) try { d.push(c); } catch (e) { error = e; }
+    });
+    const done = () => {
+      let complete = false, ramBytes = 0;
+      if (d && !error) {
+        try {
+          const r = d.end();
+          complete = r.completeness.complete;
+          ramBytes = (r.live.ram?.blocks ?? []).reduce((a, b) => a + Number(b.length), 0);
+          r.dispose();
+        } catch (e) { error = e; }
+      } else if (!d) complete = true;
+      d = null;
+      process.stdout.write(JSON.stringify({ bytes, complete, ramBytes, error: error ? String(error.message) : undefined, endAt: now() }) + "\n");
+      sock.destroy();
+    };
+    sock.on("end", done);
+    sock.on("error", (e) => { error ??= e; });
+  });
+  server.listen(0, "127.0.0.1", () => process.stdout.write(JSON.stringify({ port: server.address().port }) + "\n"));
+  process.on("SIGTERM", () => process.exit(0));
+} else {
+  await main();
+}
+
+async function main() {
+  const P = 4096;
+  const RAM_BYTES = Number(args["ram-mib"]) * 1048576;
+  const ROUNDS = Number(args.rounds);
+  const PART = Number(args["part-mib"]) * 1048576;
+  const QEMU = "qemu-system-x86_64";
+  const GiB = 2 ** 30;
+  const log = (s) => process.stderr.write(s + "\n");
+
+  // ---- the image, shared by both backends (one memory, as bench/encode.mjs) ----
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const K = { "wasm-simd": createKernels({ backend: "wasm-simd", memory }), js: createKernels({ backend: "js", memory }) };
+  log(`preparing ${RAM_BYTES >>> 20} MiB RAM image (50% zero, 30% zero but one word, 20% random)...`);
+  const ram = K["wasm-simd"].alloc(RAM_BYTES);
+  const pageKinds = fillRamImage(memory, ram, RAM_BYTES, makeRng(), P);
+  const kinds = { zero: 0, oneWord: 0, random: 0 };
+  for (const x of pageKinds) x === 0 ? kinds.zero++ : x === 1 ? kinds.oneWord++ : kinds.random++;
+  const BLOCK = { name: "pc.ram", ptr: ram, length: RAM_BYTES };
+
+  // ---- receivers ----
+  const children = new Set();
+  async function startReceiver(mode) {
+    const child = spawn(process.execPath, [new URL(import.meta.url).pathname, "--receiver", mode], { stdio: ["ignore", "pipe", "inherit"] });
+    children.add(child);
+    const lines = [];
+    const waiters = [];
+    createInterface({ input: child.stdout }).on("line", (s) => {
+      const l = JSON.parse(s);
+      const w = waiters.shift();
+      w ? w(l) : lines.push(l);
+    });
+    child.once("exit", (code, sig) => { for (const w of waiters.splice(0)) w({ error: `receiver exited ${code} ${sig}` }); });
+    const next = () => (lines.length ? Promise.resolve(lines.shift()) : new Promise((r) => waiters.push(r)));
+    const { port } = await next();
+    return { mode, port, next, child };
+  }
+  const receivers = {};
+  for (const m of ["discard", "decode", "materialize"]) receivers[m] = await startReceiver(m);
+
+  // vmstream's TCP transport (as `vmstream send`): backpressure, a failed socket rejects the next write. The
+  // chunks are the encoder's own buffers (copied by runLiveSource where needed), so the writer copies nothing.
+  async function connect(port) {
+    const w = new StreamWriter(await connectTcp({ port }), { copy: false });
+    return { write: (c) => w.write(c), end: () => w.end() };
+  }
+
+  // ---- ours: runLiveSource over TCP ----
+  let captured = null; // the chunks of one run, for the raw pump (same bytes, same chunks)
+  async function ours(backend, recv, { copy = "auto", dirty = "log", capture = false } = {}) {
+    const conn = await connect(receivers[recv].port);
+    const chunks = capture ? [] : null;
+    const t0 = now();
+    const r = await runLiveSource(
+      (sink) => new MigrationSource({
+        kernels: K[backend], blocks: [BLOCK], bandwidth: Infinity, downtimeTarget: 0.3, maxRounds: 3,
+        ...(dirty === "log" ? { dirtyLog: () => undefined } : {}), // a paused guest: nothing dirty after the first pass
+      }, sink),
+      { write: capture ? (c) => (chunks.push(c), conn.write(c)) : conn.write, end: conn.end, partBytes: PART, copy },
+    );
+    const v = await receivers[recv].next();
+    if (!v.complete || v.bytes !== r.totalBytes) throw new Error(`receiver ${recv}: ${JSON.stringify(v)} vs ${r.totalBytes} bytes sent`);
+    if (recv !== "discard" && v.ramBytes !== RAM_BYTES) throw new Error(`receiver ${recv} saw ${v.ramBytes} bytes of RAM`);
+    if (capture) captured = chunks;
+    return { ms: v.endAt - t0, sourceMs: r.totalTime * 1000, bytes: r.totalBytes, rounds: r.rounds.length, parts: r.rounds.reduce((a, x) => a + x.parts, 0), copiedBytes: r.copiedBytes, copyMs: r.copySeconds * 1000 };
+  }
+  // ---- anchor: the same bytes pumped into a socket ----
+  async function raw(recv) {
+    const conn = await connect(receivers[recv].port);
+    const t0 = now();
+    let bytes = 0;
+    for (const c of captured) {
+      bytes += c.length;
+      await conn.write(c);
+    }
+    await conn.end();
+    const v = await receivers[recv].next();
+    if (!v.complete || v.bytes !== bytes) throw new Error(`raw pump to ${recv}: ${JSON.stringify(v)}`);
+    return { ms: v.endAt - t0, bytes };
+  }
+
+  // ---- QEMU: a paused guest holding the image, migrated over TCP to the same receivers ----
+  const tmp = mkdtempSync(join(os.tmpdir(), "vmstream-bench-live-"));
+  const qemus = new Set();
+  let qemuInfo = null;
+  const { QmpClient } = await import(join(root, "dist/qmp/index.js"));
+  async function startQemu() {
+    const sock = join(tmp, `qmp-${Date.now()}-${qemus.size}.sock`);
+    const argv = ["-machine", "pc", "-m", String(RAM_BYTES >>> 20), "-nodefaults", "-accel", "tcg", "-display", "none", "-S",
+      "-device", `loader,file=${join(tmp, "image.bin")},addr=0,force-raw=on`, "-qmp", `unix:${sock},server=on,wait=off`];
+    const setpriv = !spawnSync("setpriv", ["--pdeathsig", "KILL", "--", "true"]).error;
+    const child = setpriv ? spawn("setpriv", ["--pdeathsig", "KILL", "--", QEMU, ...argv], { stdio: ["ignore", "ignore", "pipe"] }) : spawn(QEMU, argv, { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (d) => { err = (err + d).slice(-4000); });
+    const exited = new Promise((res) => child.once("exit", (code, signal) => res({ code, signal })));
+    const q = { child, exited, stderr: () => err, qmp: null };
+    qemus.add(q);
+    q.qmp = await QmpClient.connect(sock, { connectTimeoutMs: 30_000, commandTimeoutMs: 120_000 });
+    await q.qmp.execute("migrate-set-parameters", { "max-bandwidth": 100 * GiB });
+    return q;
+  }
+  async function stopQemu(q) {
+    if (!qemus.has(q)) return;
+    qemus.delete(q);
+    await q.qmp?.execute("quit", undefined, { timeoutMs: 3000 }).catch(() => undefined);
+    const t = setTimeout(() => { try { q.child.kill("SIGKILL"); } catch { /* gone */ } }, 3000);
+    await q.exited;
+    clearTimeout(t);
+    q.qmp?.close();
+  }
+  async function qemu(recv) {
+    const q = await startQemu(); // a fresh QEMU per save (7.2 refuses a second one after a migration); not timed
+    try {
+      const t0 = now();
+      await q.qmp.execute("migrate", { uri: `tcp:127.0.0.1:${receivers[recv].port}` });
+      let info;
+      for (;;) {
+        info = await q.qmp.execute("query-migrate");
+        if (info.status === "completed") break;
+        if (info.status === "failed" || info.status === "cancelled") throw new Error(`QEMU migrate: ${info.status} ${info["error-desc"] ?? ""}\n${q.stderr()}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const v = await receivers[recv].next();
+      if (!v.complete) throw new Error(`receiver ${recv} of QEMU's stream: ${JSON.stringify(v)}`);
+      return {
+        ms: v.endAt - t0, totalTimeMs: info["total-time"], downtimeMs: info.downtime, bytes: v.bytes,
+        ramTotal: info.ram?.total, normal: info.ram?.normal, duplicate: info.ram?.duplicate,
+      };
+    } finally {
+      await stopQemu(q);
+    }
+  }
+
+  const stopAll = async () => {
+    for (const q of [...qemus]) await stopQemu(q);
+    for (const c of children) { try { c.kill("SIGTERM"); } catch { /* gone */ } }
+    rmSync(tmp, { recursive: true, force: true });
+  };
+  process.on("exit", () => {
+    for (const q of qemus) { try { q.child.kill("SIGKILL"); } catch { /* gone */ } }
+    for (const c of children) { try { c.kill("SIGKILL"); } catch { /* gone */ } }
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => { stopAll().finally(() => process.exit(130)); });
+
+  // ---- tasks, run once per round in this order (interleaved) ----
+  const tasks = [];
+  const add = (name, backend, receiver, fn) => tasks.push({ name, backend, receiver, fn, samples: [], extra: [] });
+  for (const recv of ["discard", "decode", "materialize"]) add("vmstream live source", "wasm-simd", recv, () => ours("wasm-simd", recv));
+  add("vmstream live source", "js", "discard", () => ours("js", "discard"));
+  add("vmstream live source, copy: always", "wasm-simd", "discard", () => ours("wasm-simd", "discard", { copy: "always" }));
+  add("vmstream live source, dirty scan (shadow copy)", "wasm-simd", "discard", () => ours("wasm-simd", "discard", { dirty: "scan" }));
+  for (const recv of ["discard", "decode", "materialize"]) add("raw socket pump of the same bytes (anchor)", "-", recv, () => raw(recv));
+
+  let qemuOn = false;
+  try {
+    if (!args["no-qemu"]) {
+      const version = spawnSync(QEMU, ["--version"], { encoding: "utf8" });
+      if (version.error || version.status !== 0) log(`${QEMU} not available: QEMU rows skipped`);
+      else {
+        qemuOn = true;
+        qemuInfo = { binary: QEMU, version: version.stdout.split("\n")[0].trim() };
+        writeFileSync(join(tmp, "image.bin"), new Uint8Array(memory.buffer, ram, RAM_BYTES));
+        for (const recv of ["discard", "decode", "materialize"]) add("QEMU 7.2 migrate tcp: (paused guest, same image)", "qemu", recv, () => qemu(recv));
+      }
+    }
+    log("capturing one migration's chunks for the raw pump...");
+    await ours("wasm-simd", "discard", { capture: true });
+    for (let round = 0; round <= ROUNDS; round++) {
+      // the order rotates per round: the first task after a QEMU (2 GiB freed) or the warm-up pays for it
+      for (let i = 0; i < tasks.length; i++) {
+        const t = tasks[(i + round) % tasks.length];
+        const r = await t.fn();
+        if (round > 0) { t.samples.push(r.ms); t.extra.push(r); }
+      }
+      log(round === 0 ? "warm-up round done" : `round ${round}/${ROUNDS} done`);
+    }
+  } finally {
+    await stopAll();
+  }
+
+  const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+  const results = tasks.map((t) => {
+    const guest = t.backend === "qemu" ? t.extra[0].ramTotal : RAM_BYTES;
+    const ms = median(t.samples);
+    const x = { task: t.name, backend: t.backend, receiver: t.receiver, gibps: +(guest / (ms / 1e3) / GiB).toFixed(3), ms: +ms.toFixed(1), samplesMs: t.samples.map((v) => +v.toFixed(1)), streamBytes: t.extra[0].bytes };
+    if (t.backend === "qemu") Object.assign(x, { guestRamBytes: guest, medianTotalTimeMs: median(t.extra.map((e) => e.totalTimeMs)), gibpsByTotalTime: +(guest / (median(t.extra.map((e) => e.totalTimeMs)) / 1e3) / GiB).toFixed(3), normal: t.extra[0].normal, duplicate: t.extra[0].duplicate, medianDowntimeMs: median(t.extra.map((e) => e.downtimeMs)) });
+    else if (t.backend !== "-") Object.assign(x, { medianSourceMs: +median(t.extra.map((e) => e.sourceMs)).toFixed(1), parts: t.extra[0].parts, rounds: t.extra[0].rounds, copiedBytes: t.extra[0].copiedBytes, medianCopyMs: +median(t.extra.map((e) => e.copyMs)).toFixed(1) });
+    return x;
+  });
+  const R = (name, backend, recv) => results.find((x) => x.task.startsWith(name) && x.backend === backend && x.receiver === recv)?.gibps;
+  const ratios = [];
+  for (const recv of ["discard", "decode", "materialize"]) {
+    const o = R("vmstream live source", "wasm-simd", recv);
+    ratios.push({ name: `ours / raw socket pump, ${recv} receiver`, value: o / R("raw socket pump", "-", recv), target: null });
+    if (qemuOn) ratios.push({ name: `ours / QEMU, ${recv} receiver`, value: o / R("QEMU", "qemu", recv), target: 1 });
+  }
+  ratios.push({ name: "copy: always / auto (discard)", value: R("vmstream live source, copy: always", "wasm-simd", "discard") / R("vmstream live source", "wasm-simd", "discard"), target: null });
+  const ratioRows = ratios.map((x) => ({ ...x, value: +x.value.toFixed(3), ...(x.target !== null ? { met: x.value >= x.target } : {}) }));
+
+  const machine = {
+    cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: +(os.totalmem() / GiB).toFixed(1), node: process.version, v8: process.versions.v8,
+    platform: `${os.platform()} ${os.arch()}`, loadavg: os.loadavg().map((x) => +x.toFixed(2)), date: new Date().toISOString(),
+    ramMiB: RAM_BYTES >>> 20, rounds: ROUNDS, partMiB: PART / 1048576,
+  };
+  const out = { machine, image: { pages: RAM_BYTES / P, ...kinds }, qemu: qemuInfo, results, ratios: ratioRows };
+  mkdirSync(join(root, "bench/results"), { recursive: true });
+  const file = join(root, `bench/results/live-${machine.date.slice(0, 10)}.json`);
+  writeFileSync(file, JSON.stringify(out, null, 1) + "\n");
+  if (args.json) process.stdout.write(JSON.stringify(out, null, 1) + "\n");
+  else {
+    const pad = (s, n) => String(s).padEnd(n);
+    console.log(`vmstream live-migration benchmark — ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.ramMiB} MiB image, loopback TCP, median of ${ROUNDS} rounds`);
+    console.log("  " + pad("task", 50) + pad("backend", 11) + pad("receiver", 13) + "GiB/s of guest RAM     ms");
+    for (const x of results) console.log("  " + pad(x.task, 50) + pad(x.backend, 11) + pad(x.receiver, 13) + x.gibps.toFixed(2).padStart(8) + x.ms.toFixed(1).padStart(13));
+    if (qemuInfo) console.log(`  (${qemuInfo.version}; QEMU by its own total-time: ${results.filter((x) => x.backend === "qemu").map((x) => `${x.receiver} ${x.gibpsByTotalTime} GiB/s`).join(", ")})`);
+    console.log("\nratios (same run)");
+    for (const x of ratioRows) console.log(`  ${pad(x.name, 46)} ${x.value.toFixed(2).padStart(7)}${x.target !== null ? `  target >= ${x.target}  ${x.met ? "met" : "NOT met"}` : ""}`);
+    console.log(`\nraw output: ${file}`);
+  }
+}

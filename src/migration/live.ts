@@ -1,0 +1,324 @@
+// The real-time driver of a MigrationSource: the engine of source.ts steps on a virtual clock and writes to a
+// synchronous sink; this drives it against a wall clock and an asynchronous transport. A round sends the dirty
+// pages as a run of ram PARTs of bounded size (so one round never blocks the event loop for long), awaiting the
+// transport's backpressure and a guest hook between PARTs, under a real bandwidth cap; after the round the dirty
+// bitmap is synced. The switch-over happens when the pending bytes would go out within the downtime target at
+// the throughput measured so far (or after maxRounds, or forceSwitch()); the guest is paused (async), the rest
+// goes out, and the downtime is measured from the pause to the last byte written. On any failure after the
+// pause the guest is resumed.
+//
+// Chunks handed to `write` stay valid: views of the kernels' memory (guest RAM, disks or HPTs kept there, encoder
+// scratch: the running guest changes them, memory.grow detaches them) are copied as they are emitted; the
+// encoder's own buffers are handed over for good by ByteWriter.takeChunks and need no copy. A borrowed view of
+// another host buffer (a disk image array) is not copied by default: should the guest change it before the
+// transport sends it, the dirty log or scan resends that chunk, so the destination still ends with what the
+// source had at the pause (`copy: "always"` if even torn intermediate bytes are unwanted).
+//
+// Browser-safe: performance.now(), setTimeout, setImmediate when present.
+import { VmstreamError } from "../io/errors.js";
+import type { MigrationSource, SwitchReason } from "./source.js";
+
+export interface LiveSourceOptions {
+  /** Transport. A returned promise is awaited before the next PART is encoded (backpressure). */
+  readonly write: (chunk: Uint8Array) => void | Promise<void>;
+  /** Called after the last chunk; the downtime ends when it resolves (e.g. a socket's end() callback). */
+  readonly end?: () => void | Promise<void>;
+  /** Stops the guest at the switch-over (v86's stop() is async). */
+  readonly pause?: () => void | Promise<void>;
+  /** Restarts the guest when the migration fails after the pause. */
+  readonly resume?: () => void | Promise<void>;
+  /** Awaited between PARTs and between rounds, so an emulator on this event loop keeps running. Default: yield one macrotask turn. */
+  readonly letGuestRun?: () => void | Promise<void>;
+  /** Bytes per wall-clock second while the guest runs (default Infinity); the complete phase is not capped, as in QEMU. */
+  readonly bandwidth?: number;
+  /** Stream bytes of one round before the dirty bitmap is synced (default Infinity: one pass over the dirty pages). */
+  readonly roundBytes?: number;
+  /** Wall seconds after which a round ends early (default Infinity). */
+  readonly roundSeconds?: number;
+  /** Seconds the guest may stay paused (default: the source's downtimeTarget). */
+  readonly downtimeTarget?: number;
+  /** Iteration rounds before the switch-over is forced (default: the source's maxRounds). */
+  readonly maxRounds?: number;
+  /** Stream bytes of one PART (default 4 MiB; with a bandwidth cap at most 50 ms of it, at least 64 KiB). */
+  readonly partBytes?: number;
+  /** "auto" (default): copy chunks that are views of the kernels' memory or of a SharedArrayBuffer; "always"; "never". */
+  readonly copy?: "auto" | "always" | "never";
+  readonly signal?: AbortSignal;
+  readonly onRound?: (r: LiveRound) => void;
+}
+
+/** One iteration round, on the wall clock. */
+export interface LiveRound {
+  /** 1-based. */
+  readonly round: number;
+  /** Stream bytes of the round. */
+  readonly bytes: number;
+  /** ram PARTs written. */
+  readonly parts: number;
+  /** Dirty pages sent (page records and XBZRLE hits alike). */
+  readonly pagesSent: number;
+  /** Wall seconds of the round, sync included. */
+  readonly seconds: number;
+  /** Wall seconds spent in the guest hook. */
+  readonly guestSeconds: number;
+  /** Wall seconds of the dirty-bitmap sync after the round. */
+  readonly syncSeconds: number;
+  /** Pages found dirty by the sync. */
+  readonly dirtied: number;
+  /** Dirty pages pending after the sync. */
+  readonly dirtyPages: number;
+  readonly pendingBytes: number;
+  /** Stream bytes per second over all rounds so far, guest hook time excluded. */
+  readonly throughput: number;
+  /** This round's sync time (the pause syncs once more) + pendingBytes / min(throughput, bandwidth), seconds. */
+  readonly expectedDowntime: number;
+}
+
+export interface LiveOutcome {
+  readonly reason: SwitchReason;
+  readonly converged: boolean;
+  readonly rounds: readonly LiveRound[];
+  /** The complete phase: bytes, dirty pages sent, wall seconds from the pause to the last byte written. */
+  readonly final: { readonly bytes: number; readonly pagesSent: number; readonly seconds: number };
+  /** The estimate at the switch-over, seconds. */
+  readonly expectedDowntime: number;
+  /** Wall seconds from the start of pause() to the last byte written (end() resolved). */
+  readonly downtime: number;
+  /** Wall seconds pause() took. */
+  readonly pauseSeconds: number;
+  /** Wall seconds from the start to the last byte written. */
+  readonly totalTime: number;
+  readonly totalBytes: number;
+  /** Bytes copied before write (see `copy`) and the wall seconds it took. */
+  readonly copiedBytes: number;
+  readonly copySeconds: number;
+}
+
+/** A live migration that did not complete. The guest was resumed when it had been paused (see `resumed`). */
+export class LiveMigrationError extends VmstreamError {
+  /** "setup" | "iterate" | "complete". */
+  readonly stage: string;
+  readonly paused: boolean;
+  /** The guest was paused and resume() completed. */
+  readonly resumed: boolean;
+  readonly rounds: readonly LiveRound[];
+  constructor(code: string, summary: string, info: { stage: string; paused: boolean; resumed: boolean; rounds: readonly LiveRound[]; offset: number; detail?: string; cause?: unknown }) {
+    super(code, summary, { offset: info.offset, ...(info.detail !== undefined ? { detail: info.detail } : {}), ...(info.cause !== undefined ? { cause: info.cause } : {}) });
+    this.stage = info.stage;
+    this.paused = info.paused;
+    this.resumed = info.resumed;
+    this.rounds = info.rounds;
+  }
+}
+LiveMigrationError.prototype.name = "LiveMigrationError";
+
+const now = (): number => performance.now() / 1000;
+const sleep = (s: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, s * 1000)));
+const immediate = (globalThis as { setImmediate?: (f: () => void) => unknown }).setImmediate;
+/** One macrotask turn (setTimeout(0) is clamped to >= 1 ms; setImmediate is not). */
+const yieldTurn = (): Promise<void> => new Promise((r) => (immediate ? immediate(r) : setTimeout(r, 0)));
+
+/**
+ * Run a live migration in real time. `create(sink)` builds the MigrationSource writing to `sink` (the driver owns
+ * it and disposes it at the end); give pause() to the driver, not to the source. Resolves with the outcome once
+ * the last byte is written; rejects with a LiveMigrationError otherwise (after resuming a paused guest).
+ */
+export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) => MigrationSource, options: LiveSourceOptions): Promise<LiveOutcome> {
+  const o = options;
+  const bandwidth = o.bandwidth ?? Infinity;
+  if (!(bandwidth > 0)) throw new VmstreamError("RANGE", "bandwidth must be > 0 bytes/s", { detail: String(bandwidth) });
+  const queue: Uint8Array[] = [];
+  const copyMode = o.copy ?? "auto";
+  let copiedBytes = 0;
+  let copySeconds = 0;
+  let memory: WebAssembly.Memory | undefined;
+  // Copied as they are emitted: a view is valid only during the sink call (the encoder may reuse its scratch).
+  const source = create((c) => {
+    if (copyMode === "always" || (copyMode === "auto" && ((memory && c.buffer === memory.buffer) || (typeof SharedArrayBuffer !== "undefined" && c.buffer instanceof SharedArrayBuffer)))) {
+      const t = now();
+      c = c.slice();
+      copySeconds += now() - t;
+      copiedBytes += c.length;
+    }
+    queue.push(c);
+  });
+  memory = source.options.kernels.memory;
+  const downtimeTarget = o.downtimeTarget ?? source.options.downtimeTarget;
+  const maxRounds = o.maxRounds ?? source.options.maxRounds;
+  const roundBytes = o.roundBytes ?? Infinity;
+  const roundSeconds = o.roundSeconds ?? Infinity;
+  const partCap = Math.floor(Math.min(o.partBytes ?? 4 << 20, Number.isFinite(bandwidth) ? Math.max(64 << 10, bandwidth * 0.05) : Infinity));
+  if (!(partCap >= 64) || !(downtimeTarget >= 0) || !Number.isInteger(maxRounds) || maxRounds < 1 || !(roundBytes > 0) || !(roundSeconds > 0)) {
+    source.dispose();
+    throw new VmstreamError("RANGE", "bad live options", { detail: `partBytes ${o.partBytes} downtimeTarget ${downtimeTarget} maxRounds ${maxRounds} roundBytes ${roundBytes} roundSeconds ${roundSeconds}` });
+  }
+
+  const t0 = now();
+  let written = 0; // bytes handed to write()
+  let sendSeconds = 0; // wall time outside the guest hook while iterating (for the throughput)
+  let sendBytes = 0;
+  let stage = "setup";
+  let paused = false;
+  const rounds: LiveRound[] = [];
+
+  const check = () => {
+    if (o.signal?.aborted) throw new VmstreamError("ABORTED", "live migration aborted", { cause: o.signal.reason });
+  };
+  const abortable = <T>(p: Promise<T>): Promise<T> => {
+    const sig = o.signal;
+    if (!sig) return p;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(new VmstreamError("ABORTED", "live migration aborted", { cause: sig.reason }));
+      if (sig.aborted) return onAbort();
+      sig.addEventListener("abort", onAbort, { once: true });
+      p.then(
+        (v) => (sig.removeEventListener("abort", onAbort), resolve(v)),
+        (e) => (sig.removeEventListener("abort", onAbort), reject(e)),
+      );
+    });
+  };
+  // Hand the queued chunks to the transport in order.
+  // One write may stay outstanding while the next PART is encoded: the OS sends the previous PART meanwhile
+  // (double buffering; the chunks are immutable, see above).
+  let outstanding: Promise<void> | undefined;
+  const settle = async () => {
+    const p = outstanding;
+    outstanding = undefined;
+    if (p) await abortable(p);
+  };
+  const drain = async () => {
+    while (queue.length > 0) {
+      const c = queue.shift()!;
+      await settle();
+      written += c.length;
+      const r = o.write(c);
+      if (r && typeof (r as Promise<void>).then === "function") {
+        outstanding = r as Promise<void>;
+        outstanding.catch(() => undefined); // observed by the next settle()
+      }
+    }
+  };
+  // The bandwidth cap: wait until `written` is within the budget of the wall time since t0.
+  const pace = async () => {
+    if (!Number.isFinite(bandwidth)) return;
+    const ahead = written / bandwidth - (now() - t0);
+    if (ahead > 0) await abortable(sleep(ahead));
+  };
+  const guest = async (): Promise<number> => {
+    const t = now();
+    if (o.letGuestRun) await abortable(Promise.resolve(o.letGuestRun()));
+    else await yieldTurn();
+    return now() - t;
+  };
+
+  try {
+    source.setup();
+    await drain();
+    stage = "iterate";
+    let reason: SwitchReason | undefined;
+    let expected = Infinity;
+    for (;;) {
+      check();
+      const rs = now();
+      const before = written;
+      const dirtyBefore = source.dirtyPages();
+      let parts = 0;
+      let guestSeconds = 0;
+      for (;;) {
+        const left = roundBytes - (written - before);
+        const budget = Math.max(64, Math.min(partCap, left));
+        const at = written;
+        const ts = now();
+        source.iterate(budget);
+        await drain();
+        parts++;
+        const part = written - at;
+        sendSeconds += now() - ts;
+        sendBytes += part;
+        // the engine stops a PART under its budget only when nothing is left to send
+        if (part < budget || written - before >= roundBytes || now() - rs >= roundSeconds) break;
+        await pace();
+        guestSeconds += await guest();
+        check();
+      }
+      const dirtyAfterSend = source.dirtyPages();
+      await pace();
+      guestSeconds += await guest();
+      const ss = now();
+      const p = source.sync(now() - rs);
+      const syncSeconds = now() - ss;
+      const throughput = sendSeconds > 0 ? sendBytes / sendSeconds : Infinity;
+      const rate = Math.min(throughput, bandwidth);
+      const pending = source.pendingBytes(p.dirtyPages);
+      expected = syncSeconds + pending / rate;
+      const r: LiveRound = {
+        round: rounds.length + 1,
+        bytes: written - before,
+        parts,
+        pagesSent: dirtyBefore - dirtyAfterSend,
+        seconds: now() - rs,
+        guestSeconds,
+        syncSeconds,
+        dirtied: p.dirtied,
+        dirtyPages: p.dirtyPages,
+        pendingBytes: pending,
+        throughput,
+        expectedDowntime: expected,
+      };
+      rounds.push(r);
+      o.onRound?.(r);
+      const s = source.shouldSwitch();
+      reason = s === "forced" ? "forced" : expected <= downtimeTarget ? "converged" : rounds.length >= maxRounds ? "max-rounds" : undefined;
+      if (reason) break;
+    }
+    check();
+    stage = "complete";
+    const tp = now();
+    paused = true;
+    if (o.pause) await abortable(Promise.resolve(o.pause()));
+    const pauseSeconds = now() - tp;
+    const finalBefore = written;
+    const fp = source.complete();
+    await drain();
+    await settle();
+    if (o.end) await abortable(Promise.resolve(o.end()));
+    const tEnd = now();
+    return {
+      reason,
+      converged: reason === "converged",
+      rounds,
+      final: { bytes: written - finalBefore, pagesSent: fp.dirtyPages, seconds: tEnd - tp },
+      expectedDowntime: expected,
+      downtime: tEnd - tp,
+      pauseSeconds,
+      totalTime: tEnd - t0,
+      totalBytes: written,
+      copiedBytes,
+      copySeconds,
+    };
+  } catch (e) {
+    let resumed = false;
+    let resumeError: unknown;
+    if (paused && o.resume) {
+      try {
+        await o.resume();
+        resumed = true;
+      } catch (re) {
+        resumeError = re;
+      }
+    }
+    const aborted = e instanceof VmstreamError && e.code === "ABORTED";
+    const why = e instanceof Error ? e.message : String(e);
+    throw new LiveMigrationError(aborted ? "ABORTED" : "MIGRATION_FAILED", aborted ? "live migration aborted" : "live migration failed", {
+      stage,
+      paused,
+      resumed,
+      rounds,
+      offset: written,
+      detail: `${stage}: ${why}${paused ? (resumed ? "; guest resumed" : resumeError !== undefined ? `; resume failed: ${String(resumeError)}` : "; guest left paused (no resume hook)") : ""}`,
+      cause: e,
+    });
+  } finally {
+    source.dispose();
+  }
+}
