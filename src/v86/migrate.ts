@@ -1,0 +1,351 @@
+// Live (precopy) migration of a running v86 guest over TCP, between two emulators (usually two Node processes).
+//
+// Source: the MigrationSource engine over v86's memory (zero copy; dirty pages found with the changedPages kernel
+// against a shadow copy), driven in real time by runLiveSource, so the guest keeps running between ram PARTs.
+// At the switch-over the guest is stopped, the last dirty pages go out in the ram END, then the `v86/state`
+// section (RAM-less save_state, deflated), EOF and the vmdesc.
+// Destination: a MigrationDestination decoding pages straight into the stopped v86's RAM (ramBlock), then the
+// state section is checked against its own configuration and restored (RAM is written before restore_state,
+// which clears the JIT cache), and the guest runs.
+// Return path: the source half-closes the connection after the last byte, and on the other half the destination answers one JSON line, {"ok":true,...} once its guest runs or
+// {"ok":false,"error":...}. The source keeps its guest stopped only after an "ok"; on any failure (transfer
+// broken, destination refused, no answer) it resumes it and the call rejects.
+import { createHash } from "node:crypto";
+import type { Socket } from "node:net";
+import { VmstreamError } from "../io/errors.js";
+import { MigrationDestination, type DestinationPages } from "../migration/destination.js";
+import { runLiveSource, type LiveOutcome, type LiveRound } from "../migration/live.js";
+import { MigrationSource, type MigrationDevice } from "../migration/source.js";
+import { connectTcp, listenTcp, parseEndpoint, StreamWriter } from "../migration/transport.js";
+import { V86_MACHINE, V86_RAM_BLOCK, type V86Machine } from "./adapter.js";
+import { RAM_SECTION_ID, stateDevice, v86Devices, v86StateOf } from "./snapshot.js";
+
+export type TcpEndpoint = string | { readonly host?: string; readonly port: number };
+
+function tcp(e: TcpEndpoint): { host: string; port: number } {
+  if (typeof e !== "string") return { host: e.host ?? "127.0.0.1", port: e.port };
+  const p = parseEndpoint(e.startsWith("tcp:") ? e : `tcp:${e}`);
+  if (p.kind !== "tcp") throw new VmstreamError("RANGE", "a v86 migration endpoint is tcp:HOST:PORT", { detail: e });
+  return { host: p.host, port: p.port };
+}
+
+const now = () => performance.now();
+
+/** The destination's answer. */
+export interface DestinationReply {
+  readonly ok: boolean;
+  readonly error?: string;
+  /** Stream bytes received. */
+  readonly bytes?: number;
+  /** Page records applied, by kind. */
+  readonly pages?: DestinationPages;
+  /** ms from the last stream byte to the guest running (state check, restore, run). */
+  readonly restoreMs?: number;
+  /** sha256 of the RAM before the guest ran (when asked to verify). */
+  readonly ramSha256?: string;
+  readonly verifyMs?: number;
+}
+
+export interface V86SourceOptions {
+  /** Seconds the guest may stay stopped (default 0.1: a 256 MiB RAM scan alone takes tens of ms). */
+  readonly downtimeTarget?: number;
+  /** Rounds before the switch-over is forced (default 30). */
+  readonly maxRounds?: number;
+  /** Bytes per second (default: as fast as the socket takes them). */
+  readonly bandwidth?: number;
+  /** Bytes of one ram PART (default 2 MiB: the guest runs between PARTs). */
+  readonly partBytes?: number;
+  /** XBZRLE cache bytes (default 0: off; the cache lives in v86's memory too). */
+  readonly xbzrleCacheBytes?: number;
+  /** Hash RAM at the pause and ask the destination to do the same before its guest runs (adds to the downtime). */
+  readonly verify?: boolean;
+  /** Called with the stopped machine right before the final pages go out (tests read RAM here). */
+  readonly onPaused?: (machine: V86Machine) => void | Promise<void>;
+  readonly onRound?: (r: LiveRound) => void;
+  /** How long to wait for the destination's answer after the last byte (default 30 s). */
+  readonly replyTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface V86SourceOutcome {
+  readonly live: LiveOutcome;
+  readonly reply: DestinationReply;
+  /** ms from the source's stop() to the destination's answer that its guest runs. */
+  readonly downtimeMs: number;
+  /** ms of the whole migration (connect to answer). */
+  readonly totalMs: number;
+  /** Bytes of the v86/state section. */
+  readonly stateBytes: number;
+  /** sha256 of the source RAM at the pause (verify only) and whether the destination's equals it. */
+  readonly ramSha256?: string;
+  readonly ramMatches?: boolean;
+}
+
+function sha256(b: Uint8Array): string {
+  return createHash("sha256").update(b).digest("hex");
+}
+
+/** Read one JSON line from a socket (the destination's answer), or fail when it closes first. */
+function readReply(socket: Socket): Promise<DestinationReply> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    const done = (f: () => void) => {
+      socket.off("data", onData);
+      socket.off("close", onClose);
+      socket.off("error", onClose);
+      f();
+    };
+    const onData = (b: Buffer) => {
+      text += b.toString("utf8");
+      const nl = text.indexOf("\n");
+      if (nl < 0) {
+        if (text.length > 65536) done(() => reject(new VmstreamError("BAD_VALUE", "the destination's answer is not a JSON line")));
+        return;
+      }
+      done(() => {
+        try {
+          const r = JSON.parse(text.slice(0, nl)) as DestinationReply;
+          if (typeof r.ok !== "boolean") throw new Error("no ok field");
+          resolve(r);
+        } catch (e) {
+          reject(new VmstreamError("BAD_VALUE", "the destination's answer is not valid", { detail: e instanceof Error ? e.message : String(e) }));
+        }
+      });
+    };
+    const onClose = () => done(() => reject(new VmstreamError("IO", "the destination closed the connection without an answer")));
+    socket.on("data", onData);
+    socket.once("close", onClose);
+    socket.once("error", onClose);
+  });
+}
+
+/**
+ * Migrate a running v86 guest to a destination listening at `endpoint` (`receiveV86`). Resolves once the
+ * destination's guest runs; the source's guest is then left stopped (destroy it: resuming it would fork the
+ * guest). Rejects with a VmstreamError when the migration failed, with the source's guest running again.
+ */
+export async function migrateV86Source(machine: V86Machine, endpoint: TcpEndpoint, opts: V86SourceOptions = {}): Promise<V86SourceOutcome> {
+  const t0 = now();
+  const { host, port } = tcp(endpoint);
+  const socket = await connectTcp({ host, port, timeoutMs: opts.connectTimeoutMs ?? 10_000 });
+  // the live driver copies chunks that view v86's memory; the writer need not copy again
+  const writer = new StreamWriter(socket, { copy: false, name: `tcp:${host}:${port}` });
+  const reply = readReply(socket);
+  reply.catch(() => undefined); // observed below; a failure before then surfaces through the writer
+  const devices: MigrationDevice[] = [];
+  let stateBytes = 0;
+  let pauseAt = 0;
+  let ramSha: string | undefined;
+  let live: LiveOutcome;
+  const k = machine.kernels({ extraBytes: opts.xbzrleCacheBytes ?? 0 });
+  try {
+    live = await runLiveSource(
+      (sink) =>
+        new MigrationSource(
+          {
+            kernels: k,
+            blocks: [machine.ramBlock()],
+            // the engine's virtual clock: one iterate() of the pre-extension engine sends partBytes
+            bandwidth: (opts.partBytes ?? 2 << 20) / 0.1,
+            roundTime: 0.1,
+            downtimeTarget: opts.downtimeTarget ?? 0.1,
+            maxRounds: opts.maxRounds ?? 30,
+            ...(opts.xbzrleCacheBytes ? { xbzrleCacheBytes: opts.xbzrleCacheBytes } : {}),
+            devices,
+            machine: V86_MACHINE,
+            ramSectionId: RAM_SECTION_ID,
+          },
+          sink,
+        ),
+      {
+        write: (c) => writer.write(c),
+        // half-close: the destination sees the end of the stream and answers on the open half
+        end: () => writer.end(),
+        pause: async () => {
+          pauseAt = now();
+          await machine.pause();
+          // device state at the pause; the engine writes it after the ram END
+          const payload = await machine.stateSection();
+          stateBytes = payload.length;
+          devices.push(stateDevice(payload) as MigrationDevice);
+          if (opts.verify) ramSha = sha256(machine.ramView());
+          await opts.onPaused?.(machine);
+        },
+        resume: () => machine.resume(),
+        downtimeTarget: opts.downtimeTarget ?? 0.1,
+        maxRounds: opts.maxRounds ?? 30,
+        partBytes: opts.partBytes ?? 2 << 20,
+        ...(opts.bandwidth !== undefined ? { bandwidth: opts.bandwidth } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.onRound ? { onRound: opts.onRound } : {}),
+      },
+    );
+  } catch (e) {
+    // runLiveSource resumed the guest if it had stopped it
+    socket.destroy();
+    throw e;
+  }
+  // From here the guest is stopped and every byte is out: only an "ok" keeps it stopped.
+  let r: DestinationReply;
+  try {
+    let timer: NodeJS.Timeout | undefined;
+    const ms = opts.replyTimeoutMs ?? 30_000;
+    try {
+      r = await Promise.race([
+        reply,
+        new Promise<never>((_, fail) => {
+          timer = setTimeout(() => fail(new VmstreamError("TIMEOUT", "no answer from the destination", { detail: `${ms} ms` })), ms);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!r.ok) throw new VmstreamError("MIGRATION_FAILED", "the destination refused the migration", { detail: r.error ?? "no reason given" });
+    if (ramSha !== undefined && r.ramSha256 !== undefined && r.ramSha256 !== ramSha) {
+      // the destination's guest already runs on different RAM: stop nothing, but say so loudly
+      throw new VmstreamError("MISMATCH", "the destination's RAM differs from the source's at the pause", { detail: `${r.ramSha256} vs ${ramSha}` });
+    }
+  } catch (e) {
+    const mismatch = e instanceof VmstreamError && e.code === "MISMATCH";
+    if (!mismatch) await machine.resume();
+    socket.destroy();
+    throw e;
+  }
+  const end = now();
+  socket.end();
+  return {
+    live,
+    reply: r,
+    downtimeMs: end - pauseAt,
+    totalMs: end - t0,
+    stateBytes,
+    ...(ramSha !== undefined ? { ramSha256: ramSha, ramMatches: r.ramSha256 === ramSha } : {}),
+  };
+}
+
+export interface V86ReceiveOptions {
+  /** Called once listening, with the real port (listen on port 0 for an ephemeral one). */
+  readonly onListening?: (address: { host: string; port: number }) => void;
+  /** Start the guest after the restore (default true). */
+  readonly run?: boolean;
+  /** Hash RAM before the guest runs and send it back (adds to the downtime). */
+  readonly verify?: boolean;
+  /** Called with the machine after the restore and before it runs (tests read RAM here). */
+  readonly beforeRun?: (machine: V86Machine) => void | Promise<void>;
+  readonly onProgress?: (p: { bytes: number; phase: string; pages: DestinationPages }) => void;
+  /** Give up when no peer connects within this time (default: wait forever). */
+  readonly acceptTimeoutMs?: number;
+}
+
+export interface V86ReceiveOutcome {
+  readonly bytes: number;
+  readonly pages: DestinationPages;
+  readonly restoreMs: number;
+  readonly ramSha256?: string;
+}
+
+/**
+ * Receive one live migration into `machine` (built with the source's options and `autostart: false`; it must
+ * not have run). Resolves once the guest runs; rejects with a VmstreamError (the source is told why, and its
+ * guest resumes) when the stream breaks off, is malformed, or comes from a differently built machine.
+ */
+export async function receiveV86(machine: V86Machine, endpoint: TcpEndpoint, opts: V86ReceiveOptions = {}): Promise<V86ReceiveOutcome> {
+  if (machine.running) throw new VmstreamError("STATE", "the destination machine must be stopped (create it with autostart: false)");
+  const { host, port } = tcp(endpoint);
+  const listener = await listenTcp({ host, port });
+  opts.onListening?.({ host: listener.host, port: listener.port });
+  let timer: NodeJS.Timeout | undefined;
+  if (opts.acceptTimeoutMs !== undefined) timer = setTimeout(() => void listener.close(), opts.acceptTimeoutMs);
+  let socket: Socket;
+  try {
+    socket = await listener.accept();
+  } finally {
+    if (timer) clearTimeout(timer);
+    await listener.close();
+  }
+  // a peer that resets the connection must not crash the process: errors are handled where data is read
+  socket.on("error", () => undefined);
+  // The source half-closes after the vmdesc (the decoder needs the end of input to trust the last device
+  // section: it peeks for subsections); our side stays open for the answer.
+  socket.allowHalfOpen = true;
+  const answer = (r: DestinationReply) =>
+    new Promise<void>((ok) => {
+      if (socket.destroyed || !socket.writable) return ok();
+      socket.write(JSON.stringify(r) + "\n", () => ok());
+    });
+  let trailerDone = false;
+  const dest = new MigrationDestination({
+    kernels: machine.kernels(),
+    devices: v86Devices,
+    strictDevices: true,
+    requireVmdesc: true,
+    ramBlock: (name, length) => {
+      if (name !== V86_RAM_BLOCK) throw new VmstreamError("MISMATCH", "the stream has a RAM block v86 does not", { detail: `"${name}" (${length} bytes)` });
+      return machine.ramBlock();
+    },
+    onEvent: (e) => {
+      // refuse another machine's stream at its first section instead of after the whole RAM
+      if (e.type === "configuration" && e.configuration.machine !== V86_MACHINE) {
+        throw new VmstreamError("MISMATCH", "not a v86 migration", { section: { idstr: "configuration", id: 0 }, detail: `machine "${e.configuration.machine}"` });
+      }
+      if (e.type === "vmdesc") trailerDone = true;
+    },
+    ...(opts.onProgress ? { onProgress: (p) => opts.onProgress!({ bytes: p.bytes, phase: p.phase, pages: p.pages }) } : {}),
+  });
+  try {
+    // Read until the vmdesc trailer is complete: the source keeps its side open for the answer.
+    await new Promise<void>((resolve) => {
+      const finish = () => {
+        socket.off("data", onData);
+        socket.off("end", finish);
+        socket.off("close", finish);
+        socket.off("error", onError);
+        resolve();
+      };
+      const onData = (b: Buffer) => {
+        const ok = dest.push(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+        if (!ok || trailerDone) finish();
+      };
+      const onError = (e: Error) => {
+        dest.abort(e);
+        finish();
+      };
+      socket.on("data", onData);
+      socket.once("end", finish);
+      socket.once("close", finish);
+      socket.once("error", onError);
+    });
+    const result = dest.end();
+    {
+      if (result.status !== "complete" || !result.decoded) {
+        throw result.error ?? new VmstreamError("MIGRATION_FAILED", "the migration did not complete");
+      }
+      const t = now();
+      const ram = result.ram?.blocks ?? [];
+      if (ram.length !== 1) throw new VmstreamError("MISMATCH", "a v86 migration has exactly one RAM block", { section: { idstr: "ram", id: RAM_SECTION_ID }, detail: `${ram.length} blocks` });
+      await machine.restoreStateSection(v86StateOf(result.decoded.devices));
+      let ramSha256: string | undefined;
+      let verifyMs: number | undefined;
+      if (opts.verify) {
+        const tv = now();
+        ramSha256 = sha256(machine.ramView());
+        verifyMs = now() - tv;
+      }
+      await opts.beforeRun?.(machine);
+      if (opts.run !== false) await machine.resume();
+      const restoreMs = now() - t;
+      const pages = result.progress.pages;
+      await answer({ ok: true, bytes: result.bytes, pages, restoreMs, ...(ramSha256 ? { ramSha256, verifyMs } : {}) });
+      socket.end();
+      return { bytes: result.bytes, pages, restoreMs, ...(ramSha256 ? { ramSha256 } : {}) };
+    }
+  } catch (e) {
+    const err = VmstreamError.wrap(e);
+    await answer({ ok: false, error: err.message });
+    socket.destroy();
+    throw err;
+  } finally {
+    dest.dispose();
+  }
+}
