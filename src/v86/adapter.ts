@@ -138,7 +138,6 @@ export class V86Machine {
   private serialText = "";
   private readonly serialListeners = new Set<(text: string) => void>();
   private k: Kernels | undefined;
-  private reserveEnd = 0;
   private destroyed = false;
 
   private constructor(
@@ -230,40 +229,13 @@ export class V86Machine {
   }
 
   /**
-   * Kernels on v86's own memory (the import-memory build), created once per machine. Their allocator starts at
-   * the memory's current end and claims `reserveBytes` at once by growing it; every later allocation must fall
-   * inside that reserve (checked: a VmstreamError otherwise). Reason: v86's own allocator may grow the memory
-   * while the guest runs, and the kernels' allocator would then hand out pages past its last grow that v86 now
-   * owns. Default reserve: RAM size (a shadow copy) + 8 MiB, plus `extraBytes` (an XBZRLE cache).
+   * Kernels on v86's own memory (the import-memory build), created once per machine: guest RAM is a block of
+   * their memory with no copy. Their allocator claims pages by growing the memory and never hands out pages
+   * v86's own allocator grew for itself (src/kernels/arena.ts), so both may grow it while the guest runs.
    */
-  kernels(opts: { backend?: BackendChoice; extraBytes?: number } = {}): Kernels {
-    if (this.k) {
-      return this.k;
-    }
-    const memory = this.memory;
-    const k = createKernels({ memory, ...(opts.backend ? { backend: opts.backend } : {}) });
-    const reserve = this.ramLength + 8 * 1024 * 1024 + (opts.extraBytes ?? 0);
-    // Synchronous with createKernels: nothing of v86 runs in between, so the allocator's top is the memory's end.
-    const base = k.alloc(reserve, 65536);
-    k.free(base);
-    this.reserveEnd = base + reserve;
-    const end = () => this.reserveEnd;
-    const guarded: Kernels = Object.create(k, {
-      alloc: {
-        value: (bytes: number, align?: number): number => {
-          const p = k.alloc(bytes, align);
-          if (p + Math.max(bytes, 1) > end()) {
-            k.free(p);
-            throw new VmstreamError("LIMIT", "kernel memory reserved in v86's memory is exhausted", {
-              detail: `${bytes} bytes at ${p}, reserve ends at ${end()}: create the machine's kernels with a larger extraBytes`,
-            });
-          }
-          return p;
-        },
-      },
-    });
-    this.k = guarded;
-    return guarded;
+  kernels(opts: { backend?: BackendChoice } = {}): Kernels {
+    this.k ??= createKernels({ memory: this.memory, ...(opts.backend ? { backend: opts.backend } : {}) });
+    return this.k;
   }
 
   get running(): boolean {

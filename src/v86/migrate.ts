@@ -138,7 +138,7 @@ export async function migrateV86Source(machine: V86Machine, endpoint: TcpEndpoin
   let pauseAt = 0;
   let ramSha: string | undefined;
   let live: LiveOutcome;
-  const k = machine.kernels({ extraBytes: opts.xbzrleCacheBytes ?? 0 });
+  const k = machine.kernels();
   try {
     live = await runLiveSource(
       (sink) =>
