@@ -1,12 +1,13 @@
 // The "ram" iterative section of the source engine (wire-format §5): START = MEM_SIZE with every block; each PART
 // holds dirty pages (the first pass: every page) up to the budget, continuing where the previous PART stopped,
 // as QEMU's ram_save_iterate does; the dirty bitmap is synced from a host dirty log or from a scan of the RAM
-// against a shadow copy (kernels.changedPages). XBZRLE (with a cache) activates after the first complete pass.
+// against a shadow copy (kernels.changedPages). XBZRLE (with a cache) activates after the first complete pass;
+// in scan mode the shadow itself can be the cache (one slot per page: every page a hit, no extra memory).
 // Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import type { ByteWriter } from "../io/writer.js";
 import type { Kernels } from "../kernels/types.js";
-import { RamWriter, XbzrleCache, type RamBlockData, type RamPassStats } from "../sections/encode/ram.js";
+import { RamWriter, XbzrleCache, type PageCache, type RamBlockData, type RamPassStats } from "../sections/encode/ram.js";
 import { popcount8, type DirtySource, type IterativeSection, type PageCounts, type SectionPass, type SectionSync } from "./section.js";
 
 export interface RamSectionOptions {
@@ -16,6 +17,11 @@ export interface RamSectionOptions {
   readonly pageSize: number;
   readonly sectionId: number;
   readonly xbzrleCacheBytes?: number;
+  /**
+   * Scan mode (no dirtyLog): XBZRLE against the shadow copy, which then always holds what the destination has
+   * (the scan leaves it alone; pages are copied in as they are sent). Not with xbzrleCacheBytes.
+   */
+  readonly xbzrleShadow?: boolean;
   /** Host dirty log (bit i = page i of the block) of the pages written since the previous call; undefined = none. */
   readonly dirtyLog?: (block: RamBlockData) => Uint8Array | undefined;
   /** Pending-bytes estimate: dirty pages × page size (default) or × the record bytes per page measured so far. */
@@ -48,7 +54,7 @@ export class RamSection implements IterativeSection {
   readonly maxRecordBytes: number;
   private readonly k: Kernels;
   private readonly ram: RamWriter;
-  private readonly cache: XbzrleCache | undefined;
+  private readonly cache: XbzrleCache | ShadowSlots | undefined;
   private readonly st: BlockState[] = [];
   private cursorBlock = 0;
   private cursorPage = 0;
@@ -85,7 +91,15 @@ export class RamSection implements IterativeSection {
         this.st[i] = { ...s, shadow, scratch };
       }
     }
-    this.cache = o.xbzrleCacheBytes ? new XbzrleCache(this.k, o.xbzrleCacheBytes, ps) : undefined;
+    if (o.xbzrleShadow && (o.dirtyLog || o.xbzrleCacheBytes)) {
+      throw new VmstreamError("RANGE", "xbzrleShadow needs scan mode (no dirtyLog) and no xbzrleCacheBytes");
+    }
+    this.cache = o.xbzrleShadow ? new ShadowSlots(this.k, Math.max(...this.st.map((s) => s.pages))) : o.xbzrleCacheBytes ? new XbzrleCache(this.k, o.xbzrleCacheBytes, ps) : undefined;
+  }
+
+  /** The cache `sendBlock` uses for block `s`. */
+  private cacheFor(s: BlockState): PageCache | undefined {
+    return this.cache instanceof ShadowSlots ? this.cache.over(s.shadow) : this.cache;
   }
 
   get passes(): number {
@@ -149,7 +163,7 @@ export class RamSection implements IterativeSection {
           firstPage: this.cursorPage,
           endPage: end,
           sendMapPtr: s.bitmap,
-          ...(this.cache ? { cache: this.cache } : {}),
+          ...(this.cache ? { cache: this.cacheFor(s)! } : {}),
         });
         if (s.shadow) {
           const ps = this.unitBytes;
@@ -211,9 +225,17 @@ export class RamSection implements IterativeSection {
           u8[s.bitmap + i] = u8[s.bitmap + i]! | v;
         }
       } else {
-        found += this.k.changedPages(s.block.ptr, s.shadow, s.pages, s.scratch, true, this.unitBytes);
+        // With the shadow as XBZRLE cache the scan must not refresh it: it holds what the destination has, and
+        // pages still waiting to be sent keep showing as changed (counted once: only bits not yet set).
+        const refresh = !(this.cache instanceof ShadowSlots);
+        this.k.changedPages(s.block.ptr, s.shadow, s.pages, s.scratch, refresh, this.unitBytes);
         const u8 = this.k.u8;
-        for (let i = 0; i < s.bitmapBytes; i++) u8[s.bitmap + i] = u8[s.bitmap + i]! | u8[s.scratch + i]!;
+        for (let i = 0; i < s.bitmapBytes; i++) {
+          const had = u8[s.bitmap + i]!;
+          const now = u8[s.scratch + i]!;
+          found += popcount8(now & ~had);
+          u8[s.bitmap + i] = had | now;
+        }
       }
     }
     const source: DirtySource = log ? "log" : "scan";
@@ -222,7 +244,7 @@ export class RamSection implements IterativeSection {
 
   /** The rest of the dirty pages (QEMU's last stage: XBZRLE misses are not cached). */
   complete(): SectionPass {
-    if (this.cache) this.cache.lastStage = true;
+    if (this.cache instanceof XbzrleCache) this.cache.lastStage = true;
     const r = this.sendDirty(Infinity);
     this.ram.eos();
     return this.pass(r);
@@ -238,5 +260,38 @@ export class RamSection implements IterativeSection {
     this.st.length = 0;
     this.cache?.dispose();
     this.ram.dispose();
+  }
+}
+
+/**
+ * The scan's shadow copies as XBZRLE cache: slot k of a block = its page k (the cache pointer is the block's
+ * shadow), so every dirty page is a hit and is sent as a delta against what the destination holds. Inactive
+ * until the first complete pass, as QEMU's cache.
+ */
+class ShadowSlots {
+  active = false;
+  private readonly map: number;
+
+  constructor(private readonly k: Kernels, private readonly maxPages: number) {
+    this.map = k.alloc(maxPages * 4, 8);
+  }
+
+  activate(): void {
+    this.active = true;
+  }
+
+  over(shadow: number): PageCache {
+    return { ptr: shadow, prepare: (_name, _length, first, end, wanted) => this.prepare(first, end, wanted) };
+  }
+
+  private prepare(first: number, end: number, wanted: (page: number) => boolean): number {
+    if (!this.active) return 0;
+    const map = new Uint32Array(this.k.memory.buffer, this.map, this.maxPages);
+    for (let p = first; p < end; p++) map[p] = wanted(p) ? p + 1 : 0;
+    return this.map;
+  }
+
+  dispose(): void {
+    this.k.free(this.map);
   }
 }

@@ -84,8 +84,10 @@ export interface MigrationSourceOptions {
   readonly maxRounds: number;
   /** Virtual seconds of one iteration round (its budget is bandwidth × slice). Default 0.1. */
   readonly roundTime?: number;
-  /** XBZRLE cache bytes; XBZRLE is off without it. */
+  /** XBZRLE cache bytes; XBZRLE is off without it (and without xbzrleShadow). */
   readonly xbzrleCacheBytes?: number;
+  /** Scan mode only: XBZRLE against the shadow copy the scan keeps (one slot per page, no cache memory). */
+  readonly xbzrleShadow?: boolean;
   /**
    * Host-supplied dirty log: a bitmap (bit i = page i of the block) of the pages written since the previous
    * call, or undefined for "no pages". When given, no shadow copy is kept and no scan runs.
@@ -185,6 +187,7 @@ export class MigrationSource {
           pageSize: this.pageSize,
           sectionId: ids.ram,
           ...(o.xbzrleCacheBytes ? { xbzrleCacheBytes: o.xbzrleCacheBytes } : {}),
+          ...(o.xbzrleShadow ? { xbzrleShadow: true } : {}),
           ...(o.dirtyLog ? { dirtyLog: o.dirtyLog } : {}),
           ...(o.estimate ? { estimate: o.estimate } : {}),
         },

@@ -55,8 +55,11 @@ export interface V86SourceOptions {
   readonly bandwidth?: number;
   /** Bytes of one ram PART (default 2 MiB: the guest runs between PARTs). */
   readonly partBytes?: number;
-  /** XBZRLE cache bytes (default 0: off; the cache lives in v86's memory too). */
-  readonly xbzrleCacheBytes?: number;
+  /**
+   * XBZRLE after the first pass against the dirty scan's shadow copy, which always holds what the destination
+   * has (default true): one slot per page, no memory beyond the shadow.
+   */
+  readonly xbzrle?: boolean;
   /** Hash RAM at the pause and ask the destination to do the same before its guest runs (adds to the downtime). */
   readonly verify?: boolean;
   /** Called with the stopped machine right before the final pages go out (tests read RAM here). */
@@ -151,7 +154,7 @@ export async function migrateV86Source(machine: V86Machine, endpoint: TcpEndpoin
             roundTime: 0.1,
             downtimeTarget: opts.downtimeTarget ?? 0.1,
             maxRounds: opts.maxRounds ?? 30,
-            ...(opts.xbzrleCacheBytes ? { xbzrleCacheBytes: opts.xbzrleCacheBytes } : {}),
+            ...(opts.xbzrle !== false ? { xbzrleShadow: true } : {}),
             devices,
             machine: V86_MACHINE,
             ramSectionId: RAM_SECTION_ID,

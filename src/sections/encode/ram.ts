@@ -37,6 +37,16 @@ export interface RamPassStats {
 }
 
 /**
+ * Where `sendBlock` finds XBZRLE cache slots: slot k at `ptr + k * pageSize` in the kernels' memory, and the
+ * kernel's slot map for a page range (0 = no map: no XBZRLE). XbzrleCache is QEMU's cache; a source that keeps
+ * a shadow copy of each block can use the shadow itself, one slot per page.
+ */
+export interface PageCache {
+  readonly ptr: number;
+  prepare(name: string, length: number, first: number, end: number, wanted: (page: number) => boolean): number;
+}
+
+/**
  * QEMU's XBZRLE page cache, for an encoder: `bytes / pageSize` rounded down to a power of two slots, a page at
  * ram address A goes to slot (A / pageSize) mod slots and is a hit only when that slot holds A (a newer page
  * mapping to the same slot evicts it). Policy (as QEMU 7.2's save_xbzrle_page, simplified):
@@ -48,7 +58,7 @@ export interface RamPassStats {
  * Ram addresses are the blocks' offsets in the order they are first seen, each block aligned to a page
  * (QEMU's ram_addr layout may differ: only the slot aliasing pattern depends on it).
  */
-export class XbzrleCache {
+export class XbzrleCache implements PageCache {
   readonly slots: number;
   /** Address of slot 0 in the kernels' memory. */
   readonly ptr: number;
@@ -301,7 +311,7 @@ export class RamWriter {
    */
   sendBlock(
     block: RamBlockData,
-    opts: { firstPage?: number; endPage?: number; sendMapPtr?: number; zeroDetect?: boolean; cache?: XbzrleCache } = {},
+    opts: { firstPage?: number; endPage?: number; sendMapPtr?: number; zeroDetect?: boolean; cache?: PageCache } = {},
   ): RamPassStats {
     const k = this.kernels;
     if (!k) throw new VmstreamError("STATE", "sendBlock needs the kernels (RamWriter constructor)");
