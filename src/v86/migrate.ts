@@ -7,8 +7,8 @@
 // Destination: a MigrationDestination decoding pages straight into the stopped v86's RAM (ramBlock), then the
 // state section is checked against its own configuration and restored (RAM is written before restore_state,
 // which clears the JIT cache), and the guest runs.
-// Return path: the source half-closes the connection after the last byte, and on the other half the destination answers one JSON line, {"ok":true,...} once its guest runs or
-// {"ok":false,"error":...}. The source keeps its guest stopped only after an "ok"; on any failure (transfer
+// Return path: the source half-closes the connection after the last byte, and on the other half the destination
+// answers one JSON line, {"ok":true,...} once its guest runs or {"ok":false,"error":...}. The source keeps its guest stopped only after an "ok"; on any failure (transfer
 // broken, destination refused, no answer) it resumes it and the call rejects.
 import { createHash } from "node:crypto";
 import type { Socket } from "node:net";
@@ -269,8 +269,7 @@ export async function receiveV86(machine: V86Machine, endpoint: TcpEndpoint, opt
   }
   // a peer that resets the connection must not crash the process: errors are handled where data is read
   socket.on("error", () => undefined);
-  // The source half-closes after the vmdesc (the decoder needs the end of input to trust the last device
-  // section: it peeks for subsections); our side stays open for the answer.
+  // The source half-closes after the vmdesc; our side stays open for the answer.
   socket.allowHalfOpen = true;
   const answer = (r: DestinationReply) =>
     new Promise<void>((ok) => {
