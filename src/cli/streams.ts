@@ -60,17 +60,12 @@ function out(text: string): Promise<void> {
   return new Promise((ok, fail) => process.stdout.write(text, (e) => (e ? fail(e) : ok())));
 }
 
-export async function analyzeCommand(path: string, opts: { dump: "state" | "desc"; memory: boolean }): Promise<number> {
+/** Decode `path`, hand the result to `use`, dispose it; exit code 0, or 1 with the error on stderr. */
+async function withDecoded(path: string, options: NodeDecodeOptions, use: (result: DecodeResult) => Promise<void>): Promise<number> {
   let result: DecodeResult | undefined;
   try {
-    result = await decode(path, { materialize: opts.memory ? { ram: true } : false });
-    if (opts.dump === "desc") {
-      if (!result.vmdesc) throw new VmstreamError("NO_VMDESC", "the stream has no vmdesc trailer (old machine type, postcopy, or suppress-vmdesc)");
-      await out(formatAnalyzeJson(result.vmdesc.json as never));
-    } else {
-      await out(analyzeDocumentOf(result, { memory: opts.memory }).format());
-    }
-    for (const w of result.warnings) process.stderr.write(`vmstream: warning: ${w}\n`);
+    result = await decode(path, options);
+    await use(result);
     return 0;
   } catch (e) {
     return report(e);
@@ -79,19 +74,24 @@ export async function analyzeCommand(path: string, opts: { dump: "state" | "desc
   }
 }
 
-export async function dumpCommand(path: string): Promise<number> {
-  let result: DecodeResult | undefined;
-  try {
-    result = await decode(path, { materialize: false });
+export function analyzeCommand(path: string, opts: { dump: "state" | "desc"; memory: boolean }): Promise<number> {
+  return withDecoded(path, { materialize: opts.memory ? { ram: true } : false }, async (result) => {
+    if (opts.dump === "desc") {
+      if (!result.vmdesc) throw new VmstreamError("NO_VMDESC", "the stream has no vmdesc trailer (old machine type, postcopy, or suppress-vmdesc)");
+      await out(formatAnalyzeJson(result.vmdesc.json as never));
+    } else {
+      await out(analyzeDocumentOf(result, { memory: opts.memory }).format());
+    }
+    for (const w of result.warnings) process.stderr.write(`vmstream: warning: ${w}\n`);
+  });
+}
+
+export function dumpCommand(path: string): Promise<number> {
+  return withDecoded(path, { materialize: false }, async (result) => {
     const lines: string[] = [];
     dumpLines(result, (l) => lines.push(l));
     await out(lines.join("\n") + "\n");
-    return 0;
-  } catch (e) {
-    return report(e);
-  } finally {
-    result?.dispose();
-  }
+  });
 }
 
 export async function checkCommand(path: string): Promise<number> {
@@ -159,19 +159,11 @@ function isZero(b: Uint8Array, at: number, n: number): boolean {
   return true;
 }
 
-export async function extractCommand(path: string, dir: string): Promise<number> {
-  let result: DecodeResult | undefined;
+export function extractCommand(path: string, dir: string): Promise<number> {
   const kernels = createKernels();
-  try {
-    result = await decode(path, { materialize: { ram: true, block: true }, kernels });
-    const lines = writeExtraction(result, kernels, dir);
-    await out(lines.join("\n") + "\n");
-    return 0;
-  } catch (e) {
-    return report(e);
-  } finally {
-    result?.dispose();
-  }
+  return withDecoded(path, { materialize: { ram: true, block: true }, kernels }, async (result) => {
+    await out(writeExtraction(result, kernels, dir).join("\n") + "\n");
+  });
 }
 
 /**

@@ -45,10 +45,46 @@ function sfc32(seed: number): () => number {
 }
 
 /**
+ * What the RAM and disk workloads share: a seeded generator, writes due at a rate over virtual time (the fraction
+ * carried to the next run) and a dirty log of `units` bits.
+ */
+abstract class Workload {
+  private carry = 0;
+  private log: Uint8Array;
+  /** Writes done so far. */
+  writes = 0;
+  paused = false;
+
+  protected constructor(protected readonly rnd: () => number, units: number) {
+    this.log = new Uint8Array(Math.ceil(units / 8));
+  }
+
+  /** Whole writes due after `seconds` at `rate` per second; none while paused. */
+  protected due(rate: number, seconds: number): number {
+    if (this.paused || seconds <= 0) return 0;
+    this.carry += rate * seconds;
+    const n = Math.floor(this.carry);
+    this.carry -= n;
+    return n;
+  }
+
+  protected markDirty(unit: number): void {
+    this.log[unit >> 3]! |= 1 << (unit & 7);
+  }
+
+  /** Units written since the previous call (bit i = unit i). */
+  takeDirtyLog(): Uint8Array {
+    const l = this.log;
+    this.log = new Uint8Array(l.length);
+    return l;
+  }
+}
+
+/**
  * The guest: RAM at `ptr` in the kernels' memory, written at `dirtyRate` pages per virtual second inside a working
  * set (a contiguous run of pages at a seeded place) with a hot set at its start. Keeps its own dirty log.
  */
-export class GuestWorkload {
+export class GuestWorkload extends Workload {
   readonly pageSize: number;
   readonly pages: number;
   readonly workingSetStart: number;
@@ -56,25 +92,19 @@ export class GuestWorkload {
   readonly hotPages: number;
   readonly writeBytes: number;
   readonly locality: number;
-  private readonly rnd: () => number;
-  private carry = 0;
-  private log: Uint8Array;
-  /** Page writes done so far. */
-  writes = 0;
-  paused = false;
 
   constructor(readonly kernels: Kernels, readonly ptr: number, readonly options: WorkloadOptions) {
-    const ps = (this.pageSize = options.pageSize ?? 4096);
+    const ps = options.pageSize ?? 4096;
     if (options.ramBytes <= 0 || options.ramBytes % ps !== 0) throw new VmstreamError("RANGE", "RAM size must be a positive multiple of the page size");
+    super(sfc32(options.seed ?? 1), options.ramBytes / ps);
+    this.pageSize = ps;
     this.pages = options.ramBytes / ps;
     this.workingSetPages = Math.max(1, Math.min(this.pages, Math.floor(options.workingSetPages ?? this.pages)));
     this.hotPages = Math.max(1, Math.min(this.workingSetPages, Math.floor(options.hotPages ?? this.workingSetPages / 10)));
     this.writeBytes = Math.max(4, Math.min(ps, Math.ceil((options.writeBytes ?? 16) / 4) * 4));
     this.locality = Math.max(0, Math.min(1, options.locality ?? 0.9));
     if (!(options.dirtyRate >= 0)) throw new VmstreamError("RANGE", "dirty rate must be >= 0 pages/s");
-    this.rnd = sfc32(options.seed ?? 1);
     this.workingSetStart = this.rnd() % (this.pages - this.workingSetPages + 1);
-    this.log = new Uint8Array(Math.ceil(this.pages / 8));
   }
 
   /** Fill RAM: `zeroFraction` of the pages zero, the others random words. */
@@ -94,10 +124,8 @@ export class GuestWorkload {
 
   /** The guest runs for `seconds` of virtual time. */
   run(seconds: number): void {
-    if (this.paused || seconds <= 0) return;
-    this.carry += this.options.dirtyRate * seconds;
-    const n = Math.floor(this.carry);
-    this.carry -= n;
+    const n = this.due(this.options.dirtyRate, seconds);
+    if (n === 0) return;
     const ps = this.pageSize;
     const w = new Uint32Array(this.kernels.memory.buffer, this.ptr, (this.pages * ps) / 4);
     const hotThreshold = this.locality * 2 ** 32;
@@ -108,16 +136,9 @@ export class GuestWorkload {
       const slots = ps / 4 - words + 1;
       const at = (page * ps) / 4 + (this.rnd() % slots);
       for (let j = 0; j < words; j++) w[at + j] = this.rnd();
-      this.log[page >> 3]! |= 1 << (page & 7);
+      this.markDirty(page);
       this.writes++;
     }
-  }
-
-  /** Pages written since the previous call (bit i = page i). */
-  takeDirtyLog(): Uint8Array {
-    const l = this.log;
-    this.log = new Uint8Array(l.length);
-    return l;
   }
 }
 
@@ -125,22 +146,16 @@ export class GuestWorkload {
  * A disk written by the guest: `writeRate` writes of `writeBytes` (default 4096, sector-aligned) per virtual second
  * at random sectors; it keeps a dirty log of 1 MiB chunks. Deterministic from the seed.
  */
-export class DiskWorkload {
+export class DiskWorkload extends Workload {
   readonly data: Uint8Array;
   readonly chunks: number;
-  private readonly rnd: () => number;
-  private carry = 0;
-  private log: Uint8Array;
-  writes = 0;
-  paused = false;
 
   constructor(readonly bytes: number, readonly writeRate: number, seed: number, readonly writeBytes = 4096) {
     if (bytes <= 0 || bytes % 512 !== 0) throw new VmstreamError("RANGE", "disk size must be a positive multiple of 512 bytes");
     if (!(writeRate >= 0)) throw new VmstreamError("RANGE", "disk write rate must be >= 0 writes/s");
+    super(sfc32((seed ^ 0x5bd1e995) >>> 0), Math.ceil(bytes / BLOCK_CHUNK));
     this.data = new Uint8Array(bytes);
     this.chunks = Math.ceil(bytes / BLOCK_CHUNK);
-    this.rnd = sfc32((seed ^ 0x5bd1e995) >>> 0);
-    this.log = new Uint8Array(Math.ceil(this.chunks / 8));
   }
 
   /** `zeroFraction` of the 1 MiB chunks all zero, the others random words. */
@@ -155,26 +170,16 @@ export class DiskWorkload {
   }
 
   run(seconds: number): void {
-    if (this.paused || seconds <= 0) return;
-    this.carry += this.writeRate * seconds;
-    const n = Math.floor(this.carry);
-    this.carry -= n;
+    const n = this.due(this.writeRate, seconds);
     const sectors = this.bytes / 512;
     const len = Math.min(this.bytes, Math.max(512, Math.floor(this.writeBytes / 512) * 512));
     for (let i = 0; i < n; i++) {
       const at = (this.rnd() % (sectors - len / 512 + 1)) * 512;
       const w = new DataView(this.data.buffer, at, len);
       for (let j = 0; j < len; j += 4) w.setUint32(j, this.rnd());
-      for (let c = Math.floor(at / BLOCK_CHUNK); c <= Math.floor((at + len - 1) / BLOCK_CHUNK); c++) this.log[c >> 3]! |= 1 << (c & 7);
+      for (let c = Math.floor(at / BLOCK_CHUNK); c <= Math.floor((at + len - 1) / BLOCK_CHUNK); c++) this.markDirty(c);
       this.writes++;
     }
-  }
-
-  /** Chunks written since the previous call (bit i = chunk i). */
-  takeDirtyLog(): Uint8Array {
-    const l = this.log;
-    this.log = new Uint8Array(l.length);
-    return l;
   }
 }
 

@@ -1,22 +1,31 @@
-// Build a NEW migration stream from a decoded one (tests only): like encodeFromModel, but also for streams with
-// `block` and `spapr/htab` sections, and with extra RAM PART sections written by the test. Layout (as QEMU's):
+// NEW migration streams from a decoded one (tests only).
+//
+// engineModelStream / runEngine: the decoded model (materialised RAM, disks, HPT; devices from their states and
+// descriptions, QEMU's section ids) through the library's source engine (MigrationSource).
+//
+// buildModelStream: what no library API writes — records of the test's own through the low-level writers (extra
+// RAM PART sections, a disk image through BlockWriter.image, HPTE chunks added to the original htab sections).
+// Layout (as QEMU's):
 //   header, configuration,
 //   START of every live handler in the original order (ram: MEM_SIZE of the decoded blocks; block: EOS;
 //   spapr/htab: its header, re-read from the original START),
 //   ram PART: every page of every materialised block through RamWriter.sendBlock (ramEncode, zero pages as ZERO),
 //   one ram PART per `ramParts` callback (records written by the test),
-//   block PART: `block.image` in 1 MiB chunks through BlockWriter (or the original block records, replayed),
+//   block PART: `block.image` in 1 MiB chunks through BlockWriter,
 //   spapr/htab PART / END: the original items written again through HtabWriter (plus `htab` chunks of the test's),
 //   ram END (EOS), block END (PROGRESS 100, EOS),
 //   device sections from their decoded states and descriptions, EOF, vmdesc (generated, or the stream's text).
 import { VmstreamError } from "../../src/io/errors.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import type { Kernels } from "../../src/kernels/types.js";
+import { MigrationSource, type MigrationDevice, type MigrationOutcome, type MigrationSourceOptions } from "../../src/migration/index.js";
 import { StreamEncoder } from "../../src/savevm/encoder.js";
 import type { DecodeResult, SectionRecord } from "../../src/savevm/types.js";
+import type { BlockResult } from "../../src/sections/block/index.js";
 import { BlockWriter, HtabWriter, type HtabChunk } from "../../src/sections/encode/block.js";
-import { blockRecords, deviceSpec, htabItems } from "../../src/sections/encode/convert.js";
+import { deviceSpec, htabItems } from "../../src/sections/encode/convert.js";
 import { RamWriter } from "../../src/sections/encode/ram.js";
+import type { HtabResult } from "../../src/sections/spapr-htab/index.js";
 
 export interface MaterializedBlock {
   readonly name: string;
@@ -28,7 +37,7 @@ export interface MaterializedBlock {
 export interface ModelStreamOptions {
   /** Extra ram PART sections, one per callback, after the PART carrying the model's RAM. */
   readonly ramParts?: readonly ((ram: RamWriter) => void)[];
-  /** Write this disk image as the block section's data (default: replay the original block records). */
+  /** Write this disk image as the block section's data (needed when the stream has a block section). */
   readonly block?: { readonly device: string; readonly image: Uint8Array; readonly zeroBlocks?: boolean };
   /** HPTE chunks of the test's own, written before the end marker of the first spapr/htab PART / of the END. */
   readonly htab?: { readonly part?: readonly HtabChunk[]; readonly end?: readonly HtabChunk[] };
@@ -38,7 +47,6 @@ export interface ModelStreamResult {
   readonly bytes: Uint8Array;
   readonly vmdescGenerated: boolean;
   readonly htabChunks: number;
-  readonly blockChunks: number;
 }
 
 export function ramBlocksOf(r: DecodeResult): readonly MaterializedBlock[] {
@@ -83,7 +91,6 @@ export function buildModelStream(input: Uint8Array, r: DecodeResult, opts: Model
   const htab = new HtabWriter(out);
   const id = (name: string): SectionRecord | undefined => starts.find((s) => s.idstr === name);
   let htabChunks = 0;
-  let blockChunks = 0;
   const replayHtab = (s: SectionRecord, extra: readonly HtabChunk[] = []): void => {
     let header = -1;
     for (const x of htabItems(input, s.payloadOffset, s.payloadOffset + s.payloadSize)) {
@@ -131,20 +138,9 @@ export function buildModelStream(input: Uint8Array, r: DecodeResult, opts: Model
     }
     const blockStart = id("block");
     if (blockStart) {
+      if (!opts.block) throw new Error("buildModelStream: the stream has a block section: pass the disk image (or use engineModelStream)");
       enc.begin("part", blockStart.id);
-      if (opts.block) {
-        block.image(opts.block.device, opts.block.image, opts.block.zeroBlocks ? { zeroBlocks: true } : {});
-        blockChunks = Math.ceil(opts.block.image.length / (1 << 20));
-      } else {
-        for (const s of live.filter((x) => x.idstr === "block" && x.type !== "start")) {
-          for (const rec of blockRecords(input, s.payloadOffset, s.payloadOffset + s.payloadSize)) {
-            if (rec.name !== undefined) {
-              block.record(rec);
-              blockChunks++;
-            }
-          }
-        }
-      }
+      block.image(opts.block.device, opts.block.image, opts.block.zeroBlocks ? { zeroBlocks: true } : {});
       block.eos();
       enc.end();
     }
@@ -188,5 +184,66 @@ export function buildModelStream(input: Uint8Array, r: DecodeResult, opts: Model
     vmdescGenerated = text === r.vmdesc.text;
     enc.vmdescTrailer(vmdescGenerated ? text : r.vmdesc.text);
   }
-  return { bytes: out.concat(), vmdescGenerated, htabChunks, blockChunks };
+  return { bytes: out.concat(), vmdescGenerated, htabChunks };
+}
+
+/** The section id QEMU gave the live section `idstr` of a decoded stream. */
+export function liveSectionId(r: DecodeResult, idstr: string): number {
+  const s = r.sections.find((x) => x.type === "start" && x.idstr === idstr);
+  if (!s) throw new Error(`no ${idstr} START section`);
+  return s.id;
+}
+
+/** Engine options from a decoded QEMU stream: its RAM blocks (sent once: the host log says nothing changes), its devices and ids. */
+export function engineOptionsOf(r: DecodeResult): Pick<MigrationSourceOptions, "kernels" | "blocks" | "dirtyLog" | "devices" | "machine" | "ramSectionId"> {
+  const devices: MigrationDevice[] = r.devices.map((d) => {
+    const s = deviceSpec(d);
+    return { idstr: s.idstr, instanceId: s.instanceId, description: s.description, state: s.state, sectionId: s.id, ...(s.version !== undefined ? { version: s.version } : {}), ...(s.vmdesc !== undefined ? { vmdesc: s.vmdesc } : {}) };
+  });
+  return {
+    kernels: r.kernels as Kernels,
+    blocks: ramBlocksOf(r).map((b) => ({ name: b.name, ptr: b.ptr, length: Number(b.length) })),
+    dirtyLog: () => undefined,
+    devices,
+    machine: r.configuration!.machine,
+    ramSectionId: liveSectionId(r, "ram"),
+  };
+}
+
+/** A whole MigrationSource run; `advance(round)` changes the guest after each round. The stream is copied out. */
+export function runEngine(options: MigrationSourceOptions, advance: (round: number) => void = () => {}): { bytes: Uint8Array; outcome: MigrationOutcome } {
+  const chunks: Uint8Array[] = [];
+  const src = new MigrationSource(options, (c) => chunks.push(c.slice()));
+  let round = 0;
+  try {
+    const outcome = src.run(() => advance(++round));
+    return { bytes: Buffer.concat(chunks), outcome };
+  } finally {
+    src.dispose();
+  }
+}
+
+/**
+ * The decoded model through the source engine in one pass (nothing changes): RAM, the disks and the HPT as
+ * materialised (decode with `materialize: { ram: true, block: true, htab: true }`), then the devices.
+ * `blockChunks`: block records sent (data and zero chunks).
+ */
+export function engineModelStream(r: DecodeResult): { bytes: Uint8Array; blockChunks: number } {
+  const block = r.live.block as BlockResult | undefined;
+  const htab = r.live["spapr/htab"] as HtabResult | undefined;
+  if (block && block.devices.some((d) => !d.image)) throw new Error("engineModelStream: decode with materialize.block");
+  if (htab && htab.shift !== undefined && !htab.hpt) throw new Error("engineModelStream: decode with materialize.htab");
+  const { bytes, outcome } = runEngine({
+    ...engineOptionsOf(r),
+    ...(block ? { blockDevices: block.devices.map((d) => ({ name: d.name, data: d.image!, dirtyLog: () => undefined })), blockSectionId: liveSectionId(r, "block") } : {}),
+    ...(htab ? { htab: { ...(htab.hpt ? { hpt: htab.hpt } : {}), dirtyLog: () => undefined, sectionId: liveSectionId(r, "spapr/htab") } } : {}),
+    bandwidth: 2 ** 40,
+    downtimeTarget: 1,
+    maxRounds: 1,
+  });
+  let blockChunks = 0;
+  for (const round of [...outcome.rounds, outcome.final]) {
+    for (const c of round.sections) if (c.kind === "block") blockChunks += c.chunks + c.zeroChunks;
+  }
+  return { bytes, blockChunks };
 }

@@ -6,25 +6,14 @@
 // the expected table; then `cont` and the guest runs.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
-import { nodeInflate } from "../../src/io/node.js";
+import { expect, it } from "vitest";
 import type { HtabChunk } from "../../src/sections/encode/block.js";
 import { htabItems } from "../../src/sections/encode/convert.js";
-import { decodeBytes } from "../../src/sections/stream.js";
+import { FAST, hpte, loadAndRun, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { buildModelStream } from "../helpers/model-stream.js";
-import { describeQemu, findProcesses, loadFromFile, saveToFile, scratchDir, startQemu, stopAllQemu } from "../helpers/qemu.js";
+import { describeQemu, saveToFile } from "../helpers/qemu.js";
 
 const PPC = "qemu-system-ppc64";
-const FAST = { "max-bandwidth": 10 * 2 ** 30 };
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function hpte(index: number, salt: number): Uint8Array {
-  const b = new Uint8Array(16);
-  const dv = new DataView(b.buffer);
-  dv.setBigUint64(0, (BigInt(index) << 12n) | (BigInt(salt & 0xf) << 4n) | 0x1n); // AVPN-ish, V = 1
-  dv.setBigUint64(8, (BigInt(index) << 12n) | 0x192n | BigInt(salt & 0x7) << 3n); // RPN, WIMG/PP bits
-  return b;
-}
 
 function run(index: number, n: number, salt: number): HtabChunk {
   const hptes = new Uint8Array(16 * n);
@@ -34,43 +23,33 @@ function run(index: number, n: number, salt: number): HtabChunk {
 
 /** index -> HPTE hex, for every chunk entry of every htab PART/END section of a stream (later wins). */
 function htabTable(input: Uint8Array): { shift: number; entries: Map<number, string> } {
-  const r = decodeBytes(input, { inflate: nodeInflate });
   const entries = new Map<number, string>();
   let shift = -1;
-  try {
-    for (const s of r.sections) {
-      if (s.idstr !== "spapr/htab" || s.type === "full") continue;
-      for (const x of htabItems(input, s.payloadOffset, s.payloadOffset + s.payloadSize)) {
-        if (x.kind === "header" && s.type === "start") shift = x.value;
-        if (x.kind !== "chunk") continue;
-        for (let i = 0; i < x.nValid; i++) entries.set(x.index + i, Buffer.from(x.hptes.subarray(16 * i, 16 * i + 16)).toString("hex"));
-        for (let i = 0; i < x.nInvalid; i++) entries.delete(x.index + x.nValid + i);
+  withDecoded(
+    input,
+    (r) => {
+      for (const s of r.sections) {
+        if (s.idstr !== "spapr/htab" || s.type === "full") continue;
+        for (const x of htabItems(input, s.payloadOffset, s.payloadOffset + s.payloadSize)) {
+          if (x.kind === "header" && s.type === "start") shift = x.value;
+          if (x.kind !== "chunk") continue;
+          for (let i = 0; i < x.nValid; i++) entries.set(x.index + i, Buffer.from(x.hptes.subarray(16 * i, 16 * i + 16)).toString("hex"));
+          for (let i = 0; i < x.nInvalid; i++) entries.delete(x.index + x.nValid + i);
+        }
       }
-    }
-  } finally {
-    r.dispose();
-  }
+    },
+    false,
+  );
   return { shift, entries };
 }
 
 describeQemu(PPC, "spapr/htab entries written by HtabWriter: QEMU loads them and saves them back", () => {
-  let scratch = "";
-  beforeAll(() => {
-    scratch = scratchDir();
-  });
-  afterAll(async () => {
-    await stopAllQemu();
-    expect(findProcesses()).toEqual([]);
-  });
+  const scratch = qemuSuite();
 
   it("pseries -m 256: valid runs, an overwrite, an invalidated run and the last slot survive load + re-save", async () => {
     const args = ["-machine", "pseries", "-m", "256"];
-    const src = await startQemu({ binary: PPC, args });
-    await sleep(500);
-    await src.qmp.execute("stop");
-    const saved = join(scratch, "ppc.mig");
-    expect((await saveToFile(src, saved, { parameters: FAST })).info.status).toBe("completed");
-    await src.stop();
+    const saved = join(scratch(), "ppc.mig");
+    await saveStopped(PPC, args, saved, { runMs: 500 });
 
     const input = new Uint8Array(readFileSync(saved));
     const orig = htabTable(input);
@@ -87,30 +66,22 @@ describeQemu(PPC, "spapr/htab entries written by HtabWriter: QEMU loads them and
     }
     expect(want.size).toBe(64 - 10 + 1 + 72);
 
-    const decoded = decodeBytes(input, { materialize: { ram: true }, inflate: nodeInflate });
-    let built;
-    try {
-      built = buildModelStream(input, decoded, { htab: { part, end } });
-    } finally {
-      decoded.dispose();
-    }
+    const built = withDecoded(input, (decoded) => buildModelStream(input, decoded, { htab: { part, end } }));
     expect(built.htabChunks).toBe(5);
-    const file = join(scratch, "ppc-hptes.mig");
+    const file = join(scratch(), "ppc-hptes.mig");
     writeFileSync(file, built.bytes);
     // what the library wrote decodes to the expected table
     expect(htabTable(built.bytes).entries).toEqual(want);
 
-    const dst = await startQemu({ binary: PPC, args, incoming: "defer" });
-    expect((await loadFromFile(dst, file)).info.status).toBe("completed");
-    // QEMU saves what it loaded: the first htab pass sends every valid entry
-    const resaved = join(scratch, "ppc-resaved.mig");
-    expect((await saveToFile(dst, resaved, { parameters: FAST })).info.status).toBe("completed");
-    const back = htabTable(new Uint8Array(readFileSync(resaved)));
-    expect(back.shift).toBe(orig.shift);
-    expect(back.entries).toEqual(want);
-    await dst.qmp.execute("cont");
-    await sleep(200);
-    expect(((await dst.qmp.execute("query-status")) as { status: string }).status).toBe("running");
-    await dst.stop();
+    await loadAndRun(PPC, args, file, {
+      // QEMU saves what it loaded: the first htab pass sends every valid entry
+      paused: async (dst) => {
+        const resaved = join(scratch(), "ppc-resaved.mig");
+        expect((await saveToFile(dst, resaved, { parameters: FAST })).info.status).toBe("completed");
+        const back = htabTable(new Uint8Array(readFileSync(resaved)));
+        expect(back.shift).toBe(orig.shift);
+        expect(back.entries).toEqual(want);
+      },
+    });
   }, 120_000);
 });

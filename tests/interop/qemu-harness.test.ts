@@ -2,45 +2,35 @@
 // them back into fresh QEMUs (`-incoming defer` + `migrate-incoming`), compare guest memory with `pmemsave`.
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { FAST, qemuSuite } from "../helpers/interop.js";
 import {
   describeQemu,
-  findProcesses,
   loadFromFile,
   pmemsave,
   saveToFile,
-  scratchDir,
   sha256File,
   startQemu,
-  stopAllQemu,
   streamTailComplete,
 } from "../helpers/qemu.js";
 
 const X86 = "qemu-system-x86_64";
 /** wire-format §2.11: the complete stream of `qemu-system-x86_64 -machine none -S`. */
 const NONE_SHA256 = "4d2a63664d12a2b1c5b9aba69cdc28bb650ccd9d52211250e303a862ee0f5a59";
-const FAST = { "max-bandwidth": 10 * 1024 * 1024 * 1024 };
 
 const ms = (x: number): string => `${x.toFixed(1)} ms`;
 
 describeQemu(X86, "QEMU harness: save and load real streams", () => {
-  // Streams live here across tests; each QEMU is stopped (and its own dir removed) when its test ends.
-  let scratch = "";
-  beforeAll(() => {
-    scratch = scratchDir();
-  });
-  afterAll(async () => {
-    await stopAllQemu();
-    // `pgrep -f` for this worker's QEMU tag: nothing may survive the file.
-    expect(findProcesses()).toEqual([]);
-  });
+  // Streams live here across tests; each QEMU is stopped (and its own dir removed) when its test ends. After the
+  // file, `pgrep -f` for this worker's QEMU tag must find nothing.
+  const scratch = qemuSuite();
 
   describe("machine none", () => {
     let file = "";
 
     it("save: the 747-byte stream of wire-format §2.11, byte-identical", async () => {
       const src = await startQemu({ binary: X86, args: ["-machine", "none"], paused: true });
-      file = join(scratch, "none.mig");
+      file = join(scratch(), "none.mig");
       const res = await saveToFile(src, file);
       expect(res.info.status).toBe("completed");
       const bytes = readFileSync(file);
@@ -106,7 +96,7 @@ describeQemu(X86, "QEMU harness: save and load real streams", () => {
       // (QEMU 7.2 under TCG can miss guest writes during a live migration; see the fixtures README).
       await new Promise((r) => setTimeout(r, 300));
       await src.qmp.execute("stop");
-      file = join(scratch, "pc16.mig");
+      file = join(scratch(), "pc16.mig");
       const res = await saveToFile(src, file, { parameters: FAST });
       const size = statSync(file).size;
       const ram = res.info.ram;

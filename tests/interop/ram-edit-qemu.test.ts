@@ -9,40 +9,29 @@
 // byte for byte the expected content (the mirror the test kept while writing).
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import type { Kernels } from "../../src/kernels/types.js";
 import type { RamWriter } from "../../src/sections/encode/ram.js";
 import { decodeBytes } from "../../src/sections/stream.js";
+import { loadAndRun, qemuSuite, saveStopped } from "../helpers/interop.js";
 import { buildModelStream, ramBlockBytes } from "../helpers/model-stream.js";
-import { describeQemu, findProcesses, loadFromFile, pmemsave, saveToFile, scratchDir, startQemu, stopAllQemu } from "../helpers/qemu.js";
+import { describeQemu, pmemsave } from "../helpers/qemu.js";
 
 const X86 = "qemu-system-x86_64";
 const PAGE = 4096;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The regions edited, as pc.ram offsets (= guest-physical addresses there). */
 const LOW = { addr: 0x10000, pages: 16 }; // below 640 KiB
 const HIGH = { addr: 0x200000, pages: 64 }; // at 2 MiB
 
 describeQemu(X86, "RAM edited through the library (PAGE, ZERO, XBZRLE over several PARTs): QEMU's memory shows the pattern", () => {
-  let scratch = "";
-  beforeAll(() => {
-    scratch = scratchDir();
-  });
-  afterAll(async () => {
-    await stopAllQemu();
-    expect(findProcesses()).toEqual([]);
-  });
+  const scratch = qemuSuite();
 
   it("pc -m 16: pattern pages, zeroed pages and XBZRLE deltas land exactly", async () => {
     const args = ["-machine", "pc", "-m", "16"];
-    const src = await startQemu({ binary: X86, args });
-    await sleep(300);
-    await src.qmp.execute("stop");
-    const saved = join(scratch, "pc16.mig");
-    expect((await saveToFile(src, saved, { parameters: { "max-bandwidth": 10 * 2 ** 30 } })).info.status).toBe("completed");
-    await src.stop();
+    const saved = join(scratch(), "pc16.mig");
+    await saveStopped(X86, args, saved, { runMs: 300 });
 
     const input = new Uint8Array(readFileSync(saved));
     const decoded = decodeBytes(input, { materialize: { ram: true }, inflate: nodeInflate });
@@ -125,26 +114,24 @@ describeQemu(X86, "RAM edited through the library (PAGE, ZERO, XBZRLE over sever
     expect(counts.zero).toBe(17);
     expect(counts.xbzrleOntoZero).toBeGreaterThanOrEqual(8);
     expect(counts.xbzrleOntoSource).toBe(4);
-    const file = join(scratch, "pc16-edited.mig");
+    const file = join(scratch(), "pc16-edited.mig");
     writeFileSync(file, bytes);
 
-    const dst = await startQemu({ binary: X86, args, incoming: "defer" });
-    expect((await loadFromFile(dst, file)).info.status).toBe("completed");
-    for (const reg of [LOW, HIGH]) {
-      const dump = join(dst.dir, `r${reg.addr}.mem`);
-      await pmemsave(dst, reg.addr, reg.pages * PAGE, dump);
-      const got = new Uint8Array(readFileSync(dump));
-      const want = mirror.subarray(reg.addr, reg.addr + reg.pages * PAGE);
-      const firstDiff = got.findIndex((b, i) => b !== want[i]);
-      expect(firstDiff, `first differing byte in the region at 0x${reg.addr.toString(16)}`).toBe(-1);
-    }
-    // the rest of RAM is the source's: spot-check the 1 MiB below the edited high region
-    const dump = join(dst.dir, "rest.mem");
-    await pmemsave(dst, 0x100000, 0x100000, dump);
-    expect(Buffer.compare(readFileSync(dump), Buffer.from(mirror.subarray(0x100000, 0x200000)))).toBe(0);
-    await dst.qmp.execute("cont");
-    await sleep(200);
-    expect(((await dst.qmp.execute("query-status")) as { status: string }).status).toBe("running");
-    await dst.stop();
+    await loadAndRun(X86, args, file, {
+      paused: async (dst) => {
+        for (const reg of [LOW, HIGH]) {
+          const dump = join(dst.dir, `r${reg.addr}.mem`);
+          await pmemsave(dst, reg.addr, reg.pages * PAGE, dump);
+          const got = new Uint8Array(readFileSync(dump));
+          const want = mirror.subarray(reg.addr, reg.addr + reg.pages * PAGE);
+          const firstDiff = got.findIndex((b, i) => b !== want[i]);
+          expect(firstDiff, `first differing byte in the region at 0x${reg.addr.toString(16)}`).toBe(-1);
+        }
+        // the rest of RAM is the source's: spot-check the 1 MiB below the edited high region
+        const dump = join(dst.dir, "rest.mem");
+        await pmemsave(dst, 0x100000, 0x100000, dump);
+        expect(Buffer.compare(readFileSync(dump), Buffer.from(mirror.subarray(0x100000, 0x200000)))).toBe(0);
+      },
+    });
   }, 120_000);
 });

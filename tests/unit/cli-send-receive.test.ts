@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
+import { checkExtract } from "../helpers/extract-reference.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const FIX = (f: string) => fileURLToPath(new URL(`../fixtures/${f}`, import.meta.url));
@@ -22,7 +23,6 @@ afterAll(() => {
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const raw = (name: string) => gunzipSync(readFileSync(FIX(`${name}.mig.gz`)));
-const reference = (name: string) => JSON.parse(readFileSync(FIX(`${name}.reference.json`), "utf8"));
 
 interface Done {
   code: number | null;
@@ -60,22 +60,6 @@ async function receive(extra: string[] = []): Promise<{ address: string; done: P
 }
 
 const send = (file: string, to: string, extra: string[] = []) => start(["send", file, to, ...extra]).done;
-
-function checkExtract(dir: string, name: string): number {
-  const files = reference(name).analyze_migration.extract_patched.extracted_files as Record<string, { bytes: number; sha256: string }>;
-  let checked = 0;
-  for (const [block, want] of Object.entries(files)) {
-    if (block.endsWith(".json")) continue;
-    const disk = /^block-(.+)\.img$/.exec(block);
-    const safe = disk ? `disk/${disk[1]}.img` : `ram/${block.replace(/[^A-Za-z0-9._@+-]/g, "_").replace(/^[._]+/, "")}.bin`;
-    const got = readFileSync(join(dir, safe));
-    expect(got.length, safe).toBe(want.bytes);
-    expect(sha256(got), safe).toBe(want.sha256);
-    checked++;
-  }
-  expect(existsSync(join(dir, "state.json"))).toBe(true);
-  return checked;
-}
 
 describe("vmstream send | receive over TCP", () => {
   it.each(["x86-pc-xbzrle", "x86-pc-block"])("%s: exit 0 on both ends, --out identical to the input, --extract equal to the reference", async (name) => {

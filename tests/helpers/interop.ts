@@ -1,0 +1,132 @@
+// The steps the QEMU interop tests share (built on tests/helpers/qemu.ts): a suite's scratch dir and cleanup,
+// saving a source QEMU that ran a while and was stopped, loading a stream into a fresh `-incoming defer` QEMU and
+// letting its guest run, guest-memory hashes, decoding a save with materialised RAM, the x86 pc-with-a-disk
+// command line and an HPTE that pseries accepts.
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect } from "vitest";
+import { nodeInflate } from "../../src/io/node.js";
+import type { DecodeResult } from "../../src/savevm/types.js";
+import { decodeBytes, type StreamDecoderOptions } from "../../src/sections/stream.js";
+import { findProcesses, loadFromFile, pmemsave, saveToFile, scratchDir, sha256File, startQemu, stopAllQemu, type QemuInstance } from "./qemu.js";
+
+/** Migration parameters that make a save of a stopped guest go as fast as QEMU can write. */
+export const FAST = { "max-bandwidth": 10 * 2 ** 30 };
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const sha = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
+
+/** A guest-physical range (for pmemsave). */
+export interface Range {
+  readonly addr: number;
+  readonly size: number;
+}
+
+/**
+ * For a describeQemu block: a scratch dir made in beforeAll, and in afterAll every QEMU stopped and none of this
+ * worker's left running. Returns the dir (call it inside tests).
+ */
+export function qemuSuite(): () => string {
+  let scratch = "";
+  beforeAll(() => {
+    scratch = scratchDir();
+  });
+  afterAll(async () => {
+    await stopAllQemu();
+    expect(findProcesses()).toEqual([]);
+  });
+  return () => scratch;
+}
+
+/** x86 `pc -m 16` with `disk` as a raw IDE drive (ide0-hd0). */
+export const pcWithDisk = (disk: string): string[] => ["-machine", "pc", "-m", "16", "-drive", `file=${disk},format=raw,if=ide`];
+
+/** sha256 of each range of `inst`'s guest memory (pmemsave into its dir, files named `<tag><i>.mem`). */
+export async function memoryHashes(inst: QemuInstance, ranges: readonly Range[], tag: string): Promise<string[]> {
+  const hashes: string[] = [];
+  for (let i = 0; i < ranges.length; i++) {
+    const dump = join(inst.dir, `${tag}${i}.mem`);
+    await pmemsave(inst, ranges[i]!.addr, ranges[i]!.size, dump);
+    hashes.push(sha256File(dump));
+  }
+  return hashes;
+}
+
+export interface SaveStoppedOptions {
+  /** How long the guest runs before `stop` (ms). */
+  readonly runMs: number;
+  readonly capabilities?: Record<string, boolean>;
+  /** Ranges of guest memory to hash after the save (their hashes are returned). */
+  readonly ranges?: readonly Range[];
+}
+
+/** Start `binary args`, let it run, stop it, save it to `file` (status completed), hash `ranges`, stop QEMU. */
+export async function saveStopped(binary: string, args: string[], file: string, o: SaveStoppedOptions): Promise<string[]> {
+  const src = await startQemu({ binary, args });
+  await sleep(o.runMs);
+  await src.qmp.execute("stop");
+  const res = await saveToFile(src, file, { parameters: FAST, ...(o.capabilities ? { capabilities: o.capabilities } : {}) });
+  expect(res.info.status).toBe("completed");
+  const hashes = await memoryHashes(src, o.ranges ?? [], "src");
+  await src.stop();
+  return hashes;
+}
+
+/** A fresh `-incoming defer` QEMU with `args` that has loaded `file` (status completed), still paused. */
+export async function loadInto(binary: string, args: string[], file: string): Promise<QemuInstance> {
+  const dst = await startQemu({ binary, args, incoming: "defer" });
+  expect((await loadFromFile(dst, file)).info.status).toBe("completed");
+  return dst;
+}
+
+export interface LoadRunOptions {
+  /** Ranges of guest memory whose hashes must equal `want` before the guest runs. */
+  readonly ranges?: readonly Range[];
+  readonly want?: readonly string[];
+  /** More checks on the loaded, still paused destination (e.g. save it again). */
+  readonly paused?: (dst: QemuInstance) => Promise<void>;
+  /** A guest-physical word that must change once the guest runs (its own loop carries on from the loaded state). */
+  readonly probe?: number;
+  /** How long the guest runs before its status is read (default 200 ms). */
+  readonly runMs?: number;
+}
+
+/** {@link loadInto}, the checks of `o` while paused, then `cont`: the guest is running (and the probe moved). */
+export async function loadAndRun(binary: string, args: string[], file: string, o: LoadRunOptions = {}): Promise<void> {
+  const dst = await loadInto(binary, args, file);
+  const ranges = o.ranges ?? [];
+  const got = await memoryHashes(dst, ranges, "dst");
+  for (let i = 0; i < ranges.length; i++) expect(got[i], `range ${i} at 0x${ranges[i]!.addr.toString(16)}`).toBe(o.want?.[i]);
+  await o.paused?.(dst);
+  const word = async (): Promise<string> => {
+    const f = join(dst.dir, "probe.mem");
+    await pmemsave(dst, o.probe!, 4, f);
+    return readFileSync(f).toString("hex");
+  };
+  const before = o.probe === undefined ? "" : await word();
+  await dst.qmp.execute("cont");
+  await sleep(o.runMs ?? 200);
+  expect(((await dst.qmp.execute("query-status")) as { status: string }).status).toBe("running");
+  if (o.probe !== undefined) expect(await word()).not.toBe(before);
+  expect(dst.hasExited).toBe(false);
+  await dst.stop();
+}
+
+/** Decode `input` with materialised RAM (zlib for compressed pages), run `use`, dispose the result. */
+export function withDecoded<T>(input: Uint8Array, use: (decoded: DecodeResult) => T, materialize: StreamDecoderOptions["materialize"] = { ram: true }): T {
+  const decoded = decodeBytes(input, { materialize, inflate: nodeInflate });
+  try {
+    return use(decoded);
+  } finally {
+    decoded.dispose();
+  }
+}
+
+/** An HPTE that QEMU accepts while SLOF runs in real mode (AVPN-ish first word with V set, an RPN second word). */
+export function hpte(index: number, salt: number): Uint8Array {
+  const b = new Uint8Array(16);
+  const dv = new DataView(b.buffer);
+  dv.setBigUint64(0, (BigInt(index) << 12n) | (BigInt(salt & 0xf) << 4n) | 0x1n);
+  dv.setBigUint64(8, (BigInt(index) << 12n) | 0x192n | (BigInt(salt & 0x7) << 3n)); // RPN, WIMG/PP bits
+  return b;
+}
