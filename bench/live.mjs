@@ -112,15 +112,16 @@ async function main() {
   for (const m of ["discard", "decode", "materialize"]) receivers[m] = await startReceiver(m);
 
   // vmstream's TCP transport (as `vmstream send`): backpressure, a failed socket rejects the next write. The
-  // chunks are the encoder's own buffers (copied by runLiveSource where needed), so the writer copies nothing.
+  // chunks are the encoder's own buffers (copied by runLiveSource where needed), so the writer copies nothing;
+  // `written` (the socket's write callback) gives each chunk back to the encoder's buffer pool.
   async function connect(port) {
     const w = new StreamWriter(await connectTcp({ port }), { copy: false });
-    return { write: (c) => w.write(c), end: () => w.end() };
+    return { write: (c, written) => w.write(c, written), end: () => w.end() };
   }
 
   // ---- ours: runLiveSource over TCP ----
   let captured = null; // the chunks of one run, for the raw pump (same bytes, same chunks)
-  async function ours(backend, recv, { copy = "auto", dirty = "log", capture = false } = {}) {
+  async function ours(backend, recv, { copy = "auto", dirty = "log", capture = false, recycle = true } = {}) {
     const conn = await connect(receivers[recv].port);
     const chunks = capture ? [] : null;
     const t0 = now();
@@ -129,7 +130,8 @@ async function main() {
         kernels: K[backend], blocks: [BLOCK], bandwidth: Infinity, downtimeTarget: 0.3, maxRounds: 3,
         ...(dirty === "log" ? { dirtyLog: () => undefined } : {}), // a paused guest: nothing dirty after the first pass
       }, sink),
-      { write: capture ? (c) => (chunks.push(c), conn.write(c)) : conn.write, end: conn.end, partBytes: PART, copy },
+      // the captured chunks are kept for the raw pump: never given back for reuse
+      { write: capture ? (c) => (chunks.push(c), conn.write(c)) : recycle ? conn.write : (c) => conn.write(c), end: conn.end, partBytes: PART, copy },
     );
     const v = await receivers[recv].next();
     if (!v.complete || v.bytes !== r.totalBytes) throw new Error(`receiver ${recv}: ${JSON.stringify(v)} vs ${r.totalBytes} bytes sent`);
@@ -222,6 +224,7 @@ async function main() {
   for (const recv of ["discard", "decode", "materialize"]) add("vmstream live source", "wasm-simd", recv, () => ours("wasm-simd", recv));
   add("vmstream live source", "js", "discard", () => ours("js", "discard"));
   add("vmstream live source, copy: always", "wasm-simd", "discard", () => ours("wasm-simd", "discard", { copy: "always" }));
+  add("vmstream live source, no buffer reuse", "wasm-simd", "discard", () => ours("wasm-simd", "discard", { recycle: false }));
   add("vmstream live source, dirty scan (shadow copy)", "wasm-simd", "discard", () => ours("wasm-simd", "discard", { dirty: "scan" }));
   for (const recv of ["discard", "decode", "materialize"]) add("raw socket pump of the same bytes (anchor)", "-", recv, () => raw(recv));
 
@@ -269,6 +272,7 @@ async function main() {
     if (qemuOn) ratios.push({ name: `ours / QEMU, ${recv} receiver`, value: o / R("QEMU", "qemu", recv), target: 1 });
   }
   ratios.push({ name: "copy: always / auto (discard)", value: R("vmstream live source, copy: always", "wasm-simd", "discard") / R("vmstream live source", "wasm-simd", "discard"), target: null });
+  ratios.push({ name: "buffer reuse: with / without (discard)", value: R("vmstream live source", "wasm-simd", "discard") / R("vmstream live source, no buffer reuse", "wasm-simd", "discard"), target: null });
   const ratioRows = ratios.map((x) => ({ ...x, value: +x.value.toFixed(3), ...(x.target !== null ? { met: x.value >= x.target } : {}) }));
 
   const machine = {

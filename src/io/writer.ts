@@ -33,8 +33,15 @@
  * Lifetime of returned views. {@link finish}, {@link chunks} and {@link takeChunks} return views into the
  * writer's buffer(s), not copies. They stay valid until {@link reset} (which reuses the buffer from offset
  * 0); growth never invalidates them (it moves only the unconsumed tail to a new buffer and leaves the old
- * one to the views that hold it). {@link takeChunks} hands the bytes over for good: later writes never touch
- * them, so a sink may consume them asynchronously without a reset in between.
+ * one to the views that hold it). {@link takeChunks} hands the bytes over: later writes never touch them
+ * until they are released (below), so a sink may consume them asynchronously without a reset in between.
+ *
+ * Recycling. A consumer done with a chunk from {@link takeChunks} (a socket wrote it) may give it back with
+ * {@link ByteWriter.release}. A buffer the writer has moved away from (growth) is reused for later growth
+ * once every chunk taken from it was released and no view of it is otherwise out (list entries, or views
+ * from {@link chunks}/{@link finish} before the next reset()). A streaming producer then writes into a few
+ * warm buffers instead of a fresh zero-filled one per batch (page faults, GC). Chunks never released are
+ * simply garbage-collected: recycling is an optimisation, never required.
  *
  * Browser-safe: Uint8Array, DataView and TextEncoder only.
  */
@@ -44,6 +51,25 @@ const TWO32 = 4294967296;
 const MIN_CAPACITY = 64;
 const U32 = 0xffffffffn;
 const utf8 = new TextEncoder();
+/** Free buffers a writer keeps for reuse (each at least the current capacity). */
+const MAX_FREE = 8;
+/** bulk() makes pending bytes of at least this many a chunk rather than moving them. */
+const BULK_SPLIT = 4096;
+
+/** Bookkeeping of one of a writer's buffers, for recycling. */
+interface BufferState {
+  readonly buf: Uint8Array;
+  readonly owner: ByteWriter;
+  /** Views handed out by takeChunks() and not yet released. */
+  readonly out: Set<Uint8Array>;
+  /** Owned list entries viewing this buffer. */
+  listed: number;
+  /** The writer's reset() generation in which a view went out through chunks()/finish() (-1: none). */
+  exposed: number;
+  /** No longer the writer's current buffer. */
+  retired: boolean;
+}
+const states = new WeakMap<ArrayBuffer, BufferState>();
 
 export interface ByteWriterOptions {
   /** Initial buffer size in bytes (default 4096). */
@@ -80,6 +106,13 @@ export class ByteWriter {
   private declare readonly owned: boolean[];
   private declare readonly scratch: DataView;
 
+  // --- recycling (see the file comment) ---------------------------------------------------------
+  private declare cur: BufferState;
+  /** Reusable buffers, most recently freed last (warmest in cache). */
+  private declare readonly free: Uint8Array[];
+  /** Counts reset() calls: views given out by chunks()/finish() before the last one are dead. */
+  private declare gen: number;
+
   /** {@link borrow} copies views shorter than this. */
   declare readonly borrowMin: number;
 
@@ -98,6 +131,42 @@ export class ByteWriter {
     this.owned = [];
     this.scratch = new DataView(new ArrayBuffer(8));
     this.borrowMin = Math.max(0, options.borrowMin ?? 256);
+    this.free = [];
+    this.gen = 0;
+    this.cur = this.track(this.buf);
+  }
+
+  /**
+   * Give back a chunk returned by {@link takeChunks} once it is no longer needed (written out). Returns false
+   * (and does nothing) for anything else: a borrowed view, a copy, a chunk already released.
+   */
+  static release(chunk: Uint8Array): boolean {
+    const st = states.get(chunk.buffer as ArrayBuffer);
+    if (!st || !st.out.delete(chunk)) return false;
+    st.owner.reuse(st);
+    return true;
+  }
+
+  /** Buffers currently kept for reuse. */
+  get freeBuffers(): number {
+    return this.free.length;
+  }
+
+  private track(buf: Uint8Array): BufferState {
+    const st: BufferState = { buf, owner: this, out: new Set(), listed: 0, exposed: -1, retired: false };
+    states.set(buf.buffer as ArrayBuffer, st);
+    return st;
+  }
+
+  /** Put a retired buffer on the free list when nothing views it any more. */
+  private reuse(st: BufferState): void {
+    if (!st.retired || st.out.size > 0 || st.listed > 0 || st.exposed === this.gen) return;
+    st.retired = false; // off the books until taken again
+    if (st.buf.length >= this.cap && this.free.length < MAX_FREE) this.free.push(st.buf);
+  }
+
+  private expose(st: BufferState): void {
+    st.exposed = this.gen;
   }
 
   /** Logical offset: bytes written since construction or reset(), including borrowed and taken ones. */
@@ -129,16 +198,35 @@ export class ByteWriter {
     if (this.p + n <= this.cap) return;
     const tail = this.p - this.start;
     const want = tail + n + (this.cap >>> 1);
-    let cap = this.cap;
-    while (cap < want) cap *= 2;
-    const nb = new Uint8Array(cap);
+    let nb: Uint8Array | undefined;
+    const free = this.free;
+    for (let i = free.length - 1; i >= 0; i--) {
+      if (free[i]!.length >= want) {
+        nb = free[i]!;
+        free.splice(i, 1);
+        break;
+      }
+    }
+    let st: BufferState;
+    if (nb) st = states.get(nb.buffer as ArrayBuffer)!;
+    else {
+      let cap = this.cap;
+      while (cap < want) cap *= 2;
+      nb = new Uint8Array(cap);
+      st = this.track(nb);
+    }
+    const cap = nb.length;
     nb.set(this.buf.subarray(this.start, this.p));
+    const old = this.cur;
+    this.cur = st;
+    old.retired = true;
     this.buf = nb;
     this.view = new DataView(nb.buffer);
     this.cap = cap;
     this.safe = cap - 8;
     this.p = tail;
     this.start = 0;
+    this.reuse(old);
   }
 
   /** Slow path of the fixed-width puts: ensure(n), then the (possibly moved) write index. */
@@ -259,6 +347,23 @@ export class ByteWriter {
       this.buf.set(src, p);
     }
     this.p = p + n;
+  }
+
+  /**
+   * Append a COPY of a large run (a kernel's output window). Same bytes as {@link bytes}. In a writer consumed
+   * by {@link takeChunks} (since the last reset), a run that does not fit ends the pending bytes as a chunk
+   * where they are instead of moving them, and starts the next buffer (a recycled one when available): each
+   * byte is copied once. Other writers (read with finish()) grow as with bytes(), staying one piece.
+   */
+  bulk(src: Uint8Array): void {
+    const n = src.length;
+    if (this.p + n > this.cap) {
+      // under a page the move is cheaper than one more chunk (one more write) for the consumer
+      if (this.taken > 0 && this.p - this.start >= BULK_SPLIT) this.flushPending();
+      this.ensure(n);
+    }
+    this.buf.set(src, this.p);
+    this.p += n;
   }
 
   /** Append `n` zero bytes. */
@@ -432,6 +537,7 @@ export class ByteWriter {
     if (n === 0) return;
     this.list.push(this.buf.subarray(this.start, this.p));
     this.owned.push(true);
+    this.cur.listed++;
     this.listBytes += n;
     this.flushed += n;
     this.start = this.p;
@@ -439,6 +545,12 @@ export class ByteWriter {
 
   /** The held bytes as a list of views, in order (for writev-style sinks). Nothing is copied or consumed. */
   chunks(): Uint8Array[] {
+    for (let k = 0; k < this.list.length; k++) if (this.owned[k]) this.expose(states.get(this.list[k]!.buffer as ArrayBuffer)!);
+    if (this.p > this.start) this.expose(this.cur);
+    return this.collect();
+  }
+
+  private collect(): Uint8Array[] {
     const out = this.list.slice();
     if (this.p > this.start) out.push(this.buf.subarray(this.start, this.p));
     return out;
@@ -446,11 +558,21 @@ export class ByteWriter {
 
   /**
    * Hand the held bytes over: returns {@link chunks} and forgets them. Later writes never overwrite them
-   * (until reset()); `pos` keeps counting, patches below the taken offset throw RANGE.
+   * (until reset(), or the chunk's {@link ByteWriter.release}); `pos` keeps counting, patches below the taken
+   * offset throw RANGE.
    */
   takeChunks(): Uint8Array[] {
-    const out = this.chunks();
+    const out = this.collect();
     const pos = this.pos;
+    // from now on the consumer holds these views: their buffers wait for release()
+    const list = this.list;
+    for (let k = 0; k < list.length; k++) {
+      if (!this.owned[k]) continue;
+      const st = states.get(list[k]!.buffer as ArrayBuffer)!;
+      st.listed--;
+      st.out.add(list[k]!);
+    }
+    if (out.length > list.length) this.cur.out.add(out[out.length - 1]!);
     this.list.length = 0;
     this.owned.length = 0;
     this.listBytes = 0;
@@ -476,7 +598,10 @@ export class ByteWriter {
    * {@link concat}. Valid until reset().
    */
   finish(): Uint8Array {
-    if (this.list.length === 0) return this.buf.subarray(this.start, this.p);
+    if (this.list.length === 0) {
+      this.expose(this.cur);
+      return this.buf.subarray(this.start, this.p);
+    }
     return this.concat();
   }
 
@@ -485,6 +610,17 @@ export class ByteWriter {
    * before are overwritten by later writes: call this only when they have been consumed.
    */
   reset(): void {
+    // Views given out before are dead now (see above): dropped list entries, chunks()/finish() views (a new
+    // generation), and chunks taken from the current buffer, which is written again from its start.
+    const dropped: BufferState[] = [];
+    for (let k = 0; k < this.list.length; k++) {
+      if (!this.owned[k]) continue;
+      const st = states.get(this.list[k]!.buffer as ArrayBuffer)!;
+      st.listed--;
+      dropped.push(st);
+    }
+    this.gen++;
+    this.cur.out.clear();
     this.p = 0;
     this.start = 0;
     this.flushed = 0;
@@ -492,6 +628,7 @@ export class ByteWriter {
     this.list.length = 0;
     this.owned.length = 0;
     this.listBytes = 0;
+    for (const st of dropped) this.reuse(st);
   }
 
   private checkCount(n: number, what: string): void {

@@ -9,18 +9,25 @@
 //
 // Chunks handed to `write` stay valid: views of the kernels' memory (guest RAM, disks or HPTs kept there, encoder
 // scratch: the running guest changes them, memory.grow detaches them) are copied as they are emitted; the
-// encoder's own buffers are handed over for good by ByteWriter.takeChunks and need no copy. A borrowed view of
-// another host buffer (a disk image array) is not copied by default: should the guest change it before the
-// transport sends it, the dirty log or scan resends that chunk, so the destination still ends with what the
-// source had at the pause (`copy: "always"` if even torn intermediate bytes are unwanted).
+// encoder's own buffers are handed over by ByteWriter.takeChunks and need no copy (the encoder reuses one only
+// after the transport reported every chunk of it written). A borrowed view of another host buffer (a disk image
+// array) is not copied by default: should the guest change it before the transport sends it, the dirty log or
+// scan resends that chunk, so the destination still ends with what the source had at the pause (`copy:
+// "always"` if even torn intermediate bytes are unwanted).
 //
 // Browser-safe: performance.now(), setTimeout, setImmediate when present.
 import { VmstreamError } from "../io/errors.js";
+import { ByteWriter } from "../io/writer.js";
 import type { MigrationSource, SwitchReason } from "./source.js";
 
 export interface LiveSourceOptions {
-  /** Transport. A returned promise is awaited before the next PART is encoded (backpressure). */
-  readonly write: (chunk: Uint8Array) => void | Promise<void>;
+  /**
+   * Transport. The chunks of one PART are written together; their returned promises are awaited before the
+   * next PART's chunks are written (backpressure; the next PART is encoded meanwhile). A transport that calls
+   * `written()` once it no longer needs the chunk (a socket's write callback) lets the encoder reuse the chunk's
+   * buffer (warm memory instead of a fresh buffer per PART); one that never calls it is fine too.
+   */
+  readonly write: (chunk: Uint8Array, written: () => void) => void | Promise<void>;
   /** Called after the last chunk; the downtime ends when it resolves (e.g. a socket's end() callback). */
   readonly end?: () => void | Promise<void>;
   /** Stops the guest at the switch-over (v86's stop() is async). */
@@ -136,7 +143,9 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
   const source = create((c) => {
     if (copyMode === "always" || (copyMode === "auto" && ((memory && c.buffer === memory.buffer) || (typeof SharedArrayBuffer !== "undefined" && c.buffer instanceof SharedArrayBuffer)))) {
       const t = now();
+      const v = c;
       c = c.slice();
+      ByteWriter.release(v); // an encoder buffer (copy: "always") is free again at once
       copySeconds += now() - t;
       copiedBytes += c.length;
     }
@@ -177,9 +186,9 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
       );
     });
   };
-  // Hand the queued chunks to the transport in order.
-  // One write may stay outstanding while the next PART is encoded: the OS sends the previous PART meanwhile
-  // (double buffering; the chunks are immutable, see above).
+  // Hand the queued chunks (one PART, or setup / the complete phase) to the transport in order, all at once.
+  // Their writes stay outstanding while the next PART is encoded: the OS sends this PART meanwhile (double
+  // buffering; the chunks are immutable until written, see above).
   let outstanding: Promise<void> | undefined;
   const settle = async () => {
     const p = outstanding;
@@ -187,15 +196,18 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
     if (p) await abortable(p);
   };
   const drain = async () => {
-    while (queue.length > 0) {
-      const c = queue.shift()!;
-      await settle();
+    if (queue.length === 0) return;
+    await settle();
+    const waits: Promise<void>[] = [];
+    for (const c of queue) {
       written += c.length;
-      const r = o.write(c);
-      if (r && typeof (r as Promise<void>).then === "function") {
-        outstanding = r as Promise<void>;
-        outstanding.catch(() => undefined); // observed by the next settle()
-      }
+      const r = o.write(c, () => ByteWriter.release(c));
+      if (r && typeof (r as Promise<void>).then === "function") waits.push(r as Promise<void>);
+    }
+    queue.length = 0;
+    if (waits.length > 0) {
+      outstanding = waits.length === 1 ? waits[0]! : Promise.all(waits).then(() => undefined);
+      outstanding.catch(() => undefined); // observed by the next settle()
     }
   };
   // The bandwidth cap: wait until `written` is within the budget of the wall time since t0.

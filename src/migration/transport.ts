@@ -195,6 +195,7 @@ export class StreamWriter {
   private readonly copy: boolean;
   private failure: VmstreamError | undefined;
   private pending = 0;
+  private drained: Promise<void> | undefined;
   private readonly idle: (() => void)[] = [];
   private readonly what: string;
 
@@ -217,17 +218,29 @@ export class StreamWriter {
     return this.stream.writableLength;
   }
 
-  async write(chunk: Uint8Array): Promise<void> {
+  /**
+   * Queue `chunk`; resolves when more may be written. `written` is called once the chunk itself is no longer
+   * needed: right away when it was copied, else when the stream has handed it to the OS (not on failure).
+   */
+  async write(chunk: Uint8Array, written?: () => void): Promise<void> {
     if (this.failure) throw this.failure;
-    if (chunk.length === 0) return;
+    if (chunk.length === 0) {
+      written?.();
+      return;
+    }
     const data = this.copy ? chunk.slice() : chunk;
+    if (this.copy) written?.();
+    const done = this.copy ? undefined : written;
     const n = data.length;
     this.bytes += n;
     this.pending++;
     const more = this.stream.write(data, (e) => {
       this.pending--;
       if (e) this.setFailure(e);
-      else this.flushed += n;
+      else {
+        this.flushed += n;
+        done?.();
+      }
       if (this.pending === 0) for (const f of this.idle.splice(0)) f();
     });
     this.maxBuffered = Math.max(this.maxBuffered, this.stream.writableLength);
@@ -262,22 +275,26 @@ export class StreamWriter {
     if (this.failure) throw this.failure;
   }
 
+  /** One wait for 'drain' shared by every write() waiting now (a producer may have many writes pending). */
   private drain(): Promise<void> {
     const s = this.stream;
     if (this.failure || s.destroyed) return Promise.resolve();
+    if (this.drained) return this.drained;
     this.waiting = true;
-    return new Promise((ok) => {
+    this.drained = new Promise((ok) => {
       const done = () => {
         s.off("drain", done);
         s.off("error", done);
         s.off("close", done);
         this.waiting = false;
+        this.drained = undefined;
         ok();
       };
       s.on("drain", done);
       s.on("error", done);
       s.on("close", done);
     });
+    return this.drained;
   }
 
   private setFailure(e: unknown): void {

@@ -162,7 +162,7 @@ export async function migrateV86Source(machine: V86Machine, endpoint: TcpEndpoin
           sink,
         ),
       {
-        write: (c) => writer.write(c),
+        write: (c, written) => writer.write(c, written),
         // half-close: the destination sees the end of the stream and answers on the open half
         end: () => writer.end(),
         pause: async () => {

@@ -94,9 +94,9 @@ if (mode === "dest") {
   const out_ = new StreamWriter(sock, { copy: false, name: "the destination" });
   let paused = false;
   let afterPause = 0;
-  const write = (c) => {
+  const write = (c, written) => {
     if (a["break-after-pause"] && paused && afterPause++ === 1) sock.destroy(); // the stream breaks in the complete phase
-    return out_.write(c);
+    return out_.write(c, written); // written(): the chunk's buffer may be reused
   };
   const end = () => out_.end();
   const bw = Number(a["bandwidth-mib"]) * 1048576;

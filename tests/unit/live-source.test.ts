@@ -164,11 +164,15 @@ describe("runLiveSource", () => {
     const log: { t: number; before: number }[] = [];
     let n = 0;
     let paused = false;
+    let sameBatch = false;
     const t0 = performance.now();
     await runLiveSource(g.create, {
       write: (c) => {
-        // the complete phase is not capped (as QEMU's completion): the guest is stopped
-        if (!paused) log.push({ t: (performance.now() - t0) / 1000, before: n });
+        // the complete phase is not capped (as QEMU's completion): the guest is stopped. A PART may be several
+        // chunks, written in one synchronous batch: the first one of each batch is the PART's start.
+        if (!paused && !sameBatch) log.push({ t: (performance.now() - t0) / 1000, before: n });
+        sameBatch = true;
+        queueMicrotask(() => (sameBatch = false));
         n += c.length;
       },
       bandwidth: bw,
@@ -178,6 +182,7 @@ describe("runLiveSource", () => {
       pause: () => void (paused = g.guest.paused = true),
     });
     expect(n).toBeGreaterThan(600 << 10);
+    expect(log.length).toBeGreaterThan(2);
     // the pacing sleeps at least until `before / bw` seconds since the start (the driver's clock starts after t0)
     for (const x of log) expect(x.t).toBeGreaterThanOrEqual(x.before / bw - 64 / bw - 0.002);
   });
@@ -254,6 +259,89 @@ describe("runLiveSource", () => {
     expect(e2.code).toBe("ABORTED");
     expect(e2.paused).toBe(true);
     expect(resumed).toBe(true);
+  });
+
+  /** Counts chunks whose buffer came back after chunks of other buffers (a buffer used again, not just continued). */
+  function reuseCounter() {
+    const seen = new Set<ArrayBufferLike>();
+    let last: ArrayBufferLike | undefined;
+    const r = {
+      count: 0,
+      see(c: Uint8Array) {
+        if (c.buffer !== last && seen.has(c.buffer)) r.count++;
+        seen.add(c.buffer);
+        last = c.buffer;
+      },
+    };
+    return r;
+  }
+
+  /**
+   * A socket-like transport: a write is "sent" (its bytes taken into the stream) a few turns later; `written()`
+   * is called after the send, or (`early`) at once, as a broken transport would. Records the bytes each chunk
+   * had when it was written, to tell whether anything changed them before they were sent.
+   */
+  function delayedTransport(early = false) {
+    const sent: Uint8Array[] = [];
+    let changed = 0;
+    const reuse = reuseCounter();
+    const write = (c: Uint8Array, written: () => void) => {
+      const atWrite = c.slice();
+      reuse.see(c);
+      if (early) written();
+      return new Promise<void>((ok) => {
+        setTimeout(() => {
+          if (Buffer.compare(c, atWrite) !== 0) changed++;
+          sent.push(c.slice());
+          if (!early) written();
+          ok();
+        }, 1);
+      });
+    };
+    const bytes = () => Buffer.concat(sent);
+    return { write, bytes, changed: () => changed, reused: () => reuse.count };
+  }
+
+  it("buffers come back once the transport reports them written: reused, and no byte changes before it is sent", async () => {
+    const g = rig({ ramMiB: 8, writesPerTurn: 30, seed: 5 });
+    const t = delayedTransport();
+    let atPause: Uint8Array | undefined;
+    const r = await runLiveSource(g.create, {
+      write: t.write, letGuestRun: g.run, partBytes: 512 << 10, downtimeTarget: 0.0005, maxRounds: 6,
+      pause: () => {
+        g.guest.paused = true;
+        atPause = g.k.u8.slice(g.ptr, g.ptr + g.ram);
+      },
+    });
+    expect(r.copiedBytes).toBe(0);
+    expect(t.changed()).toBe(0);
+    expect(t.reused()).toBeGreaterThan(0); // the encoder wrote into buffers it had sent before
+    expect(t.bytes().length).toBe(r.totalBytes);
+    expect(Buffer.compare(destRam(t.bytes()), atPause!)).toBe(0);
+  });
+
+  it("a transport that reports chunks written before it sends them gets them changed under it (what the check above catches)", async () => {
+    const g = rig({ ramMiB: 8, writesPerTurn: 30, seed: 5 });
+    const t = delayedTransport(true);
+    await runLiveSource(g.create, {
+      write: t.write, letGuestRun: g.run, partBytes: 512 << 10, downtimeTarget: 0.0005, maxRounds: 6,
+      pause: () => void (g.guest.paused = true),
+    });
+    expect(t.changed()).toBeGreaterThan(0);
+  });
+
+  it("copy: always gives the encoder's buffers back at once (the copies go to the transport)", async () => {
+    const g = rig({ ramMiB: 4, writesPerTurn: 10, seed: 6 });
+    const t = collector(); // keeps every chunk and never reports one written
+    const reuse = reuseCounter();
+    const r = await runLiveSource(
+      (sink) => g.create((c) => (reuse.see(c), sink(c))),
+      { write: t.write, letGuestRun: g.run, partBytes: 256 << 10, downtimeTarget: 0.001, maxRounds: 3, copy: "always", pause: () => void (g.guest.paused = true) },
+    );
+    expect(r.copiedBytes).toBe(r.totalBytes);
+    expect(new Set(t.chunks.map((c) => c.buffer)).size).toBe(t.chunks.length); // each a copy of its own
+    expect(reuse.count).toBeGreaterThan(0); // the encoder's buffers served again
+    expect(Buffer.compare(destRam(t.bytes()), g.k.u8.subarray(g.ptr, g.ptr + g.ram))).toBe(0);
   });
 
   it("bad options: a RANGE VmstreamError, nothing written", async () => {

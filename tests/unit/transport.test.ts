@@ -263,3 +263,71 @@ describe("openInput / openOutput", () => {
     input.close();
   });
 });
+
+describe("StreamWriter written() callbacks", () => {
+  /** A Writable that takes a chunk only when released (its callback fires then). */
+  function heldSink() {
+    const pending: (() => void)[] = [];
+    let taken = 0;
+    const sink = new Writable({
+      highWaterMark: 1 << 20,
+      write(_c: Buffer, _e, cb) {
+        taken++;
+        pending.push(cb);
+      },
+    });
+    return { sink, taken: () => taken, release: () => pending.shift()?.() };
+  }
+
+  it("without a copy, written() fires only once the stream has taken the chunk, in order", async () => {
+    const { sink, release } = heldSink();
+    const w = new StreamWriter(sink, { copy: false });
+    const log: number[] = [];
+    for (let i = 0; i < 3; i++) await w.write(new Uint8Array(100).fill(i), () => log.push(i));
+    await tick();
+    expect(log).toEqual([]);
+    release();
+    await tick();
+    expect(log).toEqual([0]);
+    release();
+    release();
+    await w.flush();
+    expect(log).toEqual([0, 1, 2]);
+  });
+
+  it("with a copy (the default), written() fires at once: the chunk itself is free", async () => {
+    const { sink, release } = heldSink();
+    const w = new StreamWriter(sink);
+    let done = 0;
+    await w.write(new Uint8Array(100), () => done++);
+    await w.write(new Uint8Array(0), () => done++);
+    expect(done).toBe(2);
+    release();
+    await w.flush();
+  });
+});
+
+describe("StreamWriter with many writes pending", () => {
+  it("writes not awaited one by one share one wait for 'drain' (no listener per write), all resolve, in order", async () => {
+    const pending: (() => void)[] = [];
+    const got: number[] = [];
+    const sink = new Writable({
+      highWaterMark: 16,
+      write(c: Buffer, _e, cb) {
+        got.push(c[0]!);
+        pending.push(cb);
+      },
+    });
+    const w = new StreamWriter(sink, { copy: false });
+    const writes = Array.from({ length: 50 }, (_, i) => w.write(new Uint8Array(64).fill(i)));
+    expect(sink.listenerCount("drain")).toBeLessThanOrEqual(2);
+    expect(sink.listenerCount("error")).toBeLessThanOrEqual(3);
+    while (got.length < 50 || pending.length > 0) {
+      pending.shift()?.();
+      await tick();
+    }
+    await Promise.all(writes);
+    expect(got).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(sink.listenerCount("drain")).toBe(0);
+  });
+});

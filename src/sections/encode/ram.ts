@@ -186,6 +186,8 @@ export class RamWriter {
   private outCap = 0;
   private state = 0;
   private namePtr = 0;
+  /** The last block name sendBlock encoded (a live source calls it once per PART with the same block). */
+  private nameOf: { s: string; b: Uint8Array } | undefined;
 
   constructor(
     readonly w: ByteWriter,
@@ -319,7 +321,8 @@ export class RamWriter {
     const pages = Math.floor(block.length / ps);
     const first = opts.firstPage ?? 0;
     const end = opts.endPage ?? pages;
-    const name = enc.encode(block.name);
+    if (this.nameOf?.s !== block.name) this.nameOf = { s: block.name, b: enc.encode(block.name) };
+    const name = this.nameOf.b;
     if (this.outCap === 0) {
       this.outCap = Math.max(this.options.window ?? 1 << 20, 8 + 1 + 255 + 3 + ps);
       this.out = k.alloc(this.outCap, 64);
@@ -351,7 +354,8 @@ export class RamWriter {
       stats.unchanged += st[ENC.UNCHANGED]!;
       stats.overflow += st[ENC.OVERFLOW]!;
       stats.bytes += n;
-      if (n > 0) this.w.bytes(k.u8.subarray(this.out, this.out + n));
+      // bulk: a window that does not fit starts a new (recycled) buffer instead of moving the PART so far
+      if (n > 0) this.w.bulk(k.u8.subarray(this.out, this.out + n));
       if (records > 0) {
         cont = st[ENC.CONTINUE] === 1;
         if (cont) this.last = name;
