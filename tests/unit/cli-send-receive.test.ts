@@ -208,3 +208,22 @@ describe("vmstream send - | vmstream receive -", () => {
     expect(b.stderr).toMatch(/--forward needs tcp/);
   });
 });
+
+describe("progress line", () => {
+  // `script` (util-linux) gives the command a terminal; without one (the tests above) stderr carries no progress line
+  const hasScript = spawnSync("script", ["--version"], { encoding: "utf8" }).status === 0;
+  it.skipIf(!hasScript && !process.env.CI)(`on a terminal send redraws one line (bar, MB, MB/s, phase) and erases it before the summary${hasScript ? "" : " (skipped: no `script` to give it a terminal)"}`, () => {
+    const out = join(tmp, "tty.mig");
+    const cmd = `"${process.execPath}" "${MAIN}" send "${FIX("x86-pc-64m.mig.gz")}" "${out}" --bandwidth 2M`;
+    const r = spawnSync("script", ["-qec", cmd, "/dev/null"], { encoding: "utf8", timeout: 30_000 });
+    expect(r.status, r.stdout).toBe(0);
+    const redraws = r.stdout.split("\r\x1b[K").filter((s) => s.startsWith("vmstream: sending"));
+    expect(redraws.length).toBeGreaterThan(2); // ~0.45 s at 2 MiB/s, redrawn every 100 ms
+    for (const line of redraws) expect(line).toMatch(/^vmstream: sending( \[[#-]{24}\] \d+%)? \d+\.\d MB, \d+\.\d MB\/s, \S/);
+    expect(r.stdout).toMatch(/\r\x1b\[Ksent: 908844 bytes in /); // the line is erased, then the summary
+    expect(sha256(readFileSync(out))).toBe(sha256(raw("x86-pc-64m")));
+    const plain = spawnSync(process.execPath, [MAIN, "send", FIX("x86-pc-64m.mig.gz"), join(tmp, "notty.mig")], { encoding: "utf8" });
+    expect(plain.status).toBe(0);
+    expect(plain.stderr + plain.stdout).not.toContain("\r");
+  });
+});
