@@ -81,8 +81,15 @@ export interface LiveRound {
   readonly expectedDowntime: number;
 }
 
+/**
+ * Why the source switched over. "sync-bound": the pending pages alone would go out within the target, and
+ * what keeps the estimate above it is the dirty-bitmap sync itself (a scan of all RAM when the host has no
+ * dirty log), which the pause repeats whatever the number of rounds: more rounds cannot lower it.
+ */
+export type LiveSwitchReason = SwitchReason | "sync-bound";
+
 export interface LiveOutcome {
-  readonly reason: SwitchReason;
+  readonly reason: LiveSwitchReason;
   readonly converged: boolean;
   readonly rounds: readonly LiveRound[];
   /** The complete phase: bytes, dirty pages sent, wall seconds from the pause to the last byte written. */
@@ -227,7 +234,7 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
     source.setup();
     await drain();
     stage = "iterate";
-    let reason: SwitchReason | undefined;
+    let reason: LiveSwitchReason | undefined;
     let expected = Infinity;
     for (;;) {
       check();
@@ -280,7 +287,12 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
       rounds.push(r);
       o.onRound?.(r);
       const s = source.shouldSwitch();
-      reason = s === "forced" ? "forced" : expected <= downtimeTarget ? "converged" : rounds.length >= maxRounds ? "max-rounds" : undefined;
+      reason =
+        s === "forced" ? "forced"
+        : expected <= downtimeTarget ? "converged"
+        : pending / rate <= downtimeTarget && syncSeconds > 0 ? "sync-bound"
+        : rounds.length >= maxRounds ? "max-rounds"
+        : undefined;
       if (reason) break;
     }
     check();

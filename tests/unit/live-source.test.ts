@@ -110,6 +110,33 @@ describe("runLiveSource", () => {
     expect(Buffer.compare(destRam(t.bytes()), g.k.u8.subarray(g.ptr, g.ptr + g.ram))).toBe(0);
   });
 
+  it("a sync slower than the target (a full-RAM scan) while the pending pages fit: switches as sync-bound, not after maxRounds", async () => {
+    const busy = (ms: number) => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    // every sync takes 30 ms, like a scan of a large RAM without a dirty log; 4 pages per turn go out in far less
+    const slow = rig({ ramMiB: 4, writesPerTurn: 4 });
+    const inner = slow.create;
+    const t2 = collector();
+    const r2 = await runLiveSource(
+      (sink) => {
+        const src = inner(sink);
+        const sync = src.sync.bind(src);
+        src.sync = (e?: number) => (busy(30), sync(e));
+        return src;
+      },
+      { write: t2.write, letGuestRun: slow.run, partBytes: 256 << 10, downtimeTarget: 0.02, maxRounds: 20, pause: () => void (slow.guest.paused = true) },
+    );
+    expect(r2.reason).toBe("sync-bound");
+    expect(r2.converged).toBe(false);
+    expect(r2.rounds.length).toBeLessThan(20);
+    const last = r2.rounds[r2.rounds.length - 1]!;
+    expect(last.syncSeconds).toBeGreaterThan(0.02);
+    expect(last.pendingBytes / last.throughput).toBeLessThanOrEqual(0.02);
+    expect(Buffer.compare(destRam(t2.bytes()), slow.k.u8.subarray(slow.ptr, slow.ptr + slow.ram))).toBe(0);
+  });
+
   it("forceSwitch() on the source switches over after the current round", async () => {
     const g = rig({ ramMiB: 4, writesPerTurn: 200 });
     const t = collector();
