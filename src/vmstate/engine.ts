@@ -4,12 +4,34 @@
 import { VmstreamError } from "../io/errors.js";
 import { INT_WIDTH, type Name, type Visitor } from "../visitor/visitor.js";
 import type { QemuJsonWriter } from "./json-writer.js";
-import type { Count, Field, ScalarFieldType, State, VMStateDescription } from "./types.js";
+import type { Count, CustomField, Field, ScalarFieldType, State, VMStateDescription } from "./types.js";
 
 /** Where a save writes its vmdesc JSON: a writer positioned inside the object that gets `vmsd_name`, and the output position in bytes. */
 export interface VmdescSink {
   readonly json: QemuJsonWriter;
   pos(): number;
+}
+
+/**
+ * Given to a custom field that describes its own elements (`describesElements`) on a save that writes
+ * the vmdesc: lists built from a vmdesc (from-vmdesc.ts) write their objects as QEMU wrote them.
+ */
+export interface ElementDescriber {
+  /**
+   * Open the object of element `i` of `n`: `"array_len": n` when `mode` is "array_len", `"index": i`
+   * when "index", neither when "single"; `struct` opens its "struct" body.
+   */
+  start(i: number, n: number, mode: "array_len" | "index" | "single", struct: boolean): void;
+  /** Close the element's object with its size measured on the output. */
+  end(): void;
+  /** Save a nested struct, its body written into the open object (its "struct" body, or the element's own object for tmp / vstruct / list bodies). */
+  saveStruct(v: Visitor, vmsd: VMStateDescription, s: State, name: Name): void;
+}
+
+/** A custom field whose `visit` takes an {@link ElementDescriber} (present only when the vmdesc is being written). */
+export interface DescribingCustomField extends CustomField {
+  readonly describesElements: true;
+  visit(v: Visitor, name: string, value: unknown, describe?: ElementDescriber): unknown;
 }
 
 /** Save `s` with `v` at the description's own version. `name` is the root's name (a section's idstr). */
@@ -423,6 +445,11 @@ function walkField(v: Visitor, f: Exclude<Field, { kind: "validate" }>, s: State
       return;
     }
     case "custom": {
+      if (d && "describesElements" in f && f.describesElements === true) {
+        // (d is only given on a save: the state does not change)
+        (f as DescribingCustomField).visit(v, f.name, s[key], elementDescriber(d, dname, f.info));
+        return;
+      }
       const at = d && descStart(d, f, dname, 0, 1, true, false);
       const got = f.visit(v, f.name, s[key]);
       if (!out && !v.error) s[key] = got;
@@ -433,6 +460,28 @@ function walkField(v: Visitor, f: Exclude<Field, { kind: "validate" }>, s: State
 }
 
 const UNUSED_INFO = { info: "unused_buffer" };
+
+function elementDescriber(d: VmdescSink, name: string, type: string): ElementDescriber {
+  const open: { at: number; struct: boolean }[] = [];
+  return {
+    start(i, n, mode, struct) {
+      d.json.startObject();
+      d.json.str("name", name);
+      if (mode === "array_len") d.json.int("array_len", n);
+      else if (mode === "index") d.json.int("index", i);
+      d.json.str("type", type);
+      if (struct) d.json.startObject("struct");
+      open.push({ at: d.pos(), struct });
+    },
+    end() {
+      const o = open.pop()!;
+      descEnd(d, o.at, o.struct);
+    },
+    saveStruct(v, vmsd, s, sname) {
+      walkStruct(v, vmsd, s, vmsd.version, sname, d);
+    },
+  };
+}
 
 function computeFixedSize(vmsd: VMStateDescription): number | undefined {
   if (vmsd.subsections?.length) return undefined;

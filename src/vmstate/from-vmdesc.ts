@@ -19,8 +19,8 @@
 //   vstruct, qtailq, qlist, gtree, bitmap, capability, target types, unknown names) -> an octet
 //   stream of `size` bytes. For tmp / vstruct / qtailq / qlist / gtree objects `size` covers the
 //   whole thing (list markers included); their nested vmsd keys (possibly duplicated, §13 trap 23)
-//   are ignored, as the script does. CPU_Double_U and float64 stay bytes so that NaN payloads
-//   re-save exactly;
+//   are not used to read, as the script does. CPU_Double_U and float64 stay bytes so that NaN
+//   payloads re-save exactly;
 // - subsections -> subsections of the description, always sent on save, each with its 0x05 / name
 //   / version header; on load every listed subsection must come, in the listed order. They are
 //   found the way QEMU's loader finds them (peek 0x05 + a name starting with the parent's name,
@@ -33,6 +33,13 @@
 // - a field name used twice keeps its JSON name (`cur_offset[1]` ...) but the state keys are made
 //   unique (`name#1`), and names that would touch Object.prototype (`__proto__`, `constructor`...)
 //   get a `#` prefix as state keys;
+// - a save that writes the vmdesc (the stream encoder) writes each entry again in the form it had:
+//   an array_len list as one object for element 0, an index run as one object per element, a NULL
+//   entry with size 1, sizes measured on the output as QEMU measures them. tmp / vstruct / qtailq /
+//   qlist bodies are written back by walking their bytes with the nested body (per element for a
+//   list, whose JSON repeats the keys: parsing keeps one copy, right when the elements have one
+//   shape) — only when those bytes are exactly that body and re-save identically; else the object
+//   has no body and differs from the stream's, which the converter then copies (docs/vmstate.md);
 // - NULL entries of arrays of pointers (VMS_ARRAY_OF_POINTER, §3.1 step 4): QEMU 7.2 writes the
 //   element's normal type with `"size": 1` (a struct gets an empty `"struct": {}`); such an element
 //   is the one byte 0x30, which the load checks. A 1-byte element of a wider integer type, or an
@@ -51,7 +58,10 @@
 import { VmstreamError } from "../io/errors.js";
 import { ANALYZE_LIST_MARK } from "../visitor/analyze.js";
 import type { Name, ScalarInfo, Visitor } from "../visitor/visitor.js";
-import { visitState } from "./engine.js";
+import { ByteReader } from "../io/reader.js";
+import { ByteWriter } from "../io/writer.js";
+import { WireInputVisitor, WireOutputVisitor } from "../visitor/wire.js";
+import { loadState, saveState, visitState, type DescribingCustomField, type ElementDescriber } from "./engine.js";
 import type { CustomField, Field, ScalarFieldType, State, VMStateDescription } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -279,7 +289,7 @@ const WIDTH: Readonly<Record<ScalarFieldType, number>> = {
 /** One element as the vmdesc describes it. */
 type Elem =
   | { readonly k: "scalar"; readonly type: ScalarFieldType; readonly json: string; readonly info: ScalarInfo; readonly check?: "equal" | "le"; readonly size: number }
-  | { readonly k: "buffer"; readonly json: string; readonly info: ScalarInfo; readonly size: number }
+  | { readonly k: "buffer"; readonly json: string; readonly info: ScalarInfo; readonly size: number; readonly inline?: Inline }
   | { readonly k: "struct"; readonly vmsd: VMStateDescription; readonly size: number; readonly cost: number }
   | { readonly k: "null"; readonly json: string; readonly size: 1 };
 
@@ -321,7 +331,7 @@ function convertBody(o: Record<string, unknown>, path: string, depth: number, ct
       const elem = convertElem(e.raw, e.type, e.size, fpath, depth, ctx);
       const n = e.arrayLen;
       ctx.cost(n, fpath);
-      fields.push(elementsField(e.name, keys.take(e.name), () => elem, n, true, e.type, elem.size * n));
+      fields.push(elementsField(e.name, keys.take(e.name), () => elem, n, "array_len", e.type, elem.size * n));
       size += elem.size * n;
       cost += n * (1 + elemCost(elem));
       ctx.cost(n * elemCost(elem), fpath);
@@ -347,7 +357,7 @@ function convertBody(o: Record<string, unknown>, path: string, depth: number, ct
         size += elem.size;
         cost += 1 + elemCost(elem);
       }
-      fields.push(elementsField(e.name, keys.take(e.name), (k) => elems[k]!, elems.length, true, e.type, elems.reduce((a, x) => a + x.size, 0)));
+      fields.push(elementsField(e.name, keys.take(e.name), (k) => elems[k]!, elems.length, "index", e.type, elems.reduce((a, x) => a + x.size, 0)));
       seen.add(e.name);
       i = j;
       continue;
@@ -456,7 +466,42 @@ function convertElem(raw: Record<string, unknown>, type: string, size: number, p
     if (size === 1) return { k: "null", json: type, size: 1 };
     bad(`${path}.size`, `a ${type} is ${width} bytes`, `size ${size}`);
   }
-  return { k: "buffer", json: type, info: { info: type }, size };
+  const inline = INLINE_BODY.has(type) ? inlineBody(raw, type, size, path, depth, ctx) : undefined;
+  return { k: "buffer", json: type, info: { info: type }, size, ...(inline ? { inline } : {}) };
+}
+
+/** Types whose nested VMState body QEMU writes inside the field's own object (no "struct" key). */
+/** qtailq / qlist write it once per element, after a 0x01 marker, and end with 0x00. */
+const INLINE_BODY = new Set(["tmp", "vstruct", "qtailq", "qlist"]);
+
+/** The nested body of a tmp / vstruct / qtailq / qlist object. */
+interface Inline {
+  readonly vmsd: VMStateDescription;
+  readonly list: boolean;
+}
+
+/**
+ * The nested body of a tmp / vstruct / qtailq / qlist object, when it is well formed and (tmp,
+ * vstruct) adds up to the object's size; else undefined (the field stays plain bytes, as before).
+ * It is used only to write the vmdesc object again (see visitElem): reading and analysis keep the
+ * bytes, as analyze-migration.py does. A list's JSON repeats the body keys once per element and
+ * parsing keeps the last copy: the walk writes that one for every element, which is QEMU's text
+ * whenever the elements have one shape (else the text differs and the stream's is kept).
+ */
+function inlineBody(raw: Record<string, unknown>, type: string, size: number, path: string, depth: number, ctx: Ctx): Inline | undefined {
+  const list = type === "qtailq" || type === "qlist";
+  const vname = own(raw, "vmsd_name");
+  const ver = own(raw, "version");
+  if (typeof vname !== "string" || !isU32(ver) || !Array.isArray(own(raw, "fields"))) return undefined;
+  const spent = ctx.elements;
+  try {
+    const b = convertBody(raw, path, depth + 1, ctx, vname, ver);
+    return list || b.size === size ? { vmsd: b.vmsd, list } : undefined;
+  } catch (e) {
+    if (!(e instanceof VmstreamError)) throw e;
+    ctx.elements = spent;
+    return undefined;
+  }
 }
 
 const EMPTY = new Uint8Array(0);
@@ -471,6 +516,7 @@ function singleField(name: string, key: string, e: Elem, json: string): Field {
         ...(e.check ? { check: e.check } : {}),
       };
     case "buffer":
+      if (e.inline) return inlineField(name, key, e);
       if (e.size > 0) return { kind: "buffer", name, key, size: e.size, ...(json !== "buffer" ? { info: json } : {}) };
       // A zero-length object still exists in the vmdesc (and analyze-migration.py prints ""); the
       // engine's buffer sends nothing for size 0, so visit it here.
@@ -484,31 +530,56 @@ function singleField(name: string, key: string, e: Elem, json: string): Field {
     case "struct":
       return { kind: "struct", name, key, vmsd: e.vmsd };
     case "null":
-      return elementsField(name, key, () => e, 1, false, json, 1);
+      return elementsField(name, key, () => e, 1, "single", json, 1);
   }
 }
 
 /**
- * A list of `n` elements (element i described by `elem(i)`), walked as one array. `asList`: the
- * vmdesc made it a list (array_len / index) even if it has one element.
+ * A tmp / vstruct / qtailq / qlist field with a usable nested body: read, analyzed and saved as its
+ * bytes (like any buffer); only a save that writes the vmdesc walks the body (visitElem).
  */
-function elementsField(name: string, key: string, elem: (i: number) => Elem, n: number, asList: boolean, json: string, size: number): CustomField {
-  const elemType = asList && n === 1 ? json + ANALYZE_LIST_MARK : json;
+function inlineField(name: string, key: string, e: Extract<Elem, { k: "buffer" }>): DescribingCustomField {
+  return {
+    kind: "custom", name, key, info: e.json, size: e.size, describesElements: true,
+    visit(v: Visitor, fname: string, value: unknown, describe?: ElementDescriber): unknown {
+      describe?.start(0, 1, "single", false);
+      const got = visitElem(v, e, fname, value, describe);
+      describe?.end();
+      return got;
+    },
+  };
+}
+
+/**
+ * A list of `n` elements (element i described by `elem(i)`), walked as one array. `form`: how the
+ * vmdesc wrote it — "array_len" (one object for all), "index" (one object each) or "single" (one
+ * object, no list: a lone NULL entry). A vmdesc list stays a list even with one element. On a save
+ * that writes the vmdesc, the objects are written back in the same form, element sizes measured on
+ * the output as QEMU measures them, so the regenerated text is the stream's.
+ */
+function elementsField(name: string, key: string, elem: (i: number) => Elem, n: number, form: "array_len" | "index" | "single", json: string, size: number): DescribingCustomField {
+  const elemType = form !== "single" && n === 1 ? json + ANALYZE_LIST_MARK : json;
   const elemSize = n > 0 ? elem(0).size : 0;
   return {
-    kind: "custom", name, key, info: json, size,
-    visit(v: Visitor, fname: string, value: unknown): unknown[] {
+    kind: "custom", name, key, info: json, size, describesElements: true,
+    visit(v: Visitor, fname: string, value: unknown, describe?: ElementDescriber): unknown[] {
       const prev: unknown[] = Array.isArray(value) ? value : [];
       const out: unknown[] = [];
       const m = Math.min(v.startArray(fname, n, elemSize, elemType), n);
-      for (let i = 0; i < m && !v.error; i++) out.push(visitElem(v, elem(i), i, prev[i]));
+      for (let i = 0; i < m && !v.error; i++) {
+        // "array_len": QEMU describes element 0 only
+        const d = describe && (form !== "array_len" || i === 0) ? describe : undefined;
+        d?.start(i, n, form, json === "struct");
+        out.push(visitElem(v, elem(i), i, prev[i], d));
+        d?.end();
+      }
       v.endArray();
       return out;
     },
   };
 }
 
-function visitElem(v: Visitor, e: Elem, i: number, prev: unknown): unknown {
+function visitElem(v: Visitor, e: Elem, i: Name, prev: unknown, describe?: ElementDescriber): unknown {
   switch (e.k) {
     case "scalar": {
       const got = visitScalar(v, e.type, i, prev, e.info);
@@ -524,19 +595,67 @@ function visitElem(v: Visitor, e: Elem, i: number, prev: unknown): unknown {
     case "buffer": {
       if (v.direction === "output") {
         const b = prev instanceof Uint8Array && prev.length === e.size ? prev : new Uint8Array(e.size);
+        if (describe && e.inline) {
+          // Writing the vmdesc: walk the bytes as the nested body so that its object is written
+          // the way QEMU writes it (sizes measured on the output); bytes the body does not read
+          // exactly are written as they are, without the body (the vmdesc then differs).
+          const states = bodyStates(e.inline, b);
+          if (states) {
+            writeBodies(v, e.inline, states, (t, k) => describe.saveStruct(v, e.inline!.vmsd, t, k));
+            return b;
+          }
+        }
         return v.buffer(i, b, e.size, e.info);
       }
       return v.buffer(i, undefined, e.size, e.info).slice();
     }
     case "struct": {
       const s: State = isObject(prev) ? (prev as State) : {};
-      visitState(v, e.vmsd, s, e.vmsd.version, i);
+      if (describe) describe.saveStruct(v, e.vmsd, s, i);
+      else visitState(v, e.vmsd, s, e.vmsd.version, i);
       return s;
     }
     case "null":
       v.nullPointer(i, true);
       return null;
   }
+}
+
+/**
+ * `bytes` read as the nested body (a list: element by element), or undefined unless they are
+ * exactly that and writing the states again gives the same bytes (so the wire never changes).
+ */
+function bodyStates(inline: Inline, bytes: Uint8Array): State[] | undefined {
+  const r = new ByteReader(bytes, { sticky: true });
+  const v = new WireInputVisitor(r);
+  const states: State[] = [];
+  for (;;) {
+    if (inline.list) {
+      const marker = r.u8();
+      if (r.error || marker > 1) return undefined;
+      if (marker === 0) break;
+    }
+    const t: State = {};
+    loadState(v, inline.vmsd, t, inline.vmsd.version);
+    if (v.error) return undefined;
+    states.push(t);
+    if (!inline.list) break;
+  }
+  if (r.error || r.remaining !== 0) return undefined;
+  const w = new ByteWriter();
+  const o = new WireOutputVisitor(w);
+  writeBodies(o, inline, states, (t, k) => saveState(o, inline.vmsd, t, k));
+  const again = w.concat();
+  return !o.error && again.length === bytes.length && again.every((x, k) => x === bytes[k]) ? states : undefined;
+}
+
+/** The bodies as QEMU writes them: one, or a list of them with 0x01 before each and 0x00 after. */
+function writeBodies(v: Visitor, inline: Inline, states: readonly State[], save: (t: State, k: number) => void): void {
+  states.forEach((t, k) => {
+    if (inline.list) v.listNext(k, true);
+    save(t, k);
+  });
+  if (inline.list) v.listNext(states.length, false);
 }
 
 function visitScalar(v: Visitor, type: ScalarFieldType, name: Name, val: unknown, info: ScalarInfo): unknown {

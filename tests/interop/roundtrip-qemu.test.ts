@@ -45,6 +45,8 @@ function bothStreams(input: Uint8Array, base: string): { replay: string; model: 
   const rr = reencodeStream(input, { decode: { inflate: nodeInflate } });
   expect(sha(joinChunks(rr.chunks, rr.bytes))).toBe(sha(input));
   expect(rr.report.rawSections).toEqual([]);
+  expect(rr.report.vmdescDifferences).toEqual([]);
+  expect(rr.report.vmdescGenerated).toBe(true);
   const replay = `${base}-replay.mig`;
   writeFileSync(replay, joinChunks(rr.chunks, rr.bytes));
   const built = withDecoded(input, engineModelStream, { ram: true, block: true, htab: true });
@@ -133,13 +135,23 @@ describeQemu([X86, PPC], "QEMU -> vmstream -> QEMU round trips (replay and model
     // first pass slower than QEMU's 100 ms bandwidth sample (else it ends after one pass), tiny downtime so that
     // it keeps iterating while the guest runs
     const live = { "xbzrle-cache-size": 8 * 2 ** 20, "max-bandwidth": 8 * 2 ** 20, "downtime-limit": 1 };
-    const want = await saveLive(X86, args, saved, ranges, 300, { xbzrle: true }, live);
-    const input = new Uint8Array(readFileSync(saved));
-    expect(withDecoded(input, (r) => xbzrleRecords(input, r), false)).toBeGreaterThan(1000);
+    // On a loaded machine QEMU sometimes finishes after about one XBZRLE round (the guest's vCPU hardly ran while
+    // it looked): the save is made again, at most 3 times, until the stream carries more than 1000 XBZRLE records
+    let want: string[] = [];
+    let input = new Uint8Array(0);
+    let records = 0;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      want = await saveLive(X86, args, saved, ranges, 300, { xbzrle: true }, live);
+      input = new Uint8Array(readFileSync(saved));
+      records = withDecoded(input, (r) => xbzrleRecords(input, r), false);
+      if (records > 1000) break;
+      console.warn(`XBZRLE live save, attempt ${attempt}: ${records} XBZRLE records; saving again`);
+    }
+    expect(records).toBeGreaterThan(1000);
     const s = bothStreams(input, join(scratch(), "xbz-live"));
     await loadAndCompare(X86, args, s.replay, ranges, want, MBGUEST_DIRTY.start);
     await loadAndCompare(X86, args, s.model, ranges, want, MBGUEST_DIRTY.start);
-  }, 120_000);
+  }, 240_000);
 
   it("ppc64 pseries -m 256 (SLOF ran 1.5 s): spapr/htab through HtabWriter, replay and model load, guest runs", async () => {
     const args = ["-machine", "pseries", "-m", "256"];

@@ -17,6 +17,7 @@ import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import { prettyPrint } from "../../src/vmstate/symmetry.js";
 import type { State } from "../../src/vmstate/types.js";
+import { describedSave, qemuText } from "../helpers/vmdesc-text.js";
 import { readStream } from "../helpers/stream-sections.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -209,6 +210,10 @@ describe("descriptions from random vmdescs", () => {
         const out = new ByteWriter();
         saveState(new WireOutputVisitor(out), vmsd, s, "dev");
         expect(out.concat()).toEqual(payload);
+        // a save that writes the vmdesc writes the entry it was built from, in QEMU's text
+        const described = describedSave(vmsd, s, "dev", 0);
+        expect(described.bytes).toEqual(payload);
+        expect(described.text).toBe(qemuText(device(body)));
 
         const { value } = analyzeDevice(new ByteReader(payload, { sticky: true }), vmsd, 0, "dev");
         const at = { pos: 0 };

@@ -22,6 +22,9 @@ describe("re-encoding the QEMU fixtures", () => {
       expect(out.length).toBe(input.length);
       expect(sha(out)).toBe(sha(input));
       expect(r.report.rawSections).toEqual([]);
+      // the vmdesc trailer is the one the device walks wrote, not a copy
+      expect(r.report.vmdescDifferences).toEqual([]);
+      expect(r.report.vmdescGenerated).toBe(true);
       expect(r.report.devices).toBeGreaterThan(0);
       // record-level replay really happened
       expect(r.report.ramRecords).toBeGreaterThan(0);
