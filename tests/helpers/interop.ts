@@ -1,15 +1,19 @@
 // The steps the QEMU interop tests share (built on tests/helpers/qemu.ts): a suite's scratch dir and cleanup,
 // saving a source QEMU that ran a while and was stopped, loading a stream into a fresh `-incoming defer` QEMU and
 // letting its guest run, guest-memory hashes, decoding a save with materialised RAM, the x86 pc-with-a-disk
-// command line and an HPTE that pseries accepts.
+// command line and an HPTE that pseries accepts; for live migrations: the `vmstream` CLI as a child process,
+// guest memory compared with a decoded RAM block, and the running multiboot guest of mbguest.ts.
+import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect } from "vitest";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, expect, onTestFinished } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { decodeBytes, type StreamDecoderOptions } from "../../src/sections/stream.js";
-import { findProcesses, loadFromFile, pmemsave, saveToFile, scratchDir, sha256File, startQemu, stopAllQemu, type QemuInstance } from "./qemu.js";
+import { MBGUEST_DIRTY } from "./mbguest.js";
+import { canUseSetpriv, findProcesses, loadFromFile, pmemsave, saveToFile, scratchDir, sha256File, startQemu, stopAllQemu, type QemuInstance } from "./qemu.js";
 
 /** Migration parameters that make a save of a stopped guest go as fast as QEMU can write. */
 export const FAST = { "max-bandwidth": 10 * 2 ** 30 };
@@ -129,4 +133,96 @@ export function hpte(index: number, salt: number): Uint8Array {
   dv.setBigUint64(0, (BigInt(index) << 12n) | (BigInt(salt & 0xf) << 4n) | 0x1n);
   dv.setBigUint64(8, (BigInt(index) << 12n) | 0x192n | (BigInt(salt & 0x7) << 3n)); // RPN, WIMG/PP bits
   return b;
+}
+
+// ------------------------------------------------------------------------------------------------ live migration
+
+/** guest memory (pmemsave of `q` over `ranges`) vs `ram` (ram offset = guest-physical below 4 GiB): first difference. */
+export async function expectMemory(q: QemuInstance, ram: Uint8Array, ranges: readonly Range[], what: string): Promise<void> {
+  for (const { addr, size } of ranges) {
+    const f = join(q.dir, `mem-${addr.toString(16)}.bin`);
+    await pmemsave(q, addr, size, f);
+    const got = readFileSync(f);
+    expect(got.length).toBe(size);
+    const want = ram.subarray(addr, addr + size);
+    expect(want.length, `${what}: RAM shorter than the range at 0x${addr.toString(16)}`).toBe(size);
+    const diff = got.findIndex((b, i) => b !== want[i]);
+    expect(diff === -1 ? -1 : `0x${(addr + diff).toString(16)}`, `${what}: first differing guest-physical byte`).toBe(-1);
+  }
+}
+
+/** The mbguest counter (first dword of its first dirtied page), via pmemsave. */
+export async function mbguestCounter(q: QemuInstance): Promise<number> {
+  const f = join(q.dir, "counter.bin");
+  await pmemsave(q, MBGUEST_DIRTY.start, 4, f);
+  return readFileSync(f).readUInt32LE(0);
+}
+
+/** A running QEMU (`binary args`, args loading the mbguest kernel) whose guest is seen in its dirtying loop. */
+export async function startMbguest(binary: string, args: string[], timeoutMs = 20_000): Promise<QemuInstance> {
+  const q = await startQemu({ binary, args });
+  const t0 = performance.now();
+  let last = await mbguestCounter(q);
+  for (;;) {
+    await sleep(50); // firmware boot time varies: wait for the counter to move
+    const now = await mbguestCounter(q);
+    if (last !== 0 && now !== last) return q;
+    last = now;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`the guest's counter did not start advancing within ${timeoutMs} ms`);
+  }
+}
+
+const CLI_MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+
+/** A `vmstream` CLI child process (dist/cli/main.js, needs `npm run build`). */
+export interface CliTool {
+  readonly child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  readonly exited: Promise<number | null>;
+}
+
+/** Run `node dist/cli/main.js ARGS` (parent-death signal when available; killed when the current test ends). */
+export function runVmstream(args: string[]): CliTool {
+  const argv = [CLI_MAIN, ...args];
+  const [file, fileArgs] = canUseSetpriv() ? ["setpriv", ["--pdeathsig", "KILL", "--", process.execPath, ...argv]] : [process.execPath, argv];
+  const child = spawn(file, fileArgs, { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (b: Buffer) => (out += b.toString("utf8")));
+  child.stderr!.on("data", (b: Buffer) => (err += b.toString("utf8")));
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("error", () => resolve(null));
+    child.once("exit", (code) => resolve(code));
+  });
+  onTestFinished(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL"); // this child's pid only
+      await exited;
+    }
+  });
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+/** Wait for `vmstream: listening on tcp:127.0.0.1:<port>` on the tool's stderr; returns the port. */
+export async function cliListeningPort(t: CliTool, timeoutMs = 20_000): Promise<number> {
+  const re = /^vmstream: listening on tcp:127\.0\.0\.1:(\d+)$/m;
+  const t0 = performance.now();
+  for (;;) {
+    const m = re.exec(t.stderr());
+    if (m) return Number(m[1]);
+    if (t.child.exitCode !== null || t.child.signalCode !== null) throw new Error(`vmstream exited before listening: ${t.stderr()}`);
+    if (performance.now() - t0 > timeoutMs) throw new Error(`vmstream did not report listening within ${timeoutMs} ms: ${t.stderr()}`);
+    await sleep(10);
+  }
+}
+
+/** The tool's exit code, or a clear failure if it is still running after `timeoutMs`. */
+export async function cliExitCode(t: CliTool, timeoutMs = 30_000): Promise<number | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), timeoutMs)));
+  const code = await Promise.race([t.exited, late]);
+  clearTimeout(timer);
+  if (code === "late") throw new Error(`vmstream still running after ${timeoutMs} ms; stderr: ${t.stderr()}`);
+  return code;
 }

@@ -10,26 +10,23 @@
 // without end), with XBZRLE on and a tiny downtime limit, so the migration really is live: dirty-sync rounds of
 // XBZRLE pages while the guest runs; once two have been seen the downtime limit is raised and QEMU converges by
 // itself (no `stop`).
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { gunzipSync, gzipSync } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import type { QmpMigrationInfo } from "../../src/qmp/index.js";
 import { encodeFromModel } from "../../src/sections/encode/convert.js";
 import { StreamDecoder, decodeBytes, ramOf } from "../../src/sections/stream.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
+import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
 import { ramBlockBytes } from "../helpers/model-stream.js";
-import { canUseSetpriv, describeQemu, findProcesses, pmemsave, scratchDir, startQemu, stopAllQemu, type QemuInstance } from "../helpers/qemu.js";
+import { describeQemu, findProcesses, pmemsave, scratchDir, startQemu, stopAllQemu, type QemuInstance } from "../helpers/qemu.js";
 
 const X86 = "qemu-system-x86_64";
-const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const MIB = 1024 * 1024;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The source guest: pc -m 32 with the page-dirtying multiboot kernel. */
 const GUEST_MIB = 32;
@@ -81,19 +78,8 @@ async function migrateLive(src: QemuInstance, uri: string, timeoutMs = 30_000): 
 /** The command line of source and destination (QEMU wants the same on both sides). */
 const guestArgs = (kernel: string): string[] => ["-machine", "pc", "-m", String(GUEST_MIB), "-kernel", kernel];
 
-/** A running source whose guest is in its dirtying loop (its counter seen advancing: firmware boot time varies). */
-async function startSource(kernel: string, timeoutMs = 20_000): Promise<QemuInstance> {
-  const src = await startQemu({ binary: X86, args: guestArgs(kernel) });
-  const t0 = performance.now();
-  let last = await counter(src);
-  for (;;) {
-    await sleep(50);
-    const now = await counter(src);
-    if (last !== 0 && now !== last) return src;
-    last = now;
-    if (performance.now() - t0 > timeoutMs) throw new Error(`the source guest's counter did not start advancing within ${timeoutMs} ms`);
-  }
-}
+/** A running source whose guest is in its dirtying loop. */
+const startSource = (kernel: string): Promise<QemuInstance> => startMbguest(X86, guestArgs(kernel));
 
 /** A destination `-incoming defer` (paused, -S) listening on an ephemeral TCP port; returns the port. */
 async function listenIncoming(dst: QemuInstance): Promise<number> {
@@ -117,26 +103,6 @@ async function waitIncoming(dst: QemuInstance, timeoutMs = 30_000): Promise<QmpM
 }
 
 /** Compare guest memory (pmemsave of `q`) with `ram` (pc.ram, ram-addressed = guest-physical below 4 GiB). */
-async function expectMemory(q: QemuInstance, ram: Uint8Array, ranges: { addr: number; size: number }[], what: string): Promise<void> {
-  for (const { addr, size } of ranges) {
-    const f = join(q.dir, `mem-${addr.toString(16)}.bin`);
-    await pmemsave(q, addr, size, f);
-    const got = readFileSync(f);
-    expect(got.length).toBe(size);
-    const want = ram.subarray(addr, addr + size);
-    expect(want.length, `${what}: RAM shorter than the range at 0x${addr.toString(16)}`).toBe(size);
-    const diff = got.findIndex((b, i) => b !== want[i]);
-    expect(diff === -1 ? -1 : `0x${(addr + diff).toString(16)}`, `${what}: first differing guest-physical byte`).toBe(-1);
-  }
-}
-
-/** The guest's counter (first dword of its first dirtied page), via pmemsave. */
-async function counter(q: QemuInstance): Promise<number> {
-  const f = join(q.dir, "counter.bin");
-  await pmemsave(q, MBGUEST_DIRTY.start, 4, f);
-  return readFileSync(f).readUInt32LE(0);
-}
-
 /**
  * Run a live-migration check up to 3 times until the stream carried more than one round of XBZRLE pages (more
  * than the guest's 1024 pages). Every attempt asserts everything else in full; only the shape of the migration
@@ -154,58 +120,6 @@ async function liveAttempts(what: string, attempt: (n: number) => Promise<number
 }
 
 // ------------------------------------------------------------------------------------------------ vmstream CLI
-
-interface Tool {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<number | null>;
-}
-
-/** Run `node dist/cli/main.js ARGS` (parent-death signal when available; killed when the test ends). */
-function vmstream(args: string[]): Tool {
-  const argv = [MAIN, ...args];
-  const [file, fileArgs] = canUseSetpriv() ? ["setpriv", ["--pdeathsig", "KILL", "--", process.execPath, ...argv]] : [process.execPath, argv];
-  const child = spawn(file, fileArgs, { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (b: Buffer) => (out += b.toString("utf8")));
-  child.stderr!.on("data", (b: Buffer) => (err += b.toString("utf8")));
-  const exited = new Promise<number | null>((resolve) => {
-    child.once("error", () => resolve(null));
-    child.once("exit", (code) => resolve(code));
-  });
-  onTestFinished(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL"); // this child's pid only
-      await exited;
-    }
-  });
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-/** Wait for `vmstream: listening on tcp:127.0.0.1:<port>` on the tool's stderr; returns the port. */
-async function listeningPort(t: Tool, timeoutMs = 20_000): Promise<number> {
-  const re = /^vmstream: listening on tcp:127\.0\.0\.1:(\d+)$/m;
-  const t0 = performance.now();
-  for (;;) {
-    const m = re.exec(t.stderr());
-    if (m) return Number(m[1]);
-    if (t.child.exitCode !== null || t.child.signalCode !== null) throw new Error(`vmstream exited before listening: ${t.stderr()}`);
-    if (performance.now() - t0 > timeoutMs) throw new Error(`vmstream did not report listening within ${timeoutMs} ms: ${t.stderr()}`);
-    await sleep(10);
-  }
-}
-
-/** The exit code, or a clear failure if the tool is still running after `timeoutMs`. */
-async function exitCode(t: Tool, timeoutMs = 30_000): Promise<number | null> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), timeoutMs)));
-  const code = await Promise.race([t.exited, late]);
-  clearTimeout(timer);
-  if (code === "late") throw new Error(`vmstream still running after ${timeoutMs} ms; stderr: ${t.stderr()}`);
-  return code;
-}
 
 function decodeFile(file: string): DecodeResult {
   return decodeBytes(new Uint8Array(readFileSync(file)), { materialize: { ram: true }, inflate: nodeInflate });
@@ -279,11 +193,11 @@ describeQemu(X86, "live migration with real QEMU 7.2 over TCP", () => {
     await liveAttempts("receive --extract", async (attempt) => {
       const dir = join(scratch, `a-extract-${attempt}`);
       const rec = join(scratch, `a-${attempt}.mig`);
-      const recv = vmstream(["receive", "tcp:127.0.0.1:0", "--extract", dir, "--out", rec]);
-      const port = await listeningPort(recv);
+      const recv = runVmstream(["receive", "tcp:127.0.0.1:0", "--extract", dir, "--out", rec]);
+      const port = await cliListeningPort(recv);
       const src = await startSource(kernel);
       await migrateLive(src, `tcp:127.0.0.1:${port}`);
-      expect(await exitCode(recv), recv.stderr()).toBe(0);
+      expect(await cliExitCode(recv), recv.stderr()).toBe(0);
       expect(recv.stdout()).toMatch(/^complete: /m);
 
       const extracted = readFileSync(join(dir, "ram", "pc.ram.bin")); // sparse: may end before trailing zero pages
@@ -308,8 +222,8 @@ describeQemu(X86, "live migration with real QEMU 7.2 over TCP", () => {
   it("(a) a migration cancelled half-way (migrate_cancel): receive exits 1, leaves no complete-looking --out or --extract", async () => {
     const dir = join(scratch, "a-cancel-extract");
     const rec = join(scratch, "a-cancel.mig");
-    const recv = vmstream(["receive", "tcp:127.0.0.1:0", "--extract", dir, "--out", rec]);
-    const port = await listeningPort(recv);
+    const recv = runVmstream(["receive", "tcp:127.0.0.1:0", "--extract", dir, "--out", rec]);
+    const port = await cliListeningPort(recv);
     const src = await startSource(kernel);
     await src.qmp.execute("migrate-set-parameters", { "max-bandwidth": 8 * MIB });
     await src.qmp.execute("migrate", { uri: `tcp:127.0.0.1:${port}` });
@@ -321,7 +235,7 @@ describeQemu(X86, "live migration with real QEMU 7.2 over TCP", () => {
       await sleep(20);
     }
     await src.qmp.execute("migrate_cancel");
-    expect(await exitCode(recv), recv.stderr()).toBe(1);
+    expect(await cliExitCode(recv), recv.stderr()).toBe(1);
     // cut inside a section ("truncated stream") or between two ("incomplete migration stream": no EOF)
     const m = /migration failed: (?:truncated|incomplete)[^\n]*? at byte (\d+)/.exec(recv.stderr());
     expect(m, recv.stderr()).not.toBeNull();
@@ -337,13 +251,13 @@ describeQemu(X86, "live migration with real QEMU 7.2 over TCP", () => {
       const dst = await startQemu({ binary: X86, args: guestArgs(kernel), incoming: "defer" });
       const dstPort = await listenIncoming(dst);
       const rec = join(scratch, `b-${attempt}.mig`);
-      const tap = vmstream(["receive", "tcp:127.0.0.1:0", "--forward", `tcp:127.0.0.1:${dstPort}`, "--out", rec]);
-      const port = await listeningPort(tap);
+      const tap = runVmstream(["receive", "tcp:127.0.0.1:0", "--forward", `tcp:127.0.0.1:${dstPort}`, "--out", rec]);
+      const port = await cliListeningPort(tap);
       const src = await startSource(kernel);
       await migrateLive(src, `tcp:127.0.0.1:${port}`);
       const dinfo = await waitIncoming(dst);
       expect(dinfo.status, dst.stderr()).toBe("completed");
-      expect(await exitCode(tap), tap.stderr()).toBe(0);
+      expect(await cliExitCode(tap), tap.stderr()).toBe(0);
       expect((await dst.qmp.execute("query-status")).status).toBe("paused");
 
       // the recording is what went through: complete, and its RAM is the source's final RAM and the destination's
@@ -366,9 +280,9 @@ describeQemu(X86, "live migration with real QEMU 7.2 over TCP", () => {
       await dst.qmp.execute("cont");
       await sleep(300);
       expect((await dst.qmp.execute("query-status")).status).toBe("running");
-      const c1 = await counter(dst);
+      const c1 = await mbguestCounter(dst);
       await sleep(200);
-      const c2 = await counter(dst);
+      const c2 = await mbguestCounter(dst);
       expect(c1).toBeGreaterThan(srcCounter); // carried on from the migrated state
       expect(c2).toBeGreaterThan(c1);
       await dst.stop();
@@ -403,8 +317,8 @@ describeQemu(X86, "live migration with real QEMU 7.2 over TCP", () => {
         expect(r.completeness.complete).toBe(true);
         const dst = await startQemu({ binary: X86, args, incoming: "defer" });
         const port = await listenIncoming(dst);
-        const send = vmstream(["send", file, `tcp:127.0.0.1:${port}`, "--bandwidth", "16M"]);
-        expect(await exitCode(send), send.stderr()).toBe(0);
+        const send = runVmstream(["send", file, `tcp:127.0.0.1:${port}`, "--bandwidth", "16M"]);
+        expect(await cliExitCode(send), send.stderr()).toBe(0);
         const dinfo = await waitIncoming(dst);
         expect(dinfo.status, dst.stderr()).toBe("completed");
         expect((await dst.qmp.execute("query-status")).status).toBe("paused");
@@ -428,8 +342,8 @@ describeQemu(X86, "live migration with real QEMU 7.2 over TCP", () => {
       writeFileSync(file, built.subarray(0, Math.floor(built.length * 0.6)));
       const dst = await startQemu({ binary: X86, args, incoming: "defer" });
       const port = await listenIncoming(dst);
-      const send = vmstream(["send", file, `tcp:127.0.0.1:${port}`]);
-      const code = await exitCode(send);
+      const send = runVmstream(["send", file, `tcp:127.0.0.1:${port}`]);
+      const code = await cliExitCode(send);
       expect(code, send.stderr()).not.toBe(0);
       expect(code).not.toBeNull();
       expect(send.stderr()).toMatch(/trunc/i);
