@@ -83,8 +83,9 @@ export interface LiveRound {
 
 /**
  * Why the source switched over. "sync-bound": the pending pages alone would go out within the target, and
- * what keeps the estimate above it is the dirty-bitmap sync itself (a scan of all RAM when the host has no
- * dirty log), which the pause repeats whatever the number of rounds: more rounds cannot lower it.
+ * what keeps the estimate above it is the dirty-bitmap sync itself: a scan of all RAM (the host has no dirty
+ * log), which the pause repeats whatever the number of rounds, so more rounds cannot lower it. Not with a
+ * dirty log, whose sync is cheap and only noise would make it look otherwise.
  */
 export type LiveSwitchReason = SwitchReason | "sync-bound";
 
@@ -290,7 +291,7 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
       reason =
         s === "forced" ? "forced"
         : expected <= downtimeTarget ? "converged"
-        : pending / rate <= downtimeTarget && syncSeconds > 0 ? "sync-bound"
+        : p.dirtySource === "scan" && pending / rate <= downtimeTarget ? "sync-bound"
         : rounds.length >= maxRounds ? "max-rounds"
         : undefined;
       if (reason) break;

@@ -110,13 +110,14 @@ describe("runLiveSource", () => {
     expect(Buffer.compare(destRam(t.bytes()), g.k.u8.subarray(g.ptr, g.ptr + g.ram))).toBe(0);
   });
 
-  it("a sync slower than the target (a full-RAM scan) while the pending pages fit: switches as sync-bound, not after maxRounds", async () => {
+  it("a scan slower than the target while the pending pages fit: switches as sync-bound, not after maxRounds; with a dirty log it does not", async () => {
     const busy = (ms: number) => {
       const end = performance.now() + ms;
       while (performance.now() < end);
     };
-    // every sync takes 30 ms, like a scan of a large RAM without a dirty log; 4 pages per turn go out in far less
-    const slow = rig({ ramMiB: 4, writesPerTurn: 4 });
+    // no dirty log: the sync is a scan against the shadow, made to take 30 ms like a scan of a large RAM; the 4
+    // pages the guest writes per turn go out in far less
+    const slow = rig({ ramMiB: 4, writesPerTurn: 4, source: { dirtyLog: undefined } });
     const inner = slow.create;
     const t2 = collector();
     const r2 = await runLiveSource(
@@ -135,6 +136,18 @@ describe("runLiveSource", () => {
     expect(last.syncSeconds).toBeGreaterThan(0.02);
     expect(last.pendingBytes / last.throughput).toBeLessThanOrEqual(0.02);
     expect(Buffer.compare(destRam(t2.bytes()), slow.k.u8.subarray(slow.ptr, slow.ptr + slow.ram))).toBe(0);
+    // with a dirty log the same slow sync is not taken for a floor (a log's sync is cheap; slowness is noise)
+    const logged = rig({ ramMiB: 4, writesPerTurn: 4 });
+    const r3 = await runLiveSource(
+      (sink) => {
+        const src = logged.create(sink);
+        const sync = src.sync.bind(src);
+        src.sync = (e?: number) => (busy(30), sync(e));
+        return src;
+      },
+      { write: collector().write, letGuestRun: logged.run, partBytes: 256 << 10, downtimeTarget: 0.02, maxRounds: 3, pause: () => void (logged.guest.paused = true) },
+    );
+    expect(r3.reason).toBe("max-rounds");
   });
 
   it("forceSwitch() on the source switches over after the current round", async () => {
