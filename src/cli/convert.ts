@@ -1,75 +1,82 @@
 // `vmstream convert IN OUT [--to qemu|ber]`: decode a stream and write it again through the model. The input is
 // a QEMU stream (gzip or not) or a BER stream (docs/vmstate.asn1, told by its first tag, [APPLICATION 16]).
-// QEMU -> QEMU and QEMU -> BER -> QEMU are byte-identical for streams QEMU wrote. Diagnostics on stderr.
-import { closeSync, constants as fsc, openSync, writeSync } from "node:fs";
-import { chunksOf, nodeInflate } from "../io/node.js";
+// QEMU -> QEMU and QEMU -> BER -> QEMU are byte-identical for streams QEMU wrote. A QEMU input is streamed
+// (StreamConverter, StreamBerConverter): the output is written as the input is read, in bounded memory; for a
+// plain file the vmdesc is read from its end first, so no device section waits for it. A BER input is held in
+// memory.
+// A file OUT is written as OUT.partial and renamed when complete (removed on failure). Diagnostics on stderr.
+import { statSync } from "node:fs";
+import { chunksOf, isGzip, nodeInflate, readHead } from "../io/node.js";
 import { VmstreamError } from "../io/errors.js";
-import { berToQemu, isBerStream, qemuToBer, qemuToBerBytes } from "../sections/encode/ber-stream.js";
-import { reencodeStream } from "../sections/encode/convert.js";
+import { ByteWriter } from "../io/writer.js";
+import { openOutput, type OutputOpen } from "../migration/transport.js";
+import { berToQemu, isBerStream, qemuToBerBytes } from "../sections/encode/ber-stream.js";
+import { joinChunks, type ReencodeReport } from "../sections/encode/convert.js";
+import { StreamBerConverter, StreamConverter } from "../sections/encode/stream-convert.js";
+import { readVmdescTrailer } from "../sections/node.js";
 
-async function readAll(path: string): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  for await (const c of chunksOf(path === "-" ? process.stdin : path)) {
-    parts.push(c.slice());
-    n += c.length;
+/** The vmdesc at the end of IN when it is a plain (not gzip) regular file, else undefined (read as it comes). */
+async function vmdescFirst(input: string): Promise<string | undefined> {
+  if (input === "-") return undefined;
+  try {
+    if (!statSync(input).isFile() || isGzip((await readHead(input, 2)).bytes)) return undefined;
+  } catch {
+    return undefined; // the read below reports it
   }
-  const all = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    all.set(p, o);
-    o += p.length;
-  }
-  return all;
+  return readVmdescTrailer(input);
 }
 
-function writeChunks(output: string, chunks: readonly Uint8Array[]): void {
-  const fd = output === "-" ? 1 : openSync(output, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o644);
-  try {
-    for (const c of chunks) {
-      let o = 0;
-      while (o < c.length) o += writeSync(fd, c, o, c.length - o);
-    }
-  } finally {
-    if (fd !== 1) closeSync(fd);
+async function readRest(it: AsyncIterator<Uint8Array>, head: Uint8Array): Promise<Uint8Array> {
+  const parts = [head.slice()];
+  for (let r = await it.next(); !r.done; r = await it.next()) parts.push(r.value.slice());
+  return joinChunks(parts);
+}
+
+function notes(rep: ReencodeReport): void {
+  if (rep.vmdescGenerated === false) {
+    process.stderr.write(`vmstream: note: the vmdesc trailer is the stream's own text (the device walks differ for ${rep.vmdescDifferences.join(", ")})\n`);
   }
+  if (rep.rawSections.length > 0) process.stderr.write(`vmstream: note: sections copied as bytes: ${rep.rawSections.join(", ")}\n`);
 }
 
 export async function convertCommand(input: string, output: string, opts: { to: string }): Promise<number> {
+  let out: OutputOpen | undefined;
+  let conv: StreamConverter | StreamBerConverter | undefined;
   try {
     if (opts.to !== "qemu" && opts.to !== "ber") throw new VmstreamError("USAGE", `--to must be qemu or ber, not ${opts.to}`);
-    const bytes = await readAll(input);
+    const it = chunksOf(input === "-" ? process.stdin : input)[Symbol.asyncIterator]();
+    const first = await it.next();
+    const head = first.done ? new Uint8Array(0) : first.value;
     const decode = { inflate: nodeInflate };
-    if (isBerStream(bytes)) {
+    out = await openOutput(output === "-" ? { kind: "stdio" } : { kind: "file", path: output }, { copy: false });
+    const w = out.writer;
+    // chunks from the converter are ours: once written, their buffers go back to it
+    const write = async (chunks: readonly Uint8Array[]): Promise<void> => {
+      for (const c of chunks) await w.write(c, () => ByteWriter.release(c));
+    };
+    if (isBerStream(head)) {
       // BER -> QEMU (and BER -> BER through QEMU: the canonical form)
-      const q = berToQemu(bytes);
-      if (opts.to === "qemu") writeChunks(output, q.chunks);
-      else {
-        const flat = new Uint8Array(q.bytes);
-        let p = 0;
-        for (const c of q.chunks) {
-          flat.set(c, p);
-          p += c.length;
-        }
-        writeChunks(output, [qemuToBerBytes(flat, { decode })]);
-      }
-      return 0;
+      const q = berToQemu(await readRest(it, head));
+      if (opts.to === "qemu") await write(q.chunks);
+      else await write([qemuToBerBytes(joinChunks(q.chunks, q.bytes), { decode })]);
+    } else {
+      const vmdesc = await vmdescFirst(input);
+      const o = { decode: { ...decode, ...(vmdesc !== undefined ? { vmdesc } : {}) } };
+      const c = (conv = opts.to === "ber" ? new StreamBerConverter(o) : new StreamConverter(o));
+      await write(c.push(head));
+      for (let r = await it.next(); !r.done; r = await it.next()) await write(c.push(r.value));
+      const end = c.end();
+      await write(end.chunks);
+      if ("opaqueSections" in end.report) {
+        const opaque = end.report.opaqueSections;
+        if (opaque.length > 0) process.stderr.write(`vmstream: note: sections carried as OpaqueState (payload bytes): ${opaque.join(", ")}\n`);
+      } else notes(end.report);
     }
-    if (opts.to === "ber") {
-      const r = qemuToBer(bytes, { decode });
-      writeChunks(output, r.chunks);
-      if (r.report.opaqueSections.length > 0) process.stderr.write(`vmstream: note: sections carried as OpaqueState (payload bytes): ${r.report.opaqueSections.join(", ")}\n`);
-      return 0;
-    }
-    const r = reencodeStream(bytes, { decode });
-    writeChunks(output, r.chunks);
-    const rep = r.report;
-    if (rep.vmdescGenerated === false) {
-      process.stderr.write(`vmstream: note: the vmdesc trailer is the stream's own text (the device walks differ for ${rep.vmdescDifferences.join(", ")})\n`);
-    }
-    if (rep.rawSections.length > 0) process.stderr.write(`vmstream: note: sections copied as bytes: ${rep.rawSections.join(", ")}\n`);
+    await out.commit();
     return 0;
   } catch (e) {
+    conv?.dispose();
+    await out?.abort({ remove: true });
     const err = e instanceof VmstreamError ? e : VmstreamError.wrap(e);
     process.stderr.write(`vmstream: ${err.message}\n`);
     return 1;

@@ -7,7 +7,8 @@
 // with their descriptions, ram / block / spapr/htab payloads as the schema's record types (page, chunk and HPTE
 // data handed out as views into the input, never copied), anything else as OpaqueState, commands with their
 // data bytes, EOF and the vmdesc bytes. Every value whose size is not known when its header is written has an
-// indefinite length, so the output is a list of chunks produced front to back.
+// indefinite length, so the output is a list of chunks produced front to back. The items are written by
+// BerItemWriter, which StreamBerConverter (stream-convert.ts) drives item by item as a stream arrives.
 //
 // BER -> QEMU (berToQemu): the items are read back with BerReader; a device body is loaded by BerInputVisitor
 // into a state of the description the QEMU decoder would find for it (the registered x86 description when it
@@ -24,7 +25,7 @@ import { descriptionFromVmdesc } from "../../vmstate/from-vmdesc.js";
 import { configCapabilities, configTargetPageBits, configUuid } from "../../savevm/configuration.js";
 import { QEMU_VM_FILE_MAGIC } from "../../savevm/constants.js";
 import { StreamEncoder } from "../../savevm/encoder.js";
-import type { DecodeResult, DeviceRegistry, DeviceSectionResult, SectionRecord } from "../../savevm/types.js";
+import type { CommandRecord, ConfigurationInfo, DecodeResult, DeviceRegistry, DeviceSectionResult, SectionRecord, VmdescInfo } from "../../savevm/types.js";
 import type { VmdescDocument } from "../../savevm/vmdesc.js";
 import { BerInputVisitor, BerOutputVisitor, TAG_VMSTATE } from "../../visitor/ber.js";
 import { WireOutputVisitor } from "../../visitor/wire.js";
@@ -35,7 +36,7 @@ import { BLK_MIG } from "../block/index.js";
 import { resolveRegistry, type DeviceRegistryOption } from "../device.js";
 import type { StreamDecoderOptions } from "../stream.js";
 import { BlockWriter, HtabWriter, type BlockRecord } from "./block.js";
-import { assertReplayable, blockRecords, decodeForReplay, deviceSpec, htabItems, ramRecords, type HtabItem } from "./convert.js";
+import { assertReplayable, blockRecords, decodeForReplay, deviceSpec, htabItems, ramRecords, type HtabItem, type RamReplayOptions } from "./convert.js";
 import { RamWriter, type RamBlockSpec, type RamRecord } from "./ram.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -153,6 +154,12 @@ class ChunkedBer {
   /** QemuString: UTF8String when the bytes are valid UTF-8 (written as they are), else OCTET STRING. */
   qemuString(b: Uint8Array): void {
     this.w.octets(b, validUtf8(b) ? T_UTF8STRING : T_OCTET_STRING);
+  }
+
+  /** Hand out the settled chunks (and forget them). */
+  drain(): Uint8Array[] {
+    this.settle();
+    return this.chunks.splice(0);
   }
 
   finish(): void {
@@ -279,25 +286,62 @@ export function qemuToBer(input: Uint8Array, options: BerStreamOptions = {}): Be
 /** QEMU -> BER from a decode result of `input` (every section and command must be listed in it). */
 export function berFromDecoded(input: Uint8Array, r: DecodeResult, options: BerStreamOptions = {}): BerStreamResult {
   assertReplayable(r, "converting to BER");
-  const out = new ChunkedBer();
-  const w = out.w;
+  const items = new BerItemWriter();
+  items.header(r.version);
+  if (r.configuration) items.configuration(input, r.configuration);
+  const devicesBySection = new Map<number, DeviceSectionResult>();
+  for (const dev of r.devices) devicesBySection.set(dev.sectionIndex, dev);
+  type Item = { at: number; i: number; s?: SectionRecord; c?: CommandRecord };
+  const list: Item[] = r.sections.map((s, i) => ({ at: s.offset, i, s }));
+  r.commands.forEach((c, i) => list.push({ at: c.offset, i, c }));
+  list.sort((a, b) => a.at - b.at);
+  const ramOpts = berRamOptions(options, r.pageSize, r.configuration);
+  for (const it of list) {
+    if (it.c) items.command(input, it.c);
+    else items.section(input, it.s!, devicesBySection.get(it.i), ramOpts);
+  }
+  if (r.eof) items.eof();
+  if (r.vmdesc) items.vmdesc(input, r.vmdesc);
+  items.finish();
+  return items.result();
+}
+
+/** The RAM record options of a QEMU -> BER conversion (as the decoder read the MEM_SIZE entries). */
+export function berRamOptions(options: BerStreamOptions, pageSize: number, config: ConfigurationInfo | undefined): RamReplayOptions {
   const ro = options.decode?.ram ?? {};
-  const ignoreShared = ro.ignoreShared ?? (r.configuration?.capabilities?.includes("x-ignore-shared") ?? false);
-  const ramOpts = { pageSize: r.pageSize, ignoreShared, ...(ro.blockPageSize !== undefined ? { blockPageSize: ro.blockPageSize } : {}) };
-  let ramCount = 0;
-  let blockCount = 0;
-  let htabChunks = 0;
-  const opaque: string[] = [];
+  const ignoreShared = ro.ignoreShared ?? (config?.capabilities?.includes("x-ignore-shared") ?? false);
+  return { pageSize, ignoreShared, ...(ro.blockPageSize !== undefined ? { blockPageSize: ro.blockPageSize } : {}) };
+}
 
-  w.fork(TAG_STREAM, true);
-  w.fork(TAG_HEADER, true);
-  w.int(QEMU_VM_FILE_MAGIC);
-  w.int(r.version);
-  w.join();
-  w.fork(T_SEQUENCE, true); // items
+/**
+ * Writes the items of one BER Stream from decoded QEMU items and their bytes (`input` holds each item's bytes
+ * at the offsets its record gives), front to back: used on a whole stream in memory (berFromDecoded) and item
+ * by item as a stream arrives (StreamBerConverter). Data views of `input` may be handed out in the chunks.
+ */
+export class BerItemWriter {
+  private readonly out = new ChunkedBer();
+  private readonly w = this.out.w;
+  private sections = 0;
+  private devices = 0;
+  private commands = 0;
+  private ramCount = 0;
+  private blockCount = 0;
+  private htabChunks = 0;
+  private readonly opaque: string[] = [];
+  private handedOut = 0;
 
-  if (r.configuration) {
-    const c = r.configuration;
+  /** The Stream, its Header and the items SEQUENCE are opened. */
+  header(version: number): void {
+    const w = this.w;
+    w.fork(TAG_STREAM, true);
+    w.fork(TAG_HEADER, true);
+    w.int(QEMU_VM_FILE_MAGIC);
+    w.int(version);
+    w.join();
+    w.fork(T_SEQUENCE, true); // items
+  }
+
+  configuration(input: Uint8Array, c: ConfigurationInfo): void {
     const len = be32At(input, c.offset + 1);
     const s: State = { len, name: input.subarray(c.offset + 5, c.offset + 5 + len) };
     if (c.targetPageBits !== undefined) s.target_page_bits = c.targetPageBits;
@@ -306,28 +350,25 @@ export function berFromDecoded(input: Uint8Array, r: DecodeResult, options: BerS
       s.capabilities = c.capabilities.map((name) => ({ name }));
     }
     if (c.uuid !== undefined) s.uuid = c.uuid;
-    const v = new BerOutputVisitor({ writer: w, rootTag: TAG_CONFIGURATION });
+    const v = new BerOutputVisitor({ writer: this.w, rootTag: TAG_CONFIGURATION });
     saveState(v, configurationDescription(c.capabilities?.length ?? 0), s);
     if (v.error) throw v.error;
   }
 
-  const devicesBySection = new Map<number, DeviceSectionResult>();
-  for (const dev of r.devices) devicesBySection.set(dev.sectionIndex, dev);
-  type Item = { at: number; i: number; s?: SectionRecord; c?: (typeof r.commands)[number] };
-  const items: Item[] = r.sections.map((s, i) => ({ at: s.offset, i, s }));
-  r.commands.forEach((c, i) => items.push({ at: c.offset, i, c }));
-  items.sort((a, b) => a.at - b.at);
+  command(input: Uint8Array, c: CommandRecord): void {
+    const w = this.w;
+    this.commands++;
+    w.fork(TAG_COMMAND, true);
+    w.int(c.cmd);
+    this.out.octets(input.subarray(c.offset + 5, c.offset + 5 + c.length));
+    w.join();
+  }
 
-  for (const it of items) {
-    if (it.c) {
-      const c = it.c;
-      w.fork(TAG_COMMAND, true);
-      w.int(c.cmd);
-      out.octets(input.subarray(c.offset + 5, c.offset + 5 + c.length));
-      w.join();
-      continue;
-    }
-    const s = it.s!;
+  /** A section: a device's state through its description, live payloads as records when they fit, else opaque. */
+  section(input: Uint8Array, s: SectionRecord, dev: DeviceSectionResult | undefined, ramOpts: RamReplayOptions): void {
+    const w = this.w;
+    const out = this.out;
+    this.sections++;
     const from = s.payloadOffset;
     const to = from + s.payloadSize;
     w.fork(SEC_TAGS[s.type], true);
@@ -338,9 +379,9 @@ export function berFromDecoded(input: Uint8Array, r: DecodeResult, options: BerS
       w.int(s.instanceId >>> 0);
       w.int(s.version >>> 0);
     }
-    const dev = devicesBySection.get(it.i);
     let done = false;
     if (dev) {
+      this.devices++;
       const spec = deviceSpec(dev);
       const v = new BerOutputVisitor({ writer: w });
       saveState(v, spec.description, spec.state, spec.idstr);
@@ -348,55 +389,71 @@ export function berFromDecoded(input: Uint8Array, r: DecodeResult, options: BerS
       done = true;
     } else if (s.type !== "full" && s.idstr === "ram") {
       const recs = tryAll(() => ramRecords(input, from, to, ramOpts));
-      if (recs && ramFits(recs, s.payloadSize, ignoreShared)) {
+      if (recs && ramFits(recs, s.payloadSize, ramOpts.ignoreShared === true)) {
         writeRam(out, recs);
-        ramCount += recs.length;
+        this.ramCount += recs.length;
         done = true;
       }
     } else if (s.type !== "full" && s.idstr === "block") {
       const recs = tryAll(() => blockRecords(input, from, to));
       if (recs && blockFits(recs, s.payloadSize)) {
         writeBlock(out, recs);
-        blockCount += recs.length;
+        this.blockCount += recs.length;
         done = true;
       }
     } else if (s.type !== "full" && s.idstr === "spapr/htab") {
       const recs = tryAll(() => htabItems(input, from, to));
       if (recs && htabFits(recs, s.payloadSize)) {
-        htabChunks += writeHtab(out, recs);
+        this.htabChunks += writeHtab(out, recs);
         done = true;
       }
     }
     if (!done) {
       out.octets(input.subarray(from, to), TAG_OPAQUE);
-      opaque.push(`${s.idstr} (${s.type} at ${s.offset})`);
+      this.opaque.push(`${s.idstr} (${s.type} at ${s.offset})`);
     }
     if (s.footer) w.int(be32At(input, s.offset + s.size - 4), TAG_FOOTER);
     w.join();
   }
-  if (r.eof) w.null(TAG_EOF);
-  if (r.vmdesc) {
-    const v = r.vmdesc;
-    if (v.offset === undefined) throw new VmstreamError("STATE", "the vmdesc was not read from the stream");
-    out.octets(input.subarray(v.offset + 5, v.offset + 5 + v.length), TAG_VMDESC);
+
+  eof(): void {
+    this.w.null(TAG_EOF);
   }
-  w.join(); // items
-  w.join(); // Stream
-  out.finish();
-  return {
-    chunks: out.chunks,
-    bytes: out.bytes,
-    report: {
-      sections: r.sections.length,
-      devices: r.devices.length,
-      ramRecords: ramCount,
-      blockRecords: blockCount,
-      htabChunks,
-      commands: r.commands.length,
-      opaqueSections: opaque,
-      borrowedBytes: out.borrowed,
-    },
-  };
+
+  vmdesc(input: Uint8Array, v: VmdescInfo): void {
+    if (v.offset === undefined) throw new VmstreamError("STATE", "the vmdesc was not read from the stream");
+    this.out.octets(input.subarray(v.offset + 5, v.offset + 5 + v.length), TAG_VMDESC);
+  }
+
+  /** Close the items and the Stream. */
+  finish(): void {
+    this.w.join(); // items
+    this.w.join(); // Stream
+    this.out.finish();
+  }
+
+  /** The chunks settled since the last call (streaming). */
+  take(): Uint8Array[] {
+    return this.out.drain();
+  }
+
+  /** Everything written (the whole-stream path; nothing taken before). */
+  result(): BerStreamResult {
+    return { chunks: this.out.chunks, bytes: this.out.bytes, report: this.report() };
+  }
+
+  report(): BerStreamReport {
+    return {
+      sections: this.sections,
+      devices: this.devices,
+      ramRecords: this.ramCount,
+      blockRecords: this.blockCount,
+      htabChunks: this.htabChunks,
+      commands: this.commands,
+      opaqueSections: this.opaque,
+      borrowedBytes: this.out.borrowed,
+    };
+  }
 }
 
 function pageRecord(out: ChunkedBer, tag: Tag, r: RamRecord, body: () => void): void {

@@ -10,7 +10,7 @@ import { RAM_FLAG } from "../../kernels/types.js";
 import { descriptionFromVmdesc } from "../../vmstate/from-vmdesc.js";
 import { CMD } from "../../savevm/constants.js";
 import { StreamEncoder, type DeviceSpec } from "../../savevm/encoder.js";
-import type { CommandRecord, DecodeResult, DeviceSectionResult, SectionRecord } from "../../savevm/types.js";
+import type { CommandRecord, ConfigurationInfo, DecodeResult, DeviceSectionResult, SectionRecord, VmdescInfo } from "../../savevm/types.js";
 import { BLK_MIG, BLOCK_CHUNK } from "../block/index.js";
 import { decodeBytes, type StreamDecoderOptions } from "../stream.js";
 import { BlockWriter, HtabWriter, type BlockRecord } from "./block.js";
@@ -67,8 +67,13 @@ export interface RamReplayOptions {
   readonly blockPageSize?: boolean | ((name: string) => boolean);
 }
 
-/** The RAM records of one ram section payload [start, end) of `b`, in order (the last is EOS). */
-export function* ramRecords(b: Uint8Array, start: number, end: number, o: RamReplayOptions): Generator<RamRecord> {
+/**
+ * The RAM records of one ram section payload [start, end) of `b`, in order (the last is EOS). With `partial`,
+ * [start, end) is a run of records of a payload (what a handler consumed in one feed): it may end before EOS
+ * or inside a MEM_SIZE record (the RAM handler takes its entries one by one), block names are copied (the
+ * bytes may be reused), and the generator returns where it stopped (the start of an incomplete MEM_SIZE record).
+ */
+export function* ramRecords(b: Uint8Array, start: number, end: number, o: RamReplayOptions, partial = false): Generator<RamRecord, number> {
   const c = new Cursor(b, start, end);
   const mask = BigInt(o.pageSize - 1);
   while (c.p < end) {
@@ -78,25 +83,32 @@ export function* ramRecords(b: Uint8Array, start: number, end: number, o: RamRep
     const kind = flags & ~RAM_FLAG.CONTINUE;
     if (kind === RAM_FLAG.EOS || kind === RAM_FLAG.HOOK) {
       yield { flags, addr };
-      if (kind === RAM_FLAG.EOS) return;
+      if (kind === RAM_FLAG.EOS) return c.p;
       continue;
     }
     if (kind === RAM_FLAG.MEM_SIZE) {
+      const at = c.p - 8;
       const blocks: RamBlockSpec[] = [];
       let left = addr;
-      while (left > 0n) {
-        const name = td.decode(c.view(c.u8()));
-        const length = c.be64();
-        const ps = typeof o.blockPageSize === "function" ? o.blockPageSize(name) : o.blockPageSize === true;
-        const pageSize = ps ? c.be64() : undefined;
-        const mrAddr = o.ignoreShared ? c.be64() : undefined;
-        blocks.push({ name, length, ...(pageSize !== undefined ? { pageSize } : {}), ...(mrAddr !== undefined ? { mrAddr } : {}) });
-        left -= length;
+      try {
+        while (left > 0n) {
+          const name = td.decode(c.view(c.u8()));
+          const length = c.be64();
+          const ps = typeof o.blockPageSize === "function" ? o.blockPageSize(name) : o.blockPageSize === true;
+          const pageSize = ps ? c.be64() : undefined;
+          const mrAddr = o.ignoreShared ? c.be64() : undefined;
+          blocks.push({ name, length, ...(pageSize !== undefined ? { pageSize } : {}), ...(mrAddr !== undefined ? { mrAddr } : {}) });
+          left -= length;
+        }
+      } catch (e) {
+        if (partial && e instanceof VmstreamError && e.code === "EOF") return at;
+        throw e;
       }
       yield { flags, addr, blocks };
       continue;
     }
-    const name = flags & RAM_FLAG.CONTINUE ? undefined : c.view(c.u8());
+    const nameView = flags & RAM_FLAG.CONTINUE ? undefined : c.view(c.u8());
+    const name = partial ? nameView?.slice() : nameView;
     switch (kind) {
       case RAM_FLAG.ZERO:
         yield { flags, addr, name, fill: c.u8() };
@@ -119,11 +131,12 @@ export function* ramRecords(b: Uint8Array, start: number, end: number, o: RamRep
         throw new VmstreamError("BAD_VALUE", "unknown RAM record", { offset: c.p - 8, detail: `flags 0x${flags.toString(16)}` });
     }
   }
-  throw new VmstreamError("EOF", "ram section payload without EOS", { offset: end });
+  if (!partial) throw new VmstreamError("EOF", "ram section payload without EOS", { offset: end });
+  return end;
 }
 
-/** The block-migration records of one block section payload (the last is EOS). */
-export function* blockRecords(b: Uint8Array, start: number, end: number): Generator<BlockRecord> {
+/** The block-migration records of one block section payload (the last is EOS; `partial`: as for ramRecords). */
+export function* blockRecords(b: Uint8Array, start: number, end: number, partial = false): Generator<BlockRecord> {
   const c = new Cursor(b, start, end);
   while (c.p < end) {
     const hdr = c.be64();
@@ -137,18 +150,25 @@ export function* blockRecords(b: Uint8Array, start: number, end: number): Genera
     yield { flags, value };
     if (flags & BLK_MIG.EOS) return;
   }
-  throw new VmstreamError("EOF", "block section payload without EOS", { offset: end });
+  if (!partial) throw new VmstreamError("EOF", "block section payload without EOS", { offset: end });
 }
 
 export type HtabItem = { kind: "header"; value: number } | { kind: "chunk"; index: number; nValid: number; nInvalid: number; hptes: Uint8Array } | { kind: "end" };
 
-/** The items of one spapr/htab section payload: the header, then (header 0) chunks and the end marker. */
-export function* htabItems(b: Uint8Array, start: number, end: number): Generator<HtabItem> {
+/**
+ * The items of one spapr/htab section payload: the header, then (header 0) chunks and the end marker. With
+ * `partial`, [start, end) is a run of whole items (what a handler consumed in one feed) that may stop before
+ * the end marker: "first" starts with the header, "rest" after it.
+ */
+export function* htabItems(b: Uint8Array, start: number, end: number, partial?: "first" | "rest"): Generator<HtabItem> {
   const c = new Cursor(b, start, end);
-  const value = c.be32();
-  yield { kind: "header", value };
-  if (value !== 0) return;
+  if (partial !== "rest") {
+    const value = c.be32();
+    yield { kind: "header", value };
+    if (value !== 0) return;
+  }
   for (;;) {
+    if (partial !== undefined && c.p === end) return;
     const index = c.be32();
     const nValid = c.be16();
     const nInvalid = c.be16();
@@ -195,7 +215,8 @@ export interface ReencodeResult {
   readonly report: ReencodeReport;
 }
 
-function commandBytes(c: CommandRecord): Uint8Array {
+/** The data bytes of a decoded command, as the replay writes them again. */
+export function commandBytes(c: CommandRecord): Uint8Array {
   const w = new ByteWriter();
   const f = c.fields;
   switch (c.cmd) {
@@ -342,36 +363,7 @@ export function reencodeDecoded(input: Uint8Array, r: DecodeResult, options: Ree
   }
   if (r.eof) enc.eof();
 
-  let vmdescGenerated: boolean | undefined;
-  const differences: string[] = [];
-  if (r.vmdesc) {
-    const generated = enc.vmdescText();
-    const mode = options.vmdesc ?? "auto";
-    if (mode === "generated" || (mode === "auto" && generated === r.vmdesc.text)) {
-      enc.vmdescTrailer(generated);
-      vmdescGenerated = true;
-    } else {
-      enc.vmdescTrailer(r.vmdesc.text);
-      vmdescGenerated = false;
-    }
-    if (generated !== r.vmdesc.text) {
-      let gen: { devices?: unknown[] } = {};
-      try {
-        gen = JSON.parse(generated) as { devices?: unknown[] };
-      } catch {
-        differences.push("(generated text is not JSON)");
-      }
-      const orig = r.vmdesc.json.devices;
-      const g = gen.devices ?? [];
-      for (let i = 0; i < Math.max(orig.length, g.length); i++) {
-        if (canonical(orig[i]) !== canonical(g[i])) {
-          const o = orig[i] as { name?: string; instance_id?: number } | undefined;
-          differences.push(o ? `${o.name}/${o.instance_id}` : `#${i}`);
-        }
-      }
-      if (differences.length === 0) differences.push("(formatting only)");
-    }
-  }
+  const { vmdescGenerated, differences } = writeVmdescTrailer(enc, r.vmdesc && enc.vmdescText(), r.vmdesc, options.vmdesc);
   const chunks = out.chunks();
   const bytes = out.byteLength;
   return {
@@ -391,10 +383,56 @@ export function reencodeDecoded(input: Uint8Array, r: DecodeResult, options: Ree
   };
 
   function d(res: DecodeResult): { ignoreShared?: boolean; blockPageSize?: boolean | ((n: string) => boolean) } {
-    const ro = options.decode?.ram ?? {};
-    const ignoreShared = ro.ignoreShared ?? (res.configuration?.capabilities?.includes("x-ignore-shared") ?? false);
-    return { ignoreShared, ...(ro.blockPageSize !== undefined ? { blockPageSize: ro.blockPageSize } : {}) };
+    return ramReplayOptions(options, res.configuration);
   }
+}
+
+/** The MEM_SIZE options of a replay: the decoder's ram options, else x-ignore-shared as the configuration announces. */
+export function ramReplayOptions(options: ReencodeOptions, config: ConfigurationInfo | undefined): { ignoreShared?: boolean; blockPageSize?: boolean | ((n: string) => boolean) } {
+  const ro = options.decode?.ram ?? {};
+  const ignoreShared = ro.ignoreShared ?? (config?.capabilities?.includes("x-ignore-shared") ?? false);
+  return { ignoreShared, ...(ro.blockPageSize !== undefined ? { blockPageSize: ro.blockPageSize } : {}) };
+}
+
+/**
+ * Write the vmdesc trailer of a replay (when the input had one): the text the device walks generated when the
+ * mode allows and it equals the stream's (else the stream's own), and which devices' objects differ.
+ */
+export function writeVmdescTrailer(
+  enc: StreamEncoder,
+  generated: string | undefined,
+  vmdesc: VmdescInfo | undefined,
+  mode: ReencodeOptions["vmdesc"] = "auto",
+): { vmdescGenerated: boolean | undefined; differences: string[] } {
+  let vmdescGenerated: boolean | undefined;
+  const differences: string[] = [];
+  if (vmdesc && generated !== undefined) {
+    if (mode === "generated" || (mode === "auto" && generated === vmdesc.text)) {
+      enc.vmdescTrailer(generated);
+      vmdescGenerated = true;
+    } else {
+      enc.vmdescTrailer(vmdesc.text);
+      vmdescGenerated = false;
+    }
+    if (generated !== vmdesc.text) {
+      let gen: { devices?: unknown[] } = {};
+      try {
+        gen = JSON.parse(generated) as { devices?: unknown[] };
+      } catch {
+        differences.push("(generated text is not JSON)");
+      }
+      const orig = vmdesc.json.devices;
+      const g = gen.devices ?? [];
+      for (let i = 0; i < Math.max(orig.length, g.length); i++) {
+        if (canonical(orig[i]) !== canonical(g[i])) {
+          const o = orig[i] as { name?: string; instance_id?: number } | undefined;
+          differences.push(o ? `${o.name}/${o.instance_id}` : `#${i}`);
+        }
+      }
+      if (differences.length === 0) differences.push("(formatting only)");
+    }
+  }
+  return { vmdescGenerated, differences };
 }
 
 /** How a decoded device section is written again: its description at the section's version, its vmdesc kind. */
