@@ -85,6 +85,8 @@ export class StreamEncoder {
   private open: { type: SectionType; id: number } | undefined;
   private readonly devices: string[] = [];
   private eofWritten = false;
+  /** Open PACKAGED commands (their length is patched at the end, so nothing is flushed until then). */
+  private packages = 0;
 
   constructor(sink: EncoderSink = new ByteWriter(), options: EncoderOptions = {}) {
     this.framing = { configuration: options.configuration ?? true, footers: options.footers ?? true, vmdesc: options.vmdesc ?? true };
@@ -100,7 +102,7 @@ export class StreamEncoder {
 
   /** Hand finished bytes to the push sink (a no-op for a ByteWriter sink). */
   flush(): void {
-    if (!this.push) return;
+    if (!this.push || this.packages > 0) return;
     for (const c of this.writer.takeChunks()) if (c.length > 0) this.push(c);
   }
 
@@ -201,6 +203,38 @@ export class StreamEncoder {
     w.be16(cmd);
     w.be16(data.length);
     w.bytes(data);
+    this.flush();
+  }
+
+  /** A PACKAGED command with its body: a headerless stream of sections and commands (e.g. written by another StreamEncoder). */
+  packaged(body: Uint8Array): void {
+    const at = this.beginPackaged();
+    this.writer.bytes(body);
+    this.endPackaged(at);
+  }
+
+  /**
+   * Open a PACKAGED command whose body (sections, commands) is written next through this encoder; returns the
+   * token for endPackaged(), which patches in the be32 body length. Nothing is flushed to a push sink meanwhile.
+   */
+  beginPackaged(): number {
+    if (this.open) throw new VmstreamError("STATE", "a command inside an open section");
+    const w = this.writer;
+    w.u8(SEC.COMMAND);
+    w.be16(CMD.PACKAGED);
+    w.be16(4);
+    this.packages++;
+    return w.reserve(4);
+  }
+
+  /** Close the PACKAGED command opened by beginPackaged() (innermost first). */
+  endPackaged(at: number): void {
+    if (this.open) throw new VmstreamError("STATE", "a PACKAGED body ends inside an open section");
+    if (this.packages === 0) throw new VmstreamError("STATE", "endPackaged() without beginPackaged()");
+    const size = this.writer.pos - (at + 4);
+    if (size < 0 || size > 0xffffffff) throw new VmstreamError("STATE", "bad PACKAGED token", { detail: `body size ${size}` });
+    this.writer.patchBe32(at, size);
+    this.packages--;
     this.flush();
   }
 

@@ -7,7 +7,8 @@
 // completes on both sides with postcopy page requests served, the destination guest runs on past the source's
 // counter, `receive` exits 0, and its --out recording (PACKAGED command inside, no vmdesc: QEMU writes none
 // after postcopy) decodes as complete, also by `vmstream check`; its RAM equals the destination's memory
-// everywhere the guest does not write (outside MBGUEST_DIRTY), and equals the source's frozen RAM everywhere.
+// everywhere the guest does not write (outside MBGUEST_DIRTY), and equals the source's frozen RAM everywhere;
+// `vmstream convert` writes the recording again byte-identically.
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
@@ -15,6 +16,7 @@ import { nodeInflate } from "../../src/io/node.js";
 import type { QmpMigrationInfo } from "../../src/qmp/index.js";
 import { CMD } from "../../src/savevm/constants.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
+import { joinChunks, reencodeStream } from "../../src/sections/encode/convert.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, qemuSuite, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
@@ -144,6 +146,17 @@ describeQemu(X86, "postcopy with real QEMU 7.2 through `vmstream receive --forwa
 
     const check = runVmstream(["check", rec]);
     expect(await cliExitCode(check), check.stderr()).toBe(0);
+    // the recording (PACKAGED device state, no vmdesc) re-encodes through the model byte for byte
+    const converted = join(scratch, "postcopy-converted.mig");
+    const conv = runVmstream(["convert", rec, converted]);
+    expect(await cliExitCode(conv), conv.stderr()).toBe(0);
+    const again = new Uint8Array(readFileSync(converted));
+    expect(again.length).toBe(bytes.length);
+    expect(Buffer.compare(Buffer.from(again), Buffer.from(bytes)), "converted recording differs").toBe(0);
+    // and so does the in-memory replay
+    const mem = reencodeStream(bytes, { decode: { inflate: nodeInflate } });
+    expect(Buffer.compare(Buffer.from(joinChunks(mem.chunks, mem.bytes)), Buffer.from(bytes)), "reencodeStream differs").toBe(0);
+    expect(mem.report.devices).toBeGreaterThan(5);
     await src.stop();
     await dst.stop();
   }, 60_000);

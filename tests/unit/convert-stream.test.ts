@@ -274,7 +274,7 @@ describe("StreamConverter on broken input", () => {
     expect(e.offset).toBe(at);
   });
 
-  it("a PACKAGED (postcopy) command: UNSUPPORTED, as for reencodeStream", () => {
+  it("a PACKAGED body with bytes QEMU skips (after an EOF inside it): UNSUPPORTED, as for reencodeStream", () => {
     const w = new ByteWriter();
     const enc = new StreamEncoder(w);
     enc.header();

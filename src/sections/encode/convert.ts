@@ -256,7 +256,8 @@ function canonical(v: unknown): string {
 
 /**
  * Re-encode a whole QEMU stream held in memory (decompressed): QEMU -> model -> QEMU. For a stream QEMU wrote,
- * the output is byte-identical. Throws for what it cannot re-encode (PACKAGED commands).
+ * the output is byte-identical (PACKAGED bodies included). Throws for what it cannot re-encode (bytes QEMU skips
+ * inside a PACKAGED body).
  */
 export function reencodeStream(input: Uint8Array, options: ReencodeOptions = {}): ReencodeResult {
   const r = decodeForReplay(input, options.decode);
@@ -276,17 +277,68 @@ export function decodeForReplay(input: Uint8Array, d: StreamDecoderOptions = {})
   return decodeBytes(input, { describe: (_i, _n, entry) => descriptionFromVmdesc(entry), ...d, materialize: false, limits: big });
 }
 
-/** A decode result can be replayed when it lists every section and command and holds no PACKAGED (postcopy) command. */
-export function assertReplayable(r: DecodeResult, what: string): void {
+/**
+ * A decode result can be replayed when it lists every section and command; with `packaged: false` (the BER
+ * converters) it must also hold no PACKAGED (postcopy) command.
+ */
+export function assertReplayable(r: DecodeResult, what: string, packaged = false): void {
   if (r.sections.length !== r.sectionCount || r.commands.length !== r.commandCount) {
     throw new VmstreamError("LIMIT", "the decode result does not list every section and command (raise limits.sectionRecords / commandRecords)");
   }
-  if (r.commands.some((c) => c.cmd === CMD.PACKAGED || c.depth > 0)) throw new VmstreamError("UNSUPPORTED", `${what} PACKAGED (postcopy) streams is not supported yet`);
+  if (!packaged && r.commands.some((c) => c.cmd === CMD.PACKAGED || c.depth > 0)) throw new VmstreamError("UNSUPPORTED", `${what} PACKAGED (postcopy) streams is not supported yet`);
+}
+
+/**
+ * The open PACKAGED commands of a replay (postcopy): each body is re-encoded item by item between
+ * beginPackaged() and endPackaged(), so its be32 length is that of the re-encoded body. A body must end with
+ * its last decoded item: QEMU skips what follows POSTCOPY_RUN (or an EOF) inside a package, the decoder
+ * records nothing of it, so it cannot be written again.
+ */
+export class PackageStack {
+  private readonly open: { end: number; token: number; last: number; at: number }[] = [];
+
+  constructor(private readonly enc: () => StreamEncoder) {}
+
+  get depth(): number {
+    return this.open.length;
+  }
+
+  /** A PACKAGED command at input offset `at` with body size `size` was just decoded: open it. */
+  begin(at: number, size: number): void {
+    const token = this.enc().beginPackaged();
+    this.open.push({ end: at + 9 + size, token, last: at + 9, at });
+  }
+
+  /** An item starts at input offset `at`: close the packages that end at or before it. */
+  closeBefore(at: number): void {
+    for (let p = this.open[this.open.length - 1]; p && p.end <= at; p = this.open[this.open.length - 1]) {
+      if (p.last !== p.end) {
+        throw new VmstreamError("UNSUPPORTED", "a PACKAGED body with bytes after its last item (after POSTCOPY_RUN or EOF, QEMU skips them) cannot be re-encoded", {
+          offset: p.last,
+          detail: `${p.end - p.last} bytes skipped in the package at ${p.at}`,
+        });
+      }
+      this.open.pop();
+      this.enc().endPackaged(p.token);
+      this.ended(p.end);
+    }
+  }
+
+  /** An item inside the innermost open package ends at input offset `end`. */
+  ended(end: number): void {
+    const top = this.open[this.open.length - 1];
+    if (top) top.last = end;
+  }
+
+  /** The input has ended: close every package. */
+  closeAll(): void {
+    this.closeBefore(Number.POSITIVE_INFINITY);
+  }
 }
 
 /** Re-encode from a decode result of `input` (every section and command must be listed in it). */
 export function reencodeDecoded(input: Uint8Array, r: DecodeResult, options: ReencodeOptions = {}): ReencodeResult {
-  assertReplayable(r, "re-encoding");
+  assertReplayable(r, "re-encoding", true);
   const out = new ByteWriter({ initialCapacity: 1 << 16 });
   const enc = new StreamEncoder(out, {
     configuration: r.configuration !== undefined,
@@ -321,12 +373,20 @@ export function reencodeDecoded(input: Uint8Array, r: DecodeResult, options: Ree
   for (const c of r.commands) items.push({ at: c.offset, c });
   items.sort((a, b) => a.at - b.at);
 
+  const packages = new PackageStack(() => enc);
   for (const it of items) {
+    packages.closeBefore(it.at);
     if (it.c) {
-      enc.command(it.c.cmd, commandBytes(it.c));
+      const c = it.c;
+      if (c.cmd === CMD.PACKAGED) packages.begin(c.offset, c.fields.size as number);
+      else {
+        enc.command(c.cmd, commandBytes(c));
+        packages.ended(c.offset + 5 + c.length);
+      }
       continue;
     }
     const s = it.s!;
+    packages.ended(s.offset + s.size);
     const dev = devicesBySection.get(it.i!);
     if (dev) {
       enc.device(deviceSpec(dev));
@@ -361,6 +421,7 @@ export function reencodeDecoded(input: Uint8Array, r: DecodeResult, options: Ree
     }
     enc.end();
   }
+  packages.closeAll();
   if (r.eof) enc.eof();
 
   const { vmdescGenerated, differences } = writeVmdescTrailer(enc, r.vmdesc && enc.vmdescText(), r.vmdesc, options.vmdesc);

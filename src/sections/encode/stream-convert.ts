@@ -25,7 +25,7 @@ import { builtinHandlers, StreamDecoder, type StreamDecoderOptions } from "../st
 import { BerItemWriter, berRamOptions, type BerStreamOptions, type BerStreamReport } from "./ber-stream.js";
 import { BlockWriter, HtabWriter } from "./block.js";
 import {
-  blockRecords, commandBytes, deviceSpec, htabItems, joinChunks, ramRecords, ramReplayOptions, writeVmdescTrailer,
+  blockRecords, commandBytes, deviceSpec, htabItems, joinChunks, PackageStack, ramRecords, ramReplayOptions, writeVmdescTrailer,
   type RamReplayOptions, type ReencodeOptions, type ReencodeReport,
 } from "./convert.js";
 import { RamWriter } from "./ram.js";
@@ -99,8 +99,9 @@ class ReplayHandler implements SectionHandler {
 /**
  * Push-style QEMU -> QEMU converter: `push(chunk)` returns the output bytes ready so far, `end()` the rest and
  * the report. Output chunks belong to the caller (they may be given back with `ByteWriter.release` once
- * written, so the converter reuses their buffers). Throws VmstreamError for bad input or what it cannot
- * re-encode (PACKAGED commands); output handed out before an error is incomplete.
+ * written, so the converter reuses their buffers). The output of a PACKAGED command (postcopy) is held until its
+ * body ends (its be32 length is that of the re-encoded body). Throws VmstreamError for bad input or what it
+ * cannot re-encode (bytes QEMU skips inside a PACKAGED body); output handed out before an error is incomplete.
  */
 export class StreamConverter {
   private readonly decoder: StreamDecoder;
@@ -123,6 +124,8 @@ export class StreamConverter {
   private ctx: HandlerContext | undefined;
   private ramOpts: RamReplayOptions | undefined;
   private done = false;
+  /** Open PACKAGED commands: their output is held (not handed out) until the body length is patched in. */
+  private readonly packages = new PackageStack(() => this.encoder());
 
   constructor(private readonly options: ReencodeOptions = {}) {
     this.decoder = replayDecoder(
@@ -138,7 +141,12 @@ export class StreamConverter {
   /** Feed input bytes; returns the output ready so far. */
   push(chunk: Uint8Array): Uint8Array[] {
     this.decoder.push(chunk);
-    return this.out.takeChunks();
+    return this.take();
+  }
+
+  /** The output ready so far: none while a PACKAGED body is open (its length field is still to be patched). */
+  private take(): Uint8Array[] {
+    return this.packages.depth > 0 ? [] : this.out.takeChunks();
   }
 
   /** Zero-copy input: a view of at least `min` free bytes of the decoder's window to read into, then commit(n). */
@@ -149,7 +157,7 @@ export class StreamConverter {
   /** `n` bytes were written into the last inputSpace(); returns the output ready so far. */
   commit(n: number): Uint8Array[] {
     this.decoder.commit(n);
-    return this.out.takeChunks();
+    return this.take();
   }
 
   /** The input has ended: the rest of the output (vmdesc trailer included) and the report. */
@@ -162,6 +170,7 @@ export class StreamConverter {
       throw e;
     }
     try {
+      this.packages.closeAll();
       const enc = this.encoder();
       if (r.vmdesc) this.pageSize = r.vmdesc.json.page_size ?? r.pageSize;
       else this.pageSize = r.pageSize;
@@ -241,6 +250,8 @@ export class StreamConverter {
           }
         }
         const o = this.open;
+        if (!(o && o.header.offset === s.offset)) this.packages.closeBefore(s.offset);
+        this.packages.ended(s.offset + s.size);
         if (o && o.header.offset === s.offset) {
           this.open = undefined;
           if (o.carry) throw new VmstreamError("INTERNAL", "a RAM record left incomplete at the end of its section", { offset: s.payloadOffset + s.payloadSize });
@@ -257,11 +268,16 @@ export class StreamConverter {
       case "command": {
         const c = e.command;
         this.commands++;
-        if (c.cmd === CMD.PACKAGED || c.depth > 0) throw new VmstreamError("UNSUPPORTED", "re-encoding PACKAGED (postcopy) streams is not supported yet", { offset: c.offset });
-        this.encoder().command(c.cmd, commandBytes(c));
+        this.packages.closeBefore(c.offset);
+        if (c.cmd === CMD.PACKAGED) this.packages.begin(c.offset, c.fields.size as number);
+        else {
+          this.encoder().command(c.cmd, commandBytes(c));
+          this.packages.ended(c.offset + 5 + c.length);
+        }
         return;
       }
       case "eof":
+        this.packages.closeBefore(e.offset);
         this.encoder().eof();
         return;
       default:
@@ -271,6 +287,7 @@ export class StreamConverter {
 
   /** A live section starts: its header is written now, its records as the handler consumes them. */
   liveBegin(h: SectionHeader): void {
+    this.packages.closeBefore(h.offset);
     const enc = this.encoder();
     if (h.type === "start" || h.type === "full") enc.begin(h.type, h.id, h.idstr, h.instanceId, h.version);
     else enc.begin(h.type, h.id);
