@@ -3,7 +3,7 @@
 import { x86DeviceForIdstr } from "../../src/vmstate/devices/index.js";
 import { readStream } from "./stream-sections.js";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
