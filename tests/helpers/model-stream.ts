@@ -19,11 +19,10 @@ import { VmstreamError } from "../../src/io/errors.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import type { Kernels } from "../../src/kernels/types.js";
 import { MigrationSource, type MigrationDevice, type MigrationOutcome, type MigrationSourceOptions } from "../../src/migration/index.js";
-import { StreamEncoder } from "../../src/savevm/encoder.js";
 import type { DecodeResult, SectionRecord } from "../../src/savevm/types.js";
 import type { BlockResult } from "../../src/sections/block/index.js";
 import { BlockWriter, HtabWriter, type HtabChunk } from "../../src/sections/encode/block.js";
-import { deviceSpec, htabItems } from "../../src/sections/encode/convert.js";
+import { deviceSpec, htabItems, startEncoding } from "../../src/sections/encode/convert.js";
 import { RamWriter } from "../../src/sections/encode/ram.js";
 import type { HtabResult } from "../../src/sections/spapr-htab/index.js";
 
@@ -69,22 +68,7 @@ export function buildModelStream(input: Uint8Array, r: DecodeResult, opts: Model
     if (!["ram", "block", "spapr/htab"].includes(s.idstr)) throw new Error(`buildModelStream: live section ${s.idstr} not supported`);
   }
   const out = new ByteWriter({ initialCapacity: 1 << 20 });
-  const enc = new StreamEncoder(out, {
-    configuration: r.configuration !== undefined,
-    footers: r.footers ?? true,
-    vmdesc: r.vmdesc !== undefined,
-    pageSize: r.pageSize,
-  });
-  enc.header(r.version);
-  if (r.configuration) {
-    const c = r.configuration;
-    enc.configuration({
-      machine: c.machine,
-      ...(c.targetPageBits !== undefined ? { targetPageBits: c.targetPageBits } : {}),
-      ...(c.capabilities !== undefined ? { capabilities: c.capabilities } : {}),
-      ...(c.uuid !== undefined ? { uuid: c.uuid } : {}),
-    });
-  }
+  const enc = startEncoding(r, out);
   const ignoreShared = r.configuration?.capabilities?.includes("x-ignore-shared") ?? false;
   const ram = new RamWriter(out, r.pageSize, { ignoreShared }, r.kernels as Kernels);
   const block = new BlockWriter(out);

@@ -4,7 +4,6 @@
 // skips inside a package and truncated packages are VmstreamErrors with an offset.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { VmstreamError } from "../../src/io/errors.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { CMD } from "../../src/savevm/constants.js";
 import { StreamEncoder } from "../../src/savevm/encoder.js";
@@ -14,6 +13,7 @@ import { StreamConverter } from "../../src/sections/encode/stream-convert.js";
 import { qemuToBer } from "../../src/sections/encode/ber-stream.js";
 import { decodeBytes } from "../../src/sections/stream.js";
 import { timers } from "../../src/vmstate/devices/index.js";
+import { errorOf, expectSame } from "../helpers/expect-bytes.js";
 
 const POSTCOPY_FRAMING = { vmdesc: false } as const; // QEMU writes no vmdesc after postcopy
 const be32 = (v: number) => Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
@@ -110,21 +110,6 @@ function streamed(input: Uint8Array, sizes: readonly number[]): { out: Uint8Arra
     c.dispose();
     throw err;
   }
-}
-
-function expectSame(a: Uint8Array, b: Uint8Array): void {
-  expect(a.length).toBe(b.length);
-  expect(Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length))).toBe(0);
-}
-
-function errorOf(f: () => unknown): VmstreamError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VmstreamError);
-    return e as VmstreamError;
-  }
-  throw new Error("no error");
 }
 
 const VARIANTS: readonly (readonly [string, BodyOptions])[] = [

@@ -12,7 +12,6 @@ import { fileURLToPath } from "node:url";
 import { gunzipSync, inflateSync } from "node:zlib";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import { VmstreamError } from "../../src/io/errors.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { CMD } from "../../src/savevm/constants.js";
 import { StreamEncoder, framingForMachine } from "../../src/savevm/encoder.js";
@@ -26,6 +25,7 @@ import { decodeBytes } from "../../src/sections/stream.js";
 import { globalState, timers } from "../../src/vmstate/devices/index.js";
 import { encodeNoneStream } from "../helpers/encode-none.js";
 import { NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
+import { errorOf, expectSame } from "../helpers/expect-bytes.js";
 
 const dir = new URL("../fixtures/", import.meta.url);
 const fixtures = readdirSync(dir).filter((f) => f.endsWith(".mig.gz")).sort();
@@ -66,22 +66,6 @@ function drive<R>(c: PushConverter<R>, input: Uint8Array, sizes: readonly number
 }
 
 const streamed = (input: Uint8Array, sizes: readonly number[], options: ReencodeOptions = {}) => drive<ReencodeReport>(new StreamConverter(options), input, sizes);
-
-/** Byte equality without a deep-equality diff of megabytes on failure. */
-function expectSame(a: Uint8Array, b: Uint8Array): void {
-  expect(a.length).toBe(b.length);
-  expect(Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length))).toBe(0);
-}
-
-function errorOf(f: () => unknown): VmstreamError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VmstreamError);
-    return e as VmstreamError;
-  }
-  throw new Error("no error");
-}
 
 /** Every live record kind, commands, a device; each section id used more than once. */
 function everyKindStream(): Uint8Array {

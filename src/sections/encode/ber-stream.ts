@@ -36,7 +36,7 @@ import { BLK_MIG } from "../block/index.js";
 import { resolveRegistry, type DeviceRegistryOption } from "../device.js";
 import type { StreamDecoderOptions } from "../stream.js";
 import { BlockWriter, HtabWriter, type BlockRecord } from "./block.js";
-import { assertReplayable, blockRecords, decodeForReplay, deviceSpec, htabItems, ramRecords, type HtabItem, type RamReplayOptions } from "./convert.js";
+import { assertReplayable, blockRecords, decodeForReplay, deviceSpec, htabItems, joinChunks, ramRecords, type HtabItem, type RamReplayOptions } from "./convert.js";
 import { RamWriter, type RamBlockSpec, type RamRecord } from "./ram.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -554,13 +554,7 @@ function writeHtab(out: ChunkedBer, items: readonly HtabItem[]): number {
 /** Convenience: QEMU -> BER in one buffer. */
 export function qemuToBerBytes(input: Uint8Array, options: BerStreamOptions = {}): Uint8Array {
   const r = qemuToBer(input, options);
-  const o = new Uint8Array(r.bytes);
-  let p = 0;
-  for (const c of r.chunks) {
-    o.set(c, p);
-    p += c.length;
-  }
-  return o;
+  return joinChunks(r.chunks, r.bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -986,11 +980,5 @@ function readHtab(i: In, end: number, htab: HtabWriter): void {
 /** Convenience: BER -> QEMU in one buffer. */
 export function berToQemuBytes(input: Uint8Array, options: QemuFromBerOptions = {}): Uint8Array {
   const r = berToQemu(input, options);
-  const o = new Uint8Array(r.bytes);
-  let p = 0;
-  for (const c of r.chunks) {
-    o.set(c, p);
-    p += c.length;
-  }
-  return o;
+  return joinChunks(r.chunks, r.bytes);
 }

@@ -336,26 +336,22 @@ export class PackageStack {
   }
 }
 
+/**
+ * An encoder with the framing of a decoded stream (configuration section, footers, vmdesc trailer as the input
+ * had them), its header and configuration written.
+ */
+export function startEncoding(r: DecodeResult, out: ByteWriter, pageSize = r.pageSize): StreamEncoder {
+  const enc = new StreamEncoder(out, { configuration: r.configuration !== undefined, footers: r.footers ?? true, vmdesc: r.vmdesc !== undefined, pageSize });
+  enc.header(r.version);
+  if (r.configuration) enc.configuration(r.configuration);
+  return enc;
+}
+
 /** Re-encode from a decode result of `input` (every section and command must be listed in it). */
 export function reencodeDecoded(input: Uint8Array, r: DecodeResult, options: ReencodeOptions = {}): ReencodeResult {
   assertReplayable(r, "re-encoding", true);
   const out = new ByteWriter({ initialCapacity: 1 << 16 });
-  const enc = new StreamEncoder(out, {
-    configuration: r.configuration !== undefined,
-    footers: r.footers ?? true,
-    vmdesc: r.vmdesc !== undefined,
-    pageSize: r.vmdesc?.json.page_size ?? r.pageSize,
-  });
-  enc.header(r.version);
-  if (r.configuration) {
-    const c = r.configuration;
-    enc.configuration({
-      machine: c.machine,
-      ...(c.targetPageBits !== undefined ? { targetPageBits: c.targetPageBits } : {}),
-      ...(c.capabilities !== undefined ? { capabilities: c.capabilities } : {}),
-      ...(c.uuid !== undefined ? { uuid: c.uuid } : {}),
-    });
-  }
+  const enc = startEncoding(r, out, r.vmdesc?.json.page_size ?? r.pageSize);
   const ramOpts = d(r);
   const ram = new RamWriter(out, r.pageSize, ramOpts);
   const block = new BlockWriter(out);
@@ -557,22 +553,7 @@ export function encodeFromModel(r: DecodeResult, options: ModelEncodeOptions = {
     }
   }
   const out = new ByteWriter({ initialCapacity: 1 << 20 });
-  const enc = new StreamEncoder(out, {
-    configuration: r.configuration !== undefined,
-    footers: r.footers ?? true,
-    vmdesc: r.vmdesc !== undefined,
-    pageSize: r.pageSize,
-  });
-  enc.header(r.version);
-  if (r.configuration) {
-    const c = r.configuration;
-    enc.configuration({
-      machine: c.machine,
-      ...(c.targetPageBits !== undefined ? { targetPageBits: c.targetPageBits } : {}),
-      ...(c.capabilities !== undefined ? { capabilities: c.capabilities } : {}),
-      ...(c.uuid !== undefined ? { uuid: c.uuid } : {}),
-    });
-  }
+  const enc = startEncoding(r, out);
   const ramStart = r.sections.find((s) => s.idstr === "ram" && s.type === "start");
   if (ramStart && ramResult) {
     if (!ramResult.materialized) throw new VmstreamError("STATE", "encodeFromModel needs materialised RAM (materialize: { ram: true })");

@@ -227,13 +227,7 @@ export class StreamConverter {
         this.encoder(e.version);
         return;
       case "configuration": {
-        const c = e.configuration;
-        this.encoder().configuration({
-          machine: c.machine,
-          ...(c.targetPageBits !== undefined ? { targetPageBits: c.targetPageBits } : {}),
-          ...(c.capabilities !== undefined ? { capabilities: c.capabilities } : {}),
-          ...(c.uuid !== undefined ? { uuid: c.uuid } : {}),
-        });
+        this.encoder().configuration(e.configuration);
         return;
       }
       case "section": {
