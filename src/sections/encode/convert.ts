@@ -526,7 +526,6 @@ export function reencodeBytes(input: Uint8Array, options: ReencodeOptions = {}):
   return joinChunks(r.chunks, r.bytes);
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // a new stream from the model (not a replay)
 
