@@ -12,8 +12,8 @@
 import { VmstreamError } from "../io/errors.js";
 import type { Kernels } from "../kernels/types.js";
 import type { DecodeResult, DecoderEvent, HandlerContext, ValidationSummary } from "../savevm/types.js";
-import type { RamBlockData } from "../sections/encode/ram.js";
-import { RamHandler, type RamResult } from "../sections/ram/index.js";
+import type { RamBlockData } from "../sections/ram/writer.js";
+import { RamHandler, type RamResult } from "../sections/ram/handler.js";
 import { StreamDecoder, type StreamDecoderOptions } from "../sections/stream.js";
 
 export type DestinationStatus = "receiving" | "complete" | "failed";

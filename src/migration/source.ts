@@ -14,14 +14,14 @@
 import { VmstreamError } from "../io/errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { StreamEncoder, type FramingOptions } from "../savevm/encoder.js";
-import type { RamBlockData } from "../sections/encode/ram.js";
+import type { RamBlockData } from "../sections/ram/writer.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
-import { BlockSection, type BlockDeviceSource } from "./block-source.js";
-import { HtabSection, type HtabSource } from "./htab-source.js";
-import { RamSection } from "./ram-source.js";
-import { addCounts, noCounts, type DirtySource, type IterativeSection, type PageCounts, type SectionCounts, type SectionProgress, type SectionSync } from "./section.js";
+import { BlockSection, type BlockDeviceSource } from "../sections/block/source.js";
+import { HtabSection, type HtabSource } from "../sections/spapr-htab/source.js";
+import { RamSection } from "../sections/ram/source.js";
+import { addCounts, noCounts, type DirtySource, type IterativeSection, type PageCounts, type SectionCounts, type SectionProgress, type SectionSync } from "../sections/iterative.js";
 
-export type { PageCounts } from "./section.js";
+export type { PageCounts } from "../sections/iterative.js";
 
 /** A device written as a FULL section after the END sections. */
 export interface MigrationDevice {

@@ -4,12 +4,12 @@
 import { VmstreamError } from "../io/errors.js";
 import { SavevmDecoder, emptySummary, failedVerdictOf, pushAll, runDecoder, runValidation, verdictOf, type ByteSource } from "../savevm/decoder.js";
 import type { DecodeResult, DecoderOptions, HandlerFactory, ValidationResult } from "../savevm/types.js";
-import { BlockHandler, type BlockResult } from "./block/index.js";
-import { resolveRegistry, type DeviceRegistryOption } from "./device.js";
-import { DirtyBitmapHandler, type DirtyBitmapResult } from "./dirty-bitmap/index.js";
-import { defaultVmdescFallback } from "./legacy.js";
-import { RamHandler, type RamResult } from "./ram/index.js";
-import { HtabHandler, type HtabResult } from "./spapr-htab/index.js";
+import { BlockHandler, type BlockResult } from "./block/handler.js";
+import { resolveRegistry, type DeviceRegistryOption } from "./device/registry.js";
+import { DirtyBitmapHandler, type DirtyBitmapResult } from "./dirty-bitmap/handler.js";
+import { defaultVmdescFallback } from "./device/fallback.js";
+import { RamHandler, type RamResult } from "./ram/handler.js";
+import { HtabHandler, type HtabResult } from "./spapr-htab/handler.js";
 
 /** The built-in live section handlers by idstr. */
 export const builtinHandlers: Readonly<Record<string, HandlerFactory>> = Object.freeze({

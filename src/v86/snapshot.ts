@@ -6,7 +6,7 @@
 import { VmstreamError } from "../io/errors.js";
 import { ByteWriter } from "../io/writer.js";
 import { decodeBytes, ramOf } from "../sections/stream.js";
-import { RamWriter } from "../sections/encode/ram.js";
+import { RamWriter } from "../sections/ram/writer.js";
 import { StreamEncoder } from "../savevm/encoder.js";
 import type { DeviceRegistry } from "../savevm/types.js";
 import { legacyBytes, opaqueLegacy } from "../vmstate/legacy.js";

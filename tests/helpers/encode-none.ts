@@ -3,7 +3,7 @@
 // by the device walks. With QEMU's own section ids (the default) it is the 747-byte stream QEMU 7.2 writes.
 import { ByteWriter } from "../../src/io/writer.js";
 import { StreamEncoder, type FramingOptions } from "../../src/savevm/encoder.js";
-import { RamWriter } from "../../src/sections/encode/ram.js";
+import { RamWriter } from "../../src/sections/ram/writer.js";
 import { globalState, timers } from "../../src/vmstate/devices/index.js";
 
 export interface NoneStreamOptions {

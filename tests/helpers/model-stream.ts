@@ -20,11 +20,11 @@ import { ByteWriter } from "../../src/io/writer.js";
 import type { Kernels } from "../../src/kernels/types.js";
 import { MigrationSource, type MigrationDevice, type MigrationOutcome, type MigrationSourceOptions } from "../../src/migration/index.js";
 import type { DecodeResult, SectionRecord } from "../../src/savevm/types.js";
-import type { BlockResult } from "../../src/sections/block/index.js";
-import { BlockWriter, HtabWriter, type HtabChunk } from "../../src/sections/encode/block.js";
-import { deviceSpec, htabItems, startEncoding } from "../../src/sections/encode/convert.js";
-import { RamWriter } from "../../src/sections/encode/ram.js";
-import type { HtabResult } from "../../src/sections/spapr-htab/index.js";
+import type { BlockResult } from "../../src/sections/block/handler.js";
+import { BlockWriter, HtabWriter, type HtabChunk } from "../../src/sections/block/writer.js";
+import { deviceSpec, htabItems, startEncoding } from "../../src/convert/replay.js";
+import { RamWriter } from "../../src/sections/ram/writer.js";
+import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
 
 export interface MaterializedBlock {
   readonly name: string;

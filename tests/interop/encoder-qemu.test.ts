@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
-import { encodeFromModel, joinChunks, reencodeStream } from "../../src/sections/encode/convert.js";
+import { encodeFromModel, joinChunks, reencodeStream } from "../../src/convert/replay.js";
 import { encodeNoneStream } from "../helpers/encode-none.js";
 import { loadInto, memoryHashes, qemuSuite, saveStopped, sha, withDecoded } from "../helpers/interop.js";
 import { describeQemu } from "../helpers/qemu.js";

@@ -7,8 +7,8 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import type { HtabChunk } from "../../src/sections/encode/block.js";
-import { htabItems } from "../../src/sections/encode/convert.js";
+import type { HtabChunk } from "../../src/sections/block/writer.js";
+import { htabItems } from "../../src/convert/replay.js";
 import { FAST, hpte, loadAndRun, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { buildModelStream } from "../helpers/model-stream.js";
 import { describeQemu, saveToFile } from "../helpers/qemu.js";

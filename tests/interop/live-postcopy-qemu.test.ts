@@ -16,7 +16,7 @@ import { nodeInflate } from "../../src/io/node.js";
 import type { QmpMigrationInfo } from "../../src/qmp/index.js";
 import { CMD } from "../../src/savevm/constants.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
-import { joinChunks, reencodeStream } from "../../src/sections/encode/convert.js";
+import { joinChunks, reencodeStream } from "../../src/convert/replay.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, qemuSuite, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";

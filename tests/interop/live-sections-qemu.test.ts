@@ -10,8 +10,8 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import type { BlockResult } from "../../src/sections/block/index.js";
-import type { HtabResult } from "../../src/sections/spapr-htab/index.js";
+import type { BlockResult } from "../../src/sections/block/handler.js";
+import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
 import { FAST, hpte, loadAndRun, pcWithDisk, qemuSuite, saveStopped, sha, withDecoded } from "../helpers/interop.js";
 import { engineOptionsOf, liveSectionId, runEngine } from "../helpers/model-stream.js";
 import { describeQemu, saveToFile } from "../helpers/qemu.js";

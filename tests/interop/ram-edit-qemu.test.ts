@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import type { Kernels } from "../../src/kernels/types.js";
-import type { RamWriter } from "../../src/sections/encode/ram.js";
+import type { RamWriter } from "../../src/sections/ram/writer.js";
 import { decodeBytes } from "../../src/sections/stream.js";
 import { loadAndRun, qemuSuite, saveStopped } from "../helpers/interop.js";
 import { buildModelStream, ramBlockBytes } from "../helpers/model-stream.js";

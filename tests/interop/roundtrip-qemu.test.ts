@@ -15,7 +15,7 @@ import { expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import { RAM_FLAG } from "../../src/kernels/types.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
-import { joinChunks, ramRecords, reencodeStream } from "../../src/sections/encode/convert.js";
+import { joinChunks, ramRecords, reencodeStream } from "../../src/convert/replay.js";
 import { loadAndRun, memoryHashes, pcWithDisk, qemuSuite, saveStopped, sha, sleep, withDecoded, type Range } from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { engineModelStream, ramBlockBytes } from "../helpers/model-stream.js";

@@ -10,8 +10,8 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ByteWriter } from "../../src/io/writer.js";
 import { StreamEncoder } from "../../src/savevm/encoder.js";
-import { RamWriter } from "../../src/sections/encode/ram.js";
-import { StreamBerConverter } from "../../src/sections/encode/stream-convert.js";
+import { RamWriter } from "../../src/sections/ram/writer.js";
+import { StreamBerConverter } from "../../src/convert/stream.js";
 
 const P = 4096;
 const GUEST = 2 ** 30;

@@ -4,7 +4,7 @@
 // an INTERNAL error, never a hang. Seeded, so failures reproduce.
 import { describe, expect, it } from "vitest";
 import { createKernels } from "../../src/kernels/index.js";
-import { registryFromMap } from "../../src/sections/device.js";
+import { registryFromMap } from "../../src/sections/device/registry.js";
 import type { StreamDecoderOptions } from "../../src/sections/stream.js";
 import { x86Devices } from "../../src/vmstate/devices/index.js";
 import { Rng, decodeOutcome, mutate } from "../helpers/mutate.js";

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { DecodeResult, DecoderEvent } from "../../src/savevm/types.js";
-import { registryFromMap } from "../../src/sections/device.js";
+import { registryFromMap } from "../../src/sections/device/registry.js";
 import { StreamDecoder, decodeBytes, decodeStream, ramOf, validateBytes, validateStream, type StreamDecoderOptions } from "../../src/sections/stream.js";
 import { x86Devices } from "../../src/vmstate/devices/index.js";
 import { NONE_OFFSETS, NONE_SHA256, NONE_VMDESC, noneStream } from "../helpers/none-stream.js";

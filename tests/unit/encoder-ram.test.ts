@@ -6,7 +6,7 @@ import { createKernels } from "../../src/kernels/index.js";
 import type { Kernels } from "../../src/kernels/types.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { StreamEncoder } from "../../src/savevm/encoder.js";
-import { RamWriter, XbzrleCache } from "../../src/sections/encode/ram.js";
+import { RamWriter, XbzrleCache } from "../../src/sections/ram/writer.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 
 const PS = 4096;

@@ -20,9 +20,9 @@ import {
   type RoundProgress,
   type SectionProgress,
 } from "../../src/migration/index.js";
-import type { BlockResult } from "../../src/sections/block/index.js";
-import { blockRecords, htabItems } from "../../src/sections/encode/convert.js";
-import type { HtabResult } from "../../src/sections/spapr-htab/index.js";
+import type { BlockResult } from "../../src/sections/block/handler.js";
+import { blockRecords, htabItems } from "../../src/convert/replay.js";
+import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 

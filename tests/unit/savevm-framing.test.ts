@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import { CMD } from "../../src/savevm/constants.js";
-import { registryFromMap } from "../../src/sections/device.js";
+import { registryFromMap } from "../../src/sections/device/registry.js";
 import { StreamDecoder, decodeBytes, ramOf, validateBytes, type StreamDecoderOptions } from "../../src/sections/stream.js";
 import { x86Devices } from "../../src/vmstate/devices/index.js";
 import { F } from "../../src/vmstate/fields.js";

@@ -11,7 +11,7 @@ import { gunzipSync, inflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { analyzeDevice, descriptionFromVmdesc, formatAnalyzeJson, type VmdescDevice } from "../../src/analyze/index.js";
 import { ByteReader } from "../../src/io/reader.js";
-import { joinChunks, reencodeStream } from "../../src/sections/encode/convert.js";
+import { joinChunks, reencodeStream } from "../../src/convert/replay.js";
 import { WireInputVisitor } from "../../src/visitor/wire.js";
 import { loadState } from "../../src/vmstate/engine.js";
 import type { State } from "../../src/vmstate/types.js";

@@ -4,17 +4,17 @@
 // same walk, and the iterative sections (ram, block, spapr/htab) record by record: each payload is read into
 // records (flags, offsets, block names, fill bytes; page / XBZRLE / zlib / chunk data as views into the input,
 // never copied) and every record is written again by RamWriter / BlockWriter / HtabWriter. Browser-safe.
-import { VmstreamError } from "../../io/errors.js";
-import { ByteWriter } from "../../io/writer.js";
-import { RAM_FLAG } from "../../kernels/types.js";
-import { descriptionFromVmdesc } from "../../vmstate/from-vmdesc.js";
-import { CMD } from "../../savevm/constants.js";
-import { StreamEncoder, type DeviceSpec } from "../../savevm/encoder.js";
-import type { CommandRecord, ConfigurationInfo, DecodeResult, DeviceSectionResult, SectionRecord, VmdescInfo } from "../../savevm/types.js";
-import { BLK_MIG, BLOCK_CHUNK } from "../block/index.js";
-import { decodeBytes, type StreamDecoderOptions } from "../stream.js";
-import { BlockWriter, HtabWriter, type BlockRecord } from "./block.js";
-import { RamWriter, type RamBlockSpec, type RamRecord } from "./ram.js";
+import { VmstreamError } from "../io/errors.js";
+import { ByteWriter } from "../io/writer.js";
+import { RAM_FLAG } from "../kernels/types.js";
+import { descriptionFromVmdesc } from "../vmstate/from-vmdesc.js";
+import { CMD } from "../savevm/constants.js";
+import { StreamEncoder, type DeviceSpec } from "../savevm/encoder.js";
+import type { CommandRecord, ConfigurationInfo, DecodeResult, DeviceSectionResult, SectionRecord, VmdescInfo } from "../savevm/types.js";
+import { BLK_MIG, BLOCK_CHUNK } from "../sections/block/handler.js";
+import { decodeBytes, type StreamDecoderOptions } from "../sections/stream.js";
+import { BlockWriter, HtabWriter, type BlockRecord } from "../sections/block/writer.js";
+import { RamWriter, type RamBlockSpec, type RamRecord } from "../sections/ram/writer.js";
 
 const td = new TextDecoder("utf-8");
 

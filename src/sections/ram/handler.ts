@@ -9,7 +9,7 @@
 import { VmstreamError } from "../../io/errors.js";
 import { BLK, DEC, DEC_STATUS, RAM_FLAG, type Kernels } from "../../kernels/types.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
-import type { RamBlockData } from "../encode/ram.js";
+import type { RamBlockData } from "./writer.js";
 
 const ENTRY = BLK.WORDS * 4;
 const NAME_SLOT = 256;

@@ -12,11 +12,11 @@
 // (QEMU sends its buffer's junk there). QEMU 7.2's loader writes every data chunk in full, so it cannot load such
 // a chunk into a disk of that exact size (the write runs past the end); our decoder keeps the padding (its image
 // ends at the chunk end). Browser-safe.
-import { VmstreamError } from "../io/errors.js";
-import type { ByteWriter } from "../io/writer.js";
-import type { Kernels } from "../kernels/types.js";
-import { BLOCK_CHUNK } from "../sections/block/index.js";
-import { BlockWriter } from "../sections/encode/block.js";
+import { VmstreamError } from "../../io/errors.js";
+import type { ByteWriter } from "../../io/writer.js";
+import type { Kernels } from "../../kernels/types.js";
+import { BLOCK_CHUNK } from "./handler.js";
+import { BlockWriter } from "./writer.js";
 import {
   allZero,
   countBits,
@@ -29,7 +29,7 @@ import {
   type SectionCounts,
   type SectionPass,
   type SectionSync,
-} from "./section.js";
+} from "../iterative.js";
 
 const SECTOR = 512;
 const SECTORS_PER_CHUNK = BLOCK_CHUNK / SECTOR;

@@ -12,23 +12,23 @@
 // whole payload (records when they fit the schema, else OpaqueState), so the input bytes of the current item
 // are kept (by absolute offset) until the decoder's event for it, then written by ber-stream.ts's
 // BerItemWriter, the same code qemuToBer runs. Browser-safe.
-import { VmstreamError } from "../../io/errors.js";
-import { ByteWriter } from "../../io/writer.js";
-import { CMD, QEMU_VM_FILE_VERSION } from "../../savevm/constants.js";
-import { StreamEncoder } from "../../savevm/encoder.js";
+import { VmstreamError } from "../io/errors.js";
+import { ByteWriter } from "../io/writer.js";
+import { CMD, QEMU_VM_FILE_VERSION } from "../savevm/constants.js";
+import { StreamEncoder } from "../savevm/encoder.js";
 import type {
   ConfigurationInfo, DecodeResult, DecoderEvent, DeviceSectionResult, FeedResult, HandlerContext, HandlerFactory, SectionHandler, SectionHeader,
   SectionInput, SectionRecord,
-} from "../../savevm/types.js";
-import { descriptionFromVmdesc } from "../../vmstate/from-vmdesc.js";
-import { builtinHandlers, StreamDecoder, type StreamDecoderOptions } from "../stream.js";
-import { BerItemWriter, berRamOptions, type BerStreamOptions, type BerStreamReport } from "./ber-stream.js";
-import { BlockWriter, HtabWriter } from "./block.js";
+} from "../savevm/types.js";
+import { descriptionFromVmdesc } from "../vmstate/from-vmdesc.js";
+import { builtinHandlers, StreamDecoder, type StreamDecoderOptions } from "../sections/stream.js";
+import { BerItemWriter, berRamOptions, type BerStreamOptions, type BerStreamReport } from "./ber.js";
+import { BlockWriter, HtabWriter } from "../sections/block/writer.js";
 import {
   blockRecords, commandBytes, deviceSpec, htabItems, joinChunks, PackageStack, ramRecords, ramReplayOptions, writeVmdescTrailer,
   type RamReplayOptions, type ReencodeOptions, type ReencodeReport,
-} from "./convert.js";
-import { RamWriter } from "./ram.js";
+} from "./replay.js";
+import { RamWriter } from "../sections/ram/writer.js";
 
 /** Where the encoder's placeholder page size shows in the generated vmdesc (fixed at the end, see finish()). */
 const PLACEHOLDER_PAGE_SIZE = 4096;

@@ -4,11 +4,11 @@
 // against a shadow copy (kernels.changedPages). XBZRLE (with a cache) activates after the first complete pass;
 // in scan mode the shadow itself can be the cache (one slot per page: every page a hit, no extra memory).
 // Browser-safe.
-import { VmstreamError } from "../io/errors.js";
-import type { ByteWriter } from "../io/writer.js";
-import type { Kernels } from "../kernels/types.js";
-import { RamWriter, XbzrleCache, type PageCache, type RamBlockData, type RamPassStats } from "../sections/encode/ram.js";
-import { popcount8, type DirtySource, type IterativeSection, type PageCounts, type SectionPass, type SectionSync } from "./section.js";
+import { VmstreamError } from "../../io/errors.js";
+import type { ByteWriter } from "../../io/writer.js";
+import type { Kernels } from "../../kernels/types.js";
+import { RamWriter, XbzrleCache, type PageCache, type RamBlockData, type RamPassStats } from "./writer.js";
+import { popcount8, type DirtySource, type IterativeSection, type PageCounts, type SectionPass, type SectionSync } from "../iterative.js";
 
 export interface RamSectionOptions {
   readonly kernels: Kernels;

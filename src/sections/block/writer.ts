@@ -2,7 +2,7 @@
 // Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
-import { BLK_MIG, BLOCK_CHUNK } from "../block/index.js";
+import { BLK_MIG, BLOCK_CHUNK } from "./handler.js";
 
 const enc = new TextEncoder();
 const SECTOR_BITS = 9n;

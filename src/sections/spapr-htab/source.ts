@@ -10,12 +10,12 @@
 // An entry is valid when bit 0 of its first (big-endian) doubleword is set; the destination zeroes invalid
 // entries, so only valid entries arrive byte for byte. No table (`hpt` absent, a radix guest): every section
 // carries 0xFFFFFFFF. Browser-safe.
-import { VmstreamError } from "../io/errors.js";
-import type { ByteWriter } from "../io/writer.js";
-import type { Kernels } from "../kernels/types.js";
-import { HtabWriter } from "../sections/encode/block.js";
-import { HTAB_SHIFT_MAX, HTAB_SHIFT_MIN } from "../sections/spapr-htab/index.js";
-import { viewOf, type DirtySource, type HostBytes, type IterativeSection, type SectionPass, type SectionSync } from "./section.js";
+import { VmstreamError } from "../../io/errors.js";
+import type { ByteWriter } from "../../io/writer.js";
+import type { Kernels } from "../../kernels/types.js";
+import { HtabWriter } from "../block/writer.js";
+import { HTAB_SHIFT_MAX, HTAB_SHIFT_MIN } from "./handler.js";
+import { viewOf, type DirtySource, type HostBytes, type IterativeSection, type SectionPass, type SectionSync } from "../iterative.js";
 
 const HPTE = 16;
 const RUN_MAX = 65535;

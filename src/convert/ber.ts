@@ -16,28 +16,28 @@
 // written again with the wire visitor; records go through RamWriter.record / BlockWriter.record / HtabWriter,
 // the configuration and commands through StreamEncoder. For a stream QEMU wrote the result is byte-identical to
 // the original QEMU stream. Browser-safe.
-import { BerReader } from "../../ber/reader.js";
-import { BerWriter, CLASS_APPLICATION, T_OCTET_STRING, T_SEQUENCE, T_UTF8STRING, berTag, type Tag } from "../../ber/writer.js";
-import { VmstreamError } from "../../io/errors.js";
-import { ByteWriter } from "../../io/writer.js";
-import { RAM_FLAG } from "../../kernels/types.js";
-import { descriptionFromVmdesc } from "../../vmstate/from-vmdesc.js";
-import { configCapabilities, configTargetPageBits, configUuid } from "../../savevm/configuration.js";
-import { QEMU_VM_FILE_MAGIC } from "../../savevm/constants.js";
-import { StreamEncoder } from "../../savevm/encoder.js";
-import type { CommandRecord, ConfigurationInfo, DecodeResult, DeviceRegistry, DeviceSectionResult, SectionRecord, VmdescInfo } from "../../savevm/types.js";
-import type { VmdescDocument } from "../../savevm/vmdesc.js";
-import { BerInputVisitor, BerOutputVisitor, TAG_VMSTATE } from "../../visitor/ber.js";
-import { WireOutputVisitor } from "../../visitor/wire.js";
-import { loadState, saveState } from "../../vmstate/engine.js";
-import { F } from "../../vmstate/fields.js";
-import type { State, VMStateDescription } from "../../vmstate/types.js";
-import { BLK_MIG } from "../block/index.js";
-import { resolveRegistry, type DeviceRegistryOption } from "../device.js";
-import type { StreamDecoderOptions } from "../stream.js";
-import { BlockWriter, HtabWriter, type BlockRecord } from "./block.js";
-import { assertReplayable, blockRecords, decodeForReplay, deviceSpec, htabItems, joinChunks, ramRecords, type HtabItem, type RamReplayOptions } from "./convert.js";
-import { RamWriter, type RamBlockSpec, type RamRecord } from "./ram.js";
+import { BerReader } from "../ber/reader.js";
+import { BerWriter, CLASS_APPLICATION, T_OCTET_STRING, T_SEQUENCE, T_UTF8STRING, berTag, type Tag } from "../ber/writer.js";
+import { VmstreamError } from "../io/errors.js";
+import { ByteWriter } from "../io/writer.js";
+import { RAM_FLAG } from "../kernels/types.js";
+import { descriptionFromVmdesc } from "../vmstate/from-vmdesc.js";
+import { configCapabilities, configTargetPageBits, configUuid } from "../savevm/configuration.js";
+import { QEMU_VM_FILE_MAGIC } from "../savevm/constants.js";
+import { StreamEncoder } from "../savevm/encoder.js";
+import type { CommandRecord, ConfigurationInfo, DecodeResult, DeviceRegistry, DeviceSectionResult, SectionRecord, VmdescInfo } from "../savevm/types.js";
+import type { VmdescDocument } from "../savevm/vmdesc.js";
+import { BerInputVisitor, BerOutputVisitor, TAG_VMSTATE } from "../visitor/ber.js";
+import { WireOutputVisitor } from "../visitor/wire.js";
+import { loadState, saveState } from "../vmstate/engine.js";
+import { F } from "../vmstate/fields.js";
+import type { State, VMStateDescription } from "../vmstate/types.js";
+import { BLK_MIG } from "../sections/block/handler.js";
+import { resolveRegistry, type DeviceRegistryOption } from "../sections/device/registry.js";
+import type { StreamDecoderOptions } from "../sections/stream.js";
+import { BlockWriter, HtabWriter, type BlockRecord } from "../sections/block/writer.js";
+import { assertReplayable, blockRecords, decodeForReplay, deviceSpec, htabItems, joinChunks, ramRecords, type HtabItem, type RamReplayOptions } from "./replay.js";
+import { RamWriter, type RamBlockSpec, type RamRecord } from "../sections/ram/writer.js";
 
 // ---------------------------------------------------------------------------------------------
 // tags (identifier octets)

@@ -3,13 +3,13 @@
 // octet-stream of S bytes; any other entry an opaque blob of the byte count the entry adds up to (fields'
 // size x array_len, subsections with their 0x05/name/version headers) — what analyze-migration.py consumes.
 // The entry is untrusted: every number is checked, depth and total size are capped. Browser-safe.
-import { VmstreamError } from "../io/errors.js";
-import type { DeviceSource, VmdescFallback } from "../savevm/types.js";
-import { vmdescPayloadSize, type VmdescEntry } from "../savevm/vmdesc.js";
+import { VmstreamError } from "../../io/errors.js";
+import type { DeviceSource, VmdescFallback } from "../../savevm/types.js";
+import { vmdescPayloadSize, type VmdescEntry } from "../../savevm/vmdesc.js";
 
 export { vmdescPayloadSize };
-import { F } from "../vmstate/fields.js";
-import type { VMStateDescription } from "../vmstate/types.js";
+import { F } from "../../vmstate/fields.js";
+import type { VMStateDescription } from "../../vmstate/types.js";
 
 /** Any section version is accepted by these descriptions (the vmdesc entry is the authority). */
 const ANY_VERSION = 0xffffffff;
