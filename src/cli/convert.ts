@@ -10,9 +10,11 @@ import { chunksOf, isGzip, nodeInflate, readHead } from "../io/node.js";
 import { VmstreamError } from "../io/errors.js";
 import { ByteWriter } from "../io/writer.js";
 import { openOutput, type OutputOpen } from "../migration/transport.js";
-import { berToQemu, isBerStream, qemuToBerBytes } from "../convert/ber.js";
-import { joinChunks, type ReencodeReport } from "../convert/replay.js";
-import { StreamBerConverter, StreamConverter } from "../convert/stream.js";
+import { isBerStream } from "../convert/ber-items.js";
+import { berToQemu } from "../convert/from-ber.js";
+import { StreamConverter, type ReencodeReport } from "../convert/qemu.js";
+import { qemuToBerBytes, StreamBerConverter } from "../convert/to-ber.js";
+import { joinChunks } from "../io/chunks.js";
 import { readVmdescTrailer } from "../sections/node.js";
 
 /** The vmdesc at the end of IN when it is a plain (not gzip) regular file, else undefined (read as it comes). */

@@ -1,7 +1,8 @@
-// vmstream/sections/encode: writers of iterative section payloads (ram, block, spapr/htab) and the
-// QEMU -> QEMU re-encoder (in memory, and streaming: StreamConverter), and the QEMU <-> BER stream converter. Browser-safe.
-export * from "../sections/ram/writer.js";
-export * from "../sections/block/writer.js";
-export * from "./replay.js";
-export * from "./stream.js";
-export * from "./ber.js";
+// vmstream/convert: QEMU -> QEMU through the model, QEMU <-> BER, and new streams from a decoded model.
+// Browser-safe.
+export * from "./qemu.js";
+export * from "./to-ber.js";
+export * from "./from-ber.js";
+export * from "./model.js";
+export { isBerStream } from "./ber-items.js";
+export { deviceSpec, type VmdescChoice } from "./devices.js";

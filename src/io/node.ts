@@ -2,6 +2,7 @@
 // path, a Readable or any (async) iterable, gunzipped transparently when the input starts with the gzip magic
 // 1f 8b; a zlib inflate for COMPRESS_PAGE records; reading the tail of a file. They feed any push-style
 // decoder ({ push(chunk), end() }).
+import { joinChunks } from "./chunks.js";
 import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
@@ -60,7 +61,7 @@ export async function* chunksOf(source: ChunkSource, options: ChunkOptions = {})
     head.push(r.value);
     have += r.value.length;
   }
-  const first = head.length === 1 ? head[0]! : concat(head, have);
+  const first = head.length === 1 ? head[0]! : joinChunks(head, have);
   if (options.gunzip === false || !isGzip(first)) {
     if (first.length) yield first;
     if (done) return;
@@ -89,16 +90,6 @@ export async function* chunksOf(source: ChunkSource, options: ChunkOptions = {})
     if (e instanceof VmstreamError) throw e;
     throw new VmstreamError("BAD_VALUE", "the gzip-compressed input is corrupt", { detail: e instanceof Error ? e.message : String(e), cause: e });
   }
-}
-
-function concat(parts: Uint8Array[], n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /** Feed a push-style decoder from a source (gunzipping transparently) and finish it. */

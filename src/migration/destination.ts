@@ -12,7 +12,7 @@
 import { VmstreamError } from "../io/errors.js";
 import type { Kernels } from "../kernels/types.js";
 import type { DecodeResult, DecoderEvent, HandlerContext, ValidationSummary } from "../savevm/types.js";
-import type { RamBlockData } from "../sections/ram/writer.js";
+import type { RamBlockData } from "../sections/ram/format.js";
 import { RamHandler, type RamResult } from "../sections/ram/handler.js";
 import { StreamDecoder, type StreamDecoderOptions } from "../sections/stream.js";
 

@@ -4,8 +4,9 @@
 import { VmstreamError } from "../io/errors.js";
 import { createKernels } from "../kernels/index.js";
 import type { BackendChoice, Kernels } from "../kernels/types.js";
-import type { RamBlockData } from "../sections/ram/writer.js";
-import { BLOCK_CHUNK, type BlockResult } from "../sections/block/handler.js";
+import type { RamBlockData } from "../sections/ram/format.js";
+import { BLOCK_CHUNK } from "../sections/block/format.js";
+import type { BlockResult } from "../sections/block/handler.js";
 import { decodeBytes, ramOf } from "../sections/stream.js";
 import { MigrationSource, type MigrationOutcome, type RoundProgress } from "./source.js";
 

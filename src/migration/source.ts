@@ -14,7 +14,7 @@
 import { VmstreamError } from "../io/errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { StreamEncoder, type FramingOptions } from "../savevm/encoder.js";
-import type { RamBlockData } from "../sections/ram/writer.js";
+import type { RamBlockData } from "../sections/ram/format.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
 import { BlockSection, type BlockDeviceSource } from "../sections/block/source.js";
 import { HtabSection, type HtabSource } from "../sections/spapr-htab/source.js";

@@ -1,11 +1,6 @@
-// The stream encoder of QEMU 7.2 migration streams: the framing of wire-format §2 (header, configuration,
-// START/PART/END/FULL sections with footers, commands, EOF, vmdesc trailer). Device (FULL) sections are written
-// by the VMState engine through the wire visitor, and the vmdesc JSON is written in the same walk (one device
-// object per FULL section, QEMU's formatting), so the trailer is generated, not copied.
-//
-// Output goes to a ByteWriter (gather: borrowed views stay views) or to a push callback that receives the
-// bytes of each finished item. Iterative section payloads (ram, block, spapr/htab) are written by the section
-// writers of src/sections/encode on `encoder.writer` between `begin()` and `end()`. Browser-safe.
+// The stream encoder: QEMU 7.2's framing (wire-format §2) on a ByteWriter or a push callback. Device sections
+// are written by their descriptions' walk, which writes their vmdesc objects too; live section payloads are
+// written by the section writers (src/sections/*/writer.ts) on `encoder.writer`. Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import { ByteWriter } from "../io/writer.js";
 import { WireOutputVisitor } from "../visitor/wire.js";
@@ -13,9 +8,9 @@ import { saveState, type VmdescSink } from "../vmstate/engine.js";
 import { QemuJsonWriter } from "../vmstate/json-writer.js";
 import { writeLegacyVmdesc } from "../vmstate/legacy.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
-import { configCapabilities, configTargetPageBits, configUuid } from "./configuration.js";
+import { configurationDescription, configurationState, type ConfigurationSpec } from "./configuration.js";
 import { CMD, QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION, SEC } from "./constants.js";
-import type { SectionType } from "./types.js";
+import type { ConfigurationInfo, DecodeResult, SectionType } from "./types.js";
 
 /** The machine-type dependent framing switches (wire-format §2.10, §2.9). */
 export interface FramingOptions {
@@ -44,20 +39,13 @@ export function framingForMachine(machine: string): Required<FramingOptions> {
   return { configuration: !old23, footers: !old23, vmdesc: !le(2, 2) };
 }
 
-export interface ConfigurationSpec {
-  /** Machine type name (QEMU accepts any prefix of its own). */
-  readonly machine: string;
-  readonly targetPageBits?: number;
-  readonly capabilities?: readonly string[];
-  readonly uuid?: Uint8Array;
-}
-
 /** Where encoded bytes go. */
 export type EncoderSink = ByteWriter | ((chunk: Uint8Array) => void);
 
 export interface DeviceSpec {
   readonly id: number;
-  readonly idstr: string;
+  /** The section's idstr (bytes: written as they are). */
+  readonly idstr: string | Uint8Array;
   readonly instanceId: number;
   readonly description: VMStateDescription;
   readonly state: State;
@@ -71,13 +59,15 @@ export interface DeviceSpec {
 }
 
 const enc = new TextEncoder();
+const utf8 = new TextDecoder("utf-8");
+const pathName = (idstr: string | Uint8Array): string => (typeof idstr === "string" ? idstr : utf8.decode(idstr));
 
 /**
  * Writes one migration stream. Call order follows the grammar: header(), configuration()?, then any of
  * begin()/end() (payload written on `writer` in between), device(), command(); eof(); vmdescTrailer()?.
  */
 export class StreamEncoder {
-  readonly framing: Required<FramingOptions>;
+  framing: Readonly<Required<FramingOptions>>;
   readonly pageSize: number;
   /** The writer every item is written to (section payload writers use it too). */
   readonly writer: ByteWriter;
@@ -113,31 +103,23 @@ export class StreamEncoder {
     this.flush();
   }
 
-  /** The 0x07 configuration section (skipped when the framing has no configuration). Subsections in QEMU's order. */
-  configuration(c: ConfigurationSpec): void {
+  /**
+   * The 0x07 configuration section (skipped when the framing has none): from a spec, or a decoded
+   * configuration's own state (its name bytes as they were).
+   */
+  configuration(c: ConfigurationSpec | Pick<ConfigurationInfo, "state">): void {
     if (!this.framing.configuration) return;
-    const w = this.writer;
-    const name = enc.encode(c.machine);
-    w.u8(SEC.CONFIGURATION);
-    w.be32(name.length);
-    w.bytes(name);
-    const v = new WireOutputVisitor(w);
-    const sub = (vmsd: VMStateDescription, s: State) => {
-      v.startSubsection(vmsd.name, vmsd.version);
-      saveState(v, vmsd, s);
-      v.endSubsection();
-    };
-    if (c.targetPageBits !== undefined) sub(configTargetPageBits, { target_page_bits: c.targetPageBits });
-    if (c.capabilities !== undefined) {
-      sub(configCapabilities(c.capabilities.length), { caps_count: c.capabilities.length, capabilities: c.capabilities.map((name) => ({ name })) });
-    }
-    if (c.uuid !== undefined) sub(configUuid, { uuid: c.uuid });
+    const state = "state" in c ? c.state : configurationState(c);
+    const caps = (state.caps_count as number | undefined) ?? 0;
+    this.writer.u8(SEC.CONFIGURATION);
+    const v = new WireOutputVisitor(this.writer);
+    saveState(v, configurationDescription({ configName: state.len as number, capabilities: caps }), state);
     if (v.error) throw v.error;
     this.flush();
   }
 
   /** Open a section: START/FULL get the full header (idstr, instance, version), PART/END the short one. */
-  begin(type: SectionType, id: number, idstr?: string, instanceId = 0, version = 0): void {
+  begin(type: SectionType, id: number, idstr?: string | Uint8Array, instanceId = 0, version = 0): void {
     if (this.open) throw new VmstreamError("STATE", `section ${this.open.id} is still open`);
     const w = this.writer;
     const code = type === "start" ? SEC.START : type === "part" ? SEC.PART : type === "end" ? SEC.END : SEC.FULL;
@@ -145,13 +127,21 @@ export class StreamEncoder {
     w.be32(id >>> 0);
     if (type === "start" || type === "full") {
       if (idstr === undefined) throw new VmstreamError("STATE", `a ${type} section needs an idstr`);
-      const b = enc.encode(idstr);
-      if (b.length < 1 || b.length > 255) throw new VmstreamError("RANGE", "section idstr must be 1..255 bytes", { detail: idstr });
+      const b = typeof idstr === "string" ? enc.encode(idstr) : idstr;
+      if (b.length < 1 || b.length > 255) throw new VmstreamError("RANGE", "section idstr must be 1..255 bytes", { detail: String(idstr) });
       w.cstr(b);
       w.be32(instanceId >>> 0);
       w.be32(version >>> 0);
     }
     this.open = { type, id };
+  }
+
+  /**
+   * Footers on or off from now on: a replay learns them from the stream's first section (the machine type
+   * decides), after the header and configuration are written.
+   */
+  useFooters(on: boolean): void {
+    this.framing = { ...this.framing, footers: on };
   }
 
   /** Close the open section: its footer when footers are on. */
@@ -177,17 +167,17 @@ export class StreamEncoder {
     if (mode === "vmstate" && this.framing.vmdesc) {
       const json = new QemuJsonWriter();
       json.startObject();
-      json.str("name", d.idstr);
+      json.str("name", typeof d.idstr === "string" ? d.idstr : utf8.decode(d.idstr));
       json.int("instance_id", d.instanceId);
       const sink: VmdescSink = { json, pos: () => w.pos };
-      saveState(v, d.description, d.state, d.idstr, sink);
+      saveState(v, d.description, d.state, pathName(d.idstr), sink);
       json.endObject();
       this.devices.push(json.text());
     } else {
-      saveState(v, d.description, d.state, d.idstr);
+      saveState(v, d.description, d.state, pathName(d.idstr));
       if (this.framing.vmdesc && mode === "legacy") {
         const json = new QemuJsonWriter();
-        writeLegacyVmdesc(json, d.idstr, d.instanceId, w.pos - start);
+        writeLegacyVmdesc(json, pathName(d.idstr), d.instanceId, w.pos - start);
         this.devices.push(json.text());
       } else if (this.framing.vmdesc && typeof mode === "object") this.devices.push(mode.text);
     }
@@ -259,10 +249,10 @@ export class StreamEncoder {
   }
 
   /** The vmdesc trailer (`0x06 be32 len json`): the generated text, or `text` when given. Skipped when the framing has none. */
-  vmdescTrailer(text: string = this.vmdescText()): void {
+  vmdescTrailer(text: string | Uint8Array = this.vmdescText()): void {
     if (!this.framing.vmdesc) return;
     if (!this.eofWritten) throw new VmstreamError("STATE", "the vmdesc trailer comes after EOF");
-    const b = enc.encode(text);
+    const b = typeof text === "string" ? enc.encode(text) : text;
     this.writer.u8(SEC.VMDESCRIPTION);
     this.writer.be32(b.length);
     this.writer.bytes(b);
@@ -280,4 +270,15 @@ export class StreamEncoder {
     if (this.push) throw new VmstreamError("STATE", "bytes() needs a ByteWriter sink");
     return this.writer.concat();
   }
+}
+
+/**
+ * An encoder with the framing of a decoded stream (configuration section, footers and vmdesc trailer as the
+ * stream had them), its header and configuration written.
+ */
+export function encoderFor(r: DecodeResult, out: ByteWriter, pageSize = r.pageSize): StreamEncoder {
+  const enc = new StreamEncoder(out, { configuration: r.configuration !== undefined, footers: r.footers ?? true, vmdesc: r.vmdesc !== undefined, pageSize });
+  enc.header(r.version);
+  if (r.configuration) enc.configuration(r.configuration);
+  return enc;
 }

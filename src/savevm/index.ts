@@ -4,5 +4,7 @@ export * from "./constants.js";
 export * from "./types.js";
 export * from "./vmdesc.js";
 export * from "./configuration.js";
+export * from "./commands.js";
 export * from "./decoder.js";
+export * from "./verdict.js";
 export * from "./encoder.js";

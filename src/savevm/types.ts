@@ -3,6 +3,7 @@
 import type { Kernels } from "../kernels/types.js";
 import type { VmstreamError } from "../io/errors.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
+import type { ConfigurationSpec } from "./configuration.js";
 import type { DecoderLimits } from "./constants.js";
 import type { VmdescEntry, VmdescDocument } from "./vmdesc.js";
 
@@ -60,18 +61,16 @@ export interface SectionHandler<R = unknown> {
   dispose?(): void;
   /** RAM only: a block by name (for POSTCOPY_RAM_DISCARD / RECV_BITMAP checks). */
   lookupBlock?(name: string): { readonly length: bigint } | undefined;
+  /**
+   * The handler reports each record it decodes through `HandlerContext.record` (when the decoder asks for
+   * records); otherwise the decoder reports the payload bytes the handler consumed.
+   */
+  readonly emitsRecords?: boolean;
 }
 
-export interface ConfigurationInfo {
-  /** Machine type name as sent (QEMU accepts any prefix of its own name). */
-  readonly machine: string;
-  /** `configuration/target-page-bits`, when sent. */
-  readonly targetPageBits?: number;
-  /** `configuration/capabilities`, when sent (in 7.2 only x-ignore-shared is validated this way). */
-  readonly capabilities?: readonly string[];
-  /** `configuration/uuid`, when sent. */
-  readonly uuid?: Uint8Array;
-  /** The decoded configuration state (VMState walk). */
+/** A decoded configuration section: its spec (the machine name one character per byte) and its state. */
+export interface ConfigurationInfo extends ConfigurationSpec {
+  /** The decoded configuration state (the walk of configurationDescription: name bytes and subsections). */
   readonly state: State;
   readonly offset: number;
   readonly size: number;
@@ -85,6 +84,8 @@ export interface HandlerContext {
   pageSize(): number;
   configuration(): ConfigurationInfo | undefined;
   warn(message: string): void;
+  /** Report a decoded record (defined only when the decoder was asked for records: DecoderOptions.records). */
+  readonly record: ((record: unknown) => void) | undefined;
 }
 
 export type HandlerFactory = (ctx: HandlerContext) => SectionHandler;
@@ -161,6 +162,8 @@ export interface DecoderOptions {
   readonly limits?: Partial<DecoderLimits>;
   /** Called for every event as it is decoded. */
   readonly onEvent?: (event: DecoderEvent) => void;
+  /** Report live sections record by record ("begin", "record" / "payload" events): what converters replay. */
+  readonly records?: boolean;
 }
 
 export interface SectionRecord {
@@ -259,6 +262,12 @@ export interface DecodeResult {
 export type DecoderEvent =
   | { readonly type: "header"; readonly version: number }
   | { readonly type: "configuration"; readonly configuration: ConfigurationInfo }
+  /** A live section starts (with DecoderOptions.records): its records follow, then its "section" event. */
+  | { readonly type: "begin"; readonly header: SectionHeader }
+  /** A record of the live section, as its handler decoded it: views of the decoder's window, valid during the call. */
+  | { readonly type: "record"; readonly header: SectionHeader; readonly record: unknown }
+  /** Payload bytes of a live section whose handler reports no records (a view, valid during the call). */
+  | { readonly type: "payload"; readonly header: SectionHeader; readonly bytes: Uint8Array }
   | { readonly type: "section"; readonly section: SectionRecord }
   | { readonly type: "device"; readonly device: DeviceSectionResult }
   | { readonly type: "command"; readonly command: CommandRecord }

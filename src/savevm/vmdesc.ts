@@ -4,6 +4,7 @@
 // last one, the raw text is kept too. Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import { SEC, type DecoderLimits } from "./constants.js";
+import type { AtHand } from "./input-window.js";
 
 export interface VmdescEntryField {
   readonly name: string;
@@ -155,3 +156,17 @@ export function vmdescPayloadSize(d: VmdescEntryBody, limits: Pick<DecoderLimits
   return walk(d, 0);
 }
 
+
+/** The vmdesc trailer at the start of `input` (its 0x06 at byte 0): length and JSON, or how many bytes to wait for. */
+export function readVmdescTrailer(
+  input: AtHand,
+  limits: Pick<DecoderLimits, "vmdescBytes" | "vmdescDepth">,
+): { need: number } | { length: number; text: string; json: VmdescDocument } {
+  if (input.n < 5) return { need: 5 };
+  const length = input.reader(1, 5).be32();
+  if (length > limits.vmdescBytes) {
+    throw new VmstreamError("LIMIT", "vmdesc trailer too large", { offset: input.offset, detail: `${length} > ${limits.vmdescBytes} (limits.vmdescBytes)` });
+  }
+  if (input.n < 5 + length) return { need: 5 + length };
+  return { length, ...parseVmdescJson(input.reader(5, 5 + length).bytes(length), limits.vmdescDepth, input.offset + 5) };
+}

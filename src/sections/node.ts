@@ -8,7 +8,7 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { chunksOf, isGzip, nodeInflate, readHead, readTail, type ChunkOptions, type ChunkSource } from "../io/node.js";
 import { VmstreamError } from "../io/errors.js";
-import { emptySummary, failedVerdictOf, runValidation, verdictOf } from "../savevm/decoder.js";
+import { emptySummary, failedVerdictOf, runValidation, verdictOf } from "../savevm/verdict.js";
 import { DEFAULT_LIMITS } from "../savevm/constants.js";
 import type { DecodeResult, ValidationResult } from "../savevm/types.js";
 import { findVmdescTrailer } from "../savevm/vmdesc.js";

@@ -1,23 +1,17 @@
-// The stream decoder with everything built in: the framing decoder of src/savevm plus the section handlers of
-// this folder (ram, block, spapr/htab, dirty-bitmap), the x86 device registry for x86 PC machines, and the
-// legacy/opaque vmdesc fallback. Browser-safe (Node adapters: src/sections/node.ts).
+// The stream decoder with everything built in: the framing decoder of src/savevm with the section kinds of
+// this folder, the x86 device registry for x86 PC machines and the legacy/opaque vmdesc fallback, and one-shot
+// decode / validate helpers. Browser-safe (Node adapters: src/sections/node.ts).
 import { VmstreamError } from "../io/errors.js";
-import { SavevmDecoder, emptySummary, failedVerdictOf, pushAll, runDecoder, runValidation, verdictOf, type ByteSource } from "../savevm/decoder.js";
-import type { DecodeResult, DecoderOptions, HandlerFactory, ValidationResult } from "../savevm/types.js";
-import { BlockHandler, type BlockResult } from "./block/handler.js";
-import { resolveRegistry, type DeviceRegistryOption } from "./device/registry.js";
-import { DirtyBitmapHandler, type DirtyBitmapResult } from "./dirty-bitmap/handler.js";
+import { SavevmDecoder } from "../savevm/decoder.js";
+import { emptySummary, failedVerdictOf, pushAll, runDecoder, runValidation, verdictOf, type ByteSource } from "../savevm/verdict.js";
+import type { DecodeResult, DecoderOptions, ValidationResult } from "../savevm/types.js";
+import type { BlockResult } from "./block/handler.js";
 import { defaultVmdescFallback } from "./device/fallback.js";
-import { RamHandler, type RamResult } from "./ram/handler.js";
-import { HtabHandler, type HtabResult } from "./spapr-htab/handler.js";
-
-/** The built-in live section handlers by idstr. */
-export const builtinHandlers: Readonly<Record<string, HandlerFactory>> = Object.freeze({
-  ram: (ctx) => new RamHandler(ctx),
-  block: (ctx) => new BlockHandler(ctx),
-  "spapr/htab": (ctx) => new HtabHandler(ctx),
-  "dirty-bitmap": (ctx) => new DirtyBitmapHandler(ctx),
-});
+import { resolveRegistry, type DeviceRegistryOption } from "./device/registry.js";
+import type { DirtyBitmapResult } from "./dirty-bitmap/handler.js";
+import { builtinHandlers } from "./kinds.js";
+import type { RamResult } from "./ram/handler.js";
+import type { HtabResult } from "./spapr-htab/handler.js";
 
 export interface StreamDecoderOptions extends Omit<DecoderOptions, "devices"> {
   /**

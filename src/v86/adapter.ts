@@ -17,7 +17,7 @@ import { deflateRawSync, inflateRawSync } from "node:zlib";
 import type { V86, V86Options } from "v86";
 import { VmstreamError } from "../io/errors.js";
 import { createKernels, type BackendChoice, type Kernels } from "../kernels/index.js";
-import type { RamBlockData } from "../sections/ram/writer.js";
+import type { RamBlockData } from "../sections/ram/format.js";
 import { F } from "../vmstate/fields.js";
 import type { VMStateDescription } from "../vmstate/types.js";
 import { guestDiskImage } from "./guest.js";

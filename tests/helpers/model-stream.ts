@@ -21,8 +21,13 @@ import type { Kernels } from "../../src/kernels/types.js";
 import { MigrationSource, type MigrationDevice, type MigrationOutcome, type MigrationSourceOptions } from "../../src/migration/index.js";
 import type { DecodeResult, SectionRecord } from "../../src/savevm/types.js";
 import type { BlockResult } from "../../src/sections/block/handler.js";
-import { BlockWriter, HtabWriter, type HtabChunk } from "../../src/sections/block/writer.js";
-import { deviceSpec, htabItems, startEncoding } from "../../src/convert/replay.js";
+import { BlockWriter } from "../../src/sections/block/writer.js";
+import { HtabWriter } from "../../src/sections/spapr-htab/writer.js";
+import { type HtabChunk } from "../../src/sections/spapr-htab/format.js";
+import { deviceSpec } from "../../src/convert/devices.js";
+import { liveRecords, recordsAt } from "./records.js";
+import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
+import { encoderFor } from "../../src/savevm/encoder.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
 import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
 
@@ -68,7 +73,7 @@ export function buildModelStream(input: Uint8Array, r: DecodeResult, opts: Model
     if (!["ram", "block", "spapr/htab"].includes(s.idstr)) throw new Error(`buildModelStream: live section ${s.idstr} not supported`);
   }
   const out = new ByteWriter({ initialCapacity: 1 << 20 });
-  const enc = startEncoding(r, out);
+  const enc = encoderFor(r, out);
   const ignoreShared = r.configuration?.capabilities?.includes("x-ignore-shared") ?? false;
   const ram = new RamWriter(out, r.pageSize, { ignoreShared }, r.kernels as Kernels);
   const block = new BlockWriter(out);
@@ -77,7 +82,7 @@ export function buildModelStream(input: Uint8Array, r: DecodeResult, opts: Model
   let htabChunks = 0;
   const replayHtab = (s: SectionRecord, extra: readonly HtabChunk[] = []): void => {
     let header = -1;
-    for (const x of htabItems(input, s.payloadOffset, s.payloadOffset + s.payloadSize)) {
+    for (const x of recordsAt<HtabItem>(liveRecords(input), s.offset)) {
       if (x.kind === "header") {
         header = x.value;
         htab.header(x.value);

@@ -7,8 +7,9 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import type { HtabChunk } from "../../src/sections/block/writer.js";
-import { htabItems } from "../../src/convert/replay.js";
+import type { HtabChunk } from "../../src/sections/spapr-htab/format.js";
+import { liveRecords, recordsAt } from "../helpers/records.js";
+import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
 import { FAST, hpte, loadAndRun, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { buildModelStream } from "../helpers/model-stream.js";
 import { describeQemu, saveToFile } from "../helpers/qemu.js";
@@ -28,9 +29,10 @@ function htabTable(input: Uint8Array): { shift: number; entries: Map<number, str
   withDecoded(
     input,
     (r) => {
+      const all = liveRecords(input);
       for (const s of r.sections) {
         if (s.idstr !== "spapr/htab" || s.type === "full") continue;
-        for (const x of htabItems(input, s.payloadOffset, s.payloadOffset + s.payloadSize)) {
+        for (const x of recordsAt<HtabItem>(all, s.offset)) {
           if (x.kind === "header" && s.type === "start") shift = x.value;
           if (x.kind !== "chunk") continue;
           for (let i = 0; i < x.nValid; i++) entries.set(x.index + i, Buffer.from(x.hptes.subarray(16 * i, 16 * i + 16)).toString("hex"));

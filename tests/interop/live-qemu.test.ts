@@ -17,7 +17,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import type { QmpMigrationInfo } from "../../src/qmp/index.js";
-import { encodeFromModel } from "../../src/convert/replay.js";
+import { encodeFromModel } from "../../src/convert/model.js";
 import { StreamDecoder, decodeBytes, ramOf } from "../../src/sections/stream.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";

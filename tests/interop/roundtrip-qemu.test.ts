@@ -15,7 +15,10 @@ import { expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import { RAM_FLAG } from "../../src/kernels/types.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
-import { joinChunks, ramRecords, reencodeStream } from "../../src/convert/replay.js";
+import { joinChunks } from "../../src/io/chunks.js";
+import { liveRecords, recordsAt } from "../helpers/records.js";
+import type { RamRecord } from "../../src/sections/ram/format.js";
+import { reencodeStream } from "../../src/convert/qemu.js";
 import { loadAndRun, memoryHashes, pcWithDisk, qemuSuite, saveStopped, sha, sleep, withDecoded, type Range } from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { engineModelStream, ramBlockBytes } from "../helpers/model-stream.js";
@@ -31,9 +34,10 @@ const loadAndCompare = (binary: string, args: string[], file: string, ranges: Ra
 /** XBZRLE records in the ram sections of `input` (decoded as `r`). */
 function xbzrleRecords(input: Uint8Array, r: DecodeResult): number {
   let n = 0;
+  const all = liveRecords(input, { inflate: nodeInflate });
   for (const sec of r.sections) {
     if (sec.idstr !== "ram" || sec.type === "full") continue;
-    for (const rec of ramRecords(input, sec.payloadOffset, sec.payloadOffset + sec.payloadSize, { pageSize: 4096 })) {
+    for (const rec of recordsAt<RamRecord>(all, sec.offset)) {
       if ((rec.flags & ~RAM_FLAG.CONTINUE) === RAM_FLAG.XBZRLE) n++;
     }
   }

@@ -11,7 +11,7 @@ import { describe, expect, it } from "vitest";
 import { ByteWriter } from "../../src/io/writer.js";
 import { StreamEncoder } from "../../src/savevm/encoder.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
-import { StreamBerConverter } from "../../src/convert/stream.js";
+import { StreamBerConverter } from "../../src/convert/to-ber.js";
 
 const P = 4096;
 const GUEST = 2 ** 30;

@@ -10,7 +10,7 @@ import { analyzeDecoderOptions } from "../../src/analyze/report.js";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels, type Kernels } from "../../src/kernels/index.js";
 import { MigrationDestination, receiveMigration, type DestinationProgress, type MigrationDestinationOptions } from "../../src/migration/destination.js";
-import type { RamBlockData } from "../../src/sections/ram/writer.js";
+import type { RamBlockData } from "../../src/sections/ram/format.js";
 import { sha256 } from "../helpers/result-digest.js";
 import { noneStream, NONE_OFFSETS } from "../helpers/none-stream.js";
 import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";

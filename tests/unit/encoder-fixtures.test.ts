@@ -4,7 +4,8 @@ import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { gunzipSync, inflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { reencodeStream, joinChunks } from "../../src/convert/replay.js";
+import { reencodeStream } from "../../src/convert/qemu.js";
+import { joinChunks } from "../../src/io/chunks.js";
 
 const dir = new URL("../fixtures/", import.meta.url);
 const fixtures = readdirSync(dir).filter((f) => f.endsWith(".mig.gz")).sort();
@@ -36,7 +37,7 @@ describe("re-encoding the QEMU fixtures", () => {
 describe("a new stream from the model (encodeFromModel)", () => {
   it("x86-pc-64m: RAM sent again by ramEncode decodes to the same RAM; devices and vmdesc identical", async () => {
     const { decodeBytes, ramOf } = await import("../../src/sections/stream.js");
-    const { encodeFromModel } = await import("../../src/convert/replay.js");
+    const { encodeFromModel } = await import("../../src/convert/model.js");
     const input = new Uint8Array(gunzipSync(readFileSync(new URL("x86-pc-64m.mig.gz", dir))));
     const a = decodeBytes(input, { materialize: { ram: true } });
     const out = encodeFromModel(a);

@@ -4,8 +4,12 @@ import { describe, expect, it } from "vitest";
 import { ByteWriter } from "../../src/io/writer.js";
 import { CMD } from "../../src/savevm/constants.js";
 import { StreamEncoder, framingForMachine } from "../../src/savevm/encoder.js";
-import { BlockWriter, HtabWriter } from "../../src/sections/block/writer.js";
-import { joinChunks, reencodeStream, ramRecords } from "../../src/convert/replay.js";
+import { BlockWriter } from "../../src/sections/block/writer.js";
+import { HtabWriter } from "../../src/sections/spapr-htab/writer.js";
+import { joinChunks } from "../../src/io/chunks.js";
+import { reencodeStream } from "../../src/convert/qemu.js";
+import { liveRecords, recordsAt } from "../helpers/records.js";
+import type { RamRecord } from "../../src/sections/ram/format.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
 import { registryFromMap } from "../../src/sections/device/registry.js";
 import { blockOf, decodeBytes, htabOf, ramOf } from "../../src/sections/stream.js";
@@ -181,7 +185,7 @@ describe("a synthetic stream with every record kind", () => {
       expect(r.devices[0]!.state).toMatchObject({ cpu_ticks_offset: -5n, cpu_clock_offset: 7n });
       // CONTINUE: the second ZERO record and the XBZRLE after the rom page
       const part = r.sections.find((s) => s.type === "part" && s.idstr === "ram")!;
-      const recs = [...ramRecords(b, part.payloadOffset, part.payloadOffset + part.payloadSize, { pageSize: 4096 })];
+      const recs = recordsAt<RamRecord>(liveRecords(b), part.offset);
       expect(recs.map((x) => (x.flags & 0x20) !== 0)).toEqual([false, true, true, false, false, false]);
     } finally {
       r.dispose();

@@ -21,7 +21,9 @@ import {
   type SectionProgress,
 } from "../../src/migration/index.js";
 import type { BlockResult } from "../../src/sections/block/handler.js";
-import { blockRecords, htabItems } from "../../src/convert/replay.js";
+import { liveRecords, recordsAt } from "../helpers/records.js";
+import type { BlockRecord } from "../../src/sections/block/format.js";
+import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
 import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
@@ -326,7 +328,7 @@ describe("MigrationSource with block and spapr/htab sections", () => {
     expect(blockOf(r)!.progress).toEqual([0, 12, 25, 37, 50, 62, 75, 87, 100]);
     // the second PART carries exactly chunk 7 (sector 14336)
     const parts = r.sections.filter((x) => x.idstr === "block" && x.type === "part");
-    const recs = [...blockRecords(bytes, parts[1]!.payloadOffset, parts[1]!.payloadOffset + parts[1]!.payloadSize)];
+    const recs = recordsAt<BlockRecord>(liveRecords(bytes), parts[1]!.offset);
     expect(recs.map((x) => [x.flags, x.value])).toEqual([
       [1, 14336n],
       [2, 0n],
@@ -344,7 +346,7 @@ describe("MigrationSource with block and spapr/htab sections", () => {
     const bytes = g.bytes();
     const r = decodeBytes(bytes, {});
     const part = r.sections.find((x) => x.idstr === "block" && x.type === "part")!;
-    const recs = [...blockRecords(bytes, part.payloadOffset, part.payloadOffset + part.payloadSize)];
+    const recs = recordsAt<BlockRecord>(liveRecords(bytes), part.offset);
     expect(recs.map((x) => (x.flags === 4 ? `p${x.value}` : x.flags === 2 ? "eos" : `${new TextDecoder().decode(x.name)}@${x.value}`))).toEqual([
       "p0", "drive0@0", "p25", "drive0@2048", "p50", "drive1@0", "p75", "drive1@2048", "eos",
     ]);
@@ -407,7 +409,8 @@ describe("MigrationSource with block and spapr/htab sections", () => {
     const r = decodeBytes(bytes, { materialize: { htab: true } });
     const parts = r.sections.filter((x) => x.idstr === "spapr/htab" && x.type !== "full");
     expect(parts.map((x) => x.type)).toEqual(["start", "part", "part", "end"]);
-    const items = (i: number) => [...htabItems(bytes, parts[i]!.payloadOffset, parts[i]!.payloadOffset + parts[i]!.payloadSize)];
+    const all = liveRecords(bytes);
+    const items = (i: number) => recordsAt<HtabItem>(all, parts[i]!.offset);
     expect(items(0)).toEqual([{ kind: "header", value: 21 }]);
     const first = items(1).filter((x) => x.kind === "chunk");
     expect(first.map((x) => x.kind === "chunk" && [x.index, x.nValid, x.nInvalid])).toEqual([

@@ -5,16 +5,7 @@
 // is as long as the furthest chunk end (`end`). Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
-
-export const BLK_MIG = {
-  DEVICE_BLOCK: 0x01,
-  EOS: 0x02,
-  PROGRESS: 0x04,
-  ZERO_BLOCK: 0x08,
-} as const;
-
-/** BLK_MIG_BLOCK_SIZE: one chunk = 2048 sectors. */
-export const BLOCK_CHUNK = 1 << 20;
+import { BLK_MIG, BLOCK_CHUNK, type BlockRecord } from "./format.js";
 const TWO32 = 4294967296;
 const MAX_END = 2 ** 53;
 const utf8 = new TextDecoder("utf-8");
@@ -48,9 +39,16 @@ interface Device {
   image: Uint8Array | undefined;
 }
 
+/** header >> 9 of a record header given as two be32 halves. */
+function headerValue(hi: number, lo: number): bigint {
+  return (BigInt(hi) << 23n) | BigInt(lo >>> 9);
+}
+
 export class BlockHandler implements SectionHandler<BlockResult> {
   readonly idstr = "block";
   readonly maxVersion = 1;
+  readonly emitsRecords = true;
+  private readonly emit: ((r: BlockRecord) => void) | undefined;
   private readonly materialize: boolean;
   private readonly devices = new Map<string, Device>();
   private readonly progress: number[] = [];
@@ -58,6 +56,7 @@ export class BlockHandler implements SectionHandler<BlockResult> {
   private sections = 0;
 
   constructor(private readonly ctx: HandlerContext) {
+    this.emit = ctx.record;
     const m = ctx.options.materialize;
     this.materialize = m === true || (typeof m === "object" && m.block === true);
   }
@@ -81,12 +80,14 @@ export class BlockHandler implements SectionHandler<BlockResult> {
       const flags = lo & 0x1ff;
       if (flags === BLK_MIG.EOS) {
         this.records.eos++;
+        this.emit?.({ flags, value: headerValue(hi, lo) });
         return { consumed: p + 8 - input.ptr, done: true };
       }
       if (flags === BLK_MIG.PROGRESS) {
         const value = hi * 8388608 + (lo >>> 9);
         this.records.progress++;
         if (this.progress.length < MAX_PROGRESS) this.progress.push(value);
+        this.emit?.({ flags, value: headerValue(hi, lo) });
         p += 8;
         continue;
       }
@@ -117,6 +118,7 @@ export class BlockHandler implements SectionHandler<BlockResult> {
         if (zero) img.fill(0, byteOff, chunkEnd);
         else img.set(u8.subarray(p + 9 + n, p + need), byteOff);
       }
+      this.emit?.({ flags, value: headerValue(hi, lo), name: u8.subarray(p + 9, p + 9 + n), ...(zero ? {} : { data: u8.subarray(p + 9 + n, p + need) }) });
       if (chunkEnd > dev.end) dev.end = chunkEnd;
       if (zero) {
         dev.zeroChunks++;

@@ -15,7 +15,7 @@
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
 import type { Kernels } from "../../kernels/types.js";
-import { BLOCK_CHUNK } from "./handler.js";
+import { BLOCK_CHUNK } from "./format.js";
 import { BlockWriter } from "./writer.js";
 import {
   allZero,

@@ -1,23 +1,11 @@
-// Writers of "block" (block migration, wire-format §7) and "spapr/htab" (wire-format §8) section payloads.
-// Browser-safe.
+// The writer of "block" section payloads (block migration, wire-format §7): chunks, progress, EOS, whole
+// images, and any record exactly as given (replay). Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
-import { BLK_MIG, BLOCK_CHUNK } from "./handler.js";
+import { BLK_MIG, BLOCK_CHUNK, type BlockRecord } from "./format.js";
 
 const enc = new TextEncoder();
 const SECTOR_BITS = 9n;
-
-/** One block-migration record as it travels. */
-export interface BlockRecord {
-  /** Low 9 bits of the header (DEVICE_BLOCK, EOS, PROGRESS, ZERO_BLOCK). */
-  readonly flags: number;
-  /** header >> 9: the chunk's first sector, or the PROGRESS percentage. */
-  readonly value: bigint;
-  /** DEVICE_BLOCK: device name bytes. */
-  readonly name?: Uint8Array;
-  /** DEVICE_BLOCK without ZERO_BLOCK: the 1 MiB chunk (junk tail included). */
-  readonly data?: Uint8Array;
-}
 
 export class BlockWriter {
   constructor(readonly w: ByteWriter) {}
@@ -68,55 +56,5 @@ export class BlockWriter {
       const zero = opts.zeroBlocks === true && c.every((b) => b === 0);
       this.chunk(device, BigInt(o / 512), zero ? undefined : c);
     }
-  }
-}
-
-/** One spapr/htab chunk. */
-export interface HtabChunk {
-  readonly index: number;
-  readonly nValid: number;
-  readonly nInvalid: number;
-  /** 16 * nValid bytes of HPTEs (guest big-endian format). */
-  readonly hptes: Uint8Array;
-}
-
-export class HtabWriter {
-  constructor(readonly w: ByteWriter) {}
-
-  /** The be32 payload header: htab_shift (START), 0 (chunks follow), 0xFFFFFFFF (no HPT). */
-  header(value: number): void {
-    this.w.be32(value >>> 0);
-  }
-
-  chunk(c: HtabChunk): void {
-    if (c.hptes.length !== 16 * c.nValid) throw new VmstreamError("RANGE", "HPTE bytes differ from 16 * n_valid");
-    if (c.index === 0 && c.nValid === 0 && c.nInvalid === 0) throw new VmstreamError("RANGE", "an empty chunk at index 0 is the end marker");
-    this.w.be32(c.index >>> 0);
-    this.w.be16(c.nValid);
-    this.w.be16(c.nInvalid);
-    this.w.borrow(c.hptes);
-  }
-
-  endMarker(): void {
-    this.w.be32(0);
-    this.w.be32(0);
-  }
-
-  /** A whole HPT (2^shift bytes): runs of valid entries (first word's bit 0 = V), at most 65535 per chunk, then the end marker. */
-  table(hpt: Uint8Array): void {
-    const n = hpt.length / 16;
-    const valid = (i: number) => (hpt[i * 16 + 7]! & 1) !== 0;
-    let i = 0;
-    while (i < n) {
-      if (!valid(i)) {
-        i++;
-        continue;
-      }
-      let j = i;
-      while (j < n && j - i < 65535 && valid(j)) j++;
-      this.chunk({ index: i, nValid: j - i, nInvalid: 0, hptes: hpt.subarray(i * 16, j * 16) });
-      i = j;
-    }
-    this.endMarker();
   }
 }

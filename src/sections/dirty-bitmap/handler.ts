@@ -1,25 +1,10 @@
-// The "dirty-bitmap" section (wire-format §9): records start with a flags byte (EXTRA_FLAGS 0x80 pulls in
-// more flag bytes, which QEMU 7.2 truncates into a uint8); then the node alias (DEVICE_NAME) and bitmap
-// alias (BITMAP_NAME) as counted strings; START adds be32 granularity + u8 flags; BITS adds be64 first sector,
-// be32 sector count and, unless ZEROES, be64 buffer size (<= 10240) + the buffer. The loop ends with a record
-// carrying EOS. Parsed, checked and reported (bitmaps are not materialised). Browser-safe.
+// The "dirty-bitmap" section's loader (wire-format §9): records are parsed, checked and counted per bitmap
+// (bitmaps are not materialised). Browser-safe.
 import { ByteReader } from "../../io/reader.js";
 import { VmstreamError } from "../../io/errors.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
+import { DIRTY_BITMAP_FLAG, DIRTY_BITMAP_MAX_BUFFER, type DirtyBitmapRecord } from "./format.js";
 
-export const DIRTY_BITMAP_FLAG = {
-  EOS: 0x01,
-  ZEROES: 0x02,
-  BITMAP_NAME: 0x04,
-  DEVICE_NAME: 0x08,
-  START: 0x10,
-  COMPLETE: 0x20,
-  BITS: 0x40,
-  EXTRA_FLAGS: 0x80,
-} as const;
-
-/** 10 x CHUNK_SIZE (1 KiB): the largest BITS buffer QEMU 7.2 accepts. */
-export const DIRTY_BITMAP_MAX_BUFFER = 10240;
 const START_RESERVED = 0xf8;
 
 export interface DirtyBitmapInfo {
@@ -46,6 +31,7 @@ export interface DirtyBitmapResult {
 export class DirtyBitmapHandler implements SectionHandler<DirtyBitmapResult> {
   readonly idstr = "dirty-bitmap";
   readonly maxVersion = 1;
+  readonly emitsRecords = true;
   private node: string | undefined;
   private name: string | undefined;
   private readonly bitmaps = new Map<string, DirtyBitmapInfo>();
@@ -83,31 +69,45 @@ export class DirtyBitmapHandler implements SectionHandler<DirtyBitmapResult> {
   private record(r: ByteReader, section: { idstr: string; id: number; instanceId: number }): boolean {
     const at = r.offset;
     const bad = (summary: string, detail?: string) => new VmstreamError("BAD_VALUE", summary, { offset: at, section, detail });
+    const start = r.pos;
     let flags = r.u8();
     if (flags & DIRTY_BITMAP_FLAG.EXTRA_FLAGS) {
       flags = r.u8();
       if (flags & DIRTY_BITMAP_FLAG.EXTRA_FLAGS) flags = r.be16() & 0xff;
     }
+    const flagBytes = r.data.subarray(start, r.pos);
     let node = this.node;
     let name = this.name;
-    if (flags & DIRTY_BITMAP_FLAG.DEVICE_NAME) node = r.cstr();
-    if (flags & DIRTY_BITMAP_FLAG.BITMAP_NAME) name = r.cstr();
+    let nodeBytes: Uint8Array | undefined;
+    let nameBytes: Uint8Array | undefined;
+    if (flags & DIRTY_BITMAP_FLAG.DEVICE_NAME) {
+      const at = r.pos;
+      node = r.cstr();
+      nodeBytes = r.data.subarray(at + 1, r.pos);
+    }
+    if (flags & DIRTY_BITMAP_FLAG.BITMAP_NAME) {
+      const at = r.pos;
+      name = r.cstr();
+      nameBytes = r.data.subarray(at + 1, r.pos);
+    }
     const needsBitmap = (flags & (DIRTY_BITMAP_FLAG.START | DIRTY_BITMAP_FLAG.COMPLETE | DIRTY_BITMAP_FLAG.BITS)) !== 0;
     let granularity: number | undefined;
     let startFlags: number | undefined;
     let sectors = 0;
     let buffer = 0;
+    let bits: Pick<DirtyBitmapRecord, "firstSector" | "sectors" | "size" | "buffer"> = {};
     if (flags & DIRTY_BITMAP_FLAG.START) {
       granularity = r.be32();
       startFlags = r.u8();
     } else if (flags & DIRTY_BITMAP_FLAG.BITS) {
-      r.be64();
+      const firstSector = r.be64();
       sectors = r.be32();
+      bits = { firstSector, sectors };
       if (!(flags & DIRTY_BITMAP_FLAG.ZEROES)) {
         const size = r.be64();
         if (size > BigInt(DIRTY_BITMAP_MAX_BUFFER)) throw bad("dirty bitmap BITS buffer too large", `${size} > ${DIRTY_BITMAP_MAX_BUFFER}`);
         buffer = Number(size);
-        r.skip(buffer);
+        bits = { ...bits, size, buffer: r.bytes(buffer) };
       }
     }
     // the record is complete: apply it
@@ -115,6 +115,14 @@ export class DirtyBitmapHandler implements SectionHandler<DirtyBitmapResult> {
     if (startFlags !== undefined && startFlags & START_RESERVED) throw bad("unknown flags in a dirty bitmap START record", `0x${startFlags.toString(16)}`);
     this.node = node;
     this.name = name;
+    this.ctx.record?.({
+      flagBytes,
+      flags,
+      ...(nodeBytes ? { node: nodeBytes } : {}),
+      ...(nameBytes ? { name: nameBytes } : {}),
+      ...(granularity !== undefined ? { granularity, startFlags } : {}),
+      ...bits,
+    } satisfies DirtyBitmapRecord);
     if (needsBitmap) {
       const key = `${node}\u0000${name}`;
       let b = this.bitmaps.get(key);

@@ -9,7 +9,7 @@
 import { VmstreamError } from "../../io/errors.js";
 import { BLK, DEC, DEC_STATUS, RAM_FLAG, type Kernels } from "../../kernels/types.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
-import type { RamBlockData } from "./writer.js";
+import { readDecodedRun, type RamBlockData, type RamBlockSpec, type RamRecord } from "./format.js";
 
 const ENTRY = BLK.WORDS * 4;
 const NAME_SLOT = 256;
@@ -92,6 +92,7 @@ function asBool(v: boolean | ((n: string) => boolean) | undefined, name: string)
 export class RamHandler implements SectionHandler<RamResult> {
   readonly idstr = "ram";
   readonly maxVersion = 4;
+  readonly emitsRecords = true;
   private readonly k: Kernels;
   private readonly materialize: boolean;
   private pageSize = 0;
@@ -100,7 +101,8 @@ export class RamHandler implements SectionHandler<RamResult> {
   private tableCap = 0;
   private state = 0;
   private readonly blocks: Block[] = [];
-  private memsize: { remaining: bigint; verify: boolean } | undefined;
+  private memsize: { flags: number; total: bigint; remaining: bigint; verify: boolean; entries: RamBlockSpec[] } | undefined;
+  private readonly emit: ((r: RamRecord) => void) | undefined;
   private total = 0n;
   private materialized = 0;
   private eos = 0;
@@ -111,6 +113,7 @@ export class RamHandler implements SectionHandler<RamResult> {
 
   constructor(private readonly ctx: HandlerContext, private readonly hostOptions: RamHandlerOptions = {}) {
     this.k = ctx.kernels;
+    this.emit = ctx.record;
     const m = ctx.options.materialize;
     this.materialize = m === true || (typeof m === "object" && m.ram === true);
   }
@@ -148,27 +151,31 @@ export class RamHandler implements SectionHandler<RamResult> {
       if (p === end) return { consumed: p - input.ptr, done: false };
       const status = k.ramDecode(p, end - p, this.table, this.blocks.length, this.pageSize, this.state);
       const st = new Uint32Array(k.memory.buffer, this.state, DEC.SIZE);
-      if (status === DEC_STATUS.NEED_MORE) return { consumed: p + st[DEC.CONSUMED]! - input.ptr, done: false };
-      if (status === DEC_STATUS.EOS) {
-        this.eos++;
-        return { consumed: p + st[DEC.CONSUMED]! - input.ptr, done: true };
+      if (status === DEC_STATUS.NEED_MORE || status === DEC_STATUS.EOS) {
+        const to = p + st[DEC.CONSUMED]!;
+        if (this.emit) readDecodedRun(k.u8, p, to, this.pageSize, this.emit);
+        if (status === DEC_STATUS.EOS) this.eos++;
+        return { consumed: to - input.ptr, done: status === DEC_STATUS.EOS };
       }
       const at = p + st[DEC.ERR_AT]!;
       const hi = st[DEC.HDR_HI]!;
       const lo = st[DEC.HDR_LO]!;
       if (status < 0) throw this.kernelError(status, at, hi, lo, st[DEC.BLOCK]!, err);
+      if (this.emit) readDecodedRun(k.u8, p, at, this.pageSize, this.emit);
       // OTHER: a record the kernel does not apply
       const mask = this.pageSize - 1;
       const flags = lo & mask;
       const kind = flags & ~RAM_FLAG.CONTINUE;
+      const addr = (BigInt(hi) << 32n) | BigInt((lo & ~mask) >>> 0);
       if (kind === RAM_FLAG.EOS) {
         // QEMU switches on (flags & ~CONTINUE): EOS with CONTINUE or with address bits is still EOS
         this.eos++;
+        this.emit?.({ flags, addr });
         return { consumed: at + 8 - input.ptr, done: true };
       }
       if (kind === RAM_FLAG.MEM_SIZE) {
         this.memSizeRecords++;
-        this.memsize = { remaining: (BigInt(hi) << 32n) | BigInt((lo & ~mask) >>> 0), verify: this.blocks.length > 0 };
+        this.memsize = { flags, total: addr, remaining: addr, verify: this.blocks.length > 0, entries: [] };
         if (!this.memsize.verify) this.total = this.memsize.remaining;
         p = at + 8;
         continue;
@@ -220,9 +227,11 @@ export class RamHandler implements SectionHandler<RamResult> {
         this.addBlock(name, nameBytes, length, pageSize, mrAddr, p, err);
       }
       ms.remaining -= length;
+      if (this.emit) ms.entries.push({ name, length, ...(pageSize !== undefined ? { pageSize } : {}), ...(mrAddr !== undefined ? { mrAddr } : {}) });
       p += need;
     }
     this.memsize = undefined;
+    this.emit?.({ flags: ms.flags, addr: ms.total, blocks: ms.entries });
     return p;
   }
 
@@ -332,6 +341,7 @@ export class RamHandler implements SectionHandler<RamResult> {
     const flags = lo & (ps - 1);
     let q = at + 8;
     let b: number;
+    let name: Uint8Array | undefined;
     const st = () => new Uint32Array(k.memory.buffer, this.state, DEC.SIZE);
     if (flags & RAM_FLAG.CONTINUE) {
       b = st()[DEC.BLOCK]!;
@@ -340,7 +350,8 @@ export class RamHandler implements SectionHandler<RamResult> {
       if (end - q < 1) return -1;
       const n = k.u8[q]!;
       if (end - q < 1 + n) return -1;
-      b = this.findByName(k.u8.subarray(q + 1, q + 1 + n));
+      name = k.u8.subarray(q + 1, q + 1 + n);
+      b = this.findByName(name);
       if (b < 0) throw err("BAD_VALUE", "unknown RAM block", at, `"${latin.decode(k.u8.slice(q + 1, q + 1 + n))}"`);
       q += 1 + n;
     }
@@ -369,6 +380,7 @@ export class RamHandler implements SectionHandler<RamResult> {
     }
     blk.compressed++;
     st()[DEC.BLOCK] = b;
+    this.emit?.({ flags, addr, name, data: k.u8.subarray(q, q + len) });
     return q + len;
   }
 

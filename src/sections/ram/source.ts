@@ -7,7 +7,8 @@
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
 import type { Kernels } from "../../kernels/types.js";
-import { RamWriter, XbzrleCache, type PageCache, type RamBlockData, type RamPassStats } from "./writer.js";
+import type { RamBlockData } from "./format.js";
+import { RamWriter, XbzrleCache, type PageCache, type RamPassStats } from "./writer.js";
 import { popcount8, type DirtySource, type IterativeSection, type PageCounts, type SectionPass, type SectionSync } from "../iterative.js";
 
 export interface RamSectionOptions {

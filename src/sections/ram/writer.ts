@@ -5,27 +5,9 @@
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
 import { ENC, RAM_ENCODE, RAM_FLAG, SLOT_INSERT, type Kernels } from "../../kernels/types.js";
+import type { RamBlockData, RamBlockSpec, RamRecord } from "./format.js";
 
 const enc = new TextEncoder();
-
-export interface RamBlockSpec {
-  readonly name: string;
-  /** used_length in bytes. */
-  readonly length: bigint;
-  /** The postcopy hugepage size field (only when the destination expects it). */
-  readonly pageSize?: bigint;
-  /** MemoryRegion address (x-ignore-shared). */
-  readonly mrAddr?: bigint;
-}
-
-/** A block whose bytes live in the kernels' memory. */
-export interface RamBlockData {
-  readonly name: string;
-  /** Address of the block's first byte in `kernels.memory`. */
-  readonly ptr: number;
-  /** Bytes (a multiple of the page size). */
-  readonly length: number;
-}
 
 export interface RamPassStats {
   zero: number;
@@ -144,24 +126,6 @@ export class XbzrleCache implements PageCache {
   }
 }
 
-/** One RAM record as it travels (what a replay gives back to `RamWriter.record`). */
-export interface RamRecord {
-  /** Record flags including CONTINUE (ZERO, PAGE, XBZRLE, COMPRESS_PAGE, EOS, MEM_SIZE...). */
-  readonly flags: number;
-  /** The page-aligned high part of the header: page offset in the block, or the MEM_SIZE total. */
-  readonly addr: bigint;
-  /** Block name bytes when CONTINUE is clear (page records). */
-  readonly name?: Uint8Array;
-  /** ZERO: the fill byte. */
-  readonly fill?: number;
-  /** PAGE: the page; XBZRLE: the encoded data; COMPRESS_PAGE: the zlib data. */
-  readonly data?: Uint8Array;
-  /** XBZRLE: the encoding byte (0x01). */
-  readonly encoding?: number;
-  /** MEM_SIZE: the block list. */
-  readonly blocks?: readonly RamBlockSpec[];
-}
-
 export interface RamWriterOptions {
   /** MEM_SIZE entries carry page sizes / MemoryRegion addresses (as in RamOptions of the decoder). */
   readonly blockPageSize?: boolean | ((name: string) => boolean);
@@ -276,7 +240,12 @@ export class RamWriter {
     this.header(r.addr, r.flags);
     const kind = r.flags & ~RAM_FLAG.CONTINUE;
     if (kind === RAM_FLAG.MEM_SIZE) {
-      this.memSizeEntries(r.blocks ?? []);
+      for (const b of r.blocks ?? []) {
+        w.cstr(b.name);
+        w.be64(b.length);
+        if (b.pageSize !== undefined) w.be64(b.pageSize);
+        if (b.mrAddr !== undefined) w.be64(b.mrAddr);
+      }
       return;
     }
     if (kind === RAM_FLAG.EOS || kind === RAM_FLAG.HOOK) return;

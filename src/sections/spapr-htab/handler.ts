@@ -6,11 +6,7 @@
 // Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
-
-export const HTAB_SHIFT_MIN = 18;
-export const HTAB_SHIFT_MAX = 46;
-const HPTE = 16;
-const NO_HPT = 0xffffffff;
+import { HPTE_BYTES as HPTE, HTAB_SHIFT_MAX, HTAB_SHIFT_MIN, NO_HPT, type HtabItem } from "./format.js";
 
 export interface HtabResult {
   /** The HPT size as log2 bytes, or undefined (never set / freed with 0xFFFFFFFF). */
@@ -30,6 +26,8 @@ export interface HtabResult {
 export class HtabHandler implements SectionHandler<HtabResult> {
   readonly idstr = "spapr/htab";
   readonly maxVersion = 1;
+  readonly emitsRecords = true;
+  private readonly emit: ((item: HtabItem) => void) | undefined;
   private readonly materialize: boolean;
   private shift: number | undefined;
   private hpt: Uint8Array | undefined;
@@ -41,6 +39,7 @@ export class HtabHandler implements SectionHandler<HtabResult> {
   private sections = 0;
 
   constructor(private readonly ctx: HandlerContext) {
+    this.emit = ctx.record;
     const m = ctx.options.materialize;
     this.materialize = m === true || (typeof m === "object" && m.htab === true);
   }
@@ -63,6 +62,7 @@ export class HtabHandler implements SectionHandler<HtabResult> {
       const v = dv.getUint32(p);
       if (this.headers.length < 1024) this.headers.push(v);
       if (v === NO_HPT) {
+        this.emit?.({ kind: "header", value: v });
         this.shift = undefined;
         this.hpt = undefined;
         return { consumed: 4, done: true };
@@ -74,8 +74,10 @@ export class HtabHandler implements SectionHandler<HtabResult> {
           this.hpt = new Uint8Array(2 ** v);
         }
         this.shift = v;
+        this.emit?.({ kind: "header", value: v });
         return { consumed: 4, done: true };
       }
+      this.emit?.({ kind: "header", value: v });
       this.inChunks = true;
       p += 4;
     }
@@ -86,6 +88,7 @@ export class HtabHandler implements SectionHandler<HtabResult> {
       const nInvalid = dv.getUint16(p + 6);
       if (index === 0 && nValid === 0 && nInvalid === 0) {
         this.inChunks = false;
+        this.emit?.({ kind: "end" });
         return { consumed: p + 8 - input.ptr, done: true };
       }
       if (this.shift === undefined) throw err("BAD_VALUE", "hash page table chunk, but there is no hash page table", p);
@@ -99,6 +102,7 @@ export class HtabHandler implements SectionHandler<HtabResult> {
         this.hpt.set(u8.subarray(p + 8, p + need), index * HPTE);
         this.hpt.fill(0, (index + nValid) * HPTE, (index + nValid + nInvalid) * HPTE);
       }
+      this.emit?.({ kind: "chunk", index, nValid, nInvalid, hptes: u8.subarray(p + 8, p + need) });
       this.chunks++;
       this.valid += nValid;
       this.invalidated += nInvalid;

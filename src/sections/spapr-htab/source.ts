@@ -13,8 +13,8 @@
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
 import type { Kernels } from "../../kernels/types.js";
-import { HtabWriter } from "../block/writer.js";
-import { HTAB_SHIFT_MAX, HTAB_SHIFT_MIN } from "./handler.js";
+import { HtabWriter } from "./writer.js";
+import { HTAB_SHIFT_MAX, HTAB_SHIFT_MIN } from "./format.js";
 import { viewOf, type DirtySource, type HostBytes, type IterativeSection, type SectionPass, type SectionSync } from "../iterative.js";
 
 const HPTE = 16;
