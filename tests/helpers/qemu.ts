@@ -1,7 +1,8 @@
-// Test harness for real QEMU 7.2 processes driven over QMP (tests only; Node, Linux).
+// Test harness for real QEMU 7.2 processes driven over QMP (tests and tools/make-fixtures.ts; Node, Linux).
 //
 // - `startQemu()` spawns QEMU with `-nodefaults -display none -accel tcg -qmp unix:SOCK,server=on,wait=off`
-//   (the socket in a fresh temp dir), connects a QmpClient and returns { qmp, pid, stop(), exited, stderr() }.
+//   (the socket in a fresh temp dir; `defaults: true` keeps the machine's default devices), connects a QmpClient
+//   and returns { qmp, pid, stop(), exited, stderr() }.
 //   Cleanup, in layers (only processes started here are ever signalled, and only by pid):
 //     1. started inside a test (or beforeEach): stopped automatically when that test finishes, pass or fail
 //        (vitest `onTestFinished`), unless `keep: true`;
@@ -109,6 +110,8 @@ export interface StartQemuOptions {
   binary: string;
   /** Machine arguments, e.g. `["-machine", "none"]`. The harness adds -nodefaults, -display none, -accel tcg, -qmp. */
   args?: string[];
+  /** Keep the machine's default devices (VGA, serial, parallel, CD-ROM, NIC...): no `-nodefaults`. Default false. */
+  defaults?: boolean;
   /** Add `-S` (start paused). Default: true when `incoming` is set, false otherwise. */
   paused?: boolean;
   /** `-incoming defer` (then use {@link loadFromFile}). */
@@ -216,7 +219,7 @@ export async function startQemu(opts: StartQemuOptions): Promise<QemuInstance> {
   const sock = join(dir, "qmp.sock");
   const paused = opts.paused ?? opts.incoming !== undefined;
   const argv = [
-    "-nodefaults",
+    ...(opts.defaults ? [] : ["-nodefaults"]),
     "-display",
     "none",
     "-accel",
@@ -400,11 +403,20 @@ export interface SaveOptions {
   waitForVmdesc?: boolean;
   /** How long to wait for that tail. Default 5000 ms. */
   vmdescTimeoutMs?: number;
+  /** Called with every non-final `query-migrate` reply (e.g. to change parameters while a live migration runs). */
+  onPoll?: (info: QmpMigrationInfo) => void | Promise<void>;
 }
 
 const FINAL = new Set(["completed", "failed", "cancelled"]);
 
-async function pollMigration(t: QmpTarget, what: string, timeoutMs: number, pollMs: number, t0: number): Promise<MigrationResult> {
+async function pollMigration(
+  t: QmpTarget,
+  what: string,
+  timeoutMs: number,
+  pollMs: number,
+  t0: number,
+  onPoll?: (info: QmpMigrationInfo) => void | Promise<void>,
+): Promise<MigrationResult> {
   const qmp = clientOf(t);
   let polls = 0;
   let info: QmpMigrationInfo = {};
@@ -422,6 +434,7 @@ async function pollMigration(t: QmpTarget, what: string, timeoutMs: number, poll
       if (what === "save") await qmp.execute("migrate_cancel").catch(() => undefined);
       throw new Error(`${what}: no final migration status within ${timeoutMs} ms; last ${JSON.stringify(info)}`);
     }
+    await onPoll?.(info);
     await new Promise((r) => setTimeout(r, pollMs));
   }
   const wallMs = performance.now() - t0;
@@ -448,7 +461,7 @@ export async function saveToFile(t: QmpTarget, file: string, opts: SaveOptions =
   if (opts.parameters && Object.keys(opts.parameters).length > 0) await qmp.execute("migrate-set-parameters", opts.parameters);
   const t0 = performance.now();
   await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(file)}` });
-  const res = await pollMigration(t, "save", opts.timeoutMs ?? 60_000, opts.pollMs ?? 5, t0);
+  const res = await pollMigration(t, "save", opts.timeoutMs ?? 60_000, opts.pollMs ?? 5, t0, opts.onPoll);
   if (opts.waitForVmdesc ?? true) await waitStreamTail(file, opts.vmdescTimeoutMs ?? 5000);
   return res;
 }

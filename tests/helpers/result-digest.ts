@@ -1,5 +1,6 @@
 // TEST-ONLY: a canonical, comparable form of a DecodeResult (bytes as sha256, bigints as strings, no kernels,
-// no functions), so results of differently split inputs can be compared with toEqual.
+// no functions), so results of differently split inputs can be compared with toEqual; and its iterative
+// sections in short (as fixtures' reference.json lists them).
 import { createHash } from "node:crypto";
 import type { DecodeResult } from "../../src/savevm/types.js";
 
@@ -32,4 +33,23 @@ export function digest(r: DecodeResult): unknown {
   if (ram) base.ramData = ram.blocks.map((b) => (b.data ? sha256(b.data) : null));
   base.deviceDescriptions = r.devices.map((d) => d.description.name);
   return base;
+}
+
+/** The iterative sections in stream order, runs counted: ["START ram x1", "PART ram x84", "END ram x1"]. */
+export function iterativeSequence(r: DecodeResult): string[] {
+  const out: string[] = [];
+  let last = "";
+  let count = 0;
+  for (const s of r.sections) {
+    if (s.type === "full") continue;
+    const key = `${s.type.toUpperCase()} ${s.idstr}`;
+    if (key === last) count++;
+    else {
+      if (last) out.push(`${last} x${count}`);
+      last = key;
+      count = 1;
+    }
+  }
+  if (last) out.push(`${last} x${count}`);
+  return out;
 }

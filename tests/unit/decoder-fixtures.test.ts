@@ -14,7 +14,7 @@ import type { DecodeResult } from "../../src/savevm/types.js";
 import { findVmdescTrailer } from "../../src/savevm/vmdesc.js";
 import { decodeFile, decodeNodeStream, readVmdescTrailer, validateFile } from "../../src/sections/node.js";
 import { StreamDecoder, blockOf, decodeBytes, htabOf, ramOf, type StreamDecoderOptions } from "../../src/sections/stream.js";
-import { digest, sha256 } from "../helpers/result-digest.js";
+import { digest, iterativeSequence, sha256 } from "../helpers/result-digest.js";
 
 interface Reference {
   stream_sha256: string;
@@ -48,25 +48,6 @@ function chunked(bytes: Uint8Array, sizes: readonly number[], options: StreamDec
     o += n;
   }
   return d.end();
-}
-
-/** START ram x1, PART ram x84, ... from the section list. */
-function sequence(r: DecodeResult): string[] {
-  const out: string[] = [];
-  let last = "";
-  let count = 0;
-  for (const s of r.sections) {
-    if (s.type === "full") continue;
-    const k = `${s.type.toUpperCase()} ${s.idstr}`;
-    if (k === last) count++;
-    else {
-      if (last) out.push(`${last} x${count}`);
-      last = k;
-      count = 1;
-    }
-  }
-  if (last) out.push(`${last} x${count}`);
-  return out;
 }
 
 describe.each(fixtures)("$name", ({ name, gz, bytes, ref }) => {
@@ -118,7 +99,7 @@ describe.each(fixtures)("$name", ({ name, gz, bytes, ref }) => {
     }
     expect(ram.records.eos).toBe(ref.scan.ram.records.EOS);
     expect(ram.records.memSize).toBe(1);
-    expect(sequence(r)).toEqual(ref.scan.iterative_section_sequence);
+    expect(iterativeSequence(r)).toEqual(ref.scan.iterative_section_sequence);
     expect(r.devices.map((d) => `${d.idstr} (instance ${d.instanceId}, version ${d.version})`)).toEqual(ref.scan.device_sections);
     expect(r.completeness.complete).toBe(true);
     expect(r.footers).toBe(true);
