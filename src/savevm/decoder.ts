@@ -24,6 +24,7 @@ import type { Kernels } from "../kernels/types.js";
 import { WireInputVisitor } from "../visitor/wire.js";
 import { loadState } from "../vmstate/engine.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
+import type { Vmdesc } from "../vmstate/vmdesc.js";
 import { configurationSubsections } from "./configuration.js";
 import {
   CMD, CMD_NAMES, DEFAULT_LIMITS, PEEK_LOOKAHEAD, QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION, QEMU_VM_FILE_VERSION_COMPAT, SEC,
@@ -33,7 +34,7 @@ import type {
   CommandRecord, Completeness, ConfigurationInfo, DecodeResult, DecoderEvent, DecoderOptions, DeviceSectionResult, DeviceSource,
   HandlerContext, SectionHandler, SectionHeader, SectionRecord, SectionType, ValidationResult, ValidationSummary, VmdescInfo,
 } from "./types.js";
-import { findVmdescTrailer, parseVmdescJson, vmdescPayloadSize, type VmdescDocument } from "./vmdesc.js";
+import { findVmdescTrailer, parseVmdescJson, vmdescPayloadSize } from "./vmdesc.js";
 
 const P_HEADER = 0;
 const P_AFTER_HEADER = 1;
@@ -113,7 +114,7 @@ export class SavevmDecoder {
   private eofOffset: number | undefined;
   private vmdescInfo: VmdescInfo | undefined;
   /** The vmdesc used to decode device sections: from the options, from the trailer search, or as parsed. */
-  private known: { text: string; json: VmdescDocument; from: "option" | "search" | "stream" } | undefined;
+  private known: { text: string; json: Vmdesc; from: "option" | "search" | "stream" } | undefined;
   private readonly vmdescUsed: boolean[] = [];
   private deferred: { chunks: Uint8Array[]; bytes: number; offset: number; section: SectionRef } | undefined;
   /** The buffer handed out by inputSpace() while deferring (the window is not in use then). */
@@ -898,7 +899,7 @@ export class SavevmDecoder {
   }
 
   /** The first unused vmdesc entry for (idstr, instance), preferring the next one in order. */
-  private findVmdescEntry(doc: VmdescDocument, idstr: string, instanceId: number): number {
+  private findVmdescEntry(doc: Vmdesc, idstr: string, instanceId: number): number {
     const devs = doc.devices;
     for (let i = 0; i < devs.length; i++) {
       if (!this.vmdescUsed[i] && devs[i]!.name === idstr && devs[i]!.instance_id === instanceId) return i;

@@ -63,50 +63,9 @@ import { ByteWriter } from "../io/writer.js";
 import { WireInputVisitor, WireOutputVisitor } from "../visitor/wire.js";
 import { loadState, saveState, visitState, type DescribingCustomField, type ElementDescriber } from "./engine.js";
 import type { CustomField, Field, ScalarFieldType, State, VMStateDescription } from "./types.js";
+import type { Vmdesc, VmdescDevice } from "./vmdesc.js";
 
-// ---------------------------------------------------------------------------------------------
-// The vmdesc JSON (wire-format §4.2-§4.5)
-
-/** A field object: one element written (or `array_len` of them). Extra keys (tmp/vstruct/qtailq bodies) are allowed. */
-export interface VmdescField {
-  readonly name: string;
-  readonly type: string;
-  readonly size: number;
-  readonly array_len?: number;
-  readonly index?: number;
-  /** Only for "struct": the nested body, or `{}` for a NULL entry of an array of pointers. */
-  readonly struct?: VmdescBody | Record<string, never>;
-  readonly [key: string]: unknown;
-}
-
-/** A VMState body: a struct's, a subsection's, or the top level of a VMState device. */
-export interface VmdescBody {
-  readonly vmsd_name: string;
-  readonly version: number;
-  readonly fields: readonly VmdescField[];
-  readonly subsections?: readonly VmdescBody[];
-}
-
-/** A VMState device section. */
-export interface VmdescVmstateDevice extends VmdescBody {
-  readonly name: string;
-  readonly instance_id: number;
-}
-
-/** An old-style (save_state) device: one opaque buffer. */
-export interface VmdescLegacyDevice {
-  readonly name: string;
-  readonly instance_id: number;
-  readonly size: number;
-  readonly fields: readonly [{ readonly name: "data"; readonly size: number; readonly type: "buffer" }];
-}
-
-export type VmdescDevice = VmdescVmstateDevice | VmdescLegacyDevice;
-
-export interface Vmdesc {
-  readonly page_size: number;
-  readonly devices: readonly VmdescDevice[];
-}
+export type { Vmdesc, VmdescBody, VmdescDevice, VmdescField, VmdescLegacyDevice, VmdescVmstateDevice } from "./vmdesc.js";
 
 /** Caps on what an (untrusted) vmdesc may ask for. */
 export interface VmdescLimits {

@@ -26,12 +26,12 @@ import { configCapabilities, configTargetPageBits, configUuid } from "../../save
 import { QEMU_VM_FILE_MAGIC } from "../../savevm/constants.js";
 import { StreamEncoder } from "../../savevm/encoder.js";
 import type { CommandRecord, ConfigurationInfo, DecodeResult, DeviceRegistry, DeviceSectionResult, SectionRecord, VmdescInfo } from "../../savevm/types.js";
-import type { VmdescDocument } from "../../savevm/vmdesc.js";
 import { BerInputVisitor, BerOutputVisitor, TAG_VMSTATE } from "../../visitor/ber.js";
 import { WireOutputVisitor } from "../../visitor/wire.js";
 import { loadState, saveState } from "../../vmstate/engine.js";
 import { F } from "../../vmstate/fields.js";
 import type { State, VMStateDescription } from "../../vmstate/types.js";
+import type { Vmdesc } from "../../vmstate/vmdesc.js";
 import { BLK_MIG } from "../block/index.js";
 import { resolveRegistry, type DeviceRegistryOption } from "../device.js";
 import type { StreamDecoderOptions } from "../stream.js";
@@ -641,7 +641,7 @@ function tagNumber(t: Uint8Array): number {
   return n;
 }
 
-function findEntry(doc: VmdescDocument | undefined, used: Set<number>, idstr: string, instanceId: number): number {
+function findEntry(doc: Vmdesc | undefined, used: Set<number>, idstr: string, instanceId: number): number {
   if (!doc) return -1;
   for (let i = 0; i < doc.devices.length; i++) {
     const d = doc.devices[i]!;
@@ -688,10 +688,10 @@ export function berToQemu(input: Uint8Array, options: QemuFromBerOptions = {}): 
   const itemsEnd = r.enter();
 
   const vmdescBytes = berVmdesc(r, itemsEnd);
-  let vmdoc: VmdescDocument | undefined;
+  let vmdoc: Vmdesc | undefined;
   if (vmdescBytes) {
     try {
-      vmdoc = JSON.parse(td.decode(vmdescBytes)) as VmdescDocument;
+      vmdoc = JSON.parse(td.decode(vmdescBytes)) as Vmdesc;
     } catch {
       vmdoc = undefined;
     }
@@ -832,7 +832,7 @@ function loadDevice(
   idstr: string,
   instanceId: number,
   version: number,
-  doc: VmdescDocument | undefined,
+  doc: Vmdesc | undefined,
   used: Set<number>,
 ): { description: VMStateDescription; state: State; source: "registry" | "vmdesc" } {
   const at = r.pos;
