@@ -1,277 +1,10 @@
-/**
- * A small QMP (QEMU Machine Protocol) client over a unix socket. Node-only (`node:net`), no dependencies.
- *
- * QMP in brief (QEMU 7.2): the server sends a greeting `{"QMP": {"version": …, "capabilities": […]}}`, the client
- * leaves capabilities-negotiation mode with `qmp_capabilities`, then sends `{"execute": NAME, "arguments": {…},
- * "id": ID}` and gets back `{"return": …, "id": ID}` or `{"error": {"class": …, "desc": …}, "id": ID}`. The server
- * also sends asynchronous events `{"event": NAME, "data": {…}, "timestamp": {"seconds", "microseconds"}}` at any
- * time, interleaved with replies. Messages are JSON objects; QEMU writes one per line (`\r\n`), but this client
- * does not depend on line breaks: {@link QmpMessageFramer} splits the byte stream at the end of each top-level
- * JSON object, so chunk splits, several messages per chunk and pretty-printed output all work.
- *
- * Usage:
- *
- * ```ts
- * const qmp = await QmpClient.connect("/tmp/x/qmp.sock");
- * const st = await qmp.execute("query-status"); // { status: "prelaunch", running: false, … }
- * const stopped = qmp.waitEvent("STOP", undefined, 5000); // register BEFORE the command that causes it
- * await qmp.execute("stop");
- * await stopped;
- * qmp.close();
- * ```
- */
-import { connect as netConnect, type Socket } from "node:net";
-
-// ------------------------------------------------------------------------------------------------ errors
-
-/** An error reply from QEMU: `{"error": {"class": …, "desc": …}}`. */
-export class QmpError extends Error {
-  /** QMP error class, e.g. `CommandNotFound`, `GenericError`, `DeviceNotFound`. */
-  readonly class: string;
-  /** QEMU's human-readable description. */
-  readonly desc: string;
-  /** The command that failed (undefined for replies QEMU sent without an id, e.g. to unparsable input). */
-  readonly command: string | undefined;
-  /** The id the command was sent with. */
-  readonly id: number | undefined;
-
-  constructor(errorClass: string, desc: string, command: string | undefined, id?: number) {
-    super(`QMP command ${command === undefined ? "(unknown)" : `'${command}'`} failed: ${errorClass}: ${desc}`);
-    this.name = "QmpError";
-    this.class = errorClass;
-    this.desc = desc;
-    this.command = command;
-    this.id = id;
-  }
-}
-
-/**
- * Failure of the client side or of the connection (not a QEMU error reply).
- *
- * - `CONNECT`: could not connect to the socket within the deadline, or connecting was aborted.
- * - `GREETING`: the server did not send a valid QMP greeting, or `qmp_capabilities` failed.
- * - `CLOSED`: the connection closed (QEMU exited or `close()` was called) while a command or wait was pending,
- *   or a command was issued on a closed client.
- * - `TIMEOUT`: a command reply or an awaited event did not arrive in time.
- * - `PROTOCOL`: the server sent something that is not a JSON object, or a message above the size limit.
- */
-export type QmpClientErrorCode = "CONNECT" | "GREETING" | "CLOSED" | "TIMEOUT" | "PROTOCOL";
-
-export class QmpClientError extends Error {
-  readonly code: QmpClientErrorCode;
-  /** The command concerned, when there is one. */
-  readonly command: string | undefined;
-
-  constructor(code: QmpClientErrorCode, message: string, options?: { command?: string; cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = "QmpClientError";
-    this.code = code;
-    this.command = options?.command;
-  }
-}
-
-// ------------------------------------------------------------------------------------------------ message types
-
-export interface QmpTimestamp {
-  seconds: number;
-  microseconds: number;
-}
-
-/** An asynchronous event. */
-export interface QmpEvent {
-  event: string;
-  data?: Record<string, unknown>;
-  timestamp: QmpTimestamp;
-}
-
-export interface QmpVersionTriple {
-  major: number;
-  minor: number;
-  micro: number;
-}
-
-/** The reply of `query-version` (and the `version` member of the greeting). */
-export interface QmpVersionInfo {
-  qemu: QmpVersionTriple;
-  package: string;
-}
-
-/** The greeting QEMU sends on connect. */
-export interface QmpGreeting {
-  QMP: { version: QmpVersionInfo; capabilities: string[] };
-}
-
-/** The reply of `query-status`. */
-export interface QmpStatusInfo {
-  status: string;
-  running: boolean;
-  singlestep?: boolean;
-}
-
-/** The `ram` member of `query-migrate` (the counters vmstream cares about; QEMU sends more). */
-export interface QmpMigrationRamStats {
-  transferred: number;
-  remaining: number;
-  total: number;
-  duplicate: number;
-  normal: number;
-  "normal-bytes": number;
-  "dirty-sync-count": number;
-  mbps: number;
-  [k: string]: unknown;
-}
-
-/** The reply of `query-migrate`. Empty (`{}`) before any migration; `status` then absent. */
-export interface QmpMigrationInfo {
-  status?: string;
-  "total-time"?: number;
-  "expected-downtime"?: number;
-  downtime?: number;
-  "setup-time"?: number;
-  ram?: QmpMigrationRamStats;
-  "xbzrle-cache"?: Record<string, unknown>;
-  "error-desc"?: string;
-  [k: string]: unknown;
-}
-
-/** Return types of the commands this library uses; any other command returns `unknown`. */
-export interface QmpCommandReturns {
-  qmp_capabilities: Record<string, never>;
-  "query-status": QmpStatusInfo;
-  "query-version": QmpVersionInfo;
-  "query-migrate": QmpMigrationInfo;
-  "query-commands": { name: string }[];
-}
-
-export type QmpReturn<C extends string> = C extends keyof QmpCommandReturns ? QmpCommandReturns[C] : unknown;
-
-// ------------------------------------------------------------------------------------------------ framing
-
-const LBRACE = 0x7b;
-const RBRACE = 0x7d;
-const LBRACKET = 0x5b;
-const RBRACKET = 0x5d;
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-
-function isJsonWhitespace(b: number): boolean {
-  return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
-}
-
-/**
- * Incremental splitter of a byte stream into top-level JSON objects.
- *
- * It tracks only nesting depth and string/escape state (enough to find where each object ends; all bytes of
- * multi-byte UTF-8 sequences are ≥ 0x80 and never look like structure), so it accepts arbitrary chunk
- * boundaries, including ones inside a UTF-8 sequence: a message is decoded only once complete. Whitespace
- * between messages is skipped; any other byte outside an object is a protocol error.
- */
-export class QmpMessageFramer {
-  private readonly maxMessageBytes: number;
-  private readonly decoder = new TextDecoder("utf-8");
-  /** Bytes of the message in progress that came in earlier chunks. */
-  private partial: Uint8Array[] = [];
-  private partialBytes = 0;
-  private depth = 0;
-  private inString = false;
-  private escape = false;
-
-  constructor(options?: { maxMessageBytes?: number }) {
-    this.maxMessageBytes = options?.maxMessageBytes ?? 64 * 1024 * 1024;
-  }
-
-  /** True when bytes of an incomplete message are buffered. */
-  get pending(): boolean {
-    return this.depth > 0;
-  }
-
-  /**
-   * Feed a chunk; returns the messages completed by it, parsed, in order.
-   * Throws {@link QmpClientError} (`PROTOCOL`) on bytes outside an object, invalid JSON or an oversized message;
-   * the framer is then reset to its initial state.
-   */
-  push(chunk: Uint8Array | string): unknown[] {
-    const bytes = typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk;
-    const out: unknown[] = [];
-    let start = this.depth > 0 ? 0 : -1;
-    for (let i = 0; i < bytes.length; i++) {
-      const b = bytes[i]!;
-      if (this.depth === 0) {
-        if (b === LBRACE) {
-          this.depth = 1;
-          start = i;
-        } else if (!isJsonWhitespace(b)) {
-          this.reset();
-          throw new QmpClientError("PROTOCOL", `QMP: unexpected byte 0x${b.toString(16).padStart(2, "0")} between messages`);
-        }
-        continue;
-      }
-      if (this.inString) {
-        if (this.escape) this.escape = false;
-        else if (b === BACKSLASH) this.escape = true;
-        else if (b === QUOTE) this.inString = false;
-        continue;
-      }
-      if (b === QUOTE) this.inString = true;
-      else if (b === LBRACE || b === LBRACKET) this.depth++;
-      else if (b === RBRACE || b === RBRACKET) {
-        this.depth--;
-        if (this.depth === 0) {
-          out.push(this.finish(bytes.subarray(start, i + 1)));
-          start = -1;
-        }
-      }
-    }
-    if (this.depth > 0) {
-      const tail = bytes.subarray(start);
-      this.partialBytes += tail.length;
-      if (this.partialBytes > this.maxMessageBytes) {
-        this.reset();
-        throw new QmpClientError("PROTOCOL", `QMP: message larger than ${this.maxMessageBytes} bytes`);
-      }
-      // Copy: the caller may reuse its buffer.
-      this.partial.push(tail.slice());
-    }
-    return out;
-  }
-
-  /** Forget any partial message. */
-  reset(): void {
-    this.partial = [];
-    this.partialBytes = 0;
-    this.depth = 0;
-    this.inString = false;
-    this.escape = false;
-  }
-
-  private finish(last: Uint8Array): unknown {
-    let whole = last;
-    if (this.partial.length > 0) {
-      whole = new Uint8Array(this.partialBytes + last.length);
-      let o = 0;
-      for (const p of this.partial) {
-        whole.set(p, o);
-        o += p.length;
-      }
-      whole.set(last, o);
-      this.partial = [];
-      this.partialBytes = 0;
-    }
-    if (whole.length > this.maxMessageBytes) {
-      this.reset();
-      throw new QmpClientError("PROTOCOL", `QMP: message larger than ${this.maxMessageBytes} bytes`);
-    }
-    const text = this.decoder.decode(whole);
-    try {
-      return JSON.parse(text) as unknown;
-    } catch (e) {
-      this.reset();
-      throw new QmpClientError("PROTOCOL", `QMP: invalid JSON from server: ${text.slice(0, 200)}`, { cause: e });
-    }
-  }
-}
-
-// ------------------------------------------------------------------------------------------------ client
+// A small QMP (QEMU Machine Protocol) client over a unix socket. Node-only (`node:net`), no
+// dependencies. Messages: messages.ts; framing: framer.ts; connecting and the greeting: socket.ts.
+import type { Socket } from "node:net";
+import { QmpClientError, QmpError } from "./errors.js";
+import { QmpMessageFramer } from "./framer.js";
+import type { QmpEvent, QmpGreeting, QmpReturn, QmpVersionTriple } from "./messages.js";
+import { connectSocket, readGreeting } from "./socket.js";
 
 export interface QmpConnectOptions {
   /** Give up connecting (socket absent or refusing) and waiting for the greeting after this long. Default 10 000 ms. */
@@ -306,41 +39,6 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
-
-function abortReason(signal: AbortSignal): string {
-  const r: unknown = signal.reason;
-  return r instanceof Error ? r.message : String(r);
-}
-
-/** Open a unix socket once; resolves with the connected socket or rejects with the connect error. */
-function openSocket(path: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const sock = netConnect({ path });
-    const onError = (e: Error): void => {
-      sock.destroy();
-      reject(e);
-    };
-    sock.once("error", onError);
-    sock.once("connect", () => {
-      sock.off("error", onError);
-      resolve(sock);
-    });
-  });
-}
-
-const RETRYABLE = new Set(["ENOENT", "ECONNREFUSED", "EAGAIN", "ENOTSOCK"]);
-
 /**
  * A connected QMP session. Create with {@link QmpClient.connect}.
  *
@@ -348,6 +46,15 @@ const RETRYABLE = new Set(["ENOENT", "ECONNREFUSED", "EAGAIN", "ENOTSOCK"]);
  * that id (QEMU answers in order; a reply without an id, which QEMU sends for unparsable input, is given to the
  * oldest pending command). When the connection closes, every pending command and event wait is rejected with a
  * {@link QmpClientError} `CLOSED` naming the command, and later calls reject at once.
+ *
+ * ```ts
+ * const qmp = await QmpClient.connect("/tmp/x/qmp.sock");
+ * const st = await qmp.execute("query-status"); // { status: "prelaunch", running: false, … }
+ * const stopped = qmp.waitEvent("STOP", undefined, 5000); // register BEFORE the command that causes it
+ * await qmp.execute("stop");
+ * await stopped;
+ * qmp.close();
+ * ```
  */
 export class QmpClient {
   /** The server's greeting (QEMU version and QMP capabilities). */
@@ -388,30 +95,7 @@ export class QmpClient {
     const retryIntervalMs = options.retryIntervalMs ?? 20;
     const signal = options.signal;
     const deadline = Date.now() + connectTimeoutMs;
-    let socket: Socket | undefined;
-    let lastError: unknown;
-    for (;;) {
-      if (signal?.aborted) {
-        throw new QmpClientError("CONNECT", `QMP connect to ${path} aborted: ${abortReason(signal)}`, { cause: lastError });
-      }
-      try {
-        socket = await openSocket(path);
-        break;
-      } catch (e) {
-        lastError = e;
-        const code = (e as NodeJS.ErrnoException).code ?? "";
-        if (!RETRYABLE.has(code)) {
-          throw new QmpClientError("CONNECT", `QMP connect to ${path} failed: ${(e as Error).message}`, { cause: e });
-        }
-      }
-      if (Date.now() + retryIntervalMs > deadline) {
-        const why = lastError instanceof Error ? lastError.message : String(lastError);
-        throw new QmpClientError("CONNECT", `QMP socket ${path} not available within ${connectTimeoutMs} ms (${why})`, {
-          cause: lastError,
-        });
-      }
-      await delay(retryIntervalMs, signal);
-    }
+    const socket = await connectSocket(path, { deadline, timeoutMs: connectTimeoutMs, retryIntervalMs, signal });
 
     const framer = new QmpMessageFramer();
     let greetingAndRest: unknown[];
@@ -635,44 +319,4 @@ export class QmpClient {
     this.closeListeners.clear();
     this.eventListeners.clear();
   }
-}
-
-/** Read until at least one complete message (the greeting) has arrived; returns all messages read so far. */
-function readGreeting(socket: Socket, framer: QmpMessageFramer, timeoutMs: number, signal?: AbortSignal): Promise<unknown[]> {
-  return new Promise((resolve, reject) => {
-    const out: unknown[] = [];
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      socket.off("data", onData);
-      socket.off("error", onError);
-      socket.off("close", onCloseEv);
-      signal?.removeEventListener("abort", onAbort);
-    };
-    const fail = (e: Error): void => {
-      cleanup();
-      reject(e);
-    };
-    const onData = (chunk: Buffer): void => {
-      try {
-        out.push(...framer.push(chunk));
-      } catch (e) {
-        fail(new QmpClientError("GREETING", `QMP: bad greeting: ${(e as Error).message}`, { cause: e }));
-        return;
-      }
-      if (out.length > 0) {
-        cleanup();
-        socket.pause();
-        resolve(out);
-      }
-    };
-    const onError = (e: Error): void => fail(new QmpClientError("GREETING", `QMP: socket error before greeting: ${e.message}`, { cause: e }));
-    const onCloseEv = (): void => fail(new QmpClientError("GREETING", "QMP: connection closed before the greeting"));
-    const onAbort = (): void => fail(new QmpClientError("CONNECT", `QMP connect aborted: ${signal ? abortReason(signal) : ""}`));
-    const timer = setTimeout(() => fail(new QmpClientError("GREETING", `QMP: no greeting within ${timeoutMs} ms`)), timeoutMs);
-    socket.on("data", onData);
-    socket.once("error", onError);
-    socket.once("close", onCloseEv);
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -1,20 +1,16 @@
 // vmstream/qmp: a QMP client for driving QEMU (Node-only: uses node:net; not part of the browser-safe core).
-export {
-  QmpClient,
-  QmpClientError,
-  QmpError,
-  QmpMessageFramer,
-  type QmpClientErrorCode,
-  type QmpCommandReturns,
-  type QmpConnectOptions,
-  type QmpEvent,
-  type QmpExecuteOptions,
-  type QmpGreeting,
-  type QmpMigrationInfo,
-  type QmpMigrationRamStats,
-  type QmpReturn,
-  type QmpStatusInfo,
-  type QmpTimestamp,
-  type QmpVersionInfo,
-  type QmpVersionTriple,
-} from "./client.js";
+export { QmpClient, type QmpConnectOptions, type QmpExecuteOptions } from "./client.js";
+export { QmpClientError, QmpError, type QmpClientErrorCode } from "./errors.js";
+export { QmpMessageFramer } from "./framer.js";
+export type {
+  QmpCommandReturns,
+  QmpEvent,
+  QmpGreeting,
+  QmpMigrationInfo,
+  QmpMigrationRamStats,
+  QmpReturn,
+  QmpStatusInfo,
+  QmpTimestamp,
+  QmpVersionInfo,
+  QmpVersionTriple,
+} from "./messages.js";

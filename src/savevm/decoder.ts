@@ -16,7 +16,8 @@ import type {
   SectionHeader, SectionRecord, ValidationSummary, VmdescInfo,
 } from "./types.js";
 import { completenessOf } from "./verdict.js";
-import { parseVmdescJson, readVmdescTrailer, type VmdescDocument } from "./vmdesc.js";
+import type { Vmdesc } from "../vmstate/vmdesc.js";
+import { parseVmdescJson, readVmdescTrailer } from "./vmdesc.js";
 
 const enum Phase {
   Header,
@@ -56,7 +57,7 @@ interface Binding {
 /** The vmdesc that decodes device sections: from the options, from the trailer search, or as parsed. */
 interface KnownVmdesc {
   readonly text: string;
-  readonly json: VmdescDocument;
+  readonly json: Vmdesc;
   readonly from: "option" | "search" | "stream";
   readonly entries: VmdescEntries;
 }
@@ -583,7 +584,7 @@ export class SavevmDecoder {
     return a.total;
   }
 
-  private know(v: { text: string; json: VmdescDocument }, from: KnownVmdesc["from"]): void {
+  private know(v: { text: string; json: Vmdesc }, from: KnownVmdesc["from"]): void {
     this.known = { ...v, from, entries: new VmdescEntries(v.json) };
   }
 

@@ -8,7 +8,8 @@ import { PEEK_LOOKAHEAD, SEC, type DecoderLimits } from "./constants.js";
 import type { DeviceContext, DeviceRegistry, DeviceSource, SectionHeader, VmdescDescriber, VmdescFallback } from "./types.js";
 import { footerError, readFullHeader } from "./framing.js";
 import { walkAtHand, type AtHand } from "./input-window.js";
-import { findVmdescTrailer, vmdescPayloadSize, type VmdescDocument, type VmdescEntry } from "./vmdesc.js";
+import type { Vmdesc, VmdescDevice } from "../vmstate/vmdesc.js";
+import { findVmdescTrailer, vmdescPayloadSize } from "./vmdesc.js";
 
 /** Where device descriptions come from (DecoderOptions' devices / describe / vmdescFallback). */
 export interface DescriptionSources {
@@ -35,7 +36,7 @@ export function registeredDescription(
 /** The description a section's vmdesc entry gives: `describe`'s, else the fallback's. */
 export function vmdescDescription(
   sources: DescriptionSources,
-  entry: VmdescEntry,
+  entry: VmdescDevice,
   ref: SectionRef,
   version: number,
   limits: DecoderLimits,
@@ -63,7 +64,7 @@ export function vmdescDescription(
 export class VmdescEntries {
   private readonly used: boolean[] = [];
 
-  constructor(readonly doc: VmdescDocument) {}
+  constructor(readonly doc: Vmdesc) {}
 
   /** Index of the first unused entry for (idstr, instance), or -1. */
   find(idstr: string, instanceId: number): number {
@@ -74,7 +75,7 @@ export class VmdescEntries {
     return -1;
   }
 
-  entry(i: number): VmdescEntry {
+  entry(i: number): VmdescDevice {
     return this.doc.devices[i]!;
   }
 
@@ -228,7 +229,7 @@ export class DeferredInput {
   }
 
   /** All held bytes, and the vmdesc trailer at their end. Throws when there is none. */
-  resolve(limits: DecoderLimits): { bytes: Uint8Array; text: string; json: VmdescDocument } {
+  resolve(limits: DecoderLimits): { bytes: Uint8Array; text: string; json: Vmdesc } {
     const all = new Uint8Array(this.bytes);
     let o = 0;
     for (const c of this.chunks) {

@@ -5,7 +5,7 @@ import type { VmstreamError } from "../io/errors.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
 import type { ConfigurationSpec } from "./configuration.js";
 import type { DecoderLimits } from "./constants.js";
-import type { VmdescEntry, VmdescDocument } from "./vmdesc.js";
+import type { Vmdesc, VmdescDevice } from "../vmstate/vmdesc.js";
 
 export type SectionType = "start" | "part" | "end" | "full";
 
@@ -103,13 +103,13 @@ export type DeviceSource = "registry" | "vmdesc" | "legacy" | "opaque";
 export type DeviceRegistry = (idstr: string, instanceId: number, version: number, ctx: DeviceContext) => VMStateDescription | undefined;
 
 /** A description built from the section's vmdesc entry; its walk must consume exactly the bytes QEMU wrote. */
-export type VmdescDescriber = (idstr: string, instanceId: number, device: VmdescEntry) => VMStateDescription | undefined;
+export type VmdescDescriber = (idstr: string, instanceId: number, device: VmdescDevice) => VMStateDescription | undefined;
 
 /** Fallback for a vmdesc entry nobody described: legacy octet-stream sections, opaque blobs of the entry's size. */
 export type VmdescFallback = (
   idstr: string,
   instanceId: number,
-  device: VmdescEntry,
+  device: VmdescDevice,
   limits: DecoderLimits,
 ) => { description: VMStateDescription; source: DeviceSource };
 
@@ -196,7 +196,7 @@ export interface DeviceSectionResult {
   readonly description: VMStateDescription;
   readonly source: DeviceSource;
   /** The section's vmdesc entry (filled in when the vmdesc is known). */
-  vmdesc?: VmdescEntry;
+  vmdesc?: VmdescDevice;
   /** Why the registered description was not used. */
   readonly warning?: string;
 }
@@ -219,7 +219,7 @@ export interface VmdescInfo {
   /** The raw JSON text (duplicate keys and all). */
   readonly text: string;
   /** JSON.parse of the text (duplicate keys: the last wins). */
-  readonly json: VmdescDocument;
+  readonly json: Vmdesc;
 }
 
 export interface Completeness {

@@ -3,39 +3,9 @@
 // checked before use. Duplicate keys (tmp/vstruct/qtailq/gtree objects) are tolerated: JSON.parse keeps the
 // last one, the raw text is kept too. Browser-safe.
 import { VmstreamError } from "../io/errors.js";
+import type { Vmdesc, VmdescBody, VmdescDevice } from "../vmstate/vmdesc.js";
 import { SEC, type DecoderLimits } from "./constants.js";
 import type { AtHand } from "./input-window.js";
-
-export interface VmdescEntryField {
-  readonly name: string;
-  readonly type: string;
-  readonly size: number;
-  readonly array_len?: number;
-  readonly index?: number;
-  readonly struct?: VmdescEntryBody;
-  readonly [key: string]: unknown;
-}
-
-export interface VmdescEntryBody {
-  readonly vmsd_name?: string;
-  readonly version?: number;
-  readonly fields?: readonly VmdescEntryField[];
-  readonly subsections?: readonly VmdescEntryBody[];
-  readonly [key: string]: unknown;
-}
-
-export interface VmdescEntry extends VmdescEntryBody {
-  readonly name: string;
-  readonly instance_id: number;
-  /** Old-style (non-VMState) sections: the blob size. */
-  readonly size?: number;
-}
-
-export interface VmdescDocument {
-  readonly page_size: number;
-  readonly devices: readonly VmdescEntry[];
-  readonly [key: string]: unknown;
-}
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -43,7 +13,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * Parse vmdesc JSON text (bytes or string). Throws VmstreamError (BAD_VALUE / LIMIT) with `offset` = the offset
  * of the JSON's first byte when given.
  */
-export function parseVmdescJson(input: string | Uint8Array, maxDepth: number, offset?: number): { text: string; json: VmdescDocument } {
+export function parseVmdescJson(input: string | Uint8Array, maxDepth: number, offset?: number): { text: string; json: Vmdesc } {
   let text: string;
   if (typeof input === "string") text = input;
   else {
@@ -63,7 +33,7 @@ export function parseVmdescJson(input: string | Uint8Array, maxDepth: number, of
   }
   const why = checkDocument(json);
   if (why) throw new VmstreamError("BAD_VALUE", "vmdesc JSON has an unexpected shape", { offset, detail: why });
-  return { text, json: json as VmdescDocument };
+  return { text, json: json as Vmdesc };
 }
 
 /** Maximum nesting of objects/arrays, strings skipped. */
@@ -107,7 +77,7 @@ function checkDocument(j: unknown): string | undefined {
  * a 0x06 preceded by the EOF byte 0x00 whose be32 length reaches exactly the end, and whose JSON parses.
  * Returns its index in `b`, or -1.
  */
-export function findVmdescTrailer(b: Uint8Array, maxLen: number, maxDepth: number): { at: number; text: string; json: VmdescDocument } | undefined {
+export function findVmdescTrailer(b: Uint8Array, maxLen: number, maxDepth: number): { at: number; text: string; json: Vmdesc } | undefined {
   const end = b.length;
   const lowest = Math.max(1, end - 5 - maxLen);
   for (let i = end - 5; i >= lowest; i--) {
@@ -126,10 +96,9 @@ export function findVmdescTrailer(b: Uint8Array, maxLen: number, maxDepth: numbe
 
 const enc = new TextEncoder();
 
-
 /** Payload bytes of a vmdesc device entry (fields, then subsections with their headers). Throws BAD_VALUE / LIMIT. */
-export function vmdescPayloadSize(d: VmdescEntryBody, limits: Pick<DecoderLimits, "deviceBytes" | "vmdescDepth">): number {
-  const walk = (b: VmdescEntryBody, depth: number): number => {
+export function vmdescPayloadSize(d: VmdescDevice | VmdescBody, limits: Pick<DecoderLimits, "deviceBytes" | "vmdescDepth">): number {
+  const walk = (b: VmdescDevice | VmdescBody, depth: number): number => {
     if (depth > limits.vmdescDepth) throw new VmstreamError("LIMIT", "vmdesc entry nested too deeply");
     let n = 0;
     const fields = b.fields ?? [];
@@ -161,7 +130,7 @@ export function vmdescPayloadSize(d: VmdescEntryBody, limits: Pick<DecoderLimits
 export function readVmdescTrailer(
   input: AtHand,
   limits: Pick<DecoderLimits, "vmdescBytes" | "vmdescDepth">,
-): { need: number } | { length: number; text: string; json: VmdescDocument } {
+): { need: number } | { length: number; text: string; json: Vmdesc } {
   if (input.n < 5) return { need: 5 };
   const length = input.reader(1, 5).be32();
   if (length > limits.vmdescBytes) {

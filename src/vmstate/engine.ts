@@ -14,7 +14,7 @@ export interface VmdescSink {
 
 /**
  * Given to a custom field that describes its own elements (`describesElements`) on a save that writes
- * the vmdesc: lists built from a vmdesc (from-vmdesc.ts) write their objects as QEMU wrote them.
+ * the vmdesc: lists built from a vmdesc (from-vmdesc-fields.ts) write their objects as QEMU wrote them.
  */
 export interface ElementDescriber {
   /**

@@ -6,4 +6,5 @@ export * from "./engine.js";
 export * from "./json-writer.js";
 export * from "./symmetry.js";
 export * from "./legacy.js";
+export * from "./vmdesc.js";
 export * from "./from-vmdesc.js";

@@ -1,11 +1,12 @@
 // TEST-ONLY: walk a whole QEMU 7.2 stream (x86 or ppc64) into the list of its sections as
 // analyze-migration.py sees them — every START/FULL section in order of first appearance, RAM with
 // its MEM_SIZE block list, spapr/htab and block skipped by their record formats, device payloads
-// located with the vmdesc's sizes (wire-format §2, §4, §5, §7, §8). Independent of src/: it is the
-// yardstick the analyze code is measured against.
+// located with the vmdesc's sizes (wire-format §2, §4, §5, §7, §8). Independent of src/ (its vmdesc types
+// aside): it is the yardstick the analyze code is measured against.
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
-import { bodySize, type VmdescDevice } from "./stream-sections.js";
+import type { Vmdesc, VmdescDevice, VmdescVmstateDevice } from "../../src/vmstate/vmdesc.js";
+import { bodySize } from "./stream-sections.js";
 
 export type StreamSection =
   | { kind: "device"; sectionId: number; idstr: string; instanceId: number; version: number; payload: Uint8Array; offset: number; desc: VmdescDevice }
@@ -16,7 +17,7 @@ export type StreamSection =
 export interface WholeStream {
   bytes: Uint8Array;
   sections: StreamSection[];
-  vmdesc: { page_size: number; devices: VmdescDevice[] };
+  vmdesc: Vmdesc;
 }
 
 const EOF = 0x00, START = 0x01, PART = 0x02, END = 0x03, FULL = 0x04, VMDESC = 0x06, CONFIG = 0x07, COMMAND = 0x08, FOOTER = 0x7e;
@@ -162,7 +163,7 @@ export function parseWholeStream(bytes: Uint8Array): WholeStream {
       } else {
         const desc = vmdesc.devices[device++]!;
         if (desc.name !== idstr || desc.instance_id !== instanceId) throw new Error(`section ${idstr} does not match vmdesc ${desc.name}`);
-        const size = desc.size ?? bodySize(desc);
+        const size = typeof desc.size === "number" ? desc.size : bodySize(desc as VmdescVmstateDevice);
         const offset = c.pos;
         c.skip(size);
         sec = { kind: "device", sectionId: id, idstr, instanceId, version, payload: bytes.subarray(offset, offset + size), offset, desc };

@@ -1,10 +1,11 @@
 // TEST-ONLY: split a real QEMU 7.2 stream into its device FULL sections, so the device descriptions
-// can be checked against real bytes. Deliberately independent of src/ (the decoder itself relies on
-// the descriptions under test, so it cannot be their yardstick): "ram" and "block" sections are
-// skipped by parsing their records, and the size of every device payload is taken from the stream's
-// own vmdesc JSON (wire-format §2, §4, §5, §7).
+// can be checked against real bytes. Deliberately independent of src/ but for the vmdesc types (the
+// decoder itself relies on the descriptions under test, so it cannot be their yardstick): "ram" and
+// "block" sections are skipped by parsing their records, and the size of every device payload is
+// taken from the stream's own vmdesc JSON (wire-format §2, §4, §5, §7).
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
+import type { Vmdesc, VmdescBody, VmdescDevice, VmdescVmstateDevice } from "../../src/vmstate/vmdesc.js";
 
 export interface DeviceSection {
   idstr: string;
@@ -19,36 +20,12 @@ export interface DeviceSection {
   desc: VmdescDevice;
 }
 
-export interface VmdescField {
-  name: string;
-  type: string;
-  size: number;
-  array_len?: number;
-  index?: number;
-  struct?: VmdescBody;
-  [k: string]: unknown;
-}
-
-export interface VmdescBody {
-  vmsd_name: string;
-  version: number;
-  fields: VmdescField[];
-  subsections?: VmdescBody[];
-}
-
-export interface VmdescDevice extends Partial<VmdescBody> {
-  name: string;
-  instance_id: number;
-  size?: number;
-  fields: VmdescField[];
-}
-
 export interface ParsedStream {
   bytes: Uint8Array;
   sections: DeviceSection[];
   /** The vmdesc JSON text exactly as QEMU wrote it. */
   vmdescText: string;
-  vmdesc: { page_size: number; devices: VmdescDevice[] };
+  vmdesc: Vmdesc;
 }
 
 const MAGIC = 0x5145564d;
@@ -154,7 +131,7 @@ function skipBlock(c: Cursor): void {
 const SKIP_LIVE: Record<string, (c: Cursor) => void> = { ram: skipRam, block: skipBlock };
 
 /** Bytes of one vmdesc body (fields, then subsections with their headers). */
-export function bodySize(body: { fields: VmdescField[]; subsections?: VmdescBody[] }): number {
+export function bodySize(body: Pick<VmdescBody, "fields" | "subsections">): number {
   let n = 0;
   for (const f of body.fields) n += f.size * (f.array_len ?? 1);
   for (const s of body.subsections ?? []) n += 1 + 1 + s.vmsd_name.length + 4 + bodySize(s);
@@ -192,7 +169,7 @@ export function parseStream(bytes: Uint8Array): ParsedStream {
         if (!desc || desc.name !== idstr || desc.instance_id !== instanceId) {
           throw new Error(`FULL section ${idstr}/${instanceId} does not match vmdesc entry ${desc?.name}/${desc?.instance_id}`);
         }
-        const size = desc.size ?? bodySize(desc);
+        const size = typeof desc.size === "number" ? desc.size : bodySize(desc as VmdescVmstateDevice);
         const offset = c.pos;
         c.skip(size);
         sections.push({ idstr, sectionId: id, instanceId, version, payload: bytes.subarray(offset, offset + size), offset, desc });

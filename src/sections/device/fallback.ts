@@ -5,7 +5,8 @@
 // The entry is untrusted: every number is checked, depth and total size are capped. Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { DeviceSource, VmdescFallback } from "../../savevm/types.js";
-import { vmdescPayloadSize, type VmdescEntry } from "../../savevm/vmdesc.js";
+import { vmdescPayloadSize } from "../../savevm/vmdesc.js";
+import type { VmdescDevice, VmdescLegacyDevice } from "../../vmstate/vmdesc.js";
 
 export { vmdescPayloadSize };
 import { F } from "../../vmstate/fields.js";
@@ -15,7 +16,7 @@ import type { VMStateDescription } from "../../vmstate/types.js";
 const ANY_VERSION = 0xffffffff;
 
 /** An old-style (non-VMState) entry: a `size` and one buffer field "data" of that size. */
-export function isLegacyEntry(d: VmdescEntry): boolean {
+export function isLegacyEntry(d: VmdescDevice): d is VmdescLegacyDevice {
   const f = d.fields;
   return (
     typeof d.size === "number" &&
@@ -38,7 +39,7 @@ const isCount = (v: unknown): v is number => typeof v === "number" && Number.isS
 /** The decoder's default last resort for vmdesc entries. */
 export const defaultVmdescFallback: VmdescFallback = (idstr, _instanceId, device, limits) => {
   if (isLegacyEntry(device)) {
-    const size = device.size!;
+    const size = device.size;
     if (!isCount(size) || size > limits.deviceBytes) throw new VmstreamError("LIMIT", "legacy section size out of range", { detail: String(size) });
     return { description: legacyDescription(idstr, size), source: "legacy" as DeviceSource };
   }
