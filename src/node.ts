@@ -1,4 +1,8 @@
-// vmstream/node: the Node-only entry points (files, Node streams, gunzip, zlib inflate).
-export * from "./io/node.js";
-export * from "./sections/node.js";
-export * from "./migration/transport.js";
+// vmstream/node: the Node-only entry points: files and Node streams (gunzip, zlib inflate), decoding files with
+// the vmdesc read from their end first, and the migration transports (TCP, file, stdio).
+export { chunksOf, feedDecoder, isGzip, nodeInflate, readHead, readTail, type ChunkOptions, type ChunkSource } from "./io/node.js";
+export { decodeFile, decodeNodeStream, readVmdescTrailer, validateFile, validateNodeStream, type NodeDecodeOptions } from "./sections/node.js";
+export {
+  connectTcp, DEFAULT_HOST, formatEndpoint, listenTcp, openInput, openOutput, parseEndpoint, StreamWriter, type Endpoint, type InputOpen,
+  type OpenInputOptions, type OpenOutputOptions, type OutputOpen, type TcpListener,
+} from "./migration/transport.js";

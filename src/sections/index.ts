@@ -16,4 +16,3 @@ export * from "./device/registry.js";
 export * from "./device/fallback.js";
 export * from "./kinds.js";
 export * from "./stream.js";
-export * from "../convert/index.js";
