@@ -80,7 +80,7 @@ export {
   MigrationDestination, receiveMigration, type DestinationPages, type DestinationProgress, type DestinationResult, type DestinationStatus,
   type MigrationDestinationOptions, type MigrationPhase,
 } from "./migration/destination.js";
-export { simulate, type DiskWorkload, type GuestWorkload, type SimulateOptions, type SimulateResult, type WorkloadOptions } from "./migration/simulate.js";
+export { DiskWorkload, GuestWorkload, simulate, type SimulateOptions, type SimulateResult, type WorkloadOptions } from "./migration/simulate.js";
 
 // Inspection: analyze-migration.py's document and the dump of a decoded stream.
 export { analyzeDecoderOptions, analyzeDocumentOf, dumpLines } from "./analyze/report.js";
