@@ -50,7 +50,7 @@ export { builtinHandlers } from "./sections/kinds.js";
 
 // Section kinds: results, records and writers.
 export type { RamBlockData, RamBlockSpec, RamRecord } from "./sections/ram/format.js";
-export type { RamBlockProvider, RamBlockResult, RamPageCounts, RamResult } from "./sections/ram/handler.js";
+export { RamBlockResult, type RamBlockProvider, type RamPageCounts, type RamResult } from "./sections/ram/handler.js";
 export { RamWriter, XbzrleCache, type PageCache, type RamPassStats, type RamWriterOptions } from "./sections/ram/writer.js";
 export { BLK_MIG, BLOCK_CHUNK, type BlockRecord } from "./sections/block/format.js";
 export type { BlockDeviceResult, BlockResult } from "./sections/block/handler.js";
