@@ -7,8 +7,8 @@
 // guest runs for the round's virtual duration (a host callback), then every section syncs what changed (host
 // logs or scans against shadow copies). When the pending bytes of all sections would go out within the downtime
 // target (or after maxRounds, or on forceSwitch()), the guest is paused, every section's END carries the rest,
-// then device FULL sections, EOF and the vmdesc. The sections are in ram-source.ts, block-source.ts,
-// htab-source.ts; their contract in section.ts.
+// then device FULL sections, EOF and the vmdesc. The sections are src/sections/*/source.ts; their contract is
+// src/sections/iterative.ts.
 //
 // Nothing here reads a real clock: the same inputs give the same stream. Browser-safe.
 import { VmstreamError } from "../io/errors.js";

@@ -1,5 +1,5 @@
 // The complete 747-byte stream of `qemu-system-x86_64 -machine none` (QEMU 7.2), rebuilt byte by byte from
-// the annotated dump in qemu-7.2-wire-format.md §2.11. sha256 4d2a6366…5a59.
+// the annotated dump in docs/wire-format.md §2.11. sha256 4d2a6366…5a59.
 const enc = new TextEncoder();
 
 const be32 = (v: number): number[] => [(v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];

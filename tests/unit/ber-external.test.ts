@@ -151,7 +151,7 @@ describe("device state decodes with unber", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Whole streams: the stream-level types, written by hand here (src/sections/encode/ber-stream.ts writes them
+// Whole streams: the stream-level types, written by hand here (src/convert/to-ber.ts writes them
 // from QEMU streams: tests/unit/ber-stream.test.ts).
 
 const app = (n: number, constructed: boolean): Tag => berTag(CLASS_APPLICATION, constructed, n);

@@ -1,4 +1,4 @@
-// QEMU stream <-> BER stream (src/sections/encode/ber-stream.ts): QEMU -> BER -> QEMU is byte-identical for
+// QEMU stream <-> BER stream (src/convert/to-ber.ts, from-ber.ts): QEMU -> BER -> QEMU is byte-identical for
 // every fixture, a synthetic stream with every record kind and the `-machine none` stream; the BER streams
 // decode against docs/vmstate.asn1 with libtasn1's asn1Decoding (VMStream.Stream, every Nested level) and
 // with asn1c's unber. The outside judges follow tests/unit/ber-external.test.ts: under CI (CI=true) a missing
