@@ -9,10 +9,11 @@ import { CommandReader } from "./commands.js";
 import { configurationSpec, readConfiguration } from "./configuration.js";
 import { CMD, DEFAULT_LIMITS, SEC, type DecoderLimits } from "./constants.js";
 import { decodeDeviceSection, DeferredInput, VmdescEntries } from "./device-sections.js";
-import { footerError, readFileHeader, readFullHeader, SECTION_TYPES } from "./framing.js";
+import { footerError, readFileHeader, readFullHeader } from "./framing.js";
 import { InputWindow } from "./input-window.js";
+import { LiveSections, refOf } from "./live-sections.js";
 import type {
-  CommandRecord, ConfigurationInfo, DecodeResult, DecoderEvent, DecoderOptions, DeviceSectionResult, HandlerContext, SectionHandler,
+  CommandRecord, ConfigurationInfo, DecodeResult, DecoderEvent, DecoderOptions, DeviceSectionResult,
   SectionHeader, SectionRecord, ValidationSummary, VmdescInfo,
 } from "./types.js";
 import { completenessOf } from "./verdict.js";
@@ -47,13 +48,6 @@ const CUT_IN: Partial<Record<Phase, string>> = {
   [Phase.Skip]: "inside a PACKAGED command",
 };
 
-interface Binding {
-  readonly idstr: string;
-  readonly instanceId: number;
-  readonly version: number;
-  readonly handler: SectionHandler | undefined;
-}
-
 /** The vmdesc that decodes device sections: from the options, from the trailer search, or as parsed. */
 interface KnownVmdesc {
   readonly text: string;
@@ -77,9 +71,7 @@ export class SavevmDecoder {
   private phase: Phase;
   /** Ends (absolute offsets) of the open PACKAGED bodies, innermost last. */
   private readonly packages: number[] = [];
-  private readonly bindings = new Map<number, Binding>();
-  private readonly handlers = new Map<string, SectionHandler>();
-  private cur: { header: SectionHeader; handler: SectionHandler; payloadOffset: number } | undefined;
+  private readonly live: LiveSections;
   private footersOn: boolean | undefined;
   private version = 0;
   private config: ConfigurationInfo | undefined;
@@ -103,7 +95,6 @@ export class SavevmDecoder {
   private ended = false;
   private disposed = false;
   private result_: DecodeResult | undefined;
-  private readonly handlerCtx: HandlerContext;
 
   constructor(options: DecoderOptions = {}) {
     this.options = options;
@@ -114,16 +105,16 @@ export class SavevmDecoder {
     this.phase = options.headerless ? Phase.Items : Phase.Header;
     this.pageSizeValue = options.pageSize ?? 4096;
     if (options.vmdesc !== undefined) this.know(parseVmdescJson(options.vmdesc, this.limits.vmdescDepth), "option");
-    this.commands = new CommandReader((name) => this.handlers.get("ram")?.lookupBlock?.(name));
-    this.handlerCtx = {
+    this.commands = new CommandReader((name) => this.live.ramBlock(name));
+    this.live = new LiveSections(options.handlers, {
       kernels: this.kernels,
       options,
       limits: this.limits,
       pageSize: () => this.pageSizeValue,
       configuration: () => this.config,
       warn: (m) => this.warn(m),
-      record: options.records ? (record) => this.emit({ type: "record", header: this.cur!.header, record }) : undefined,
-    };
+      record: options.records ? (record) => this.emit({ type: "record", header: this.live.current!.header, record }) : undefined,
+    });
   }
 
   // ------------------------------------------------------------------------------------------
@@ -211,7 +202,7 @@ export class SavevmDecoder {
     if (this.disposed) return;
     this.disposed = true;
     this.releaseWorkMemory();
-    for (const h of this.handlers.values()) h.dispose?.();
+    this.live.dispose();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -242,7 +233,7 @@ export class SavevmDecoder {
 
   private releaseWorkMemory(): void {
     this.input.release(!this.ownKernels);
-    for (const h of this.handlers.values()) h.finish?.();
+    this.live.finish();
   }
 
   private fail(e: unknown): VmstreamError {
@@ -262,7 +253,7 @@ export class SavevmDecoder {
   }
 
   private sectionContext(): SectionRef | undefined {
-    if ((this.phase === Phase.Section || this.phase === Phase.Footer) && this.cur) return refOf(this.cur.header);
+    if ((this.phase === Phase.Section || this.phase === Phase.Footer) && this.live.current) return refOf(this.live.current.header);
     return undefined;
   }
 
@@ -321,7 +312,7 @@ export class SavevmDecoder {
     const inItems = p === Phase.AfterHeader || p === Phase.Items;
     const cut = inItems ? (n > 0 ? "inside a section header or command" : "before QEMU_VM_EOF") : (CUT_IN[p] ?? "early");
     const where = this.packages.length > 0 && !final ? " (inside a PACKAGED command)" : "";
-    const section = p === Phase.Device ? this.peekDeviceRef() : p === Phase.Section || p === Phase.Footer ? refOf(this.cur!.header) : undefined;
+    const section = p === Phase.Device ? this.peekDeviceRef() : p === Phase.Section || p === Phase.Footer ? refOf(this.live.current!.header) : undefined;
     return new VmstreamError("EOF", "truncated stream", { offset: this.input.offset, section, detail: `the stream ends ${cut}${where}${n > 0 ? ` (${n} bytes left over)` : ""}` });
   }
 
@@ -394,16 +385,6 @@ export class SavevmDecoder {
     return read.size;
   }
 
-  private handlerFor(idstr: string): SectionHandler | undefined {
-    let h = this.handlers.get(idstr);
-    if (h) return h;
-    const factory = this.options.handlers?.[idstr];
-    if (!factory) return undefined;
-    h = factory(this.handlerCtx);
-    this.handlers.set(idstr, h);
-    return h;
-  }
-
   private stepItem(n: number): number {
     const w = this.input;
     if (n < 1) return NEED;
@@ -428,21 +409,15 @@ export class SavevmDecoder {
           if (e instanceof VmstreamError && e.code === "EOF") return NEED;
           throw e;
         }
-        const { id, idstr, instanceId, version } = read;
         const header: SectionHeader = { ...read, offset: w.offset };
-        const handler = this.handlerFor(idstr);
+        const handler = this.live.handlerFor(read.idstr);
         if (handler) {
-          const ref = refOf(header);
-          if (instanceId !== 0) throw new VmstreamError("BAD_SECTION", "unknown section instance", { offset: w.offset, section: ref, detail: `${idstr} has only instance 0` });
-          if (version > handler.maxVersion) {
-            throw new VmstreamError("BAD_VERSION", "unsupported section version", { offset: w.offset, section: ref, detail: `${version}, this side loads up to ${handler.maxVersion}` });
-          }
-          this.bindings.set(id, { idstr, instanceId, version, handler });
-          this.beginLive(header, handler, w.offset + r.pos);
+          this.live.start(header, handler, w.offset + r.pos);
+          this.begun(header);
           return r.pos;
         }
         if (t === SEC.START) {
-          throw new VmstreamError("BAD_SECTION", "START section for a section that is not iterative", { offset: w.offset, section: { idstr, id, instanceId }, detail: "no live handler for this idstr" });
+          throw new VmstreamError("BAD_SECTION", "START section for a section that is not iterative", { offset: w.offset, section: refOf(header), detail: "no live handler for this idstr" });
         }
         this.phase = Phase.Device;
         return 0;
@@ -450,12 +425,7 @@ export class SavevmDecoder {
       case SEC.PART:
       case SEC.END: {
         if (n < 5) return NEED;
-        const id = w.reader(1, 5).be32();
-        const b = this.bindings.get(id);
-        if (!b) throw new VmstreamError("BAD_SECTION", "PART/END section for a section id that was never started", { offset: w.offset, detail: `section id ${id}` });
-        if (!b.handler) throw new VmstreamError("BAD_SECTION", "PART/END section for a section that is not iterative", { offset: w.offset, section: { idstr: b.idstr, id, instanceId: b.instanceId } });
-        const header: SectionHeader = { type: SECTION_TYPES[t]!, id, idstr: b.idstr, instanceId: b.instanceId, version: b.version, offset: w.offset };
-        this.beginLive(header, b.handler, w.offset + 5);
+        this.begun(this.live.resume(t === SEC.PART ? "part" : "end", w.reader(1, 5).be32(), w.offset));
         return 5;
       }
       case SEC.COMMAND:
@@ -465,24 +435,16 @@ export class SavevmDecoder {
     }
   }
 
-  private beginLive(header: SectionHeader, handler: SectionHandler, payloadOffset: number): void {
-    this.cur = { header, handler, payloadOffset };
+  /** A live section's header was read: its payload is next. */
+  private begun(header: SectionHeader): void {
     this.phase = Phase.Section;
-    try {
-      handler.begin(header);
-    } catch (e) {
-      throw VmstreamError.wrap(e, { offset: header.offset, section: refOf(header) });
-    }
     if (this.options.records) this.emit({ type: "begin", header });
   }
 
   private stepSection(n: number, hard: boolean): number {
     const w = this.input;
-    const cur = this.cur!;
-    const res = cur.handler.feed({ kernels: this.kernels, ptr: w.ptr, len: n, offset: w.offset, final: hard }, cur.header);
-    if (!(res.consumed >= 0 && res.consumed <= n)) {
-      throw new VmstreamError("INTERNAL", `section handler ${cur.header.idstr} consumed ${res.consumed} of ${n} bytes`, { offset: w.offset });
-    }
+    const cur = this.live.current!;
+    const res = this.live.feed({ kernels: this.kernels, ptr: w.ptr, len: n, offset: w.offset, final: hard });
     // a handler that does not report its records: its payload bytes instead (a fresh view: it may have grown the memory)
     if (this.options.records && !cur.handler.emitsRecords && res.consumed > 0) {
       this.emit({ type: "payload", header: cur.header, bytes: this.input.view(0, res.consumed) });
@@ -496,7 +458,7 @@ export class SavevmDecoder {
 
   private stepFooter(n: number): number {
     const w = this.input;
-    const cur = this.cur!;
+    const cur = this.live.current!;
     const h = cur.header;
     if (this.footersOn === undefined) {
       if (n < 1) return NEED;
@@ -560,7 +522,7 @@ export class SavevmDecoder {
     }
     const { header: h, hdrLen, attempt: a, vmdescIndex } = out;
     if (this.footersOn === undefined) this.footersOn = a.footers;
-    this.bindings.set(h.id, { idstr: h.idstr, instanceId: h.instanceId, version: h.version, handler: undefined });
+    this.live.bindDevice(h);
     if (vmdescIndex !== undefined) this.known!.entries.use(vmdescIndex);
     if (out.warning) this.warn(out.warning);
     const sectionIndex = this.recordSection(h, w.offset + hdrLen, a.payloadEnd - hdrLen, a.total, a.footers);
@@ -658,13 +620,10 @@ export class SavevmDecoder {
   }
 
   private liveResults(): Record<string, unknown> {
-    const live: Record<string, unknown> = {};
-    for (const [k, h] of this.handlers) live[k] = h.result();
-    return live;
+    return this.live.results();
   }
 
   private buildResult(): DecodeResult {
-    const handlers = [...this.handlers.values()];
     const self = this;
     return {
       bytes: this.input.offset,
@@ -687,12 +646,8 @@ export class SavevmDecoder {
       dispose() {
         if (self.disposed) return;
         self.disposed = true;
-        for (const h of handlers) h.dispose?.();
+        self.live.dispose();
       },
     };
   }
-}
-
-function refOf(h: SectionHeader): SectionRef {
-  return { idstr: h.idstr, id: h.id, instanceId: h.instanceId };
 }
