@@ -27,7 +27,7 @@ import { QEMU_VM_FILE_MAGIC } from "../../savevm/constants.js";
 import { StreamEncoder } from "../../savevm/encoder.js";
 import type { CommandRecord, ConfigurationInfo, DecodeResult, DeviceRegistry, DeviceSectionResult, SectionRecord, VmdescInfo } from "../../savevm/types.js";
 import type { VmdescDocument } from "../../savevm/vmdesc.js";
-import { BerInputVisitor, BerOutputVisitor, TAG_VMSTATE } from "../../visitor/ber.js";
+import { BerInputVisitor, BerOutputVisitor, TAG_VMSTATE } from "../../visitor/ber/index.js";
 import { WireOutputVisitor } from "../../visitor/wire.js";
 import { loadState, saveState } from "../../vmstate/engine.js";
 import { F } from "../../vmstate/fields.js";
