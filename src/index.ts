@@ -21,7 +21,7 @@ export { loadState, saveState, visitState } from "./vmstate/engine.js";
 export type { Name, ScalarInfo, ScalarType, Visitor } from "./visitor/visitor.js";
 export { BaseVisitor } from "./visitor/base.js";
 export { WireInputVisitor, WireOutputVisitor } from "./visitor/wire.js";
-export { BerInputVisitor, BerOutputVisitor, type BerInputOptions, type BerLengths, type BerOutputOptions } from "./visitor/ber.js";
+export { BerInputVisitor, BerOutputVisitor, type BerInputOptions, type BerLengths, type BerOutputOptions } from "./visitor/ber/index.js";
 export { PrettyVisitor, type PrettyOptions } from "./visitor/pretty.js";
 export { JsonInputVisitor, JsonVisitor, type JsonMode, type JsonValue } from "./visitor/json.js";
 export { formatTraceEntry, TraceVisitor, type TraceEntry, type TraceOptions } from "./visitor/trace.js";

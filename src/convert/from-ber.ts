@@ -18,7 +18,7 @@ import { parseVmdescJson } from "../savevm/vmdesc.js";
 import { defaultVmdescFallback } from "../sections/device/fallback.js";
 import { resolveRegistry, type DeviceRegistryOption } from "../sections/device/registry.js";
 import { sectionKind } from "../sections/kinds.js";
-import { BerInputVisitor, TAG_VMSTATE } from "../visitor/ber.js";
+import { BerInputVisitor, TAG_VMSTATE } from "../visitor/ber/index.js";
 import { loadState } from "../vmstate/engine.js";
 import { descriptionFromVmdesc } from "../vmstate/from-vmdesc.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";

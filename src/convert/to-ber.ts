@@ -15,7 +15,7 @@ import { pushAll } from "../savevm/verdict.js";
 import { sectionKind } from "../sections/kinds.js";
 import type { HtabItem } from "../sections/spapr-htab/format.js";
 import type { StreamDecoder, StreamDecoderOptions } from "../sections/stream.js";
-import { BerOutputVisitor } from "../visitor/ber.js";
+import { BerOutputVisitor } from "../visitor/ber/index.js";
 import { saveState } from "../vmstate/engine.js";
 import { SECTION_TAGS, TAG_COMMAND, TAG_CONFIGURATION, TAG_EOF, TAG_FOOTER, TAG_HEADER, TAG_OPAQUE, TAG_STREAM, TAG_VMDESC } from "./ber-items.js";
 import { deviceSpec } from "./devices.js";

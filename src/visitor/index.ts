@@ -5,5 +5,5 @@ export * from "./wire.js";
 export * from "./pretty.js";
 export * from "./json.js";
 export * from "./trace.js";
-export * from "./ber.js";
+export * from "./ber/index.js";
 export * from "./analyze.js";

@@ -11,7 +11,7 @@ import { BerReader } from "../../src/ber/reader.js";
 import type { VmstreamError } from "../../src/io/errors.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";
-import { BerInputVisitor, BerOutputVisitor, type BerLengths } from "../../src/visitor/ber.js";
+import { BerInputVisitor, BerOutputVisitor, type BerLengths } from "../../src/visitor/ber/index.js";
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";

@@ -6,7 +6,7 @@
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { BerWriter, CLASS_APPLICATION, CLASS_CONTEXT, T_SEQUENCE, berTag, type Tag } from "../../src/ber/writer.js";
-import { BerOutputVisitor, type BerLengths } from "../../src/visitor/ber.js";
+import { BerOutputVisitor, type BerLengths } from "../../src/visitor/ber/index.js";
 import { saveState } from "../../src/vmstate/engine.js";
 import { F } from "../../src/vmstate/fields.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";

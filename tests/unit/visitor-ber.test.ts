@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { BerReader } from "../../src/ber/reader.js";
 import { BerWriter } from "../../src/ber/writer.js";
-import { BerInputVisitor, BerOutputVisitor, type BerLengths } from "../../src/visitor/ber.js";
+import { BerInputVisitor, BerOutputVisitor, type BerLengths } from "../../src/visitor/ber/index.js";
 import type { Visitor } from "../../src/visitor/visitor.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import { F } from "../../src/vmstate/fields.js";
