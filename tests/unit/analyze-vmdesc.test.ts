@@ -19,6 +19,7 @@ import { prettyPrint } from "../../src/vmstate/symmetry.js";
 import type { State } from "../../src/vmstate/types.js";
 import { describedSave, qemuText } from "../helpers/vmdesc-text.js";
 import { readStream } from "../helpers/stream-sections.js";
+import { thrownBy } from "../helpers/errors.js";
 
 // ---------------------------------------------------------------------------------------------
 // An independent port of analyze-migration.py's (7.2) VMSDFieldStruct reader, for comparison.
@@ -381,14 +382,9 @@ describe("vmdesc special cases", () => {
 // Malformed vmdescs
 
 function badVmdesc(f: () => unknown): VmstreamError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VmstreamError);
-    expect((e as VmstreamError).code).toBe("BAD_VMDESC");
-    return e as VmstreamError;
-  }
-  throw new Error("did not throw");
+  const e = thrownBy(f);
+  expect(e.code).toBe("BAD_VMDESC");
+  return e;
 }
 
 describe("malformed vmdesc entries: BAD_VMDESC with the JSON path", () => {

@@ -28,7 +28,8 @@ import { decodeBytes } from "../../src/sections/stream.js";
 import { globalState, timers } from "../../src/vmstate/devices/index.js";
 import { encodeNoneStream } from "../helpers/encode-none.js";
 import { NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
-import { errorOf, expectSame } from "../helpers/expect-bytes.js";
+import { thrownBy } from "../helpers/errors.js";
+import { expectSame } from "../helpers/expect-bytes.js";
 
 const dir = new URL("../fixtures/", import.meta.url);
 const fixtures = readdirSync(dir).filter((f) => f.endsWith(".mig.gz")).sort();
@@ -232,7 +233,7 @@ describe("StreamConverter on broken input", () => {
     for (const cut of [3, 200, input.length >> 1, input.length - 30]) {
       const c = new StreamConverter();
       const got: Uint8Array[] = [];
-      const e = errorOf(() => {
+      const e = thrownBy(() => {
         for (const o of c.push(input.subarray(0, cut))) got.push(o.slice());
         c.end();
       });
@@ -252,7 +253,7 @@ describe("StreamConverter on broken input", () => {
     input[at + 6] = (input[at + 6]! | 0x02) >>> 0;
     input[at + 7] = 0x08;
     const c = new StreamConverter();
-    const e = errorOf(() => {
+    const e = thrownBy(() => {
       c.push(input);
       c.end();
     });
@@ -270,9 +271,9 @@ describe("StreamConverter on broken input", () => {
     w.u8(0); // the package: EOF
     enc.eof();
     const b = enc.bytes();
-    expect(errorOf(() => reencodeStream(b)).code).toBe("UNSUPPORTED");
+    expect(thrownBy(() => reencodeStream(b)).code).toBe("UNSUPPORTED");
     const c = new StreamConverter();
-    const e = errorOf(() => {
+    const e = thrownBy(() => {
       c.push(b);
       c.end();
     });
@@ -319,7 +320,7 @@ describe("StreamBerConverter (QEMU -> BER as the input arrives)", () => {
     const x86 = load("x86-pc-64m.mig.gz");
     const c = new StreamBerConverter();
     expect(
-      errorOf(() => {
+      thrownBy(() => {
         c.push(x86.subarray(0, x86.length - 100));
         c.end();
       }).code,
@@ -334,7 +335,7 @@ describe("StreamBerConverter (QEMU -> BER as the input arrives)", () => {
     enc.eof();
     const p = new StreamBerConverter();
     expect(
-      errorOf(() => {
+      thrownBy(() => {
         p.push(enc.bytes());
         p.end();
       }).code,

@@ -1,19 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { ByteReader, VmstreamError, eofError, isVmstreamError } from "../../src/io/index.js";
+import { thrownBy } from "../helpers/errors.js";
 
 const bytes = (h: string): Uint8Array => new Uint8Array((h.match(/../g) ?? []).map((x) => parseInt(x, 16)));
 const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 const rd = (h: string, opts?: ConstructorParameters<typeof ByteReader>[1]): ByteReader => new ByteReader(bytes(h), opts);
-
-function catchErr(f: () => unknown): VmstreamError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VmstreamError);
-    return e as VmstreamError;
-  }
-  throw new Error("expected a VmstreamError");
-}
 
 describe("ByteReader unsigned reads", () => {
   it("u8 / be16", () => {
@@ -52,7 +43,7 @@ describe("ByteReader unsigned reads", () => {
     expect(rd("0000000100000000").be64n()).toBe(2 ** 32);
     const r = rd("aa0020000000000000");
     r.u8();
-    const e = catchErr(() => r.be64n());
+    const e = thrownBy(() => r.be64n());
     expect(e.code).toBe("RANGE");
     expect(e.offset).toBe(1);
     expect(e.message).toContain("0x0020000000000000");
@@ -78,8 +69,8 @@ describe("ByteReader signed reads", () => {
     expect(rd("ffffffffffffffff").sbe64n()).toBe(-1);
     expect(rd("ffe0000000000001").sbe64n()).toBe(-Number.MAX_SAFE_INTEGER);
     expect(rd("001fffffffffffff").sbe64n()).toBe(Number.MAX_SAFE_INTEGER);
-    expect(catchErr(() => rd("ffe0000000000000").sbe64n()).code).toBe("RANGE"); // -2^53
-    expect(catchErr(() => rd("8000000000000000").sbe64n()).code).toBe("RANGE");
+    expect(thrownBy(() => rd("ffe0000000000000").sbe64n()).code).toBe("RANGE"); // -2^53
+    expect(thrownBy(() => rd("8000000000000000").sbe64n()).code).toBe("RANGE");
   });
 });
 
@@ -131,20 +122,20 @@ describe("ByteReader byte runs", () => {
     expect(hex(c)).toBe("0304");
     expect(r.bytes(0).length).toBe(0);
     expect(r.remaining).toBe(1);
-    expect(catchErr(() => r.bytes(-1)).code).toBe("RANGE");
-    expect(catchErr(() => r.bytes(0.5)).code).toBe("RANGE");
+    expect(thrownBy(() => r.bytes(-1)).code).toBe("RANGE");
+    expect(thrownBy(() => r.bytes(0.5)).code).toBe("RANGE");
   });
   it("works on a view with a byteOffset", () => {
     const backing = bytes("ffff" + "12345678" + "ffff");
     const r = new ByteReader(backing.subarray(2, 6));
     expect(r.be32()).toBe(0x12345678);
-    expect(catchErr(() => r.u8()).code).toBe("EOF");
+    expect(thrownBy(() => r.u8()).code).toBe("EOF");
   });
   it("skip", () => {
     const r = rd("0001020304");
     r.skip(3);
     expect(r.u8()).toBe(3);
-    expect(catchErr(() => r.skip(2)).code).toBe("EOF");
+    expect(thrownBy(() => r.skip(2)).code).toBe("EOF");
     expect(r.pos).toBe(4);
   });
   it("peek and peekU8 do not consume and never fail", () => {
@@ -174,7 +165,7 @@ describe("ByteReader counted strings", () => {
   it("length 0 is an error for cstr() (like qemu_get_counted_string) unless allowEmpty", () => {
     const r = rd("aa00");
     r.u8();
-    const e = catchErr(() => r.cstr());
+    const e = thrownBy(() => r.cstr());
     expect(e.code).toBe("EMPTY_STRING");
     expect(e.offset).toBe(1);
     expect(r.pos).toBe(1);
@@ -196,13 +187,13 @@ describe("ByteReader counted strings", () => {
   });
   it("truncated string: EOF at the string start, nothing consumed", () => {
     const r = rd("050102", { baseOffset: 100 });
-    const e = catchErr(() => r.cstr());
+    const e = thrownBy(() => r.cstr());
     expect(e.code).toBe("EOF");
     expect(e.offset).toBe(100);
     expect(e.message).toBe("unexpected end of stream at byte 100: need 6 bytes, 3 left");
     expect(r.pos).toBe(0);
-    expect(catchErr(() => r.cstrRaw()).code).toBe("EOF");
-    expect(catchErr(() => rd("").cstr()).code).toBe("EOF");
+    expect(thrownBy(() => r.cstrRaw()).code).toBe("EOF");
+    expect(thrownBy(() => rd("").cstr()).code).toBe("EOF");
   });
 });
 
@@ -237,7 +228,7 @@ describe("ByteReader EOF at every offset (throwing mode)", () => {
           expect(r.pos).toBe(start + width);
           expect(r.offset).toBe(BASE + start + width);
         } else {
-          const e = catchErr(() => read(r));
+          const e = thrownBy(() => read(r));
           expect(e.code).toBe("EOF");
           expect(e.offset).toBe(BASE + start);
           expect(e.message).toBe(
@@ -255,7 +246,7 @@ describe("ByteReader EOF at every offset (throwing mode)", () => {
     const r = rd("0000000102");
     const mark = r.pos;
     expect(r.be32()).toBe(1);
-    expect(catchErr(() => r.be16()).code).toBe("EOF");
+    expect(thrownBy(() => r.be16()).code).toBe("EOF");
     expect(r.u8()).toBe(2);
     r.pos = mark;
     expect(r.be32()).toBe(1);
@@ -345,7 +336,7 @@ describe("ByteReader sticky mode", () => {
     expect(r.error).toBeUndefined();
     expect(r.u8()).toBe(0);
     expect(r.checkLength(5, 10, "x")).toBe(5);
-    expect(catchErr(() => r.checkLength(11, 10, "x")).code).toBe("LIMIT");
+    expect(thrownBy(() => r.checkLength(11, 10, "x")).code).toBe("LIMIT");
   });
   it("reset() takes new input and clears the error", () => {
     const r = rd("", { sticky: true });

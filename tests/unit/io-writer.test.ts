@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ByteWriter, GatherWriter, VmstreamError } from "../../src/io/index.js";
+import { ByteWriter, GatherWriter } from "../../src/io/index.js";
+import { thrownBy } from "../helpers/errors.js";
 
 const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
@@ -7,16 +8,6 @@ function bytesOf(f: (w: ByteWriter) => void): string {
   const w = new ByteWriter();
   f(w);
   return hex(w.finish());
-}
-
-function catchErr(f: () => void): VmstreamError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VmstreamError);
-    return e as VmstreamError;
-  }
-  throw new Error("expected a VmstreamError");
 }
 
 describe("ByteWriter unsigned puts", () => {
@@ -65,7 +56,7 @@ describe("ByteWriter unsigned puts", () => {
     expect(bytesOf((w) => w.be64n(-(2 ** 32) - 1))).toBe("fffffffeffffffff");
     expect(bytesOf((w) => w.be64n(-Number.MAX_SAFE_INTEGER))).toBe("ffe0000000000001");
     for (const bad of [2 ** 53, 1.5, NaN, Infinity]) {
-      const e = catchErr(() => new ByteWriter().be64n(bad));
+      const e = thrownBy(() => new ByteWriter().be64n(bad));
       expect(e.code).toBe("RANGE");
     }
   });
@@ -130,8 +121,8 @@ describe("ByteWriter byte runs and counted strings", () => {
     w.zeros(0);
     w.u8(0xbb);
     expect(hex(w.finish())).toBe("aa0000000000bb");
-    expect(catchErr(() => w.zeros(-1)).code).toBe("RANGE");
-    expect(catchErr(() => w.zeros(1.5)).code).toBe("RANGE");
+    expect(thrownBy(() => w.zeros(-1)).code).toBe("RANGE");
+    expect(thrownBy(() => w.zeros(1.5)).code).toBe("RANGE");
   });
   it("zeros really zero a reused buffer", () => {
     const w = new ByteWriter();
@@ -148,12 +139,12 @@ describe("ByteWriter byte runs and counted strings", () => {
     expect(out).toBe("ff" + "78".repeat(255));
     const w = new ByteWriter();
     w.u8(7);
-    const e = catchErr(() => w.cstr("y".repeat(256)));
+    const e = thrownBy(() => w.cstr("y".repeat(256)));
     expect(e.code).toBe("RANGE");
     expect(e.offset).toBe(1);
     expect(e.message).toContain("256 bytes, max 255");
     expect(w.pos).toBe(1); // nothing written
-    expect(catchErr(() => w.cstr(new Uint8Array(256))).code).toBe("RANGE");
+    expect(thrownBy(() => w.cstr(new Uint8Array(256))).code).toBe("RANGE");
   });
   it("cstr encodes strings as UTF-8 and takes bytes as is", () => {
     expect(bytesOf((w) => w.cstr("ram"))).toBe("0372616d");
@@ -163,7 +154,7 @@ describe("ByteWriter byte runs and counted strings", () => {
     expect(bytesOf((w) => w.cstr("é€"))).toBe("05c3a9e282ac");
     expect(bytesOf((w) => w.cstr(new Uint8Array([0, 0xff])))).toBe("0200ff");
     // 128 two-byte characters = 256 bytes
-    expect(catchErr(() => new ByteWriter().cstr("é".repeat(128))).code).toBe("RANGE");
+    expect(thrownBy(() => new ByteWriter().cstr("é".repeat(128))).code).toBe("RANGE");
     expect(bytesOf((w) => w.cstr("é".repeat(127) + "a")).slice(0, 2)).toBe("ff");
   });
 });
@@ -249,10 +240,10 @@ describe("ByteWriter reserve / patch", () => {
   it("patch outside the written bytes is a RANGE error", () => {
     const w = new ByteWriter();
     w.be32(0);
-    expect(catchErr(() => w.patchBe32(1, 0)).code).toBe("RANGE");
-    expect(catchErr(() => w.patchBe16(-1, 0)).code).toBe("RANGE");
-    expect(catchErr(() => w.patchU8(4, 0)).code).toBe("RANGE");
-    expect(catchErr(() => w.reserve(-1)).code).toBe("RANGE");
+    expect(thrownBy(() => w.patchBe32(1, 0)).code).toBe("RANGE");
+    expect(thrownBy(() => w.patchBe16(-1, 0)).code).toBe("RANGE");
+    expect(thrownBy(() => w.patchU8(4, 0)).code).toBe("RANGE");
+    expect(thrownBy(() => w.reserve(-1)).code).toBe("RANGE");
   });
 });
 
@@ -357,8 +348,8 @@ describe("ByteWriter gather (zero-copy views)", () => {
     w.u8(1);
     w.patchBe32(at, 0x01020304);
     expect(hex(w.chunks()[0]!)).toBe("01020304");
-    expect(catchErr(() => w.patchBe32(4, 0)).code).toBe("RANGE"); // inside the borrowed page
-    expect(catchErr(() => w.patchBe16(3, 0)).code).toBe("RANGE"); // straddles own bytes and the page
+    expect(thrownBy(() => w.patchBe32(4, 0)).code).toBe("RANGE"); // inside the borrowed page
+    expect(thrownBy(() => w.patchBe16(3, 0)).code).toBe("RANGE"); // straddles own bytes and the page
     expect(p[0]).toBe(0);
     w.patchU8(4 + 4096, 0x42); // pending bytes
     expect(w.concat()[4100]).toBe(0x42);
@@ -378,7 +369,7 @@ describe("ByteWriter gather (zero-copy views)", () => {
     expect(hex(first[2]!)).toBe("0506");
     expect(w.byteLength).toBe(1000);
     expect(w.pos).toBe(1518);
-    expect(catchErr(() => w.patchU8(0, 0)).code).toBe("RANGE");
+    expect(thrownBy(() => w.patchU8(0, 0)).code).toBe("RANGE");
     const at = w.reserve(2);
     w.patchBe16(at, 0xbeef);
     const second = w.takeChunks();

@@ -27,6 +27,7 @@ import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
 import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
+import { thrownBy } from "../helpers/errors.js";
 
 const PS = 4096;
 const MiB = 1 << 20;
@@ -636,15 +637,7 @@ describe("MigrationSource options", () => {
   const ram = k.alloc(4 * PS, 4096);
   const base: MigrationSourceOptions = { kernels: k, blocks: [{ name: "pc.ram", ptr: ram, length: 4 * PS }], bandwidth: MiB, downtimeTarget: 0, maxRounds: 2 };
   const make = (o: Partial<MigrationSourceOptions>) => new MigrationSource({ ...base, ...o }, () => {});
-  const code = (f: () => unknown): string | undefined => {
-    try {
-      f();
-    } catch (e) {
-      expect(e).toBeInstanceOf(VmstreamError);
-      return (e as VmstreamError).code;
-    }
-    return undefined;
-  };
+  const code = (f: () => unknown): string => thrownBy(f).code;
 
   it("rejects bad devices, tables and section ids with a VmstreamError", () => {
     expect(code(() => make({ blockDevices: [{ name: "d", data: new Uint8Array(1000) }] }))).toBe("RANGE");

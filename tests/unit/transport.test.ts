@@ -12,6 +12,7 @@ import { VmstreamError } from "../../src/io/errors.js";
 import {
   StreamWriter, connectTcp, formatEndpoint, listenTcp, openInput, openOutput, parseEndpoint, type Endpoint,
 } from "../../src/migration/transport.js";
+import { thrownByAsync } from "../helpers/errors.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "vmstream-transport-"));
 const sockets: Socket[] = [];
@@ -68,10 +69,9 @@ describe("TCP", () => {
     const l = await listenTcp({ port: 0 });
     const port = l.port;
     await l.close();
-    const e = await connectTcp({ port }).catch((x: unknown) => x);
-    expect(e).toBeInstanceOf(VmstreamError);
-    expect((e as VmstreamError).code).toBe("IO");
-    expect((e as VmstreamError).message).toContain(`tcp:127.0.0.1:${port}`);
+    const e = await thrownByAsync(connectTcp({ port }));
+    expect(e.code).toBe("IO");
+    expect(e.message).toContain(`tcp:127.0.0.1:${port}`);
     // and an accept() pending on a closed listener rejects instead of hanging
     const l2 = await listenTcp({ port: 0 });
     const pending = l2.accept();
