@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { SeededRandom } from "../helpers/random.js";
 
 const P = 4096;
 const GUEST = 2 ** 31;
@@ -49,13 +50,8 @@ function writeGuestStream(file: string): number {
   u8(0x7e);
   be32(2);
   const pool = Buffer.alloc(16 * P);
-  let s = 0x9e3779b9;
-  for (let i = 0; i < pool.length; i += 4) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    pool.writeUInt32LE(s >>> 0, i);
-  }
+  const random = new SeededRandom(0x9e3779b9);
+  for (let i = 0; i < pool.length; i += 4) pool.writeUInt32LE(random.u32(), i);
   let first = true;
   const open = () => {
     u8(0x02);

@@ -10,29 +10,15 @@ import { nodeInflate } from "../../src/io/node.js";
 import { BLK, DEC, DEC_STATUS, RAM_FLAG, createKernels, type Kernels } from "../../src/kernels/index.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
+import { SeededRandom } from "../helpers/random.js";
 
 const P = 4096;
 const backends = ["wasm-simd", "wasm-scalar", "js"] as const;
 const K: Kernels[] = backends.map((backend) => createKernels({ backend }));
 const NAME = new TextEncoder().encode("pc.ram");
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
-
 function randPage(seed: number): Uint8Array {
-  const r = rng(seed);
-  const p = new Uint8Array(P);
-  for (let i = 0; i < P; i++) p[i] = r() & 0xff;
-  return p;
+  return new SeededRandom(seed).bytes(P);
 }
 
 function concat(...parts: ArrayLike<number>[]): Uint8Array {
@@ -154,12 +140,12 @@ describe("ramDecode with a written-page bitmap (BLK.WRITTEN)", () => {
     });
     fc.assert(
       fc.property(fc.array(recArb, { maxLength: 30 }), fc.integer({ min: 1, max: 1e6 }), (rs, seed) => {
-        const r = rng(seed);
+        const r = new SeededRandom(seed);
         const pages = 12;
         const init = new Uint8Array(pages * P);
         const bits = new Uint8Array(2);
         for (let i = 0; i < pages; i++) {
-          const v = r() % 4;
+          const v = r.u32() % 4;
           if (v === 0) init.set(randPage(seed + i), i * P); // non-zero: bit must be set
           if (v === 0 || v === 1) bits[i >> 3]! |= 1 << (i & 7); // v = 1: zero page whose bit is set (allowed)
         }

@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createKernels, DEC, DEC_STATUS, ENC, RAM_ENCODE, RAM_FLAG, SLOT_INSERT, type Kernels } from "../../src/kernels/index.js";
+import { SeededRandom } from "../helpers/random.js";
 
 const backends = ["wasm-simd", "wasm-scalar", "js"] as const;
 const K: Kernels[] = backends.map((backend) => createKernels({ backend }));
@@ -13,23 +14,8 @@ const enc = new TextEncoder();
 // ---------------------------------------------------------------------------------------------
 // Deterministic data
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
-
 function randomBytes(n: number, seed: number): Uint8Array {
-  const r = rng(seed);
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = r() & 0xff;
-  return out;
+  return new SeededRandom(seed).bytes(n);
 }
 
 function hex(s: string): Uint8Array {
@@ -612,7 +598,7 @@ describe("ramEncode", () => {
         fc.constantFrom(1024, 4096),
         fc.integer({ min: 0, max: 3 }),
         (ks, seed, useMap, useSlots, extra, ps, options) => {
-          const r = rng(seed + 1);
+          const r = new SeededRandom(seed + 1);
           const n = ks.length;
           const cache = new Uint8Array(n * ps);
           const slots = new Uint32Array(n);
@@ -624,14 +610,14 @@ describe("ramEncode", () => {
               pg.fill(0);
               pg[ps - 3] = 9;
             }
-            if (kind === "small") pg[r() % ps]! ^= 0x10;
-            const s = r() % 3;
+            if (kind === "small") pg[r.u32() % ps]! ^= 0x10;
+            const s = r.u32() % 3;
             slots[i] = s === 0 ? 0 : s === 1 ? i + 1 : (i + 1) | SLOT_INSERT;
             return pg;
           });
           const block = concat(...pages);
           const sendMap = useMap ? randomBytes(Math.ceil(n / 8), seed + 5) : undefined;
-          const first = r() % n;
+          const first = r.u32() % n;
           const call: EncCall = {
             block, pageSize: ps, first, end: n, sendMap, name: enc.encode("blk"), options,
             slots: useSlots ? slots : undefined, cache: useSlots ? cache : undefined,
@@ -942,22 +928,22 @@ describe("ramDecode", () => {
     fc.assert(
       fc.property(fc.array(fc.constantFrom("zero", "near", "rand", "same", "small", "many"), { minLength: 1, maxLength: 20 }), fc.integer({ min: 0, max: 1e6 }), (ks, seed) => {
         const n = ks.length;
-        const r = rng(seed + 3);
+        const r = new SeededRandom(seed + 3);
         const old = randomBytes(n * P, seed);
         const slots = new Uint32Array(n);
         const pages = ks.map((kind, i) => {
           const o = old.subarray(i * P, (i + 1) * P);
-          slots[i] = r() % 4 === 0 ? (i + 1) | SLOT_INSERT : r() % 3 === 0 ? 0 : i + 1;
+          slots[i] = r.u32() % 4 === 0 ? (i + 1) | SLOT_INSERT : r.u32() % 3 === 0 ? 0 : i + 1;
           if (kind === "zero") return zeroPage();
           if (kind === "near") return nearZeroPage(i);
           if (kind === "rand") return randPage(seed + i);
           const pg = o.slice();
-          if (kind === "small") pg[r() % P]! ^= 1;
-          if (kind === "many") for (let j = 0; j < 40; j++) pg[r() % P]! ^= 0x80;
+          if (kind === "small") pg[r.u32() % P]! ^= 1;
+          if (kind === "many") for (let j = 0; j < 40; j++) pg[r.u32() % P]! ^= 0x80;
           return pg;
         });
         const block = concat(...pages);
-        const out = encodeAll({ block, first: 0, end: n, name: pcram, slots, cache: old, outCap: n * (P + 300), options: r() & 1 });
+        const out = encodeAll({ block, first: 0, end: n, name: pcram, slots, cache: old, outCap: n * (P + 300), options: r.u32() & 1 });
         const stream = concat(out.bytes, EOS);
         // The destination holds what it was last sent: the cache contents for slotted pages.
         const dest = new Uint8Array(n * P);

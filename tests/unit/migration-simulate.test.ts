@@ -9,6 +9,7 @@ import { createKernels } from "../../src/kernels/index.js";
 import { MigrationSource, simulate, type RoundProgress } from "../../src/migration/index.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { timers } from "../../src/vmstate/devices/index.js";
+import { SeededRandom } from "../helpers/random.js";
 
 const PS = 4096;
 const MiB = 1048576;
@@ -186,10 +187,10 @@ describe("MigrationSource (step API, several blocks)", () => {
       { kernels: k, blocks, bandwidth: 100 * PS * 10, roundTime: 0.1, downtimeTarget: 0, maxRounds: 10, xbzrleCacheBytes: 64 * PS },
       (c) => chunks.push(c.slice()),
     );
-    let x = 1;
+    const random = new SeededRandom(1);
     const poke = (n: number) => {
       for (let i = 0; i < n; i++) {
-        x = (x * 1103515245 + 12345) >>> 0;
+        const x = random.u32();
         const b = blocks[x % 2]!;
         const page = (x % 2) * 20 + ((x >>> 8) % 16); // hot pages: 0..15 of pc.ram, 20..35 of vga.vram (distinct cache slots)
         k.u8[b.ptr + page * PS + ((x >>> 3) % PS)] = x >>> 24;
