@@ -15,6 +15,7 @@ import { BerInputVisitor, BerOutputVisitor, type BerLengths } from "../../src/vi
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";
+import { fromHex } from "./bytes.js";
 
 /** BER of `s` (throws the visitor's error). */
 export function saveBer(vmsd: VMStateDescription, s: State, lengths: BerLengths = "auto"): Uint8Array {
@@ -108,7 +109,7 @@ export function asn1DecodeDeep(bytes: Uint8Array, type: string, limit = 500): To
     const r = asn1Decoding(b, t);
     runs.push(r);
     if (r.status !== 0) break;
-    for (const m of r.stdout.matchAll(/type:ANY {2}value:([0-9a-fA-F]+)/g)) queue.push([Buffer.from(m[1]!, "hex"), "NestedValue"]);
+    for (const m of r.stdout.matchAll(/type:ANY {2}value:([0-9a-fA-F]+)/g)) queue.push([fromHex(m[1]!), "NestedValue"]);
   }
   return runs;
 }

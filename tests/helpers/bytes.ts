@@ -18,8 +18,8 @@ export function fromHex(text: string): Uint8Array {
   return new Uint8Array(Buffer.from(digits, "hex"));
 }
 
-/** The parts one after another in one new array. */
-export function concat(...parts: ArrayLike<number>[]): Uint8Array {
+/** The parts (chunks, byte arrays, number lists) one after another in one new array. */
+export function concat(parts: readonly ArrayLike<number>[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

@@ -4,7 +4,6 @@
 // command line and an HPTE that pseries accepts; for live migrations: the `vmstream` CLI as a child process,
 // guest memory compared with a decoded RAM block, and the running multiboot guest of mbguest.ts.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,7 +17,6 @@ import { canUseSetpriv, findProcesses, loadFromFile, pmemsave, saveToFile, scrat
 /** Migration parameters that make a save of a stopped guest go as fast as QEMU can write. */
 export const FAST = { "max-bandwidth": 10 * 2 ** 30 };
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-export const sha = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
 
 /** A guest-physical range (for pmemsave). */
 export interface Range {

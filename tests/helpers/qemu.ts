@@ -15,12 +15,12 @@
 // - `describeQemu()` implements the "require QEMU" policy: the block runs when the binary is installed; under
 //   CI (`CI=true`) a missing binary FAILS; elsewhere the block is skipped with the reason in its name.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it, onTestFinished } from "vitest";
 import { QmpClient, type QmpMigrationInfo } from "../../src/qmp/index.js";
+import { sha256 } from "./bytes.js";
 
 // ------------------------------------------------------------------------------------------------ availability
 
@@ -485,7 +485,7 @@ export async function pmemsave(t: QmpTarget, addr: number, size: number, file: s
 }
 
 export function sha256File(file: string): string {
-  return createHash("sha256").update(readFileSync(file)).digest("hex");
+  return sha256(readFileSync(file));
 }
 
 /**

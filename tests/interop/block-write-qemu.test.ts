@@ -7,9 +7,10 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { loadAndRun, pcWithDisk, qemuSuite, saveStopped, sha, withDecoded } from "../helpers/interop.js";
+import { loadAndRun, pcWithDisk, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { buildModelStream } from "../helpers/model-stream.js";
 import { describeQemu } from "../helpers/qemu.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const X86 = "qemu-system-x86_64";
 const MiB = 1024 * 1024;
@@ -50,7 +51,7 @@ describeQemu(X86, "block migration written by BlockWriter lands byte-exact on th
       const dstDisk = join(scratch(), `dst-${zeroBlocks}.raw`);
       writeFileSync(dstDisk, new Uint8Array(SIZE).fill(0xaa));
       await loadAndRun(X86, pcWithDisk(dstDisk), file);
-      expect(sha(readFileSync(dstDisk))).toBe(sha(img));
+      expect(sha256(readFileSync(dstDisk))).toBe(sha256(img));
     }, 60_000);
   }
 });

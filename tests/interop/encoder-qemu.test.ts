@@ -12,8 +12,9 @@ import { encodeFromModel } from "../../src/convert/model.js";
 import { joinChunks } from "../../src/io/chunks.js";
 import { reencodeStream } from "../../src/convert/qemu.js";
 import { encodeNoneStream } from "../helpers/encode-none.js";
-import { loadInto, memoryHashes, qemuSuite, saveStopped, sha, withDecoded } from "../helpers/interop.js";
+import { loadInto, memoryHashes, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { describeQemu } from "../helpers/qemu.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const X86 = "qemu-system-x86_64";
 
@@ -49,7 +50,7 @@ describeQemu(X86, "QEMU loads streams written by the encoder", () => {
     it("the replay (reencodeStream) is byte-identical", () => {
       const input = new Uint8Array(readFileSync(saved));
       const r = reencodeStream(input, { decode: { inflate: nodeInflate } });
-      expect(sha(joinChunks(r.chunks))).toBe(sha(input));
+      expect(sha256(joinChunks(r.chunks))).toBe(sha256(input));
       expect(r.report.vmdescGenerated).toBe(true);
     });
 

@@ -10,7 +10,7 @@ import { gunzipSync } from "node:zlib";
 import { afterAll, expect, it, onTestFinished } from "vitest";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { canUseSetpriv, describeQemu } from "../helpers/qemu.js";
-import { sha256 } from "../helpers/result-digest.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 

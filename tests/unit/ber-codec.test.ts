@@ -7,14 +7,14 @@ import {
   BerWriter, CLASS_APPLICATION, CLASS_CONTEXT, CLASS_UNIVERSAL, T_OCTET_STRING, T_SEQUENCE, berTag,
 } from "../../src/ber/writer.js";
 import { VmstreamError } from "../../src/io/errors.js";
+import { toSpacedHex } from "../helpers/bytes.js";
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex").toUpperCase().replace(/(..)(?!$)/g, "$1 ");
 const bytes = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h.replace(/\s+/g, ""), "hex"));
 
 function enc(f: (w: BerWriter) => void): string {
   const w = new BerWriter({ initialCapacity: 64 });
   f(w);
-  return hex(w.finish());
+  return toSpacedHex(w.finish());
 }
 
 function reader(h: string | Uint8Array): BerReader {
@@ -48,7 +48,7 @@ function refInteger(v: bigint): string {
     x >>= 8n;
     if ((x === 0n && (byte & 0x80) === 0) || (x === -1n && (byte & 0x80) !== 0)) break;
   }
-  return hex(Uint8Array.from([0x02, out.length, ...out]));
+  return toSpacedHex(Uint8Array.from([0x02, out.length, ...out]));
 }
 
 describe("INTEGER", () => {
@@ -293,7 +293,7 @@ describe("other primitives", () => {
   it("reads constructed OCTET STRINGs (segments, nested, indefinite)", () => {
     const r = reader("24 80 04 02 AB CD 24 03 04 01 EF 04 00 00 00");
     r.header();
-    expect(hex(r.octets())).toBe("AB CD EF");
+    expect(toSpacedHex(r.octets())).toBe("AB CD EF");
     expect(r.pos).toBe(r.end);
     const r2 = reader("2C 07 04 02 68 69 04 01 21");
     r2.header();
@@ -323,7 +323,7 @@ describe("lengths", () => {
     [65536, "83 01 00 00"],
   ])("OCTET STRING of %i octets has length %s", (n, want) => {
     const e = bytes(enc((w) => w.octets(new Uint8Array(n).fill(7))));
-    expect(hex(e.subarray(1, 1 + want.split(" ").length))).toBe(want);
+    expect(toSpacedHex(e.subarray(1, 1 + want.split(" ").length))).toBe(want);
     const r = new BerReader(e);
     r.header();
     expect(r.len).toBe(n);
@@ -359,7 +359,7 @@ describe("lengths", () => {
   it("reads non-minimal definite lengths (BER) but rejects 0xFF and lengths past the end", () => {
     const r = reader("04 84 00 00 00 02 AB CD");
     r.header();
-    expect(hex(r.octets())).toBe("AB CD");
+    expect(toSpacedHex(r.octets())).toBe("AB CD");
     expect(() => reader("04 FF 00").header()).toThrow(/0xFF/);
     expect(() => reader("04 05 00").header()).toThrow(expect.objectContaining({ code: "EOF" }));
     expect(() => reader("04 82 01").header()).toThrow(expect.objectContaining({ code: "EOF" }));
@@ -404,10 +404,10 @@ describe("lengths", () => {
     w.fork(T_SEQUENCE, true);
     w.join();
     w.fork(T_SEQUENCE, true);
-    expect(hex(w.take())).toBe("30 80 30 00 30 80");
+    expect(toSpacedHex(w.take())).toBe("30 80 30 00 30 80");
     w.join();
     w.join();
-    expect(hex(w.take())).toBe("00 00 00 00");
+    expect(toSpacedHex(w.take())).toBe("00 00 00 00");
   });
 
   it("rejects an indefinite length on a primitive, and a missing EOC", () => {
@@ -453,7 +453,7 @@ describe("tags", () => {
   ] as const)("class %i constructed %s number %i -> %s", (cls, cons, n, want) => {
     const t = berTag(cls, cons, n);
     expect(t).toBeInstanceOf(Uint8Array);
-    expect(hex(t as Uint8Array)).toBe(want);
+    expect(toSpacedHex(t as Uint8Array)).toBe(want);
     const w = new BerWriter();
     if (cons) {
       w.fork(t);
@@ -496,17 +496,17 @@ describe("writer", () => {
     w.fork(T_SEQUENCE, true);
     w.int(1);
     const a = w.take();
-    expect(hex(a)).toBe("30 80 02 01 01");
+    expect(toSpacedHex(a)).toBe("30 80 02 01 01");
     w.fork(T_SEQUENCE); // definite: its length is not known yet
     w.int(2);
-    expect(hex(w.take())).toBe("");
+    expect(toSpacedHex(w.take())).toBe("");
     w.octets(new Uint8Array(200));
     w.join();
     const b = w.take();
-    expect(hex(b.subarray(0, 4))).toBe("30 81 CE 02");
+    expect(toSpacedHex(b.subarray(0, 4))).toBe("30 81 CE 02");
     w.join();
     const c = w.take();
-    expect(hex(c)).toBe("00 00");
+    expect(toSpacedHex(c)).toBe("00 00");
     expect(w.offset).toBe(a.length + b.length + c.length);
     const all = new Uint8Array([...a, ...b, ...c]);
     const r = new BerReader(all);

@@ -3,7 +3,6 @@
 // decode against docs/vmstate.asn1 with libtasn1's asn1Decoding (VMStream.Stream, every Nested level) and
 // with asn1c's unber. The outside judges follow tests/unit/ber-external.test.ts: under CI (CI=true) a missing
 // tool FAILS, elsewhere the test is skipped with the reason in its name.
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { deflateSync, gunzipSync, inflateSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
@@ -20,10 +19,10 @@ import { RamWriter } from "../../src/sections/ram/writer.js";
 import { globalState, timers } from "../../src/vmstate/devices/index.js";
 import { IN_CI, asn1DecodeDeep, hasTool, removeTempFiles, unber } from "../helpers/ber-tools.js";
 import { NONE_OFFSETS, noneStream } from "../helpers/none-stream.js";
+import { sha256 } from "../helpers/bytes.js";
 
 afterAll(removeTempFiles);
 
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const fixture = (name: string) => new Uint8Array(gunzipSync(readFileSync(new URL(`../fixtures/${name}.mig.gz`, import.meta.url))));
 const inflate = (d: Uint8Array) => new Uint8Array(inflateSync(d));
 const FIXTURES = ["x86-pc-64m", "x86-pc-block", "x86-pc-block-zeroblocks", "x86-pc-xbzrle", "ppc64-pseries"];

@@ -1,6 +1,5 @@
 // `vmstream convert IN OUT [--to qemu|ber]` as a user runs it (the built dist/cli/main.js).
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { noneStream } from "../helpers/none-stream.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const FIX = (f: string) => fileURLToPath(new URL(`../fixtures/${f}`, import.meta.url));
@@ -18,7 +18,6 @@ function run(args: string[], input?: Uint8Array) {
   const r = spawnSync(process.execPath, [MAIN, ...args], { input, maxBuffer: 128 << 20 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString("utf8") };
 }
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 describe("vmstream convert", () => {
   it.each(["x86-pc-xbzrle", "x86-pc-block-zeroblocks", "ppc64-pseries"])("%s: QEMU -> QEMU is byte-identical (gzip input)", (name) => {

@@ -3,7 +3,6 @@
 // matches the reference hashes, --forward through a second receive is a byte-exact tap, and a truncated,
 // garbled or interrupted migration makes both ends exit non-zero without leaving complete-looking output.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkExtract } from "../helpers/extract-reference.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const FIX = (f: string) => fileURLToPath(new URL(`../fixtures/${f}`, import.meta.url));
@@ -21,7 +21,6 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const raw = (name: string) => gunzipSync(readFileSync(FIX(`${name}.mig.gz`)));
 
 interface Done {

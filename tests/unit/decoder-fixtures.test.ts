@@ -14,7 +14,8 @@ import type { DecodeResult } from "../../src/savevm/types.js";
 import { findVmdescTrailer } from "../../src/savevm/vmdesc.js";
 import { decodeFile, decodeNodeStream, readVmdescTrailer, validateFile } from "../../src/sections/node.js";
 import { StreamDecoder, blockOf, decodeBytes, htabOf, ramOf, type StreamDecoderOptions } from "../../src/sections/stream.js";
-import { digest, iterativeSequence, sha256 } from "../helpers/result-digest.js";
+import { digest, iterativeSequence } from "../helpers/result-digest.js";
+import { sha256 } from "../helpers/bytes.js";
 
 interface Reference {
   stream_sha256: string;

@@ -11,6 +11,7 @@ import { decodeOutcome, mutate } from "../helpers/mutate.js";
 import { NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
 import { analyzeDecoderOptions } from "../../src/analyze/report.js";
 import { SeededRandom } from "../helpers/random.js";
+import { toHex } from "../helpers/bytes.js";
 
 const describeFromVmdesc = analyzeDecoderOptions.describe!;
 
@@ -39,7 +40,7 @@ describe("mutations of the -machine none stream", () => {
       try {
         out = decodeOutcome(bytes, options, 1 + rng.int(3), rng);
       } catch (e) {
-        throw new Error(`case ${i}: ${(e as Error).message}\nbytes: ${Buffer.from(bytes).toString("hex")}`);
+        throw new Error(`case ${i}: ${(e as Error).message}\nbytes: ${toHex(bytes)}`);
       }
       if (out.ok) ok++;
       else codes.set(out.code!, (codes.get(out.code!) ?? 0) + 1);

@@ -9,9 +9,10 @@ import { registryFromMap } from "../../src/sections/device/registry.js";
 import { StreamDecoder, decodeBytes, decodeStream, ramOf, validateBytes, validateStream, type StreamDecoderOptions } from "../../src/sections/stream.js";
 import { x86Devices } from "../../src/vmstate/devices/index.js";
 import { NONE_OFFSETS, NONE_SHA256, NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
-import { digest, sha256 } from "../helpers/result-digest.js";
+import { digest } from "../helpers/result-digest.js";
 import { analyzeDecoderOptions } from "../../src/analyze/report.js";
 import { thrownBy } from "../helpers/errors.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const describeFromVmdesc = analyzeDecoderOptions.describe!;
 

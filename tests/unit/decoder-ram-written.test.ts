@@ -11,6 +11,7 @@ import { BLK, DEC, DEC_STATUS, RAM_FLAG, createKernels, type Kernels } from "../
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
 import { SeededRandom } from "../helpers/random.js";
+import { concat } from "../helpers/bytes.js";
 
 const P = 4096;
 const backends = ["wasm-simd", "wasm-scalar", "js"] as const;
@@ -21,22 +22,12 @@ function randPage(seed: number): Uint8Array {
   return new SeededRandom(seed).bytes(P);
 }
 
-function concat(...parts: ArrayLike<number>[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 function rec(offset: number, flags: number, named: boolean, body: ArrayLike<number>): Uint8Array {
   const h = new Uint8Array(8);
   new DataView(h.buffer).setBigUint64(0, BigInt(offset) | BigInt(flags | (named ? 0 : RAM_FLAG.CONTINUE)));
-  return named ? concat(h, [NAME.length], NAME, body) : concat(h, body);
+  return named ? concat([h, [NAME.length], NAME, body]) : concat([h, body]);
 }
-const EOS = concat([0, 0, 0, 0, 0, 0, 0, 0x10]);
+const EOS = Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0x10]);
 
 interface Run {
   status: number;
@@ -102,9 +93,9 @@ describe("ramDecode with a written-page bitmap (BLK.WRITTEN)", () => {
     const data = randPage(2);
     // page 0: non-zero but its bit is clear (breaks the invariant on purpose, to see that it is not read)
     // page 1: non-zero, bit set; pages 2..9 zero, bits clear
-    const init = concat(garbage, garbage, new Uint8Array(8 * P));
+    const init = concat([garbage, garbage, new Uint8Array(8 * P)]);
     const bits = new Uint8Array([0b0000_0010, 0]);
-    const stream = concat(
+    const stream = concat([
       rec(0, RAM_FLAG.ZERO, true, [0]),
       rec(P, RAM_FLAG.ZERO, false, [0]),
       rec(2 * P, RAM_FLAG.PAGE, false, data),
@@ -113,7 +104,7 @@ describe("ramDecode with a written-page bitmap (BLK.WRITTEN)", () => {
       rec(5 * P, RAM_FLAG.ZERO, false, [0]),
       rec(9 * P, RAM_FLAG.XBZRLE, false, [1, 0, 0]), // empty delta: still counts as written
       EOS,
-    );
+    ]);
     const o = runAll(init, bits, stream);
     expect(o.status).toBe(DEC_STATUS.EOS);
     expect(o.counts).toEqual([4, 1, 2]);
@@ -150,7 +141,7 @@ describe("ramDecode with a written-page bitmap (BLK.WRITTEN)", () => {
           if (v === 0 || v === 1) bits[i >> 3]! |= 1 << (i & 7); // v = 1: zero page whose bit is set (allowed)
         }
         const written = bits.slice();
-        const stream = concat(
+        const stream = concat([
           ...rs.map((x, i) => {
             const named = i === 0;
             if (x.kind === "zero") return rec(x.page * P, RAM_FLAG.ZERO, named, [0]);
@@ -160,7 +151,7 @@ describe("ramDecode with a written-page bitmap (BLK.WRITTEN)", () => {
             return rec(x.page * P, RAM_FLAG.XBZRLE, named, [1, 0, 4, x.seed % 100, 2, 0xab, 0xcd]);
           }),
           EOS,
-        );
+        ]);
         const a = runAll(init, bits, stream);
         const b = runAll(init, undefined, stream);
         expect(fp(a.block)).toBe(fp(b.block));

@@ -1,10 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { ByteReader, VmstreamError, eofError, isVmstreamError } from "../../src/io/index.js";
 import { thrownBy } from "../helpers/errors.js";
+import { fromHex, toHex } from "../helpers/bytes.js";
 
-const bytes = (h: string): Uint8Array => new Uint8Array((h.match(/../g) ?? []).map((x) => parseInt(x, 16)));
-const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-const rd = (h: string, opts?: ConstructorParameters<typeof ByteReader>[1]): ByteReader => new ByteReader(bytes(h), opts);
+const rd = (h: string, opts?: ConstructorParameters<typeof ByteReader>[1]): ByteReader => new ByteReader(fromHex(h), opts);
 
 describe("ByteReader unsigned reads", () => {
   it("u8 / be16", () => {
@@ -110,23 +109,23 @@ describe("ByteReader floats", () => {
 
 describe("ByteReader byte runs", () => {
   it("bytes is a zero-copy subarray; bytesCopy copies", () => {
-    const src = bytes("0102030405");
+    const src = fromHex("0102030405");
     const r = new ByteReader(src);
     const a = r.bytes(2);
     expect(a.buffer).toBe(src.buffer);
-    expect(hex(a)).toBe("0102");
+    expect(toHex(a)).toBe("0102");
     src[0] = 9;
     expect(a[0]).toBe(9);
     const c = r.bytesCopy(2);
     src[2] = 9;
-    expect(hex(c)).toBe("0304");
+    expect(toHex(c)).toBe("0304");
     expect(r.bytes(0).length).toBe(0);
     expect(r.remaining).toBe(1);
     expect(thrownBy(() => r.bytes(-1)).code).toBe("RANGE");
     expect(thrownBy(() => r.bytes(0.5)).code).toBe("RANGE");
   });
   it("works on a view with a byteOffset", () => {
-    const backing = bytes("ffff" + "12345678" + "ffff");
+    const backing = fromHex("ffff" + "12345678" + "ffff");
     const r = new ByteReader(backing.subarray(2, 6));
     expect(r.be32()).toBe(0x12345678);
     expect(thrownBy(() => r.u8()).code).toBe("EOF");
@@ -140,8 +139,8 @@ describe("ByteReader byte runs", () => {
   });
   it("peek and peekU8 do not consume and never fail", () => {
     const r = rd("0a0b0c");
-    expect(hex(r.peek(2))).toBe("0a0b");
-    expect(hex(r.peek(10))).toBe("0a0b0c");
+    expect(toHex(r.peek(2))).toBe("0a0b");
+    expect(toHex(r.peek(10))).toBe("0a0b0c");
     expect(r.peek(0).length).toBe(0);
     expect(r.peekU8()).toBe(0x0a);
     expect(r.peekU8(2)).toBe(0x0c);
@@ -176,14 +175,14 @@ describe("ByteReader counted strings", () => {
     const r = rd("00" + "0200ff");
     expect(r.cstrRaw().length).toBe(0);
     const b = r.cstrRaw();
-    expect(hex(b)).toBe("00ff");
+    expect(toHex(b)).toBe("00ff");
     expect(r.remaining).toBe(0);
   });
   it("UTF-8 decoding; invalid bytes become U+FFFD", () => {
     expect(rd("05c3a9e282ac").cstr()).toBe("é€");
     expect(rd("0130").cstr()).toBe("0");
     expect(rd("02ff41").cstr()).toBe("\ufffdA");
-    expect(rd("12" + hex(new TextEncoder().encode("0000:00:01.0/PIIX3"))).cstr()).toBe("0000:00:01.0/PIIX3");
+    expect(rd("12" + toHex(new TextEncoder().encode("0000:00:01.0/PIIX3"))).cstr()).toBe("0000:00:01.0/PIIX3");
   });
   it("truncated string: EOF at the string start, nothing consumed", () => {
     const r = rd("050102", { baseOffset: 100 });
@@ -212,7 +211,7 @@ describe("ByteReader EOF at every offset (throwing mode)", () => {
     ["be64n", 8, (r) => r.be64n()],
     ["sbe64n", 8, (r) => r.sbe64n()],
     ["f64be", 8, (r) => r.f64be()],
-    ["bytes(5)", 5, (r) => r.bytes(5)],
+    ["fromHex(5)", 5, (r) => r.bytes(5)],
     ["skip(3)", 3, (r) => r.skip(3)],
   ];
   const LEN = 12;
@@ -342,7 +341,7 @@ describe("ByteReader sticky mode", () => {
     const r = rd("", { sticky: true });
     r.u8();
     expect(r.ok).toBe(false);
-    r.reset(bytes("0102"), 10);
+    r.reset(fromHex("0102"), 10);
     expect(r.ok).toBe(true);
     expect(r.offset).toBe(10);
     expect(r.be16()).toBe(0x0102);

@@ -7,6 +7,7 @@ import { createKernels, LinearMemory, simdSupported, XBZRLE_ERR, type BackendNam
 import { instantiateKernels } from "../../src/kernels/wasm.js";
 import { jsKernelFunctions } from "../../src/kernels/js/index.js";
 import { SeededRandom } from "../helpers/random.js";
+import { toHex } from "../helpers/bytes.js";
 
 // ---------------------------------------------------------------------------------------------
 // Reference (byte loops, straight from the pseudo-code)
@@ -166,7 +167,7 @@ function encodeAll(oldP: Uint8Array, newP: Uint8Array, limit: number, s: Shifts 
   for (const be of on) {
     const r = encodeOn(be, oldP, newP, limit, s);
     if (r.ret !== ref.ret || !bytesEqual(r.bytes, ref.bytes)) {
-      expect({ backend: be.name, ret: r.ret, bytes: hex(r.bytes) }).toEqual({ backend: be.name, ret: ref.ret, bytes: hex(ref.bytes) });
+      expect({ backend: be.name, ret: r.ret, bytes: toHex(r.bytes) }).toEqual({ backend: be.name, ret: ref.ret, bytes: toHex(ref.bytes) });
     }
   }
   return ref;
@@ -197,7 +198,7 @@ function decodeAll(src: Uint8Array, page: Uint8Array, s: { src?: number; page?: 
     const r = be.dec(sp, src.length, pp, page.length);
     const bytes = be.u8().slice(pp - GUARD, pp + page.length + GUARD);
     if (r !== ref.ret || !bytesEqual(bytes, ref.bytes)) {
-      expect({ backend: be.name, ret: r, bytes: hex(bytes) }).toEqual({ backend: be.name, ret: ref.ret, bytes: hex(ref.bytes) });
+      expect({ backend: be.name, ret: r, bytes: toHex(bytes) }).toEqual({ backend: be.name, ret: ref.ret, bytes: toHex(ref.bytes) });
     }
   }
   return ref;
@@ -207,10 +208,6 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function hex(a: Uint8Array): string {
-  return Buffer.from(a).toString("hex");
 }
 
 /** Page sizes the public API accepts (powers of two, 64..65536); other sizes run on the raw kernels. */
@@ -255,7 +252,7 @@ describe("xbzrle: QEMU 7.2 unit test cases (tests/unit/test-xbzrle.c)", () => {
         const n = be.enc(o, w, out, P, P);
         const want = [...ulebRef(v), 1, 7];
         if (n !== want.length || !want.every((b, i) => u8[out + i] === b)) {
-          expect({ be: be.name, v, n, bytes: hex(u8.slice(out, out + 4)) }).toEqual({ be: be.name, v, n: want.length, bytes: hex(Uint8Array.from(want)) });
+          expect({ be: be.name, v, n, bytes: toHex(u8.slice(out, out + 4)) }).toEqual({ be: be.name, v, n: want.length, bytes: toHex(Uint8Array.from(want)) });
         }
         u8[w + v] = 0;
         // And decode exactly those bytes onto a zero page.
@@ -286,7 +283,7 @@ describe("xbzrle: QEMU 7.2 unit test cases (tests/unit/test-xbzrle.c)", () => {
         const n = be.enc(o, w, out, P + 4, P);
         const head = [0, ...ulebRef(v)];
         const ok = n === head.length + v && head.every((b, i) => u8[out + i] === b) && u8[out + head.length] === 3 && u8[out + n - 1] === 3;
-        if (!ok) expect({ be: be.name, v, n, head: hex(u8.slice(out, out + 3)) }).toEqual({ be: be.name, v, n: head.length + v, head: hex(Uint8Array.from(head)) });
+        if (!ok) expect({ be: be.name, v, n, head: toHex(u8.slice(out, out + 3)) }).toEqual({ be: be.name, v, n: head.length + v, head: toHex(Uint8Array.from(head)) });
       }
     }
   });

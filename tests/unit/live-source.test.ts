@@ -8,6 +8,7 @@ import type { Kernels } from "../../src/kernels/types.js";
 import { GuestWorkload, LiveMigrationError, MigrationSource, runLiveSource, type LiveSourceOptions, type MigrationSourceOptions } from "../../src/migration/index.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { thrownByAsync } from "../helpers/errors.js";
+import { concat } from "../helpers/bytes.js";
 
 const PS = 4096;
 const MiB = 1048576;
@@ -43,12 +44,7 @@ function collector() {
       chunks.push(c);
       return new Promise<void>((r) => setImmediate(r));
     },
-    bytes: () => {
-      const all = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-      let o = 0;
-      for (const c of chunks) (all.set(c, o), (o += c.length));
-      return all;
-    },
+    bytes: () => concat(chunks),
   };
 }
 

@@ -29,6 +29,7 @@ import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { thrownBy } from "../helpers/errors.js";
 import { SeededRandom } from "../helpers/random.js";
+import { concat } from "../helpers/bytes.js";
 
 const PS = 4096;
 const MiB = 1 << 20;
@@ -155,15 +156,7 @@ function rig(o: RigOptions = {}): Rig {
     hpt,
     src,
     chunks,
-    bytes() {
-      const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-      let p = 0;
-      for (const c of chunks) {
-        out.set(c, p);
-        p += c.length;
-      }
-      return out;
-    },
+    bytes: () => concat(chunks),
   };
 }
 

@@ -8,6 +8,7 @@ import { createKernels } from "../../src/kernels/index.js";
 import { MigrationSource, type MigrationSourceOptions } from "../../src/migration/index.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { SeededRandom } from "../helpers/random.js";
+import { concat } from "../helpers/bytes.js";
 
 const PS = 4096;
 
@@ -47,12 +48,7 @@ function migrate(backend: "js" | "wasm-scalar" | "wasm-simd", extra: Partial<Mig
   });
   const expected = u8().slice();
   src.dispose();
-  const stream = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let o = 0;
-  for (const c of chunks) {
-    stream.set(c, o);
-    o += c.length;
-  }
+  const stream = concat(chunks);
   const r = decodeBytes(stream, { materialize: { ram: true } });
   const ram = ramOf(r)!;
   const got = ram.blocks[0]!.data!.slice();
