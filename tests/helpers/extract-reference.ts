@@ -6,7 +6,6 @@ import { join } from "node:path";
 import { expect } from "vitest";
 import { sha256 } from "./bytes.js";
 
-
 /** Check DIR against the reference of fixture `name`; returns how many files were compared. */
 export function checkExtract(dir: string, name: string): number {
   const ref = JSON.parse(readFileSync(new URL(`../fixtures/${name}.reference.json`, import.meta.url), "utf8"));
