@@ -55,12 +55,6 @@ export function loadWire(vmsd: VMStateDescription, bytes: Uint8Array, s: State =
 // Outside judges
 
 export const SCHEMA = fileURLToPath(new URL("../../docs/vmstate.asn1", import.meta.url));
-export const IN_CI = process.env.CI === "true";
-
-/** Whether `tool` is on the PATH. */
-export function hasTool(tool: string): boolean {
-  return spawnSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).status === 0;
-}
 
 export interface ToolRun {
   status: number | null;

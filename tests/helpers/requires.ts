@@ -38,12 +38,14 @@ export function describeIfInstalled(need: Requirement, name: string, fn: () => v
   } else describe.skip(`${name} [skipped: ${need.missing}]`, fn);
 }
 
-/** `it` for a test that needs `need`: under CI with it missing, the test fails. */
-export function itIfInstalled(need: Requirement, name: string, fn: () => unknown, timeout?: number): void {
-  if (need.missing === undefined) it(name, fn, timeout);
-  else if (isCI()) {
-    it(name, () => {
-      throw ciFailure(need);
-    });
-  } else it.skip(`${name} [skipped: ${need.missing}]`, fn);
+/** An `it` for tests that need `need`: under CI with it missing, each such test fails. */
+export function itIfInstalled(need: Requirement): (name: string, fn: () => unknown, timeout?: number) => void {
+  return (name, fn, timeout) => {
+    if (need.missing === undefined) it(name, fn, timeout);
+    else if (isCI()) {
+      it(name, () => {
+        throw ciFailure(need);
+      });
+    } else it.skip(`${name} [skipped: ${need.missing}]`, fn);
+  };
 }

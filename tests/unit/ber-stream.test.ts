@@ -17,9 +17,10 @@ import { BlockWriter } from "../../src/sections/block/writer.js";
 import { HtabWriter } from "../../src/sections/spapr-htab/writer.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
 import { globalState, timers } from "../../src/vmstate/devices/index.js";
-import { IN_CI, asn1DecodeDeep, hasTool, removeTempFiles, unber } from "../helpers/ber-tools.js";
+import { asn1DecodeDeep, removeTempFiles, unber } from "../helpers/ber-tools.js";
 import { NONE_OFFSETS, noneStream } from "../helpers/none-stream.js";
 import { sha256 } from "../helpers/bytes.js";
+import { itIfInstalled, requireTool } from "../helpers/requires.js";
 
 afterAll(removeTempFiles);
 
@@ -27,22 +28,8 @@ const fixture = (name: string) => new Uint8Array(gunzipSync(readFileSync(new URL
 const inflate = (d: Uint8Array) => new Uint8Array(inflateSync(d));
 const FIXTURES = ["x86-pc-64m", "x86-pc-block", "x86-pc-block-zeroblocks", "x86-pc-xbzrle", "ppc64-pseries"];
 
-/** it() that runs when `tool` is installed, FAILS in CI when it is not, and is skipped (with the reason) elsewhere. */
-function withTool(tool: string, pkg: string) {
-  const present = hasTool(tool);
-  return (name: string, fn: () => void, timeout?: number) => {
-    if (present || IN_CI) {
-      it(name, () => {
-        expect(present, `${tool} is not installed (Debian package ${pkg}); CI must install it`).toBe(true);
-        fn();
-      }, timeout);
-    } else {
-      it.skip(`${name} [skipped: ${tool} not installed, apt-get install ${pkg}]`, fn);
-    }
-  };
-}
-const withLibtasn1 = withTool("asn1Decoding", "libtasn1-bin");
-const withUnber = withTool("unber", "asn1c");
+const withLibtasn1 = itIfInstalled(requireTool("asn1Decoding", "libtasn1-bin"));
+const withUnber = itIfInstalled(requireTool("unber", "asn1c"));
 
 /** unber prints every content octet of a primitive as an XML character reference. */
 const unberText = (s: string): string => [...Buffer.from(s)].map((b) => `&#x${b.toString(16).padStart(2, "0")};`).join("");

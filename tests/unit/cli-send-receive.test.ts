@@ -11,6 +11,7 @@ import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkExtract } from "../helpers/extract-reference.js";
 import { sha256 } from "../helpers/bytes.js";
+import { itIfInstalled, requireTool } from "../helpers/requires.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const FIX = (f: string) => fileURLToPath(new URL(`../fixtures/${f}`, import.meta.url));
@@ -210,8 +211,8 @@ describe("vmstream send - | vmstream receive -", () => {
 
 describe("progress line", () => {
   // `script` (util-linux) gives the command a terminal; without one (the tests above) stderr carries no progress line
-  const hasScript = spawnSync("script", ["--version"], { encoding: "utf8" }).status === 0;
-  it.skipIf(!hasScript && !process.env.CI)(`on a terminal send redraws one line (bar, MB, MB/s, phase) and erases it before the summary${hasScript ? "" : " (skipped: no `script` to give it a terminal)"}`, () => {
+  const withScript = itIfInstalled(requireTool("script", "util-linux"));
+  withScript("on a terminal send redraws one line (bar, MB, MB/s, phase) and erases it before the summary", () => {
     const out = join(tmp, "tty.mig");
     const cmd = `"${process.execPath}" "${MAIN}" send "${FIX("x86-pc-64m.mig.gz")}" "${out}" --bandwidth 2M`;
     const r = spawnSync("script", ["-qec", cmd, "/dev/null"], { encoding: "utf8", timeout: 30_000 });
