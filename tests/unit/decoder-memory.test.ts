@@ -2,12 +2,12 @@
 // (decodeFile, the analyze path) the stream of a 2 GiB guest with 25 % non-zero pages (~540 MB, written to
 // a temp dir here), and its peak RSS stays under 150 MB. Runs the built dist/ (`npm test` builds first).
 import { spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, existsSync, openSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../helpers/random.js";
+import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const P = 4096;
 const GUEST = 2 ** 31;
@@ -103,12 +103,11 @@ function writeGuestStream(file: string): number {
 }
 
 describe("bounded memory", () => {
-  const dir = mkdtempSync(join(tmpdir(), "vmstream-rss-"));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = suiteTempDir("vmstream-rss-");
 
   it("a 2 GiB guest's stream (25 % non-zero pages) is checked and decoded without its RAM under 150 MB RSS", () => {
     expect(existsSync(NODE_MODULE)).toBe(true);
-    const file = join(dir, "guest-2g.mig");
+    const file = join(dir(), "guest-2g.mig");
     const size = writeGuestStream(file);
     expect(size).toBeGreaterThan(500e6);
     // Peak RSS of this process's own memory: VmHWM. (getrusage's maxRSS also counts the image of the parent
