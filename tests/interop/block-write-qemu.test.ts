@@ -6,7 +6,7 @@
 // chunk must be written; afterwards its sha256 equals the image's.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { expect, it } from "vitest";
+import { beforeAll, expect, it } from "vitest";
 import { loadAndRun, pcWithDisk, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { buildModelStream } from "../helpers/model-stream.js";
 import { describeQemu } from "../helpers/qemu.js";
@@ -32,7 +32,8 @@ describeQemu(X86, "block migration written by BlockWriter lands byte-exact on th
   const scratch = qemuSuite();
   let saved = "";
 
-  it("save a pc source with a raw disk (block=on)", async () => {
+  beforeAll(async () => {
+    // the source: a pc with a raw disk, saved with block=on
     const srcDisk = join(scratch(), "src.raw");
     writeFileSync(srcDisk, new Uint8Array(SIZE).fill(0x11));
     saved = join(scratch(), "src.mig");

@@ -6,7 +6,7 @@
 //    guest memory (pmemsave) equals the source's. Also the byte-identical replay (reencodeStream) of that save.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import { encodeFromModel } from "../../src/convert/model.js";
 import { joinChunks } from "../../src/io/chunks.js";
@@ -42,7 +42,8 @@ describeQemu(X86, "QEMU loads streams written by the encoder", () => {
     let saved = "";
     let srcMem = "";
 
-    it("save a paused pc guest", async () => {
+    beforeAll(async () => {
+      // the source: a pc guest that ran a little, stopped and saved
       saved = join(scratch(), "pc16-src.mig");
       [srcMem] = await saveStopped(X86, args, saved, { runMs: 300, ranges: MEM });
     });

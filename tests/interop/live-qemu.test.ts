@@ -14,16 +14,16 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import type { QmpMigrationInfo } from "../../src/qmp/index.js";
 import { encodeFromModel } from "../../src/convert/model.js";
 import { StreamDecoder, decodeBytes, ramOf } from "../../src/sections/stream.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
-import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
+import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, qemuSuite, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
 import { ramBlockBytes } from "../helpers/model-stream.js";
-import { describeQemu, findProcesses, pmemsave, scratchDir, startQemu, stopAllQemu, type QemuInstance } from "../helpers/qemu.js";
+import { describeQemu, pmemsave, startQemu, type QemuInstance } from "../helpers/qemu.js";
 
 const X86 = "qemu-system-x86_64";
 const MIB = 1024 * 1024;
@@ -128,16 +128,13 @@ function decodeFile(file: string): DecodeResult {
 // ------------------------------------------------------------------------------------------------ tests
 
 describeQemu(X86, "live migration with real QEMU 7.2 over TCP", () => {
+  const scratchOf = qemuSuite();
   let scratch = "";
   let kernel = "";
   beforeAll(() => {
-    scratch = scratchDir();
+    scratch = scratchOf();
     kernel = join(scratch, "mbguest.bin");
     writeMbguest(kernel);
-  });
-  afterAll(async () => {
-    await stopAllQemu();
-    expect(findProcesses()).toEqual([]);
   });
 
   it("QEMU -> TCP -> StreamDecoder (library, in-test listener): decoded live over XBZRLE rounds, RAM = source's pmemsave", async () => {

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { QmpClient, QmpClientError, QmpError, QmpMessageFramer, type QmpEvent } from "../../src/qmp/index.js";
 import { describeQemu, findProcesses, startQemu, stopAllQemu, type QemuInstance } from "../helpers/qemu.js";
 import { thrownBy, thrownByAsync } from "../helpers/errors.js";
@@ -294,8 +294,9 @@ describe("QmpClient against a scripted server", () => {
 // ------------------------------------------------------------------------------------------------ real QEMU
 
 describeQemu(X86, "QmpClient against qemu-system-x86_64 -machine none -S", () => {
+  // a fresh QEMU for every test (stopped when the test ends): no test sees the run state another one left
   let q: QemuInstance;
-  beforeAll(async () => {
+  beforeEach(async () => {
     q = await startQemu({ binary: X86, args: ["-machine", "none"], paused: true });
   });
   afterAll(async () => {
@@ -372,7 +373,7 @@ describeQemu(X86, "QmpClient against qemu-system-x86_64 -machine none -S", () =>
     } finally {
       process.kill(q.pid, "SIGCONT");
     }
-    expect((await q.qmp.execute("query-status")).status).toBe("paused");
+    expect((await q.qmp.execute("query-status")).status).toBe("prelaunch");
   });
 
   it("QEMU killed mid-command: the pending command is rejected with CLOSED; exit is seen", async () => {
