@@ -40,6 +40,12 @@ export function qemuSuite(): () => string {
   return () => scratch;
 }
 
+/** The guest-physical ranges of a `pc -m MIB` guest that are plain pc.ram: below 640 KiB and from 1 MiB (not the VGA/ROM window). */
+export const pcRamRanges = (mib: number): Range[] => [
+  { addr: 0, size: 0xa0000 },
+  { addr: 0x100000, size: mib * 2 ** 20 - 0x100000 },
+];
+
 /** x86 `pc -m 16` with `disk` as a raw IDE drive (ide0-hd0). */
 export const pcWithDisk = (disk: string): string[] => ["-machine", "pc", "-m", "16", "-drive", `file=${disk},format=raw,if=ide`];
 

@@ -19,7 +19,7 @@ import { joinChunks } from "../../src/io/chunks.js";
 import { liveRecords, recordsAt } from "../helpers/records.js";
 import type { RamRecord } from "../../src/sections/ram/format.js";
 import { reencodeStream } from "../../src/convert/qemu.js";
-import { loadAndRun, memoryHashes, pcWithDisk, qemuSuite, saveStopped, sleep, withDecoded, type Range } from "../helpers/interop.js";
+import { loadAndRun, memoryHashes, pcRamRanges, pcWithDisk, qemuSuite, saveStopped, sleep, withDecoded, type Range } from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { engineModelStream, ramBlockBytes } from "../helpers/model-stream.js";
 import { describeQemu, saveToFile, startQemu } from "../helpers/qemu.js";
@@ -84,10 +84,7 @@ describeQemu([X86, PPC], "QEMU -> vmstream -> QEMU round trips (replay and model
 
   it("x86 pc -m 32 (ran 300 ms): replay and model streams load, same memory, guest runs", async () => {
     const args = ["-machine", "pc", "-m", "32"];
-    const ranges = [
-      { addr: 0, size: 0xa0000 },
-      { addr: 0x100000, size: 31 * 1024 * 1024 },
-    ];
+    const ranges = pcRamRanges(32);
     const saved = join(scratch(), "pc32.mig");
     const want = await saveStopped(X86, args, saved, { runMs: 300, ranges });
     const s = bothStreams(new Uint8Array(readFileSync(saved)), join(scratch(), "pc32"));
@@ -132,10 +129,7 @@ describeQemu([X86, PPC], "QEMU -> vmstream -> QEMU round trips (replay and model
     const kernel = join(scratch(), "mbguest.bin");
     writeMbguest(kernel);
     const args = ["-machine", "pc", "-m", "32", "-kernel", kernel];
-    const ranges = [
-      { addr: 0, size: 0xa0000 },
-      { addr: 0x100000, size: 31 * 1024 * 1024 },
-    ];
+    const ranges = pcRamRanges(32);
     const saved = join(scratch(), "xbz-live.mig");
     // first pass slower than QEMU's 100 ms bandwidth sample (else it ends after one pass), tiny downtime so that
     // it keeps iterating while the guest runs
