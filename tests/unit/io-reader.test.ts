@@ -211,7 +211,7 @@ describe("ByteReader EOF at every offset (throwing mode)", () => {
     ["be64n", 8, (r) => r.be64n()],
     ["sbe64n", 8, (r) => r.sbe64n()],
     ["f64be", 8, (r) => r.f64be()],
-    ["fromHex(5)", 5, (r) => r.bytes(5)],
+    ["bytes(5)", 5, (r) => r.bytes(5)],
     ["skip(3)", 3, (r) => r.skip(3)],
   ];
   const LEN = 12;
