@@ -3,7 +3,8 @@
 // sha256 of every RAM block and disk image. tools/make-fixtures.ts checks these facts against what QEMU itself
 // reported (pmemsave, query-migrate, the destination's disk) before it writes them.
 import { blockOf, decodeBytes, htabOf, ramOf } from "../src/sections/stream.js";
-import { iterativeSequence, sha256 } from "../tests/helpers/result-digest.js";
+import { sha256 } from "../tests/helpers/bytes.js";
+import { iterativeSequence } from "../tests/helpers/result-digest.js";
 
 export type Decoded = ReturnType<typeof decodeBytes>;
 

@@ -16,7 +16,8 @@ import { blockOf, decodeBytes, htabOf, ramOf } from "../src/sections/stream.js";
 import { memoryHashes, type Range } from "../tests/helpers/interop.js";
 import { SWEEP_GUEST_READY, sweepGuestImage } from "../tests/helpers/mbguest.js";
 import { loadFromFile, qemuCheck, saveToFile, scratchDir, startQemu, stopAllQemu, type QemuInstance } from "../tests/helpers/qemu.js";
-import { iterativeSequence, sha256 } from "../tests/helpers/result-digest.js";
+import { sha256 } from "../tests/helpers/bytes.js";
+import { iterativeSequence } from "../tests/helpers/result-digest.js";
 import { extractedFiles, hex, ramSlice, scanFacts, type Decoded } from "./fixture-reference.js";
 
 const X86 = "qemu-system-x86_64";

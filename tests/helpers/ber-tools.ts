@@ -15,6 +15,7 @@ import { BerInputVisitor, BerOutputVisitor, type BerLengths } from "../../src/vi
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";
+import { fromHex } from "./bytes.js";
 
 /** BER of `s` (throws the visitor's error). */
 export function saveBer(vmsd: VMStateDescription, s: State, lengths: BerLengths = "auto"): Uint8Array {
@@ -54,12 +55,6 @@ export function loadWire(vmsd: VMStateDescription, bytes: Uint8Array, s: State =
 // Outside judges
 
 export const SCHEMA = fileURLToPath(new URL("../../docs/vmstate.asn1", import.meta.url));
-export const IN_CI = process.env.CI === "true";
-
-/** Whether `tool` is on the PATH. */
-export function hasTool(tool: string): boolean {
-  return spawnSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).status === 0;
-}
 
 export interface ToolRun {
   status: number | null;
@@ -108,7 +103,7 @@ export function asn1DecodeDeep(bytes: Uint8Array, type: string, limit = 500): To
     const r = asn1Decoding(b, t);
     runs.push(r);
     if (r.status !== 0) break;
-    for (const m of r.stdout.matchAll(/type:ANY {2}value:([0-9a-fA-F]+)/g)) queue.push([Buffer.from(m[1]!, "hex"), "NestedValue"]);
+    for (const m of r.stdout.matchAll(/type:ANY {2}value:([0-9a-fA-F]+)/g)) queue.push([fromHex(m[1]!), "NestedValue"]);
   }
   return runs;
 }

@@ -1,12 +1,10 @@
 // What `vmstream extract` and `receive --extract` write, checked against a fixture's reference: every RAM block
 // and disk the patched analyze-migration.py extracted (tests/fixtures/NAME.reference.json) has the same size and
 // sha256 under DIR (ram/SAFE.bin, disk/DEVICE.img), and state.json is there.
-import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "vitest";
-
-const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
+import { sha256 } from "./bytes.js";
 
 /** Check DIR against the reference of fixture `name`; returns how many files were compared. */
 export function checkExtract(dir: string, name: string): number {

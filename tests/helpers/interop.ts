@@ -4,7 +4,6 @@
 // command line and an HPTE that pseries accepts; for live migrations: the `vmstream` CLI as a child process,
 // guest memory compared with a decoded RAM block, and the running multiboot guest of mbguest.ts.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,7 +17,6 @@ import { canUseSetpriv, findProcesses, loadFromFile, pmemsave, saveToFile, scrat
 /** Migration parameters that make a save of a stopped guest go as fast as QEMU can write. */
 export const FAST = { "max-bandwidth": 10 * 2 ** 30 };
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-export const sha = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
 
 /** A guest-physical range (for pmemsave). */
 export interface Range {
@@ -41,6 +39,12 @@ export function qemuSuite(): () => string {
   });
   return () => scratch;
 }
+
+/** The guest-physical ranges of a `pc -m MIB` guest that are plain pc.ram: below 640 KiB and from 1 MiB (not the VGA/ROM window). */
+export const pcRamRanges = (mib: number): Range[] => [
+  { addr: 0, size: 0xa0000 },
+  { addr: 0x100000, size: mib * 2 ** 20 - 0x100000 },
+];
 
 /** x86 `pc -m 16` with `disk` as a raw IDE drive (ide0-hd0). */
 export const pcWithDisk = (disk: string): string[] => ["-machine", "pc", "-m", "16", "-drive", `file=${disk},format=raw,if=ide`];

@@ -3,27 +3,7 @@
 import { VmstreamError } from "../../src/io/errors.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { StreamDecoder, type StreamDecoderOptions } from "../../src/sections/stream.js";
-
-/** xorshift32: deterministic and fast. */
-export class Rng {
-  constructor(private s: number) {
-    if (this.s === 0) this.s = 1;
-  }
-  u32(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x >>> 0;
-    return this.s;
-  }
-  int(n: number): number {
-    return this.u32() % n;
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[this.int(a.length)]!;
-  }
-}
+import type { SeededRandom } from "./random.js";
 
 const SPECIAL = [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x10, 0x20, 0x30, 0x40, 0x7e, 0x7f, 0x80, 0xfe, 0xff];
 const HUGE = [0xffffffff, 0x7fffffff, 0x80000000, 0x00010000, 0x01000000, 0xfffffff0];
@@ -31,7 +11,7 @@ const HUGE = [0xffffffff, 0x7fffffff, 0x80000000, 0x00010000, 0x01000000, 0xffff
 export type Mutation = "flip" | "special" | "insert" | "delete" | "huge32" | "huge64" | "dup" | "swap" | "truncate" | "multi";
 
 /** One random mutation of `b` inside [lo, hi) (default: anywhere). */
-export function mutate(b: Uint8Array, rng: Rng, lo = 0, hi = b.length): { bytes: Uint8Array; kind: Mutation; at: number } {
+export function mutate(b: Uint8Array, rng: SeededRandom, lo = 0, hi = b.length): { bytes: Uint8Array; kind: Mutation; at: number } {
   const kinds: Mutation[] = ["flip", "special", "insert", "delete", "huge32", "huge64", "dup", "swap", "truncate", "multi"];
   const kind = rng.pick(kinds);
   const at = lo + rng.int(Math.max(1, hi - lo));
@@ -112,7 +92,7 @@ export interface Outcome {
 }
 
 /** Decode in `pieces` chunks; success or a VmstreamError (not INTERNAL) — anything else fails the test. */
-export function decodeOutcome(bytes: Uint8Array, options: StreamDecoderOptions, pieces = 1, rng?: Rng): Outcome {
+export function decodeOutcome(bytes: Uint8Array, options: StreamDecoderOptions, pieces = 1, rng?: SeededRandom): Outcome {
   const t0 = performance.now();
   let r: DecodeResult | undefined;
   const d = new StreamDecoder(options);

@@ -12,15 +12,16 @@
 //        a process 'exit' hook also SIGKILLs survivors, and temp dirs left by dead workers are swept on the next start.
 // - `saveToFile()` / `loadFromFile()` run a migration to / from a file through QEMU's `exec:` transport and
 //   poll `query-migrate` until a final status.
-// - `describeQemu()` implements the "require QEMU" policy: the block runs when the binary is installed; under
-//   CI (`CI=true`) a missing binary FAILS; elsewhere the block is skipped with the reason in its name.
+// - `describeQemu()`: a suite that needs QEMU, under the policy of tests/helpers/requires.ts (runs when the binary is
+//   installed; under CI (`CI=true`) a missing binary FAILS; elsewhere the block is skipped with the reason in its name).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, it, onTestFinished } from "vitest";
+import { onTestFinished } from "vitest";
 import { QmpClient, type QmpMigrationInfo } from "../../src/qmp/index.js";
+import { sha256 } from "./bytes.js";
+import { describeIfInstalled, type Requirement } from "./requires.js";
 
 // ------------------------------------------------------------------------------------------------ availability
 
@@ -56,44 +57,19 @@ export function qemuAvailable(binary: string): boolean {
   return qemuCheck(binary).available;
 }
 
-export const isCI = (): boolean => process.env["CI"] === "true";
-
-export interface QemuRequirement {
-  /** Skip the QEMU tests (binary missing and not under CI). */
-  skip: boolean;
-  /** Binary missing under CI: the tests must fail. */
-  mustFail: boolean;
-  /** Suffix for a suite name, e.g. " [skipped: qemu-system-x86_64 not installed]"; empty when available. */
-  suffix: string;
-  reason: string;
-}
-
-/** The policy for tests needing `binaries`: run if installed; FAIL if missing under CI; otherwise skip. */
-export function requireQemu(...binaries: string[]): QemuRequirement {
+/** QEMU `binaries` as something tests need (tests/helpers/requires.ts). */
+export function requireQemu(...binaries: string[]): Requirement {
   const missing = binaries.map((b) => qemuCheck(b)).filter((c) => !c.available);
-  if (missing.length === 0) return { skip: false, mustFail: false, suffix: "", reason: "" };
-  const reason = missing.map((c) => c.reason).join("; ");
-  if (isCI()) return { skip: false, mustFail: true, suffix: "", reason };
-  return { skip: true, mustFail: false, suffix: ` [skipped: ${reason}]`, reason };
+  return {
+    what: "QEMU",
+    missing: missing.length === 0 ? undefined : missing.map((c) => c.reason).join("; "),
+    install: "qemu-system-x86, qemu-system-ppc, qemu-utils",
+  };
 }
 
-/**
- * `describe` for a suite that needs real QEMU binaries: runs `fn` when they are installed; under CI with a
- * binary missing, registers one failing test instead; elsewhere skips the suite with the reason in its name.
- */
+/** `describe` for a suite that needs real QEMU binaries: the policy of {@link describeIfInstalled}. */
 export function describeQemu(binaries: string | string[], name: string, fn: () => void): void {
-  const req = requireQemu(...(Array.isArray(binaries) ? binaries : [binaries]));
-  if (req.mustFail) {
-    describe(name, () => {
-      it("QEMU must be installed under CI", () => {
-        throw new Error(`${req.reason}; CI=true, so the QEMU interop tests must run (install qemu-system-x86, qemu-system-ppc, qemu-utils)`);
-      });
-    });
-  } else if (req.skip) {
-    describe.skip(name + req.suffix, fn);
-  } else {
-    describe(name, fn);
-  }
+  describeIfInstalled(requireQemu(...(Array.isArray(binaries) ? binaries : [binaries])), name, fn);
 }
 
 // ------------------------------------------------------------------------------------------------ processes
@@ -485,7 +461,7 @@ export async function pmemsave(t: QmpTarget, addr: number, size: number, file: s
 }
 
 export function sha256File(file: string): string {
-  return createHash("sha256").update(readFileSync(file)).digest("hex");
+  return sha256(readFileSync(file));
 }
 
 /**

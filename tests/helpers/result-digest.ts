@@ -1,12 +1,8 @@
 // TEST-ONLY: a canonical, comparable form of a DecodeResult (bytes as sha256, bigints as strings, no kernels,
 // no functions), so results of differently split inputs can be compared with toEqual; and its iterative
 // sections in short (as fixtures' reference.json lists them).
-import { createHash } from "node:crypto";
 import type { DecodeResult } from "../../src/savevm/types.js";
-
-export function sha256(b: Uint8Array): string {
-  return createHash("sha256").update(b).digest("hex");
-}
+import { sha256 } from "./bytes.js";
 
 function canon(v: unknown, depth = 0): unknown {
   if (depth > 200) return "<deep>";

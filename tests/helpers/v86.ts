@@ -1,26 +1,17 @@
-// Test harness for the v86 embedding (tests only, Node): the "require SeaBIOS" policy of tests/helpers/qemu.ts
-// (run when /usr/share/seabios/bios.bin exists; FAIL under CI=true when it does not; otherwise skip with the
-// reason), and a migration peer in a child process (tests/helpers/v86-peer.mjs, which runs the built dist/).
+// Test harness for the v86 embedding (tests only, Node): suites that need SeaBIOS, under the policy of
+// tests/helpers/requires.ts (run when /usr/share/seabios/bios.bin exists; FAIL under CI=true when it does not;
+// otherwise skip with the reason), and a migration peer in a child process (tests/helpers/v86-peer.mjs, which
+// runs the built dist/).
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { describe, it } from "vitest";
 import { biosInstalled, DEFAULT_BIOS } from "../../src/v86/adapter.js";
-import { isCI } from "./qemu.js";
+import { describeIfInstalled } from "./requires.js";
 
+/** `describe` for a suite that needs SeaBIOS (the policy of {@link describeIfInstalled}). */
 export function describeV86(name: string, fn: () => void): void {
-  if (biosInstalled()) {
-    describe(name, fn);
-    return;
-  }
-  const reason = `no SeaBIOS at ${DEFAULT_BIOS} (Debian package seabios)`;
-  if (isCI()) {
-    describe(name, () => {
-      it("SeaBIOS must be installed under CI", () => {
-        throw new Error(`${reason}; CI=true, so the v86 tests must run`);
-      });
-    });
-  } else describe.skip(`${name} [skipped: ${reason}]`, fn);
+  const missing = biosInstalled() ? undefined : `no SeaBIOS at ${DEFAULT_BIOS} (Debian package seabios)`;
+  describeIfInstalled({ what: "SeaBIOS", missing }, name, fn);
 }
 
 const PEER = fileURLToPath(new URL("./v86-peer.mjs", import.meta.url));

@@ -6,10 +6,11 @@
 // chunk must be written; afterwards its sha256 equals the image's.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { expect, it } from "vitest";
-import { loadAndRun, pcWithDisk, qemuSuite, saveStopped, sha, withDecoded } from "../helpers/interop.js";
+import { beforeAll, expect, it } from "vitest";
+import { loadAndRun, pcWithDisk, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { buildModelStream } from "../helpers/model-stream.js";
 import { describeQemu } from "../helpers/qemu.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const X86 = "qemu-system-x86_64";
 const MiB = 1024 * 1024;
@@ -31,7 +32,8 @@ describeQemu(X86, "block migration written by BlockWriter lands byte-exact on th
   const scratch = qemuSuite();
   let saved = "";
 
-  it("save a pc source with a raw disk (block=on)", async () => {
+  beforeAll(async () => {
+    // the source: a pc with a raw disk, saved with block=on
     const srcDisk = join(scratch(), "src.raw");
     writeFileSync(srcDisk, new Uint8Array(SIZE).fill(0x11));
     saved = join(scratch(), "src.mig");
@@ -50,7 +52,7 @@ describeQemu(X86, "block migration written by BlockWriter lands byte-exact on th
       const dstDisk = join(scratch(), `dst-${zeroBlocks}.raw`);
       writeFileSync(dstDisk, new Uint8Array(SIZE).fill(0xaa));
       await loadAndRun(X86, pcWithDisk(dstDisk), file);
-      expect(sha(readFileSync(dstDisk))).toBe(sha(img));
+      expect(sha256(readFileSync(dstDisk))).toBe(sha256(img));
     }, 60_000);
   }
 });

@@ -6,14 +6,15 @@
 //    guest memory (pmemsave) equals the source's. Also the byte-identical replay (reencodeStream) of that save.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import { encodeFromModel } from "../../src/convert/model.js";
 import { joinChunks } from "../../src/io/chunks.js";
 import { reencodeStream } from "../../src/convert/qemu.js";
 import { encodeNoneStream } from "../helpers/encode-none.js";
-import { loadInto, memoryHashes, qemuSuite, saveStopped, sha, withDecoded } from "../helpers/interop.js";
+import { loadInto, memoryHashes, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { describeQemu } from "../helpers/qemu.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const X86 = "qemu-system-x86_64";
 
@@ -41,7 +42,8 @@ describeQemu(X86, "QEMU loads streams written by the encoder", () => {
     let saved = "";
     let srcMem = "";
 
-    it("save a paused pc guest", async () => {
+    beforeAll(async () => {
+      // the source: a pc guest that ran a little, stopped and saved
       saved = join(scratch(), "pc16-src.mig");
       [srcMem] = await saveStopped(X86, args, saved, { runMs: 300, ranges: MEM });
     });
@@ -49,7 +51,7 @@ describeQemu(X86, "QEMU loads streams written by the encoder", () => {
     it("the replay (reencodeStream) is byte-identical", () => {
       const input = new Uint8Array(readFileSync(saved));
       const r = reencodeStream(input, { decode: { inflate: nodeInflate } });
-      expect(sha(joinChunks(r.chunks))).toBe(sha(input));
+      expect(sha256(joinChunks(r.chunks))).toBe(sha256(input));
       expect(r.report.vmdescGenerated).toBe(true);
     });
 

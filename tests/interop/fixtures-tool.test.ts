@@ -2,15 +2,15 @@
 // stream decodes completely, has the vendored fixture's shape (machine, devices, RAM blocks, iterative sections),
 // and its reference.json states what the stream holds (hashes, counts) and what QEMU reported (pmemsave, counters).
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
-import { afterAll, expect, it, onTestFinished } from "vitest";
+import { expect, it, onTestFinished } from "vitest";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { canUseSetpriv, describeQemu } from "../helpers/qemu.js";
-import { sha256 } from "../helpers/result-digest.js";
+import { sha256 } from "../helpers/bytes.js";
+import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -31,15 +31,14 @@ function runTool(args: string[]): Promise<{ code: number | null; stderr: string 
 }
 
 describeQemu("qemu-system-x86_64", "tools/make-fixtures.ts", () => {
-  const out = mkdtempSync(join(tmpdir(), "vmstream-fixtures-"));
-  afterAll(() => rmSync(out, { recursive: true, force: true }));
+  const out = suiteTempDir("vmstream-fixtures-");
 
   it("makes x86-pc-64m: a complete stream of the vendored shape, and a reference.json that matches it", async () => {
-    const run = await runTool(["--out", out, "--settle", "1", "x86-pc-64m"]);
+    const run = await runTool(["--out", out(), "--settle", "1", "x86-pc-64m"]);
     expect(run.code, run.stderr).toBe(0);
-    expect(existsSync(join(out, "x86-pc-64m.analyze.json"))).toBe(false); // no --analyze given
-    const bytes = new Uint8Array(gunzipSync(readFileSync(join(out, "x86-pc-64m.mig.gz"))));
-    const ref = JSON.parse(readFileSync(join(out, "x86-pc-64m.reference.json"), "utf8"));
+    expect(existsSync(join(out(), "x86-pc-64m.analyze.json"))).toBe(false); // no --analyze given
+    const bytes = new Uint8Array(gunzipSync(readFileSync(join(out(), "x86-pc-64m.mig.gz"))));
+    const ref = JSON.parse(readFileSync(join(out(), "x86-pc-64m.reference.json"), "utf8"));
     const vendored = JSON.parse(readFileSync(join(ROOT, "tests/fixtures/x86-pc-64m.reference.json"), "utf8"));
     expect(bytes.length).toBe(ref.stream_bytes);
     expect(sha256(bytes)).toBe(ref.stream_sha256);

@@ -13,6 +13,7 @@ import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
 import { FAST, hpte, loadAndRun, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { buildModelStream } from "../helpers/model-stream.js";
 import { describeQemu, saveToFile } from "../helpers/qemu.js";
+import { toHex } from "../helpers/bytes.js";
 
 const PPC = "qemu-system-ppc64";
 
@@ -35,7 +36,7 @@ function htabTable(input: Uint8Array): { shift: number; entries: Map<number, str
         for (const x of recordsAt<HtabItem>(all, s.offset)) {
           if (x.kind === "header" && s.type === "start") shift = x.value;
           if (x.kind !== "chunk") continue;
-          for (let i = 0; i < x.nValid; i++) entries.set(x.index + i, Buffer.from(x.hptes.subarray(16 * i, 16 * i + 16)).toString("hex"));
+          for (let i = 0; i < x.nValid; i++) entries.set(x.index + i, toHex(x.hptes.subarray(16 * i, 16 * i + 16)));
           for (let i = 0; i < x.nInvalid; i++) entries.delete(x.index + x.nValid + i);
         }
       }
@@ -63,7 +64,7 @@ describeQemu(PPC, "spapr/htab entries written by HtabWriter: QEMU loads them and
     const end: HtabChunk[] = [run(150, 1, 9), { index: 120, nValid: 0, nInvalid: 10, hptes: new Uint8Array(0) }];
     const want = new Map<number, string>();
     for (const c of [...part, ...end]) {
-      for (let i = 0; i < c.nValid; i++) want.set(c.index + i, Buffer.from(c.hptes.subarray(16 * i, 16 * i + 16)).toString("hex"));
+      for (let i = 0; i < c.nValid; i++) want.set(c.index + i, toHex(c.hptes.subarray(16 * i, 16 * i + 16)));
       for (let i = 0; i < c.nInvalid; i++) want.delete(c.index + c.nValid + i);
     }
     expect(want.size).toBe(64 - 10 + 1 + 72);

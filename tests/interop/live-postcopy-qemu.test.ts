@@ -19,7 +19,7 @@ import type { DecodeResult } from "../../src/savevm/types.js";
 import { joinChunks } from "../../src/io/chunks.js";
 import { reencodeStream } from "../../src/convert/qemu.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
-import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, qemuSuite, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
+import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, pcRamRanges, qemuSuite, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { ramBlockBytes } from "../helpers/model-stream.js";
 import { describeQemu, startQemu, type QemuInstance } from "../helpers/qemu.js";
@@ -28,10 +28,7 @@ const X86 = "qemu-system-x86_64";
 const MIB = 1024 * 1024;
 const GUEST_MIB = 32;
 /** Plain pc.ram below 4 GiB (not the VGA/ROM window 0xa0000-0x100000). */
-const RANGES = [
-  { addr: 0, size: 0xa0000 },
-  { addr: 0x100000, size: GUEST_MIB * MIB - 0x100000 },
-];
+const RANGES = pcRamRanges(GUEST_MIB);
 /** The same, without the window the guest writes to. */
 const QUIET_RANGES = [
   { addr: 0, size: 0xa0000 },

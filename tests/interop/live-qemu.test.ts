@@ -14,16 +14,16 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import type { QmpMigrationInfo } from "../../src/qmp/index.js";
 import { encodeFromModel } from "../../src/convert/model.js";
 import { StreamDecoder, decodeBytes, ramOf } from "../../src/sections/stream.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
-import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
+import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, pcRamRanges, qemuSuite, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
 import { ramBlockBytes } from "../helpers/model-stream.js";
-import { describeQemu, findProcesses, pmemsave, scratchDir, startQemu, stopAllQemu, type QemuInstance } from "../helpers/qemu.js";
+import { describeQemu, pmemsave, startQemu, type QemuInstance } from "../helpers/qemu.js";
 
 const X86 = "qemu-system-x86_64";
 const MIB = 1024 * 1024;
@@ -31,10 +31,7 @@ const MIB = 1024 * 1024;
 /** The source guest: pc -m 32 with the page-dirtying multiboot kernel. */
 const GUEST_MIB = 32;
 /** Guest-physical ranges that are plain pc.ram below 4 GiB (the VGA/ROM window 0xa0000-0x100000 is not). */
-const RANGES = [
-  { addr: 0, size: 0xa0000 },
-  { addr: 0x100000, size: GUEST_MIB * MIB - 0x100000 },
-];
+const RANGES = pcRamRanges(GUEST_MIB);
 
 // ------------------------------------------------------------------------------------------------ QEMU side
 
@@ -128,16 +125,13 @@ function decodeFile(file: string): DecodeResult {
 // ------------------------------------------------------------------------------------------------ tests
 
 describeQemu(X86, "live migration with real QEMU 7.2 over TCP", () => {
+  const scratchOf = qemuSuite();
   let scratch = "";
   let kernel = "";
   beforeAll(() => {
-    scratch = scratchDir();
+    scratch = scratchOf();
     kernel = join(scratch, "mbguest.bin");
     writeMbguest(kernel);
-  });
-  afterAll(async () => {
-    await stopAllQemu();
-    expect(findProcesses()).toEqual([]);
   });
 
   it("QEMU -> TCP -> StreamDecoder (library, in-test listener): decoded live over XBZRLE rounds, RAM = source's pmemsave", async () => {
@@ -294,10 +288,7 @@ describeQemu(X86, "live migration with real QEMU 7.2 over TCP", () => {
     // The x86-pc-xbzrle fixture (pc -m 64, a multiboot guest), decoded and written again from the model by the
     // library's encoder (one pass of full and zero pages), gzip-compressed.
     const args = ["-machine", "pc", "-m", "64", "-serial", "null"]; // the fixture's guest had a serial port
-    const ranges = [
-      { addr: 0, size: 0xa0000 },
-      { addr: 0x100000, size: 63 * MIB },
-    ];
+    const ranges = pcRamRanges(64);
     let built: Uint8Array;
     beforeAll(() => {
       const input = new Uint8Array(gunzipSync(readFileSync(new URL("../fixtures/x86-pc-xbzrle.mig.gz", import.meta.url))));

@@ -12,9 +12,10 @@ import { join } from "node:path";
 import { expect, it } from "vitest";
 import type { BlockResult } from "../../src/sections/block/handler.js";
 import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
-import { FAST, hpte, loadAndRun, pcWithDisk, qemuSuite, saveStopped, sha, withDecoded } from "../helpers/interop.js";
+import { FAST, hpte, loadAndRun, pcWithDisk, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { engineOptionsOf, liveSectionId, runEngine } from "../helpers/model-stream.js";
 import { describeQemu, saveToFile } from "../helpers/qemu.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const X86 = "qemu-system-x86_64";
 const PPC = "qemu-system-ppc64";
@@ -65,7 +66,7 @@ describeQemu(X86, "MigrationSource block section: QEMU 7.2 loads it and the disk
       bytes,
       (check) => {
         const dev = (check.live.block as BlockResult).devices[0]!;
-        expect(sha(dev.image!)).toBe(sha(img));
+        expect(sha256(dev.image!)).toBe(sha256(img));
         expect(dev.dataChunks + dev.zeroChunks).toBeGreaterThan(8);
         expect(dev.zeroChunks).toBe(3); // chunks 1, 4 in the bulk pass, 6 later
         expect(check.sections.filter((s) => s.type === "start").map((s) => s.idstr)).toEqual(["block", "ram"]);
@@ -78,7 +79,7 @@ describeQemu(X86, "MigrationSource block section: QEMU 7.2 loads it and the disk
     const dstDisk = join(scratch(), "dst.raw");
     writeFileSync(dstDisk, new Uint8Array(SIZE).fill(0xaa));
     await loadAndRun(X86, pcWithDisk(dstDisk), file);
-    expect(sha(readFileSync(dstDisk))).toBe(sha(img));
+    expect(sha256(readFileSync(dstDisk))).toBe(sha256(img));
   }, 120_000);
 });
 
@@ -118,7 +119,7 @@ describeQemu(PPC, "MigrationSource spapr/htab section: QEMU 7.2 loads the HPT an
       (check) => {
         const h = check.live["spapr/htab"] as HtabResult;
         expect(h.invalidated).toBeGreaterThanOrEqual(11);
-        expect(sha(h.hpt!)).toBe(sha(want));
+        expect(sha256(h.hpt!)).toBe(sha256(want));
       },
       { htab: true },
     );
@@ -135,7 +136,7 @@ describeQemu(PPC, "MigrationSource spapr/htab section: QEMU 7.2 loads the HPT an
           (back) => {
             const hb = back.live["spapr/htab"] as HtabResult;
             expect(hb.shift).toBe(shift);
-            expect(sha(hb.hpt!)).toBe(sha(want));
+            expect(sha256(hb.hpt!)).toBe(sha256(want));
           },
           { htab: true },
         );

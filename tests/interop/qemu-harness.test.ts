@@ -2,7 +2,7 @@
 // them back into fresh QEMUs (`-incoming defer` + `migrate-incoming`), compare guest memory with `pmemsave`.
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { FAST, qemuSuite } from "../helpers/interop.js";
 import {
   describeQemu,
@@ -12,6 +12,7 @@ import {
   sha256File,
   startQemu,
   streamTailComplete,
+  type MigrationResult,
 } from "../helpers/qemu.js";
 
 const X86 = "qemu-system-x86_64";
@@ -21,17 +22,24 @@ const NONE_SHA256 = "4d2a63664d12a2b1c5b9aba69cdc28bb650ccd9d52211250e303a862ee0
 const ms = (x: number): string => `${x.toFixed(1)} ms`;
 
 describeQemu(X86, "QEMU harness: save and load real streams", () => {
-  // Streams live here across tests; each QEMU is stopped (and its own dir removed) when its test ends. After the
-  // file, `pgrep -f` for this worker's QEMU tag must find nothing.
+  // Each describe saves its stream once (beforeAll) into this dir; every test reads it. A QEMU started in a test is
+  // stopped (and its own dir removed) when the test ends. After the file, `pgrep -f` for this worker's QEMU tag
+  // must find nothing.
   const scratch = qemuSuite();
 
   describe("machine none", () => {
     let file = "";
-
-    it("save: the 747-byte stream of wire-format §2.11, byte-identical", async () => {
+    let res: MigrationResult;
+    let statusAfterSave: string | undefined;
+    beforeAll(async () => {
       const src = await startQemu({ binary: X86, args: ["-machine", "none"], paused: true });
       file = join(scratch(), "none.mig");
-      const res = await saveToFile(src, file);
+      res = await saveToFile(src, file);
+      statusAfterSave = (await src.qmp.execute("query-status")).status;
+      await src.stop();
+    });
+
+    it("save: the 747-byte stream of wire-format §2.11, byte-identical", () => {
       expect(res.info.status).toBe("completed");
       const bytes = readFileSync(file);
       const sha = sha256File(file);
@@ -41,7 +49,7 @@ describeQemu(X86, "QEMU harness: save and load real streams", () => {
       expect(bytes.length).toBe(747);
       expect(sha).toBe(NONE_SHA256);
       expect(streamTailComplete(file)).toBe(true);
-      expect((await src.qmp.execute("query-status")).status).toBe("postmigrate");
+      expect(statusAfterSave).toBe("postmigrate");
     });
 
     it("load into a fresh -machine none -incoming defer: completed", async () => {
@@ -89,15 +97,24 @@ describeQemu(X86, "QEMU harness: save and load real streams", () => {
     const MEM_LEN = 16 * 1024 * 1024 - MEM_START;
     let file = "";
     let srcMem = "";
-
-    it("save (SeaBIOS ran, then stop; max-bandwidth 10 GiB/s)", async () => {
+    let res: MigrationResult;
+    let dumpSize = 0;
+    beforeAll(async () => {
       const src = await startQemu({ binary: X86, args });
       // Let the firmware run a little so RAM is not pristine, then pause for a deterministic memory image
       // (QEMU 7.2 under TCG can miss guest writes during a live migration; see the fixtures README).
       await new Promise((r) => setTimeout(r, 300));
       await src.qmp.execute("stop");
       file = join(scratch(), "pc16.mig");
-      const res = await saveToFile(src, file, { parameters: FAST });
+      res = await saveToFile(src, file, { parameters: FAST });
+      const dump = join(src.dir, "src.mem");
+      await pmemsave(src, MEM_START, MEM_LEN, dump);
+      srcMem = sha256File(dump);
+      dumpSize = statSync(dump).size;
+      await src.stop();
+    });
+
+    it("save (SeaBIOS ran, then stop; max-bandwidth 10 GiB/s)", () => {
       const size = statSync(file).size;
       const ram = res.info.ram;
       console.info(
@@ -108,10 +125,7 @@ describeQemu(X86, "QEMU harness: save and load real streams", () => {
       expect(size).toBeGreaterThan(16 * 1024);
       expect(ram?.total).toBeGreaterThanOrEqual(16 * 1024 * 1024);
       expect(streamTailComplete(file)).toBe(true);
-      const dump = join(src.dir, "src.mem");
-      await pmemsave(src, MEM_START, MEM_LEN, dump);
-      srcMem = sha256File(dump);
-      expect(statSync(dump).size).toBe(MEM_LEN);
+      expect(dumpSize).toBe(MEM_LEN);
     });
 
     it("load into a fresh -incoming defer QEMU: completed, same guest memory, runs after cont", async () => {

@@ -4,20 +4,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { QmpClient, QmpClientError, QmpError, QmpMessageFramer, type QmpEvent } from "../../src/qmp/index.js";
 import { describeQemu, findProcesses, startQemu, stopAllQemu, type QemuInstance } from "../helpers/qemu.js";
+import { thrownBy, thrownByAsync } from "../helpers/errors.js";
 
 const X86 = "qemu-system-x86_64";
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error("expected a rejection");
-}
 
 // ------------------------------------------------------------------------------------------------ framing
 
@@ -92,11 +84,7 @@ describe("QmpMessageFramer", () => {
       small.push('{"return": "0123');
       small.push('456789abcdef"}');
     }).toThrow(/larger than 16 bytes/);
-    try {
-      new QmpMessageFramer().push("]");
-    } catch (e) {
-      expect((e as QmpClientError).code).toBe("PROTOCOL");
-    }
+    expect(thrownBy(() => new QmpMessageFramer().push("]"), QmpClientError).code).toBe("PROTOCOL");
   });
 });
 
@@ -156,7 +144,7 @@ describe("QmpClient against a scripted server", () => {
   it("gives up after connectTimeoutMs with a CONNECT error naming the path", async () => {
     fake = new FakeQmp();
     const t0 = performance.now();
-    const e = await rejection(QmpClient.connect(fake.path, { connectTimeoutMs: 200 }));
+    const e = await thrownByAsync(QmpClient.connect(fake.path, { connectTimeoutMs: 200 }), Error);
     expect(performance.now() - t0).toBeLessThan(2000);
     expect(e).toBeInstanceOf(QmpClientError);
     expect((e as QmpClientError).code).toBe("CONNECT");
@@ -167,7 +155,7 @@ describe("QmpClient against a scripted server", () => {
     fake = new FakeQmp();
     const ac = new AbortController();
     setTimeout(() => ac.abort(new Error("QEMU exited")), 50);
-    const e = await rejection(QmpClient.connect(fake.path, { connectTimeoutMs: 5000, signal: ac.signal }));
+    const e = await thrownByAsync(QmpClient.connect(fake.path, { connectTimeoutMs: 5000, signal: ac.signal }), Error);
     expect((e as QmpClientError).code).toBe("CONNECT");
     expect(e.message).toContain("QEMU exited");
   });
@@ -211,7 +199,7 @@ describe("QmpClient against a scripted server", () => {
     const pb = qmp.execute("b", { x: 1 });
     const pc = qmp.execute("c");
     expect(await pa).toBe("A");
-    const eb = await rejection(pb);
+    const eb = await thrownByAsync(pb, Error);
     expect(eb).toBeInstanceOf(QmpError);
     expect((eb as QmpError).command).toBe("b");
     expect(await pc).toBe("C");
@@ -225,7 +213,7 @@ describe("QmpClient against a scripted server", () => {
     fake.onCommand = (_m, sock) => sock.write('{"error": {"class": "GenericError", "desc": "JSON parse error, expecting value"}}\r\n');
     await fake.listen();
     const qmp = await QmpClient.connect(fake.path);
-    const e = await rejection(qmp.execute("first"));
+    const e = await thrownByAsync(qmp.execute("first"), Error);
     expect(e).toBeInstanceOf(QmpError);
     expect((e as QmpError).class).toBe("GenericError");
     expect((e as QmpError).command).toBe("first");
@@ -240,7 +228,7 @@ describe("QmpClient against a scripted server", () => {
     };
     await fake.listen();
     const qmp = await QmpClient.connect(fake.path);
-    const e = await rejection(qmp.execute("slow", undefined, { timeoutMs: 50 }));
+    const e = await thrownByAsync(qmp.execute("slow", undefined, { timeoutMs: 50 }), Error);
     expect((e as QmpClientError).code).toBe("TIMEOUT");
     expect((e as QmpClientError).command).toBe("slow");
     await new Promise((r) => setTimeout(r, 400)); // the late reply arrives and is dropped
@@ -256,14 +244,14 @@ describe("QmpClient against a scripted server", () => {
     let closeSeen = false;
     qmp.on("close", () => (closeSeen = true));
     const w = qmp.waitEvent("NEVER", undefined, 0);
-    const e = await rejection(qmp.execute("hang"));
+    const e = await thrownByAsync(qmp.execute("hang"), Error);
     expect(e).toBeInstanceOf(QmpClientError);
     expect((e as QmpClientError).code).toBe("CLOSED");
     expect(e.message).toMatch(/'hang' got no reply: connection closed by QEMU/);
-    expect((await rejection(w)).message).toMatch(/closed while waiting for event NEVER/);
+    expect((await thrownByAsync(w, Error)).message).toMatch(/closed while waiting for event NEVER/);
     expect(closeSeen).toBe(true);
     expect(qmp.closed).toBe(true);
-    expect((await rejection(qmp.execute("after"))).message).toMatch(/not sent/);
+    expect((await thrownByAsync(qmp.execute("after"), Error)).message).toMatch(/not sent/);
   });
 
   it("close() by the client rejects pending commands", async () => {
@@ -272,7 +260,7 @@ describe("QmpClient against a scripted server", () => {
     const qmp = await QmpClient.connect(fake.path);
     const p = qmp.execute("never-answered");
     qmp.close();
-    const e = await rejection(p);
+    const e = await thrownByAsync(p, Error);
     expect((e as QmpClientError).code).toBe("CLOSED");
     expect(e.message).toContain("closed by the client");
     qmp.close(); // idempotent
@@ -282,7 +270,7 @@ describe("QmpClient against a scripted server", () => {
     fake = new FakeQmp();
     fake.sendGreeting = (s) => s.write('{"hello": 1}\r\n');
     await fake.listen();
-    const e = await rejection(QmpClient.connect(fake.path));
+    const e = await thrownByAsync(QmpClient.connect(fake.path), Error);
     expect((e as QmpClientError).code).toBe("GREETING");
   });
 
@@ -297,7 +285,7 @@ describe("QmpClient against a scripted server", () => {
     const w = qmp.waitEvent("TICK", (e) => e.data?.["n"] === 2, 1000);
     await qmp.execute("go");
     expect((await w).data).toEqual({ n: 2 });
-    const t = await rejection(qmp.waitEvent("TICK", undefined, 50));
+    const t = await thrownByAsync(qmp.waitEvent("TICK", undefined, 50), Error);
     expect((t as QmpClientError).code).toBe("TIMEOUT");
     qmp.close();
   });
@@ -306,8 +294,9 @@ describe("QmpClient against a scripted server", () => {
 // ------------------------------------------------------------------------------------------------ real QEMU
 
 describeQemu(X86, "QmpClient against qemu-system-x86_64 -machine none -S", () => {
+  // a fresh QEMU for every test (stopped when the test ends): no test sees the run state another one left
   let q: QemuInstance;
-  beforeAll(async () => {
+  beforeEach(async () => {
     q = await startQemu({ binary: X86, args: ["-machine", "none"], paused: true });
   });
   afterAll(async () => {
@@ -345,13 +334,13 @@ describeQemu(X86, "QmpClient against qemu-system-x86_64 -machine none -S", () =>
   });
 
   it("unknown command → QmpError CommandNotFound; bad argument → GenericError; session continues", async () => {
-    const e = await rejection(q.qmp.execute("no-such-command"));
+    const e = await thrownByAsync(q.qmp.execute("no-such-command"), Error);
     expect(e).toBeInstanceOf(QmpError);
     const qe = e as QmpError;
     expect(qe.class).toBe("CommandNotFound");
     expect(qe.command).toBe("no-such-command");
     expect(qe.desc).toContain("no-such-command");
-    const e2 = (await rejection(q.qmp.execute("query-status", { bogus: 1 }))) as QmpError;
+    const e2 = (await thrownByAsync(q.qmp.execute("query-status", { bogus: 1 }), Error)) as QmpError;
     expect(e2.class).toBe("GenericError");
     expect(e2.desc).toMatch(/bogus/);
     expect((await q.qmp.execute("query-status")).status).toBe("prelaunch");
@@ -379,12 +368,12 @@ describeQemu(X86, "QmpClient against qemu-system-x86_64 -machine none -S", () =>
   it("a QEMU that stops answering: command TIMEOUT, then the session resumes", async () => {
     process.kill(q.pid, "SIGSTOP");
     try {
-      const e = await rejection(q.qmp.execute("query-status", undefined, { timeoutMs: 200 }));
+      const e = await thrownByAsync(q.qmp.execute("query-status", undefined, { timeoutMs: 200 }), Error);
       expect((e as QmpClientError).code).toBe("TIMEOUT");
     } finally {
       process.kill(q.pid, "SIGCONT");
     }
-    expect((await q.qmp.execute("query-status")).status).toBe("paused");
+    expect((await q.qmp.execute("query-status")).status).toBe("prelaunch");
   });
 
   it("QEMU killed mid-command: the pending command is rejected with CLOSED; exit is seen", async () => {
@@ -397,15 +386,15 @@ describeQemu(X86, "QmpClient against qemu-system-x86_64 -machine none -S", () =>
     await new Promise((r) => setTimeout(r, 50));
     expect(victim.qmp.pendingCount).toBe(1);
     process.kill(victim.pid, "SIGKILL");
-    const e = await rejection(pending);
+    const e = await thrownByAsync(pending, Error);
     expect(e).toBeInstanceOf(QmpClientError);
     expect((e as QmpClientError).code).toBe("CLOSED");
     expect(e.message).toMatch(/'query-status' got no reply/);
-    expect((await rejection(ev)).message).toMatch(/closed while waiting for event SHUTDOWN/);
+    expect((await thrownByAsync(ev, Error)).message).toMatch(/closed while waiting for event SHUTDOWN/);
     await closed;
     const exit = await victim.exited;
     expect(exit.signal).toBe("SIGKILL");
-    expect((await rejection(victim.qmp.execute("query-status"))).message).toMatch(/not sent/);
+    expect((await thrownByAsync(victim.qmp.execute("query-status"), Error)).message).toMatch(/not sent/);
     await victim.stop();
   });
 

@@ -19,10 +19,11 @@ import { joinChunks } from "../../src/io/chunks.js";
 import { liveRecords, recordsAt } from "../helpers/records.js";
 import type { RamRecord } from "../../src/sections/ram/format.js";
 import { reencodeStream } from "../../src/convert/qemu.js";
-import { loadAndRun, memoryHashes, pcWithDisk, qemuSuite, saveStopped, sha, sleep, withDecoded, type Range } from "../helpers/interop.js";
+import { loadAndRun, memoryHashes, pcRamRanges, pcWithDisk, qemuSuite, saveStopped, sleep, withDecoded, type Range } from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { engineModelStream, ramBlockBytes } from "../helpers/model-stream.js";
 import { describeQemu, saveToFile, startQemu } from "../helpers/qemu.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const X86 = "qemu-system-x86_64";
 const PPC = "qemu-system-ppc64";
@@ -47,7 +48,7 @@ function xbzrleRecords(input: Uint8Array, r: DecodeResult): number {
 /** Check the replay of `input` is byte-identical, build the model stream, write both next to `base`. */
 function bothStreams(input: Uint8Array, base: string): { replay: string; model: string; blockChunks: number } {
   const rr = reencodeStream(input, { decode: { inflate: nodeInflate } });
-  expect(sha(joinChunks(rr.chunks, rr.bytes))).toBe(sha(input));
+  expect(sha256(joinChunks(rr.chunks, rr.bytes))).toBe(sha256(input));
   expect(rr.report.rawSections).toEqual([]);
   expect(rr.report.vmdescDifferences).toEqual([]);
   expect(rr.report.vmdescGenerated).toBe(true);
@@ -83,10 +84,7 @@ describeQemu([X86, PPC], "QEMU -> vmstream -> QEMU round trips (replay and model
 
   it("x86 pc -m 32 (ran 300 ms): replay and model streams load, same memory, guest runs", async () => {
     const args = ["-machine", "pc", "-m", "32"];
-    const ranges = [
-      { addr: 0, size: 0xa0000 },
-      { addr: 0x100000, size: 31 * 1024 * 1024 },
-    ];
+    const ranges = pcRamRanges(32);
     const saved = join(scratch(), "pc32.mig");
     const want = await saveStopped(X86, args, saved, { runMs: 300, ranges });
     const s = bothStreams(new Uint8Array(readFileSync(saved)), join(scratch(), "pc32"));
@@ -110,13 +108,13 @@ describeQemu([X86, PPC], "QEMU -> vmstream -> QEMU round trips (replay and model
       const dstDisk = join(scratch(), "blk-dst.raw");
       writeFileSync(dstDisk, new Uint8Array(size).fill(0xaa));
       await loadAndCompare(X86, pcWithDisk(dstDisk), f, ranges, want);
-      expect(sha(readFileSync(dstDisk))).toBe(sha(disk));
+      expect(sha256(readFileSync(dstDisk))).toBe(sha256(disk));
     }
   }, 120_000);
 
   it("XBZRLE: the x86-pc-xbzrle fixture (XBZRLE records in its PARTs) loads into pc -m 64, memory = the decoder's, guest runs", async () => {
     const input = new Uint8Array(gunzipSync(readFileSync(new URL("../fixtures/x86-pc-xbzrle.mig.gz", import.meta.url))));
-    const { want, xbzrle } = withDecoded(input, (decoded) => ({ want: sha(ramBlockBytes(decoded, "pc.ram").subarray(0x100000)), xbzrle: xbzrleRecords(input, decoded) }));
+    const { want, xbzrle } = withDecoded(input, (decoded) => ({ want: sha256(ramBlockBytes(decoded, "pc.ram").subarray(0x100000)), xbzrle: xbzrleRecords(input, decoded) }));
     const rr = reencodeStream(input, { decode: { inflate: nodeInflate } });
     expect(rr.report.ramRecords).toBeGreaterThan(0);
     expect(xbzrle).toBeGreaterThan(1000); // the replay writes them again through RamWriter.record
@@ -131,10 +129,7 @@ describeQemu([X86, PPC], "QEMU -> vmstream -> QEMU round trips (replay and model
     const kernel = join(scratch(), "mbguest.bin");
     writeMbguest(kernel);
     const args = ["-machine", "pc", "-m", "32", "-kernel", kernel];
-    const ranges = [
-      { addr: 0, size: 0xa0000 },
-      { addr: 0x100000, size: 31 * 1024 * 1024 },
-    ];
+    const ranges = pcRamRanges(32);
     const saved = join(scratch(), "xbz-live.mig");
     // first pass slower than QEMU's 100 ms bandwidth sample (else it ends after one pass), tiny downtime so that
     // it keeps iterating while the guest runs

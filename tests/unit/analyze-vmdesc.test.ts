@@ -19,6 +19,8 @@ import { prettyPrint } from "../../src/vmstate/symmetry.js";
 import type { State } from "../../src/vmstate/types.js";
 import { describedSave, qemuText } from "../helpers/vmdesc-text.js";
 import { readStream } from "../helpers/stream-sections.js";
+import { thrownBy } from "../helpers/errors.js";
+import { SeededRandom } from "../helpers/random.js";
 
 // ---------------------------------------------------------------------------------------------
 // An independent port of analyze-migration.py's (7.2) VMSDFieldStruct reader, for comparison.
@@ -124,13 +126,13 @@ function arbBody(vmsdName: string, depth: number): fc.Arbitrary<Json> {
 }
 
 /** Bytes for a body, field by field, as QEMU would write them (bools 0/1, no 0x05 at a field start). */
-function payloadFor(body: Json, rnd: () => number, w: ByteWriter): void {
+function payloadFor(body: Json, rnd: SeededRandom, w: ByteWriter): void {
   for (const f of body.fields as Json[]) {
     for (let i = 0; i < ((f.array_len as number | undefined) ?? 1); i++) {
       if (f.type === "struct") payloadFor(f.struct as Json, rnd, w);
-      else if (f.type === "bool") w.u8(rnd() & 1);
+      else if (f.type === "bool") w.u8(rnd.u32() & 1);
       else for (let k = 0; k < (f.size as number); k++) {
-        const x = rnd() & 0xff;
+        const x = rnd.byte();
         w.u8(x === 0x05 ? 0x06 : x);
       }
     }
@@ -141,16 +143,6 @@ function payloadFor(body: Json, rnd: () => number, w: ByteWriter): void {
     w.be32(s.version as number);
     payloadFor(s, rnd, w);
   }
-}
-
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
 }
 
 /**
@@ -196,7 +188,7 @@ describe("descriptions from random vmdescs", () => {
     fc.assert(
       fc.property(arbBody("dev", 0).map(loadable), fc.integer(), (body, seed) => {
         const w = new ByteWriter();
-        payloadFor(body, prng(seed), w);
+        payloadFor(body, new SeededRandom(seed), w);
         const payload = w.concat();
         const { vmsd, wireSize } = convertVmdescDevice(device(body));
         expect(wireSize).toBe(payload.length);
@@ -381,14 +373,9 @@ describe("vmdesc special cases", () => {
 // Malformed vmdescs
 
 function badVmdesc(f: () => unknown): VmstreamError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VmstreamError);
-    expect((e as VmstreamError).code).toBe("BAD_VMDESC");
-    return e as VmstreamError;
-  }
-  throw new Error("did not throw");
+  const e = thrownBy(f);
+  expect(e.code).toBe("BAD_VMDESC");
+  return e;
 }
 
 describe("malformed vmdesc entries: BAD_VMDESC with the JSON path", () => {

@@ -7,18 +7,16 @@ import {
   BerWriter, CLASS_APPLICATION, CLASS_CONTEXT, CLASS_UNIVERSAL, T_OCTET_STRING, T_SEQUENCE, berTag,
 } from "../../src/ber/writer.js";
 import { VmstreamError } from "../../src/io/errors.js";
-
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex").toUpperCase().replace(/(..)(?!$)/g, "$1 ");
-const bytes = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h.replace(/\s+/g, ""), "hex"));
+import { fromHex, toSpacedHex } from "../helpers/bytes.js";
 
 function enc(f: (w: BerWriter) => void): string {
   const w = new BerWriter({ initialCapacity: 64 });
   f(w);
-  return hex(w.finish());
+  return toSpacedHex(w.finish());
 }
 
 function reader(h: string | Uint8Array): BerReader {
-  return new BerReader(typeof h === "string" ? bytes(h) : h);
+  return new BerReader(typeof h === "string" ? fromHex(h) : h);
 }
 
 function readInt(b: Uint8Array): bigint {
@@ -48,7 +46,7 @@ function refInteger(v: bigint): string {
     x >>= 8n;
     if ((x === 0n && (byte & 0x80) === 0) || (x === -1n && (byte & 0x80) !== 0)) break;
   }
-  return hex(Uint8Array.from([0x02, out.length, ...out]));
+  return toSpacedHex(Uint8Array.from([0x02, out.length, ...out]));
 }
 
 describe("INTEGER", () => {
@@ -80,7 +78,7 @@ describe("INTEGER", () => {
   it.each(vectors)("%s -> %s", (v, want) => {
     expect(enc((w) => (typeof v === "bigint" ? w.bigint(v) : w.int(v)))).toBe(want);
     expect(enc((w) => w.bigint(BigInt(v)))).toBe(want);
-    expect(readInt(bytes(want))).toBe(BigInt(v));
+    expect(readInt(fromHex(want))).toBe(BigInt(v));
     if (typeof v === "number" || (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER))) {
       const r = reader(want);
       r.header();
@@ -90,7 +88,7 @@ describe("INTEGER", () => {
 
   it("writes a u64 >= 2^63 with a leading 00 (nine octets), never as a negative number", () => {
     expect(enc((w) => w.bigint(0x8000000000000001n))).toBe("02 09 00 80 00 00 00 00 00 00 01");
-    expect(readInt(bytes("02 09 00 80 00 00 00 00 00 00 01"))).toBe(0x8000000000000001n);
+    expect(readInt(fromHex("02 09 00 80 00 00 00 00 00 00 01"))).toBe(0x8000000000000001n);
   });
 
   it("rejects non-integers and unsafe numbers", () => {
@@ -115,7 +113,7 @@ describe("INTEGER", () => {
       fc.property(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n }), (v) => {
         const e = enc((w) => w.bigint(v));
         expect(e).toBe(refInteger(v));
-        expect(readInt(bytes(e))).toBe(v);
+        expect(readInt(fromHex(e))).toBe(v);
       }),
       { numRuns: 2000 },
     );
@@ -126,7 +124,7 @@ describe("INTEGER", () => {
       fc.property(fc.bigInt({ min: -(2n ** 200n), max: 2n ** 200n }), (v) => {
         const e = enc((w) => w.bigint(v));
         expect(e).toBe(refInteger(v));
-        expect(readInt(bytes(e))).toBe(v);
+        expect(readInt(fromHex(e))).toBe(v);
       }),
       { numRuns: 300 },
     );
@@ -165,7 +163,7 @@ describe("REAL (canonical binary form)", () => {
   ];
   it.each(vectors)("%s -> %s", (v, want) => {
     expect(enc((w) => w.real(v))).toBe(want);
-    expect(Object.is(readReal(bytes(want)), v)).toBe(true);
+    expect(Object.is(readReal(fromHex(want)), v)).toBe(true);
   });
 
   /** Canonical form: binary, base 2, F = 0, odd mantissa without leading zero octets, minimal exponent. */
@@ -192,7 +190,7 @@ describe("REAL (canonical binary form)", () => {
       fc.property(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), (bits) => {
         dv.setBigUint64(0, bits);
         const v = dv.getFloat64(0);
-        const e = bytes(enc((w) => w.real(v)));
+        const e = fromHex(enc((w) => w.real(v)));
         checkCanonical(e);
         expect(Object.is(readReal(e), v)).toBe(true);
       }),
@@ -204,7 +202,7 @@ describe("REAL (canonical binary form)", () => {
     fc.assert(
       fc.property(fc.double({ noNaN: false }), fc.constantFrom(1, 2 ** -1022, 2 ** -1060, 2 ** 1000), (a, scale) => {
         for (const v of [a, a * scale, a / scale]) {
-          const e = bytes(enc((w) => w.real(v)));
+          const e = fromHex(enc((w) => w.real(v)));
           checkCanonical(e);
           expect(Object.is(readReal(e), v)).toBe(true);
         }
@@ -216,7 +214,7 @@ describe("REAL (canonical binary form)", () => {
   it("round-trips every float32 value exactly", () => {
     fc.assert(
       fc.property(fc.float(), (v) => {
-        const e = bytes(enc((w) => w.real(v)));
+        const e = fromHex(enc((w) => w.real(v)));
         const back = readReal(e);
         expect(Object.is(back, v)).toBe(true);
         expect(Object.is(Math.fround(back), back)).toBe(true);
@@ -241,7 +239,7 @@ describe("REAL (canonical binary form)", () => {
       ["09 04 02 31 2C 35", 1.5], // NR2 with a comma
       ["09 06 03 31 2E 35 45 32", 150], // NR3 "1.5E2"
     ];
-    for (const [h, v] of cases) expect(readReal(bytes(h)), h).toBe(v);
+    for (const [h, v] of cases) expect(readReal(fromHex(h)), h).toBe(v);
   });
 
   it("rejects malformed REALs", () => {
@@ -266,7 +264,7 @@ describe("other primitives", () => {
     expect(enc((w) => w.boolean(true))).toBe("01 01 FF");
     expect(enc((w) => w.boolean(false))).toBe("01 01 00");
     expect(enc((w) => w.null())).toBe("05 00");
-    expect(enc((w) => w.octets(bytes("DE AD")))).toBe("04 02 DE AD");
+    expect(enc((w) => w.octets(fromHex("DE AD")))).toBe("04 02 DE AD");
     expect(enc((w) => w.utf8("irr"))).toBe("0C 03 69 72 72");
     expect(enc((w) => w.utf8("é€"))).toBe("0C 05 C3 A9 E2 82 AC");
     const r = reader("01 01 01 01 01 00 05 00 0C 05 C3 A9 E2 82 AC 0C 03 69 72 72");
@@ -293,7 +291,7 @@ describe("other primitives", () => {
   it("reads constructed OCTET STRINGs (segments, nested, indefinite)", () => {
     const r = reader("24 80 04 02 AB CD 24 03 04 01 EF 04 00 00 00");
     r.header();
-    expect(hex(r.octets())).toBe("AB CD EF");
+    expect(toSpacedHex(r.octets())).toBe("AB CD EF");
     expect(r.pos).toBe(r.end);
     const r2 = reader("2C 07 04 02 68 69 04 01 21");
     r2.header();
@@ -322,8 +320,8 @@ describe("lengths", () => {
     [256, "82 01 00"],
     [65536, "83 01 00 00"],
   ])("OCTET STRING of %i octets has length %s", (n, want) => {
-    const e = bytes(enc((w) => w.octets(new Uint8Array(n).fill(7))));
-    expect(hex(e.subarray(1, 1 + want.split(" ").length))).toBe(want);
+    const e = fromHex(enc((w) => w.octets(new Uint8Array(n).fill(7))));
+    expect(toSpacedHex(e.subarray(1, 1 + want.split(" ").length))).toBe(want);
     const r = new BerReader(e);
     r.header();
     expect(r.len).toBe(n);
@@ -359,7 +357,7 @@ describe("lengths", () => {
   it("reads non-minimal definite lengths (BER) but rejects 0xFF and lengths past the end", () => {
     const r = reader("04 84 00 00 00 02 AB CD");
     r.header();
-    expect(hex(r.octets())).toBe("AB CD");
+    expect(toSpacedHex(r.octets())).toBe("AB CD");
     expect(() => reader("04 FF 00").header()).toThrow(/0xFF/);
     expect(() => reader("04 05 00").header()).toThrow(expect.objectContaining({ code: "EOF" }));
     expect(() => reader("04 82 01").header()).toThrow(expect.objectContaining({ code: "EOF" }));
@@ -404,10 +402,10 @@ describe("lengths", () => {
     w.fork(T_SEQUENCE, true);
     w.join();
     w.fork(T_SEQUENCE, true);
-    expect(hex(w.take())).toBe("30 80 30 00 30 80");
+    expect(toSpacedHex(w.take())).toBe("30 80 30 00 30 80");
     w.join();
     w.join();
-    expect(hex(w.take())).toBe("00 00 00 00");
+    expect(toSpacedHex(w.take())).toBe("00 00 00 00");
   });
 
   it("rejects an indefinite length on a primitive, and a missing EOC", () => {
@@ -421,14 +419,14 @@ describe("lengths", () => {
   });
 
   it("caps the nesting depth", () => {
-    const deep = bytes("30 80".repeat(20) + "00 00".repeat(20));
+    const deep = fromHex("30 80".repeat(20) + "00 00".repeat(20));
     const r = new BerReader(deep, { maxDepth: 10 });
     expect(() => r.skipElement()).toThrow(expect.objectContaining({ code: "LIMIT" }));
     expect(() => new BerReader(deep).skipElement()).not.toThrow();
   });
 
   it("errors carry the absolute offset", () => {
-    const r = new BerReader(bytes("02 02 00 7F"), { baseOffset: 1000 });
+    const r = new BerReader(fromHex("02 02 00 7F"), { baseOffset: 1000 });
     r.header();
     expect(() => r.int()).toThrow(expect.objectContaining({ offset: 1000 }));
   });
@@ -453,7 +451,7 @@ describe("tags", () => {
   ] as const)("class %i constructed %s number %i -> %s", (cls, cons, n, want) => {
     const t = berTag(cls, cons, n);
     expect(t).toBeInstanceOf(Uint8Array);
-    expect(hex(t as Uint8Array)).toBe(want);
+    expect(toSpacedHex(t as Uint8Array)).toBe(want);
     const w = new BerWriter();
     if (cons) {
       w.fork(t);
@@ -496,17 +494,17 @@ describe("writer", () => {
     w.fork(T_SEQUENCE, true);
     w.int(1);
     const a = w.take();
-    expect(hex(a)).toBe("30 80 02 01 01");
+    expect(toSpacedHex(a)).toBe("30 80 02 01 01");
     w.fork(T_SEQUENCE); // definite: its length is not known yet
     w.int(2);
-    expect(hex(w.take())).toBe("");
+    expect(toSpacedHex(w.take())).toBe("");
     w.octets(new Uint8Array(200));
     w.join();
     const b = w.take();
-    expect(hex(b.subarray(0, 4))).toBe("30 81 CE 02");
+    expect(toSpacedHex(b.subarray(0, 4))).toBe("30 81 CE 02");
     w.join();
     const c = w.take();
-    expect(hex(c)).toBe("00 00");
+    expect(toSpacedHex(c)).toBe("00 00");
     expect(w.offset).toBe(a.length + b.length + c.length);
     const all = new Uint8Array([...a, ...b, ...c]);
     const r = new BerReader(all);

@@ -4,38 +4,24 @@
 // Debian packages libtasn1-bin and asn1c. Under CI (CI=true) a missing tool FAILS these tests;
 // elsewhere they are skipped with the reason in the test name.
 import fc from "fast-check";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { BerWriter, CLASS_APPLICATION, CLASS_CONTEXT, T_SEQUENCE, berTag, type Tag } from "../../src/ber/writer.js";
 import { BerOutputVisitor, type BerLengths } from "../../src/visitor/ber/index.js";
 import { saveState } from "../../src/vmstate/engine.js";
 import { F } from "../../src/vmstate/fields.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";
 import { dev, devState } from "../helpers/ber-fixtures.js";
-import { IN_CI, SCHEMA, asn1DecodeDeep, asn1Decoding, hasTool, loadWire, realX86Sections, removeTempFiles, run, saveBer, tempFile, unber } from "../helpers/ber-tools.js";
+import { SCHEMA, asn1DecodeDeep, asn1Decoding, loadWire, realX86Sections, removeTempFiles, run, saveBer, tempFile, unber } from "../helpers/ber-tools.js";
 import { arbVmsdAndState } from "../helpers/gen-vmstate.js";
+import { itIfInstalled, requireTool } from "../helpers/requires.js";
 
 const LENGTHS: readonly BerLengths[] = ["auto", "definite", "indefinite"];
 
 afterAll(removeTempFiles);
 
-/** it() that runs when `tool` is installed, FAILS in CI when it is not, and is skipped (with the reason) elsewhere. */
-function withTool(tool: string, pkg: string) {
-  const present = hasTool(tool);
-  return (name: string, fn: () => void) => {
-    if (present || IN_CI) {
-      it(name, () => {
-        expect(present, `${tool} is not installed (Debian package ${pkg}); CI must install it`).toBe(true);
-        fn();
-      });
-    } else {
-      it.skip(`${name} [skipped: ${tool} not installed, apt-get install ${pkg}]`, fn);
-    }
-  };
-}
-
-const withLibtasn1 = withTool("asn1Decoding", "libtasn1-bin");
-const withParser = withTool("asn1Parser", "libtasn1-bin");
-const withUnber = withTool("unber", "asn1c");
+const withLibtasn1 = itIfInstalled(requireTool("asn1Decoding", "libtasn1-bin"));
+const withParser = itIfInstalled(requireTool("asn1Parser", "libtasn1-bin"));
+const withUnber = itIfInstalled(requireTool("unber", "asn1c"));
 
 /** unber prints every content octet of a primitive as an XML character reference. */
 const unberText = (s: string): string => [...Buffer.from(s)].map((b) => `&#x${b.toString(16).padStart(2, "0")};`).join("");

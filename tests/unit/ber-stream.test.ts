@@ -3,7 +3,6 @@
 // decode against docs/vmstate.asn1 with libtasn1's asn1Decoding (VMStream.Stream, every Nested level) and
 // with asn1c's unber. The outside judges follow tests/unit/ber-external.test.ts: under CI (CI=true) a missing
 // tool FAILS, elsewhere the test is skipped with the reason in its name.
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { deflateSync, gunzipSync, inflateSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
@@ -18,32 +17,19 @@ import { BlockWriter } from "../../src/sections/block/writer.js";
 import { HtabWriter } from "../../src/sections/spapr-htab/writer.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
 import { globalState, timers } from "../../src/vmstate/devices/index.js";
-import { IN_CI, asn1DecodeDeep, hasTool, removeTempFiles, unber } from "../helpers/ber-tools.js";
+import { asn1DecodeDeep, removeTempFiles, unber } from "../helpers/ber-tools.js";
 import { NONE_OFFSETS, noneStream } from "../helpers/none-stream.js";
+import { sha256 } from "../helpers/bytes.js";
+import { itIfInstalled, requireTool } from "../helpers/requires.js";
 
 afterAll(removeTempFiles);
 
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const fixture = (name: string) => new Uint8Array(gunzipSync(readFileSync(new URL(`../fixtures/${name}.mig.gz`, import.meta.url))));
 const inflate = (d: Uint8Array) => new Uint8Array(inflateSync(d));
 const FIXTURES = ["x86-pc-64m", "x86-pc-block", "x86-pc-block-zeroblocks", "x86-pc-xbzrle", "ppc64-pseries"];
 
-/** it() that runs when `tool` is installed, FAILS in CI when it is not, and is skipped (with the reason) elsewhere. */
-function withTool(tool: string, pkg: string) {
-  const present = hasTool(tool);
-  return (name: string, fn: () => void, timeout?: number) => {
-    if (present || IN_CI) {
-      it(name, () => {
-        expect(present, `${tool} is not installed (Debian package ${pkg}); CI must install it`).toBe(true);
-        fn();
-      }, timeout);
-    } else {
-      it.skip(`${name} [skipped: ${tool} not installed, apt-get install ${pkg}]`, fn);
-    }
-  };
-}
-const withLibtasn1 = withTool("asn1Decoding", "libtasn1-bin");
-const withUnber = withTool("unber", "asn1c");
+const withLibtasn1 = itIfInstalled(requireTool("asn1Decoding", "libtasn1-bin"));
+const withUnber = itIfInstalled(requireTool("unber", "asn1c"));
 
 /** unber prints every content octet of a primitive as an XML character reference. */
 const unberText = (s: string): string => [...Buffer.from(s)].map((b) => `&#x${b.toString(16).padStart(2, "0")};`).join("");

@@ -3,25 +3,24 @@
 // matches the reference hashes, --forward through a second receive is a byte-exact tap, and a truncated,
 // garbled or interrupted migration makes both ends exit non-zero without leaving complete-looking output.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkExtract } from "../helpers/extract-reference.js";
+import { sha256 } from "../helpers/bytes.js";
+import { itIfInstalled, requireTool } from "../helpers/requires.js";
+import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const FIX = (f: string) => fileURLToPath(new URL(`../fixtures/${f}`, import.meta.url));
-const tmp = mkdtempSync(join(tmpdir(), "vmstream-sendrecv-"));
+const tmp = suiteTempDir("vmstream-sendrecv-");
 const children = new Set<ChildProcess>();
 afterAll(() => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-  rmSync(tmp, { recursive: true, force: true });
 });
 
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const raw = (name: string) => gunzipSync(readFileSync(FIX(`${name}.mig.gz`)));
 
 interface Done {
@@ -63,8 +62,8 @@ const send = (file: string, to: string, extra: string[] = []) => start(["send", 
 
 describe("vmstream send | receive over TCP", () => {
   it.each(["x86-pc-xbzrle", "x86-pc-block"])("%s: exit 0 on both ends, --out identical to the input, --extract equal to the reference", async (name) => {
-    const out = join(tmp, `${name}.mig`);
-    const dir = join(tmp, `${name}-x`);
+    const out = join(tmp(), `${name}.mig`);
+    const dir = join(tmp(), `${name}-x`);
     const r = await receive(["--out", out, "--extract", dir]);
     const s = await send(FIX(`${name}.mig.gz`), r.address);
     const d = await r.done;
@@ -82,9 +81,9 @@ describe("vmstream send | receive over TCP", () => {
 
   it("--forward through a second receive: a byte-exact tap, both exit 0", async () => {
     const name = "x86-pc-64m";
-    const outB = join(tmp, "fwd-b.mig");
-    const outA = join(tmp, "fwd-a.mig");
-    const b = await receive(["--out", outB, "--extract", join(tmp, "fwd-b-x")]);
+    const outB = join(tmp(), "fwd-b.mig");
+    const outA = join(tmp(), "fwd-a.mig");
+    const b = await receive(["--out", outB, "--extract", join(tmp(), "fwd-b-x")]);
     const a = await receive(["--forward", b.address, "--out", outA]);
     const s = await send(FIX(`${name}.mig.gz`), a.address);
     const [da, db] = [await a.done, await b.done];
@@ -95,23 +94,23 @@ describe("vmstream send | receive over TCP", () => {
     expect(sha256(readFileSync(outA))).toBe(want);
     expect(sha256(readFileSync(outB))).toBe(want);
     expect(da.stdout).toMatch(new RegExp(`^forward: ${raw(name).length} bytes to ${b.address.replace(/\./g, "\\.")}$`, "m"));
-    checkExtract(join(tmp, "fwd-b-x"), name);
+    checkExtract(join(tmp(), "fwd-b-x"), name);
   }, 60_000);
 
   it("a truncated stream: send and receive (and the receive behind a tap) exit 1; no complete-looking output", async () => {
     const input = raw("x86-pc-64m");
-    const cutFile = join(tmp, "cut.mig");
+    const cutFile = join(tmp(), "cut.mig");
     writeFileSync(cutFile, input.subarray(0, input.length >> 1));
-    const out = join(tmp, "cut-out.mig");
-    const dir = join(tmp, "cut-x");
-    const outB = join(tmp, "cut-b.mig");
-    const b = await receive(["--out", outB, "--extract", join(tmp, "cut-b-x")]);
+    const out = join(tmp(), "cut-out.mig");
+    const dir = join(tmp(), "cut-x");
+    const outB = join(tmp(), "cut-b.mig");
+    const b = await receive(["--out", outB, "--extract", join(tmp(), "cut-b-x")]);
     const a = await receive(["--out", out, "--extract", dir, "--forward", b.address]);
     const s = await send(cutFile, a.address);
     const [da, db] = [await a.done, await b.done];
     expect(s.code).toBe(1);
     expect(s.stderr).toMatch(/send failed: .*at byte \d+/);
-    for (const [d, o, x] of [[da, out, dir], [db, outB, join(tmp, "cut-b-x")]] as const) {
+    for (const [d, o, x] of [[da, out, dir], [db, outB, join(tmp(), "cut-b-x")]] as const) {
       expect(d.code).toBe(1);
       expect(d.stdout).toBe("");
       expect(d.stderr).toMatch(/migration failed: .*at byte \d+/);
@@ -129,9 +128,9 @@ describe("vmstream send | receive over TCP", () => {
     const eof = input.indexOf('{"page_size"') - 6;
     expect(input[eof]).toBe(0);
     input[eof] = 0xee;
-    const bad = join(tmp, "garbled.mig");
+    const bad = join(tmp(), "garbled.mig");
     writeFileSync(bad, input);
-    const out = join(tmp, "garbled-out.mig");
+    const out = join(tmp(), "garbled-out.mig");
     const r = await receive(["--out", out]);
     // a rate cap makes send go in pieces (about rate/50 bytes), so it can stop partway
     const s = await send(bad, r.address, ["--bandwidth", "20M"]);
@@ -148,7 +147,7 @@ describe("vmstream send | receive over TCP", () => {
   }, 60_000);
 
   it("a source that disappears mid-migration: receive exits 1 with the offset", async () => {
-    const out = join(tmp, "killed.mig");
+    const out = join(tmp(), "killed.mig");
     const r = await receive(["--out", out]);
     const s = start(["send", FIX("x86-pc-64m.mig.gz"), r.address, "--bandwidth", "100K"]);
     // wait until some bytes went through, then kill the sender
@@ -184,8 +183,8 @@ describe("vmstream send | receive over TCP", () => {
 
 describe("vmstream send - | vmstream receive -", () => {
   it("pipes a migration through stdout and stdin", () => {
-    const out = join(tmp, "piped.mig");
-    const dir = join(tmp, "piped-x");
+    const out = join(tmp(), "piped.mig");
+    const dir = join(tmp(), "piped-x");
     const sh = `"${process.execPath}" "${MAIN}" send "${FIX("x86-pc-64m.mig.gz")}" - | "${process.execPath}" "${MAIN}" receive - --out "${out}" --extract "${dir}"`;
     const r = spawnSync("sh", ["-c", sh], { encoding: "utf8" });
     expect(r.status, r.stderr).toBe(0);
@@ -196,7 +195,7 @@ describe("vmstream send - | vmstream receive -", () => {
   });
 
   it("usage errors before listening: a non-empty --extract DIR, --forward to a non-tcp endpoint", () => {
-    const dir = join(tmp, "full");
+    const dir = join(tmp(), "full");
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "x"), "");
     const a = spawnSync(process.execPath, [MAIN, "receive", "tcp:127.0.0.1:0", "--extract", dir], { encoding: "utf8" });
@@ -211,9 +210,9 @@ describe("vmstream send - | vmstream receive -", () => {
 
 describe("progress line", () => {
   // `script` (util-linux) gives the command a terminal; without one (the tests above) stderr carries no progress line
-  const hasScript = spawnSync("script", ["--version"], { encoding: "utf8" }).status === 0;
-  it.skipIf(!hasScript && !process.env.CI)(`on a terminal send redraws one line (bar, MB, MB/s, phase) and erases it before the summary${hasScript ? "" : " (skipped: no `script` to give it a terminal)"}`, () => {
-    const out = join(tmp, "tty.mig");
+  const withScript = itIfInstalled(requireTool("script", "util-linux"));
+  withScript("on a terminal send redraws one line (bar, MB, MB/s, phase) and erases it before the summary", () => {
+    const out = join(tmp(), "tty.mig");
     const cmd = `"${process.execPath}" "${MAIN}" send "${FIX("x86-pc-64m.mig.gz")}" "${out}" --bandwidth 2M`;
     const r = spawnSync("script", ["-qec", cmd, "/dev/null"], { encoding: "utf8", timeout: 30_000 });
     expect(r.status, r.stdout).toBe(0);
@@ -222,7 +221,7 @@ describe("progress line", () => {
     for (const line of redraws) expect(line).toMatch(/^vmstream: sending( \[[#-]{24}\] \d+%)? \d+\.\d MB, \d+\.\d MB\/s, \S/);
     expect(r.stdout).toMatch(/\r\x1b\[Ksent: 908844 bytes in /); // the line is erased, then the summary
     expect(sha256(readFileSync(out))).toBe(sha256(raw("x86-pc-64m")));
-    const plain = spawnSync(process.execPath, [MAIN, "send", FIX("x86-pc-64m.mig.gz"), join(tmp, "notty.mig")], { encoding: "utf8" });
+    const plain = spawnSync(process.execPath, [MAIN, "send", FIX("x86-pc-64m.mig.gz"), join(tmp(), "notty.mig")], { encoding: "utf8" });
     expect(plain.status).toBe(0);
     expect(plain.stderr + plain.stdout).not.toContain("\r");
   });

@@ -1,19 +1,18 @@
 // The `vmstream` command as a user runs it (the built dist/cli/main.js; `npm test` builds first).
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { checkExtract } from "../helpers/extract-reference.js";
 import { noneStream } from "../helpers/none-stream.js";
 import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
+import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const FIX = (f: string) => fileURLToPath(new URL(`../fixtures/${f}`, import.meta.url));
-const tmp = mkdtempSync(join(tmpdir(), "vmstream-cli-"));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = suiteTempDir("vmstream-cli-");
 
 function run(args: string[], input?: Uint8Array) {
   const r = spawnSync(process.execPath, [MAIN, ...args], { input, maxBuffer: 64 << 20 });
@@ -97,7 +96,7 @@ describe("vmstream dump", () => {
 
 describe("vmstream extract", () => {
   it.each(["x86-pc-64m", "x86-pc-block", "x86-pc-xbzrle", "ppc64-pseries"])("writes RAM blocks and disks equal to the reference hashes: %s", (name) => {
-    const dir = join(tmp, name);
+    const dir = join(tmp(), name);
     const r = run(["extract", FIX(`${name}.mig.gz`), dir]);
     expect(r.status, r.stderr).toBe(0);
     expect(checkExtract(dir, name)).toBeGreaterThan(0);
@@ -113,17 +112,17 @@ describe("vmstream extract", () => {
       s.be64(RAM.EOS);
     });
     b.end(2, (s) => s.be64(RAM.EOS)).eof();
-    const stream = join(tmp, "hostile.mig");
+    const stream = join(tmp(), "hostile.mig");
     writeFileSync(stream, b.build());
-    const dir = join(tmp, "hostile-out");
+    const dir = join(tmp(), "hostile-out");
     mkdirSync(join(dir, "ram"), { recursive: true });
-    const victim = join(tmp, "victim.bin");
+    const victim = join(tmp(), "victim.bin");
     writeFileSync(victim, "do not touch");
     symlinkSync(victim, join(dir, "ram", "escape.bin"));
     const r = run(["extract", stream, dir]);
     // The planted link makes the write fail rather than follow it; nothing outside DIR changes.
     expect(readFileSync(victim, "utf8")).toBe("do not touch");
-    expect(existsSync(join(tmp, "escape.bin"))).toBe(false);
+    expect(existsSync(join(tmp(), "escape.bin"))).toBe(false);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/ELOOP|link/i);
     rmSync(join(dir, "ram", "escape.bin"));
@@ -144,9 +143,9 @@ describe("vmstream extract", () => {
     });
     b.part(2, (s) => page(s, RAM.ZERO, 4096, undefined, [0]).be64(RAM.EOS));
     b.end(2, (s) => s.be64(RAM.EOS)).eof();
-    const stream = join(tmp, "rezero.mig");
+    const stream = join(tmp(), "rezero.mig");
     writeFileSync(stream, b.build());
-    const dir = join(tmp, "rezero-out");
+    const dir = join(tmp(), "rezero-out");
     expect(run(["extract", stream, dir]).status).toBe(0);
     expect(readFileSync(join(dir, "ram", "pc.ram.bin")).every((x) => x === 0)).toBe(true);
   });
@@ -163,7 +162,7 @@ describe("vmstream check", () => {
 
   it("says BROKEN, with the offset, for a truncated or damaged stream, and exits 1", () => {
     const none = noneStream();
-    const cut = join(tmp, "cut.mig");
+    const cut = join(tmp(), "cut.mig");
     writeFileSync(cut, none.subarray(0, 0x80));
     const r = run(["check", cut]);
     expect(r.status).toBe(1);

@@ -14,7 +14,8 @@ import { StreamConverter } from "../../src/convert/qemu.js";
 import { qemuToBer } from "../../src/convert/to-ber.js";
 import { decodeBytes } from "../../src/sections/stream.js";
 import { timers } from "../../src/vmstate/devices/index.js";
-import { errorOf, expectSame } from "../helpers/expect-bytes.js";
+import { thrownBy } from "../helpers/errors.js";
+import { expectSame } from "../helpers/expect-bytes.js";
 
 const POSTCOPY_FRAMING = { vmdesc: false } as const; // QEMU writes no vmdesc after postcopy
 const be32 = (v: number) => Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
@@ -152,11 +153,11 @@ describe("StreamEncoder PACKAGED", () => {
 
   it("misuse is a STATE error", () => {
     const enc = new StreamEncoder(new ByteWriter(), POSTCOPY_FRAMING);
-    expect(errorOf(() => enc.endPackaged(0)).code).toBe("STATE");
+    expect(thrownBy(() => enc.endPackaged(0)).code).toBe("STATE");
     const at = enc.beginPackaged();
     enc.begin("part", 2);
-    expect(errorOf(() => enc.endPackaged(at)).code).toBe("STATE");
-    expect(errorOf(() => enc.beginPackaged()).code).toBe("STATE");
+    expect(thrownBy(() => enc.endPackaged(at)).code).toBe("STATE");
+    expect(thrownBy(() => enc.beginPackaged()).code).toBe("STATE");
   });
 });
 
@@ -223,11 +224,11 @@ describe("re-encoding postcopy (PACKAGED) streams", () => {
     const r = decodeBytes(input, { materialize: false });
     const run = r.commands.find((c) => c.cmd === CMD.POSTCOPY_RUN)!;
     r.dispose();
-    const e1 = errorOf(() => reencodeStream(input));
+    const e1 = thrownBy(() => reencodeStream(input));
     expect(e1.code).toBe("UNSUPPORTED");
     expect(e1.offset).toBe(run.offset + 5);
     for (const sizes of [[input.length], [7]]) {
-      const e2 = errorOf(() => streamed(input, sizes));
+      const e2 = thrownBy(() => streamed(input, sizes));
       expect(e2.code).toBe("UNSUPPORTED");
       expect(e2.offset).toBe(run.offset + 5);
     }
@@ -241,12 +242,12 @@ describe("re-encoding postcopy (PACKAGED) streams", () => {
     const end = pk.offset + 9 + (pk.fields.size as number);
     for (const cut of [pk.offset + 3, pk.offset + 7, pk.offset + 9, pk.offset + 30, end - 40, end - 1]) {
       const bad = input.slice(0, cut);
-      const e1 = errorOf(() => reencodeStream(bad));
+      const e1 = thrownBy(() => reencodeStream(bad));
       expect(e1.offset, `cut ${cut}`).toBeTypeOf("number");
       expect(e1.offset!).toBeGreaterThanOrEqual(pk.offset);
       expect(e1.offset!).toBeLessThanOrEqual(cut);
       for (const sizes of [[bad.length], [13]]) {
-        const e2 = errorOf(() => streamed(bad, sizes));
+        const e2 = thrownBy(() => streamed(bad, sizes));
         expect(e2.code, `cut ${cut}`).toBe(e1.code);
         expect(e2.offset, `cut ${cut}`).toBe(e1.offset);
       }
@@ -260,13 +261,13 @@ describe("re-encoding postcopy (PACKAGED) streams", () => {
     r.dispose();
     const bad = input.slice();
     new DataView(bad.buffer).setUint32(pk.offset + 5, 12); // LISTEN (5 bytes), then 7 bytes of the timer section
-    const e1 = errorOf(() => reencodeStream(bad));
+    const e1 = thrownBy(() => reencodeStream(bad));
     expect(e1.offset).toBeTypeOf("number");
-    const e2 = errorOf(() => streamed(bad, [5]));
+    const e2 = thrownBy(() => streamed(bad, [5]));
     expect(e2.code).toBe(e1.code);
   });
 
   it("QEMU -> BER still refuses PACKAGED streams (UNSUPPORTED)", () => {
-    expect(errorOf(() => qemuToBer(postcopyStream(packageBody({})))).code).toBe("UNSUPPORTED");
+    expect(thrownBy(() => qemuToBer(postcopyStream(packageBody({})))).code).toBe("UNSUPPORTED");
   });
 });

@@ -12,6 +12,7 @@ import { ByteWriter } from "../../src/io/writer.js";
 import { StreamEncoder } from "../../src/savevm/encoder.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
 import { StreamBerConverter } from "../../src/convert/to-ber.js";
+import { SeededRandom } from "../helpers/random.js";
 
 const P = 4096;
 const GUEST = 2 ** 30;
@@ -27,12 +28,7 @@ function* guestStream(): Generator<Uint8Array> {
   const w = new ByteWriter({ initialCapacity: SECTION + (1 << 20), borrowMin: Number.POSITIVE_INFINITY });
   const enc = new StreamEncoder(w);
   const ram = new RamWriter(w, P);
-  const page = new Uint8Array(P);
-  let s = 0x2545f491;
-  for (let i = 0; i < P; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    page[i] = s >>> 24;
-  }
+  const page = new SeededRandom(0x2545f491).bytes(P);
   const dv = new DataView(page.buffer);
   enc.header();
   enc.configuration({ machine: "pc-i440fx-7.2" });

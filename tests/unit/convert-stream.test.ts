@@ -5,13 +5,12 @@
 // bytes and report, holding at most one item's input. The CLI (dist/) writes OUT.partial and renames it only
 // when complete.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync, inflateSync } from "node:zlib";
 import fc from "fast-check";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ByteWriter } from "../../src/io/writer.js";
 import { CMD } from "../../src/savevm/constants.js";
 import { StreamEncoder, framingForMachine } from "../../src/savevm/encoder.js";
@@ -28,7 +27,9 @@ import { decodeBytes } from "../../src/sections/stream.js";
 import { globalState, timers } from "../../src/vmstate/devices/index.js";
 import { encodeNoneStream } from "../helpers/encode-none.js";
 import { NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
-import { errorOf, expectSame } from "../helpers/expect-bytes.js";
+import { thrownBy } from "../helpers/errors.js";
+import { expectSame } from "../helpers/expect-bytes.js";
+import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const dir = new URL("../fixtures/", import.meta.url);
 const fixtures = readdirSync(dir).filter((f) => f.endsWith(".mig.gz")).sort();
@@ -36,8 +37,7 @@ const load = (name: string) => new Uint8Array(gunzipSync(readFileSync(new URL(na
 const inflate = (d: Uint8Array) => new Uint8Array(inflateSync(d));
 const devices = registryFromMap({ timer: timers, globalstate: globalState });
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
-const tmp = mkdtempSync(join(tmpdir(), "vmstream-convert-stream-"));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = suiteTempDir("vmstream-convert-stream-");
 
 interface PushConverter<R> {
   push(chunk: Uint8Array): Uint8Array[];
@@ -232,7 +232,7 @@ describe("StreamConverter on broken input", () => {
     for (const cut of [3, 200, input.length >> 1, input.length - 30]) {
       const c = new StreamConverter();
       const got: Uint8Array[] = [];
-      const e = errorOf(() => {
+      const e = thrownBy(() => {
         for (const o of c.push(input.subarray(0, cut))) got.push(o.slice());
         c.end();
       });
@@ -252,7 +252,7 @@ describe("StreamConverter on broken input", () => {
     input[at + 6] = (input[at + 6]! | 0x02) >>> 0;
     input[at + 7] = 0x08;
     const c = new StreamConverter();
-    const e = errorOf(() => {
+    const e = thrownBy(() => {
       c.push(input);
       c.end();
     });
@@ -270,9 +270,9 @@ describe("StreamConverter on broken input", () => {
     w.u8(0); // the package: EOF
     enc.eof();
     const b = enc.bytes();
-    expect(errorOf(() => reencodeStream(b)).code).toBe("UNSUPPORTED");
+    expect(thrownBy(() => reencodeStream(b)).code).toBe("UNSUPPORTED");
     const c = new StreamConverter();
-    const e = errorOf(() => {
+    const e = thrownBy(() => {
       c.push(b);
       c.end();
     });
@@ -319,7 +319,7 @@ describe("StreamBerConverter (QEMU -> BER as the input arrives)", () => {
     const x86 = load("x86-pc-64m.mig.gz");
     const c = new StreamBerConverter();
     expect(
-      errorOf(() => {
+      thrownBy(() => {
         c.push(x86.subarray(0, x86.length - 100));
         c.end();
       }).code,
@@ -334,7 +334,7 @@ describe("StreamBerConverter (QEMU -> BER as the input arrives)", () => {
     enc.eof();
     const p = new StreamBerConverter();
     expect(
-      errorOf(() => {
+      thrownBy(() => {
         p.push(enc.bytes());
         p.end();
       }).code,
@@ -351,9 +351,9 @@ describe("vmstream convert (dist/cli) streams a QEMU input", () => {
 
   it("a plain file (vmdesc read from its end first) gives identical bytes; stdin too; --to ber as qemuToBer", () => {
     const ppc = load("ppc64-pseries.mig.gz");
-    const inFile = join(tmp, "ppc.mig");
+    const inFile = join(tmp(), "ppc.mig");
     writeFileSync(inFile, ppc);
-    const out = join(tmp, "ppc.out.mig");
+    const out = join(tmp(), "ppc.out.mig");
     const r = run(["convert", inFile, out]);
     expect(r.status, r.stderr).toBe(0);
     expectSame(readFileSync(out), ppc);
@@ -361,7 +361,7 @@ describe("vmstream convert (dist/cli) streams a QEMU input", () => {
     const p = run(["convert", "-", "-"], ppc);
     expect(p.status, p.stderr).toBe(0);
     expectSame(p.stdout, ppc);
-    const ber = join(tmp, "ppc.ber");
+    const ber = join(tmp(), "ppc.ber");
     const b = run(["convert", inFile, ber, "--to", "ber"]);
     expect(b.status, b.stderr).toBe(0);
     expectSame(readFileSync(ber), joinChunks(qemuToBer(ppc, { decode: { inflate } }).chunks));
@@ -369,9 +369,9 @@ describe("vmstream convert (dist/cli) streams a QEMU input", () => {
 
   it("broken input: exit 1 with the error, and neither OUT nor OUT.partial is left", () => {
     const x86 = load("x86-pc-64m.mig.gz");
-    const inFile = join(tmp, "cut.mig");
+    const inFile = join(tmp(), "cut.mig");
     writeFileSync(inFile, x86.subarray(0, x86.length >> 1));
-    const out = join(tmp, "cut.out.mig");
+    const out = join(tmp(), "cut.out.mig");
     const r = run(["convert", inFile, out]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/vmstream: .*truncated/);

@@ -2,19 +2,20 @@
 // references (reference.json: sha256 of what the patched analyze-migration.py extracted, which equals the
 // destination's memory), page counts against the independent scanner, device sections, random splits
 // (fast-check), the vmdesc read first vs buffered, the Node adapters, bounded memory.
-import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createReadStream, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import fc from "fast-check";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { descriptionFromVmdesc } from "../../src/vmstate/from-vmdesc.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { findVmdescTrailer } from "../../src/savevm/vmdesc.js";
 import { decodeFile, decodeNodeStream, readVmdescTrailer, validateFile } from "../../src/sections/node.js";
 import { StreamDecoder, blockOf, decodeBytes, htabOf, ramOf, type StreamDecoderOptions } from "../../src/sections/stream.js";
-import { digest, iterativeSequence, sha256 } from "../helpers/result-digest.js";
+import { digest, iterativeSequence } from "../helpers/result-digest.js";
+import { sha256 } from "../helpers/bytes.js";
+import { suiteTempDir } from "../helpers/temp-dir.js";
 
 interface Reference {
   stream_sha256: string;
@@ -186,12 +187,11 @@ describe.each(fixtures)("$name", ({ name, gz, bytes, ref }) => {
 });
 
 describe("Node adapters", () => {
-  const dir = mkdtempSync(join(tmpdir(), "vmstream-decoder-"));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = suiteTempDir("vmstream-decoder-");
   const { gz, bytes } = fixtures[0]!;
 
   it("decodeFile: gzip (transparently) and plain (vmdesc read from the end first) give the same result", async () => {
-    const plain = join(dir, "x86-pc-64m.mig");
+    const plain = join(dir(), "x86-pc-64m.mig");
     writeFileSync(plain, bytes);
     expect(await readVmdescTrailer(plain)).toBe(findVmdescTrailer(bytes, 1 << 24, 64)!.text);
     const a = await decodeFile(gz, { kernels });
@@ -208,13 +208,13 @@ describe("Node adapters", () => {
     const ok = await validateFile(gz);
     expect(ok.ok).toBe(true);
     expect(ok.summary).toMatchObject({ machine: "pc-i440fx-7.2", devices: 33, eof: true, vmdesc: true, complete: true });
-    const cut = join(dir, "cut.mig");
+    const cut = join(dir(), "cut.mig");
     writeFileSync(cut, bytes.subarray(0, 500_000));
     const bad = await validateFile(cut);
     expect(bad.ok).toBe(false);
     expect(bad.error?.code).toBe("EOF");
     const gzBytes = readFileSync(gz);
-    const corrupt = join(dir, "corrupt.mig.gz");
+    const corrupt = join(dir(), "corrupt.mig.gz");
     writeFileSync(corrupt, gzBytes.subarray(0, 1000));
     const bad2 = await validateFile(corrupt);
     expect(bad2.ok).toBe(false);

@@ -3,18 +3,18 @@
 // materialised; misuse is an error; plain files, small read sizes, pipes (read as streams) and gzip files
 // give the same result.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import fc from "fast-check";
-import { afterAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { decodeFile, readVmdescTrailer, validateFile } from "../../src/sections/node.js";
 import { StreamDecoder, decodeBytes, type StreamDecoderOptions } from "../../src/sections/stream.js";
 import { digest } from "../helpers/result-digest.js";
+import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const kernels = createKernels();
 const load = (name: string) => new Uint8Array(gunzipSync(readFileSync(new URL(`../fixtures/${name}.mig.gz`, import.meta.url))));
@@ -105,11 +105,13 @@ describe("inputSpace / commit", () => {
 });
 
 describe("Node file adapters (reads straight into the window)", () => {
-  const dir = mkdtempSync(join(tmpdir(), "vmstream-input-"));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = suiteTempDir("vmstream-input-");
   const gz = new URL("../fixtures/x86-pc-xbzrle.mig.gz", import.meta.url);
-  const plain = join(dir, "x86-pc-xbzrle.mig");
-  writeFileSync(plain, xbzrle);
+  let plain = "";
+  beforeAll(() => {
+    plain = join(dir(), "x86-pc-xbzrle.mig");
+    writeFileSync(plain, xbzrle);
+  });
 
   it("plain file (any read size), gzip file and bytes give the same result, RAM materialised", async () => {
     const want = decodeBytes(xbzrle, { kernels, materialize: { ram: true } });
@@ -133,18 +135,18 @@ describe("Node file adapters (reads straight into the window)", () => {
     const ok = await validateFile(plain);
     expect(ok.ok).toBe(true);
     expect(ok.summary).toMatchObject({ bytes: xbzrle.length, complete: true, devices: 31 });
-    const cut = join(dir, "cut.mig");
+    const cut = join(dir(), "cut.mig");
     writeFileSync(cut, xbzrle.subarray(0, 1_000_000));
     const bad = await validateFile(cut);
     expect(bad.ok).toBe(false);
     expect(bad.error?.code).toBe("EOF");
-    const missing = await validateFile(join(dir, "nope.mig"));
+    const missing = await validateFile(join(dir(), "nope.mig"));
     expect(missing.ok).toBe(false);
     expect(missing.error?.code).toBe("IO");
   });
 
   it("a named pipe is read front to back as a stream (no head or tail reads)", async () => {
-    const fifo = join(dir, "fifo");
+    const fifo = join(dir(), "fifo");
     const mk = spawn("mkfifo", [fifo]);
     const code = await new Promise((r) => mk.once("exit", r));
     if (code !== 0) return; // no mkfifo here

@@ -2,11 +2,12 @@
 // (decodeFile, the analyze path) the stream of a 2 GiB guest with 25 % non-zero pages (~540 MB, written to
 // a temp dir here), and its peak RSS stays under 150 MB. Runs the built dist/ (`npm test` builds first).
 import { spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, existsSync, openSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { SeededRandom } from "../helpers/random.js";
+import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const P = 4096;
 const GUEST = 2 ** 31;
@@ -49,13 +50,8 @@ function writeGuestStream(file: string): number {
   u8(0x7e);
   be32(2);
   const pool = Buffer.alloc(16 * P);
-  let s = 0x9e3779b9;
-  for (let i = 0; i < pool.length; i += 4) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    pool.writeUInt32LE(s >>> 0, i);
-  }
+  const random = new SeededRandom(0x9e3779b9);
+  for (let i = 0; i < pool.length; i += 4) pool.writeUInt32LE(random.u32(), i);
   let first = true;
   const open = () => {
     u8(0x02);
@@ -107,12 +103,11 @@ function writeGuestStream(file: string): number {
 }
 
 describe("bounded memory", () => {
-  const dir = mkdtempSync(join(tmpdir(), "vmstream-rss-"));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = suiteTempDir("vmstream-rss-");
 
   it("a 2 GiB guest's stream (25 % non-zero pages) is checked and decoded without its RAM under 150 MB RSS", () => {
     expect(existsSync(NODE_MODULE)).toBe(true);
-    const file = join(dir, "guest-2g.mig");
+    const file = join(dir(), "guest-2g.mig");
     const size = writeGuestStream(file);
     expect(size).toBeGreaterThan(500e6);
     // Peak RSS of this process's own memory: VmHWM. (getrusage's maxRSS also counts the image of the parent

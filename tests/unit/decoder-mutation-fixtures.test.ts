@@ -10,8 +10,9 @@ import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import { findVmdescTrailer } from "../../src/savevm/vmdesc.js";
 import { StreamDecoder, decodeBytes } from "../../src/sections/stream.js";
-import { Rng, decodeOutcome, mutate } from "../helpers/mutate.js";
+import { decodeOutcome, mutate } from "../helpers/mutate.js";
 import { StreamBuilder } from "../helpers/stream-builder.js";
+import { SeededRandom } from "../helpers/random.js";
 
 const kernels = createKernels();
 const load = (name: string) => new Uint8Array(gunzipSync(readFileSync(new URL(`../fixtures/${name}.mig.gz`, import.meta.url))));
@@ -33,7 +34,7 @@ describe("mutations of real streams", () => {
 
   it("the device phase of x86-pc-64m: 10,000 mutations", () => {
     expect(decodeBytes(devices, { kernels }).devices).toHaveLength(33);
-    const rng = new Rng(12345);
+    const rng = new SeededRandom(12345);
     let ok = 0;
     const codes = new Set<string>();
     for (let i = 0; i < 10_000; i++) {
@@ -56,7 +57,7 @@ describe("mutations of real streams", () => {
     // the none-like tail: the last device sections + EOF + the vmdesc, decoded with the vmdesc only
     const tail = new StreamBuilder().header().config("pc-i440fx-7.2").bytes(x86.subarray(phase.start, x86.length)).build();
     const jsonStart = tail.length - new TextEncoder().encode(phase.vmdesc).length;
-    const rng = new Rng(777);
+    const rng = new SeededRandom(777);
     for (let i = 0; i < 1_000; i++) {
       const { bytes } = mutate(tail, rng, jsonStart - 5, tail.length);
       try {
@@ -69,7 +70,7 @@ describe("mutations of real streams", () => {
 
   it.each(NAMES)("%s: 150 mutations anywhere, decoded up to 64 KiB past the mutation", (name) => {
     const bytes = load(name);
-    const rng = new Rng(name.length * 1000003);
+    const rng = new SeededRandom(name.length * 1000003);
     for (let i = 0; i < 150; i++) {
       // bias towards the non-RAM parts: the first 64 KiB, the device phase, and anywhere
       const region = rng.int(3);
@@ -90,7 +91,7 @@ describe("mutations of real streams", () => {
 
   it.each(NAMES)("%s: cut at 200 sampled offsets, always an error", (name) => {
     const bytes = load(name);
-    const rng = new Rng(99 + name.length);
+    const rng = new SeededRandom(99 + name.length);
     const tailStart = Math.max(0, bytes.length - (1 << 20));
     const vmdescAt = findVmdescTrailer(bytes.subarray(tailStart), 1 << 24, 64)!.at + tailStart;
     const offsets = new Set<number>([0, 1, 7, 8, 9, vmdescAt - 1, vmdescAt, vmdescAt + 1, bytes.length - 1]);

@@ -7,9 +7,11 @@ import { createKernels } from "../../src/kernels/index.js";
 import { registryFromMap } from "../../src/sections/device/registry.js";
 import type { StreamDecoderOptions } from "../../src/sections/stream.js";
 import { x86Devices } from "../../src/vmstate/devices/index.js";
-import { Rng, decodeOutcome, mutate } from "../helpers/mutate.js";
+import { decodeOutcome, mutate } from "../helpers/mutate.js";
 import { NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
 import { analyzeDecoderOptions } from "../../src/analyze/report.js";
+import { SeededRandom } from "../helpers/random.js";
+import { toHex } from "../helpers/bytes.js";
 
 const describeFromVmdesc = analyzeDecoderOptions.describe!;
 
@@ -26,7 +28,7 @@ export const NONE_CASES_PER_STRATEGY = 20_000;
 
 describe("mutations of the -machine none stream", () => {
   it.each(STRATEGIES)("%s: %#", (_name, options) => {
-    const rng = new Rng(0x9e3779b9 ^ options.toString().length ^ STRATEGIES.findIndex((s) => s[1] === options) * 7919);
+    const rng = new SeededRandom(0x9e3779b9 ^ options.toString().length ^ STRATEGIES.findIndex((s) => s[1] === options) * 7919);
     const codes = new Map<string, number>();
     let ok = 0;
     let worst = 0;
@@ -38,7 +40,7 @@ describe("mutations of the -machine none stream", () => {
       try {
         out = decodeOutcome(bytes, options, 1 + rng.int(3), rng);
       } catch (e) {
-        throw new Error(`case ${i}: ${(e as Error).message}\nbytes: ${Buffer.from(bytes).toString("hex")}`);
+        throw new Error(`case ${i}: ${(e as Error).message}\nbytes: ${toHex(bytes)}`);
       }
       if (out.ok) ok++;
       else codes.set(out.code!, (codes.get(out.code!) ?? 0) + 1);

@@ -9,8 +9,10 @@ import { registryFromMap } from "../../src/sections/device/registry.js";
 import { StreamDecoder, decodeBytes, decodeStream, ramOf, validateBytes, validateStream, type StreamDecoderOptions } from "../../src/sections/stream.js";
 import { x86Devices } from "../../src/vmstate/devices/index.js";
 import { NONE_OFFSETS, NONE_SHA256, NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
-import { digest, sha256 } from "../helpers/result-digest.js";
+import { digest } from "../helpers/result-digest.js";
 import { analyzeDecoderOptions } from "../../src/analyze/report.js";
+import { thrownBy } from "../helpers/errors.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const describeFromVmdesc = analyzeDecoderOptions.describe!;
 
@@ -154,23 +156,11 @@ describe("the -machine none stream (wire-format §2.11)", () => {
   });
 
   it("a cut stream names the section it ends in", () => {
-    const inRam = (() => {
-      try {
-        decodeChunks([bytes.subarray(0, 0x30)]);
-      } catch (e) {
-        return e as VmstreamError;
-      }
-    })()!;
+    const inRam = thrownBy(() => decodeChunks([bytes.subarray(0, 0x30)]));
     expect(inRam.section).toMatchObject({ idstr: "ram", id: 2 });
     expect(inRam.message).toMatch(/truncated stream at byte \d+ \(section ram id 2/);
     const devices = registryFromMap(x86Devices);
-    const inTimer = (() => {
-      try {
-        decodeChunks([bytes.subarray(0, 0x60)], { devices });
-      } catch (e) {
-        return e as VmstreamError;
-      }
-    })()!;
+    const inTimer = thrownBy(() => decodeChunks([bytes.subarray(0, 0x60)], { devices }));
     expect(inTimer.code).toBe("EOF");
     expect(inTimer.section).toMatchObject({ idstr: "timer", id: 0 });
   });

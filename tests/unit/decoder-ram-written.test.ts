@@ -10,47 +10,24 @@ import { nodeInflate } from "../../src/io/node.js";
 import { BLK, DEC, DEC_STATUS, RAM_FLAG, createKernels, type Kernels } from "../../src/kernels/index.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
+import { SeededRandom } from "../helpers/random.js";
+import { concat } from "../helpers/bytes.js";
 
 const P = 4096;
 const backends = ["wasm-simd", "wasm-scalar", "js"] as const;
 const K: Kernels[] = backends.map((backend) => createKernels({ backend }));
 const NAME = new TextEncoder().encode("pc.ram");
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
-
 function randPage(seed: number): Uint8Array {
-  const r = rng(seed);
-  const p = new Uint8Array(P);
-  for (let i = 0; i < P; i++) p[i] = r() & 0xff;
-  return p;
-}
-
-function concat(...parts: ArrayLike<number>[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return new SeededRandom(seed).bytes(P);
 }
 
 function rec(offset: number, flags: number, named: boolean, body: ArrayLike<number>): Uint8Array {
   const h = new Uint8Array(8);
   new DataView(h.buffer).setBigUint64(0, BigInt(offset) | BigInt(flags | (named ? 0 : RAM_FLAG.CONTINUE)));
-  return named ? concat(h, [NAME.length], NAME, body) : concat(h, body);
+  return named ? concat([h, [NAME.length], NAME, body]) : concat([h, body]);
 }
-const EOS = concat([0, 0, 0, 0, 0, 0, 0, 0x10]);
+const EOS = Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0x10]);
 
 interface Run {
   status: number;
@@ -116,9 +93,9 @@ describe("ramDecode with a written-page bitmap (BLK.WRITTEN)", () => {
     const data = randPage(2);
     // page 0: non-zero but its bit is clear (breaks the invariant on purpose, to see that it is not read)
     // page 1: non-zero, bit set; pages 2..9 zero, bits clear
-    const init = concat(garbage, garbage, new Uint8Array(8 * P));
+    const init = concat([garbage, garbage, new Uint8Array(8 * P)]);
     const bits = new Uint8Array([0b0000_0010, 0]);
-    const stream = concat(
+    const stream = concat([
       rec(0, RAM_FLAG.ZERO, true, [0]),
       rec(P, RAM_FLAG.ZERO, false, [0]),
       rec(2 * P, RAM_FLAG.PAGE, false, data),
@@ -127,7 +104,7 @@ describe("ramDecode with a written-page bitmap (BLK.WRITTEN)", () => {
       rec(5 * P, RAM_FLAG.ZERO, false, [0]),
       rec(9 * P, RAM_FLAG.XBZRLE, false, [1, 0, 0]), // empty delta: still counts as written
       EOS,
-    );
+    ]);
     const o = runAll(init, bits, stream);
     expect(o.status).toBe(DEC_STATUS.EOS);
     expect(o.counts).toEqual([4, 1, 2]);
@@ -154,17 +131,17 @@ describe("ramDecode with a written-page bitmap (BLK.WRITTEN)", () => {
     });
     fc.assert(
       fc.property(fc.array(recArb, { maxLength: 30 }), fc.integer({ min: 1, max: 1e6 }), (rs, seed) => {
-        const r = rng(seed);
+        const r = new SeededRandom(seed);
         const pages = 12;
         const init = new Uint8Array(pages * P);
         const bits = new Uint8Array(2);
         for (let i = 0; i < pages; i++) {
-          const v = r() % 4;
+          const v = r.u32() % 4;
           if (v === 0) init.set(randPage(seed + i), i * P); // non-zero: bit must be set
           if (v === 0 || v === 1) bits[i >> 3]! |= 1 << (i & 7); // v = 1: zero page whose bit is set (allowed)
         }
         const written = bits.slice();
-        const stream = concat(
+        const stream = concat([
           ...rs.map((x, i) => {
             const named = i === 0;
             if (x.kind === "zero") return rec(x.page * P, RAM_FLAG.ZERO, named, [0]);
@@ -174,7 +151,7 @@ describe("ramDecode with a written-page bitmap (BLK.WRITTEN)", () => {
             return rec(x.page * P, RAM_FLAG.XBZRLE, named, [1, 0, 4, x.seed % 100, 2, 0xab, 0xcd]);
           }),
           EOS,
-        );
+        ]);
         const a = runAll(init, bits, stream);
         const b = runAll(init, undefined, stream);
         expect(fp(a.block)).toBe(fp(b.block));

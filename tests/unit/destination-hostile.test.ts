@@ -9,7 +9,8 @@ import { describe, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import { MigrationDestination } from "../../src/migration/destination.js";
-import { mutate, Rng } from "../helpers/mutate.js";
+import { mutate } from "../helpers/mutate.js";
+import { SeededRandom } from "../helpers/random.js";
 
 const FIX = (f: string) => fileURLToPath(new URL(`../fixtures/${f}`, import.meta.url));
 const fixture = (name: string): Uint8Array => new Uint8Array(gunzipSync(readFileSync(FIX(`${name}.mig.gz`))));
@@ -25,7 +26,7 @@ describe("MigrationDestination into host memory, hostile input", () => {
     it(`${name}, ${backend}: ${runs} mutations (RAM records first): complete or a located error; guards around every host block intact`, () => {
       const input = fixture(name);
       const k = createKernels({ backend });
-      const rng = new Rng(0x1234 + runs);
+      const rng = new SeededRandom(0x1234 + runs);
       // mutate where the RAM records are (the first MiB holds MEM_SIZE, pages and XBZRLE records), sometimes anywhere
       const hot = Math.min(input.length, 1 << 20);
       let failed = 0;

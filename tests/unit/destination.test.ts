@@ -11,7 +11,7 @@ import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels, type Kernels } from "../../src/kernels/index.js";
 import { MigrationDestination, receiveMigration, type DestinationProgress, type MigrationDestinationOptions } from "../../src/migration/destination.js";
 import type { RamBlockData } from "../../src/sections/ram/format.js";
-import { sha256 } from "../helpers/result-digest.js";
+import { sha256 } from "../helpers/bytes.js";
 import { noneStream, NONE_OFFSETS } from "../helpers/none-stream.js";
 import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
 

@@ -1,15 +1,14 @@
 // Re-encoding every real QEMU 7.2 fixture through the model (decode -> StreamEncoder + section writers +
 // device walks) gives the original stream back, byte for byte.
-import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { gunzipSync, inflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { reencodeStream } from "../../src/convert/qemu.js";
 import { joinChunks } from "../../src/io/chunks.js";
+import { sha256 } from "../helpers/bytes.js";
 
 const dir = new URL("../fixtures/", import.meta.url);
 const fixtures = readdirSync(dir).filter((f) => f.endsWith(".mig.gz")).sort();
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const inflate = (d: Uint8Array) => new Uint8Array(inflateSync(d));
 
 describe("re-encoding the QEMU fixtures", () => {
@@ -21,7 +20,7 @@ describe("re-encoding the QEMU fixtures", () => {
       const r = reencodeStream(input, { decode: { inflate } });
       const out = joinChunks(r.chunks, r.bytes);
       expect(out.length).toBe(input.length);
-      expect(sha(out)).toBe(sha(input));
+      expect(sha256(out)).toBe(sha256(input));
       expect(r.report.rawSections).toEqual([]);
       // the vmdesc trailer is the one the device walks wrote, not a copy
       expect(r.report.vmdescDifferences).toEqual([]);
@@ -48,8 +47,8 @@ describe("a new stream from the model (encodeFromModel)", () => {
       const ra = ramOf(a)!.blocks;
       const rb = ramOf(b)!.blocks;
       expect(rb.map((x) => [x.name, x.length])).toEqual(ra.map((x) => [x.name, x.length]));
-      for (let i = 0; i < ra.length; i++) expect(sha(rb[i]!.data!)).toBe(sha(ra[i]!.data!));
-      const payload = (buf: Uint8Array, d: { payloadOffset: number; payloadSize: number }) => sha(buf.subarray(d.payloadOffset, d.payloadOffset + d.payloadSize));
+      for (let i = 0; i < ra.length; i++) expect(sha256(rb[i]!.data!)).toBe(sha256(ra[i]!.data!));
+      const payload = (buf: Uint8Array, d: { payloadOffset: number; payloadSize: number }) => sha256(buf.subarray(d.payloadOffset, d.payloadOffset + d.payloadSize));
       expect(b.devices.map((d) => [d.idstr, d.instanceId, payload(out, d)])).toEqual(a.devices.map((d) => [d.idstr, d.instanceId, payload(input, d)]));
     } finally {
       a.dispose();

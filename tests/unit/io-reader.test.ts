@@ -1,19 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { ByteReader, VmstreamError, eofError, isVmstreamError } from "../../src/io/index.js";
+import { thrownBy } from "../helpers/errors.js";
+import { fromHex, toHex } from "../helpers/bytes.js";
 
-const bytes = (h: string): Uint8Array => new Uint8Array((h.match(/../g) ?? []).map((x) => parseInt(x, 16)));
-const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-const rd = (h: string, opts?: ConstructorParameters<typeof ByteReader>[1]): ByteReader => new ByteReader(bytes(h), opts);
-
-function catchErr(f: () => unknown): VmstreamError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VmstreamError);
-    return e as VmstreamError;
-  }
-  throw new Error("expected a VmstreamError");
-}
+const rd = (h: string, opts?: ConstructorParameters<typeof ByteReader>[1]): ByteReader => new ByteReader(fromHex(h), opts);
 
 describe("ByteReader unsigned reads", () => {
   it("u8 / be16", () => {
@@ -52,7 +42,7 @@ describe("ByteReader unsigned reads", () => {
     expect(rd("0000000100000000").be64n()).toBe(2 ** 32);
     const r = rd("aa0020000000000000");
     r.u8();
-    const e = catchErr(() => r.be64n());
+    const e = thrownBy(() => r.be64n());
     expect(e.code).toBe("RANGE");
     expect(e.offset).toBe(1);
     expect(e.message).toContain("0x0020000000000000");
@@ -78,8 +68,8 @@ describe("ByteReader signed reads", () => {
     expect(rd("ffffffffffffffff").sbe64n()).toBe(-1);
     expect(rd("ffe0000000000001").sbe64n()).toBe(-Number.MAX_SAFE_INTEGER);
     expect(rd("001fffffffffffff").sbe64n()).toBe(Number.MAX_SAFE_INTEGER);
-    expect(catchErr(() => rd("ffe0000000000000").sbe64n()).code).toBe("RANGE"); // -2^53
-    expect(catchErr(() => rd("8000000000000000").sbe64n()).code).toBe("RANGE");
+    expect(thrownBy(() => rd("ffe0000000000000").sbe64n()).code).toBe("RANGE"); // -2^53
+    expect(thrownBy(() => rd("8000000000000000").sbe64n()).code).toBe("RANGE");
   });
 });
 
@@ -119,38 +109,38 @@ describe("ByteReader floats", () => {
 
 describe("ByteReader byte runs", () => {
   it("bytes is a zero-copy subarray; bytesCopy copies", () => {
-    const src = bytes("0102030405");
+    const src = fromHex("0102030405");
     const r = new ByteReader(src);
     const a = r.bytes(2);
     expect(a.buffer).toBe(src.buffer);
-    expect(hex(a)).toBe("0102");
+    expect(toHex(a)).toBe("0102");
     src[0] = 9;
     expect(a[0]).toBe(9);
     const c = r.bytesCopy(2);
     src[2] = 9;
-    expect(hex(c)).toBe("0304");
+    expect(toHex(c)).toBe("0304");
     expect(r.bytes(0).length).toBe(0);
     expect(r.remaining).toBe(1);
-    expect(catchErr(() => r.bytes(-1)).code).toBe("RANGE");
-    expect(catchErr(() => r.bytes(0.5)).code).toBe("RANGE");
+    expect(thrownBy(() => r.bytes(-1)).code).toBe("RANGE");
+    expect(thrownBy(() => r.bytes(0.5)).code).toBe("RANGE");
   });
   it("works on a view with a byteOffset", () => {
-    const backing = bytes("ffff" + "12345678" + "ffff");
+    const backing = fromHex("ffff" + "12345678" + "ffff");
     const r = new ByteReader(backing.subarray(2, 6));
     expect(r.be32()).toBe(0x12345678);
-    expect(catchErr(() => r.u8()).code).toBe("EOF");
+    expect(thrownBy(() => r.u8()).code).toBe("EOF");
   });
   it("skip", () => {
     const r = rd("0001020304");
     r.skip(3);
     expect(r.u8()).toBe(3);
-    expect(catchErr(() => r.skip(2)).code).toBe("EOF");
+    expect(thrownBy(() => r.skip(2)).code).toBe("EOF");
     expect(r.pos).toBe(4);
   });
   it("peek and peekU8 do not consume and never fail", () => {
     const r = rd("0a0b0c");
-    expect(hex(r.peek(2))).toBe("0a0b");
-    expect(hex(r.peek(10))).toBe("0a0b0c");
+    expect(toHex(r.peek(2))).toBe("0a0b");
+    expect(toHex(r.peek(10))).toBe("0a0b0c");
     expect(r.peek(0).length).toBe(0);
     expect(r.peekU8()).toBe(0x0a);
     expect(r.peekU8(2)).toBe(0x0c);
@@ -174,7 +164,7 @@ describe("ByteReader counted strings", () => {
   it("length 0 is an error for cstr() (like qemu_get_counted_string) unless allowEmpty", () => {
     const r = rd("aa00");
     r.u8();
-    const e = catchErr(() => r.cstr());
+    const e = thrownBy(() => r.cstr());
     expect(e.code).toBe("EMPTY_STRING");
     expect(e.offset).toBe(1);
     expect(r.pos).toBe(1);
@@ -185,24 +175,24 @@ describe("ByteReader counted strings", () => {
     const r = rd("00" + "0200ff");
     expect(r.cstrRaw().length).toBe(0);
     const b = r.cstrRaw();
-    expect(hex(b)).toBe("00ff");
+    expect(toHex(b)).toBe("00ff");
     expect(r.remaining).toBe(0);
   });
   it("UTF-8 decoding; invalid bytes become U+FFFD", () => {
     expect(rd("05c3a9e282ac").cstr()).toBe("é€");
     expect(rd("0130").cstr()).toBe("0");
     expect(rd("02ff41").cstr()).toBe("\ufffdA");
-    expect(rd("12" + hex(new TextEncoder().encode("0000:00:01.0/PIIX3"))).cstr()).toBe("0000:00:01.0/PIIX3");
+    expect(rd("12" + toHex(new TextEncoder().encode("0000:00:01.0/PIIX3"))).cstr()).toBe("0000:00:01.0/PIIX3");
   });
   it("truncated string: EOF at the string start, nothing consumed", () => {
     const r = rd("050102", { baseOffset: 100 });
-    const e = catchErr(() => r.cstr());
+    const e = thrownBy(() => r.cstr());
     expect(e.code).toBe("EOF");
     expect(e.offset).toBe(100);
     expect(e.message).toBe("unexpected end of stream at byte 100: need 6 bytes, 3 left");
     expect(r.pos).toBe(0);
-    expect(catchErr(() => r.cstrRaw()).code).toBe("EOF");
-    expect(catchErr(() => rd("").cstr()).code).toBe("EOF");
+    expect(thrownBy(() => r.cstrRaw()).code).toBe("EOF");
+    expect(thrownBy(() => rd("").cstr()).code).toBe("EOF");
   });
 });
 
@@ -237,7 +227,7 @@ describe("ByteReader EOF at every offset (throwing mode)", () => {
           expect(r.pos).toBe(start + width);
           expect(r.offset).toBe(BASE + start + width);
         } else {
-          const e = catchErr(() => read(r));
+          const e = thrownBy(() => read(r));
           expect(e.code).toBe("EOF");
           expect(e.offset).toBe(BASE + start);
           expect(e.message).toBe(
@@ -255,7 +245,7 @@ describe("ByteReader EOF at every offset (throwing mode)", () => {
     const r = rd("0000000102");
     const mark = r.pos;
     expect(r.be32()).toBe(1);
-    expect(catchErr(() => r.be16()).code).toBe("EOF");
+    expect(thrownBy(() => r.be16()).code).toBe("EOF");
     expect(r.u8()).toBe(2);
     r.pos = mark;
     expect(r.be32()).toBe(1);
@@ -345,13 +335,13 @@ describe("ByteReader sticky mode", () => {
     expect(r.error).toBeUndefined();
     expect(r.u8()).toBe(0);
     expect(r.checkLength(5, 10, "x")).toBe(5);
-    expect(catchErr(() => r.checkLength(11, 10, "x")).code).toBe("LIMIT");
+    expect(thrownBy(() => r.checkLength(11, 10, "x")).code).toBe("LIMIT");
   });
   it("reset() takes new input and clears the error", () => {
     const r = rd("", { sticky: true });
     r.u8();
     expect(r.ok).toBe(false);
-    r.reset(bytes("0102"), 10);
+    r.reset(fromHex("0102"), 10);
     expect(r.ok).toBe(true);
     expect(r.offset).toBe(10);
     expect(r.be16()).toBe(0x0102);

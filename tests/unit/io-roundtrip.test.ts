@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ByteReader, ByteWriter } from "../../src/io/index.js";
+import { thrownBy } from "../helpers/errors.js";
 
 /** One typed write and the read that must give the value back. */
 type Op =
@@ -249,14 +250,11 @@ describe("ByteWriter -> ByteReader round trip (fast-check)", () => {
           expect(sticky.error?.offset).toBe(base + failAt);
 
           const throwing = new ByteReader(truncated, { baseOffset: base });
-          let caught: unknown;
-          try {
+          const caught = thrownBy(() => {
             for (const op of ops) readAndCheck(throwing, op);
-          } catch (e) {
-            caught = e;
-          }
-          expect((caught as { code?: string }).code).toBe("EOF");
-          expect((caught as { offset?: number }).offset).toBe(base + failAt);
+          });
+          expect(caught.code).toBe("EOF");
+          expect(caught.offset).toBe(base + failAt);
           expect(throwing.pos).toBe(failAt);
         },
       ),

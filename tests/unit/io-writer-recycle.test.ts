@@ -3,6 +3,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ByteWriter } from "../../src/io/index.js";
+import { concat } from "../helpers/bytes.js";
 
 /** A run of `n` bytes that differs from run to run. */
 function run(n: number, seed: number): Uint8Array {
@@ -13,13 +14,6 @@ function run(n: number, seed: number): Uint8Array {
 
 /** Byte equality without vitest's slow deep diff on large arrays. */
 const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length));
-
-const concat = (cs: readonly Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(cs.reduce((a, c) => a + c.length, 0));
-  let o = 0;
-  for (const c of cs) (out.set(c, o), (o += c.length));
-  return out;
-};
 
 /** A streaming producer: a small header, some bulk runs, then the batch is taken (as the encoder's flush()). */
 function batch(w: ByteWriter, i: number, runs = 3, size = 3000): Uint8Array[] {

@@ -1,22 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { ByteWriter, GatherWriter, VmstreamError } from "../../src/io/index.js";
-
-const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+import { ByteWriter, GatherWriter } from "../../src/io/index.js";
+import { thrownBy } from "../helpers/errors.js";
+import { toHex } from "../helpers/bytes.js";
 
 function bytesOf(f: (w: ByteWriter) => void): string {
   const w = new ByteWriter();
   f(w);
-  return hex(w.finish());
-}
-
-function catchErr(f: () => void): VmstreamError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VmstreamError);
-    return e as VmstreamError;
-  }
-  throw new Error("expected a VmstreamError");
+  return toHex(w.finish());
 }
 
 describe("ByteWriter unsigned puts", () => {
@@ -65,7 +55,7 @@ describe("ByteWriter unsigned puts", () => {
     expect(bytesOf((w) => w.be64n(-(2 ** 32) - 1))).toBe("fffffffeffffffff");
     expect(bytesOf((w) => w.be64n(-Number.MAX_SAFE_INTEGER))).toBe("ffe0000000000001");
     for (const bad of [2 ** 53, 1.5, NaN, Infinity]) {
-      const e = catchErr(() => new ByteWriter().be64n(bad));
+      const e = thrownBy(() => new ByteWriter().be64n(bad));
       expect(e.code).toBe("RANGE");
     }
   });
@@ -121,7 +111,7 @@ describe("ByteWriter byte runs and counted strings", () => {
     expect(out.length).toBe(103);
     expect(out[0]).toBe(1);
     expect(out[3]).toBe(0);
-    expect(hex(out.subarray(0, 6))).toBe("010203000102");
+    expect(toHex(out.subarray(0, 6))).toBe("010203000102");
   });
   it("zeros", () => {
     const w = new ByteWriter();
@@ -129,16 +119,16 @@ describe("ByteWriter byte runs and counted strings", () => {
     w.zeros(5);
     w.zeros(0);
     w.u8(0xbb);
-    expect(hex(w.finish())).toBe("aa0000000000bb");
-    expect(catchErr(() => w.zeros(-1)).code).toBe("RANGE");
-    expect(catchErr(() => w.zeros(1.5)).code).toBe("RANGE");
+    expect(toHex(w.finish())).toBe("aa0000000000bb");
+    expect(thrownBy(() => w.zeros(-1)).code).toBe("RANGE");
+    expect(thrownBy(() => w.zeros(1.5)).code).toBe("RANGE");
   });
   it("zeros really zero a reused buffer", () => {
     const w = new ByteWriter();
     for (let i = 0; i < 16; i++) w.u8(0xff);
     w.reset();
     w.zeros(16);
-    expect(hex(w.finish())).toBe("00".repeat(16));
+    expect(toHex(w.finish())).toBe("00".repeat(16));
   });
   it("cstr lengths 0, 1, 255; 256 is an error", () => {
     expect(bytesOf((w) => w.cstr(""))).toBe("00");
@@ -148,22 +138,22 @@ describe("ByteWriter byte runs and counted strings", () => {
     expect(out).toBe("ff" + "78".repeat(255));
     const w = new ByteWriter();
     w.u8(7);
-    const e = catchErr(() => w.cstr("y".repeat(256)));
+    const e = thrownBy(() => w.cstr("y".repeat(256)));
     expect(e.code).toBe("RANGE");
     expect(e.offset).toBe(1);
     expect(e.message).toContain("256 bytes, max 255");
     expect(w.pos).toBe(1); // nothing written
-    expect(catchErr(() => w.cstr(new Uint8Array(256))).code).toBe("RANGE");
+    expect(thrownBy(() => w.cstr(new Uint8Array(256))).code).toBe("RANGE");
   });
   it("cstr encodes strings as UTF-8 and takes bytes as is", () => {
     expect(bytesOf((w) => w.cstr("ram"))).toBe("0372616d");
     expect(bytesOf((w) => w.cstr("0000:00:01.0/PIIX3"))).toBe(
-      "12" + hex(new TextEncoder().encode("0000:00:01.0/PIIX3")),
+      "12" + toHex(new TextEncoder().encode("0000:00:01.0/PIIX3")),
     );
     expect(bytesOf((w) => w.cstr("é€"))).toBe("05c3a9e282ac");
     expect(bytesOf((w) => w.cstr(new Uint8Array([0, 0xff])))).toBe("0200ff");
     // 128 two-byte characters = 256 bytes
-    expect(catchErr(() => new ByteWriter().cstr("é".repeat(128))).code).toBe("RANGE");
+    expect(thrownBy(() => new ByteWriter().cstr("é".repeat(128))).code).toBe("RANGE");
     expect(bytesOf((w) => w.cstr("é".repeat(127) + "a")).slice(0, 2)).toBe("ff");
   });
 });
@@ -189,7 +179,7 @@ describe("ByteWriter growth, positions, finish, reset", () => {
       w.bytes(new Uint8Array(40).fill(9));
       const out = w.finish();
       expect(out.length).toBe(pre + 8 + 8 + 2 + 40);
-      expect(hex(out.subarray(pre, pre + 18))).toBe("0102030405060708" + "3ff0000000000000" + "abcd");
+      expect(toHex(out.subarray(pre, pre + 18))).toBe("0102030405060708" + "3ff0000000000000" + "abcd");
       for (let i = 0; i < pre; i++) expect(out[i]).toBe(i);
     }
   });
@@ -207,13 +197,13 @@ describe("ByteWriter growth, positions, finish, reset", () => {
     expect(a.buffer).toBe(b.buffer);
     expect(a.byteOffset).toBe(b.byteOffset);
     w.be16(0x5566); // appending does not disturb the earlier view
-    expect(hex(a)).toBe("11223344");
-    expect(hex(w.finish())).toBe("112233445566");
+    expect(toHex(a)).toBe("11223344");
+    expect(toHex(w.finish())).toBe("112233445566");
     w.reset();
     expect(w.pos).toBe(0);
     expect(w.finish().length).toBe(0);
     w.u8(0xee);
-    expect(hex(w.finish())).toBe("ee");
+    expect(toHex(w.finish())).toBe("ee");
   });
 });
 
@@ -225,7 +215,7 @@ describe("ByteWriter reserve / patch", () => {
     expect(at).toBe(1);
     w.bytes(new Uint8Array([1, 2, 3]));
     w.patchBe32(at, w.pos - at - 4);
-    expect(hex(w.finish())).toBe("06" + "00000003" + "010203");
+    expect(toHex(w.finish())).toBe("06" + "00000003" + "010203");
   });
   it("patchU8 / patchBe16 / patchBe64hl / patchBe64", () => {
     const w = new ByteWriter();
@@ -237,22 +227,22 @@ describe("ByteWriter reserve / patch", () => {
     w.patchBe16(b, 0xcdef);
     w.patchBe64hl(c, 0x01020304, 0x05060708);
     w.patchBe64(d, -2n);
-    expect(hex(w.finish())).toBe("ab" + "cdef" + "0102030405060708" + "fffffffffffffffe");
+    expect(toHex(w.finish())).toBe("ab" + "cdef" + "0102030405060708" + "fffffffffffffffe");
   });
   it("patch survives growth", () => {
     const w = new ByteWriter({ initialCapacity: 64 });
     const at = w.reserve(4);
     for (let i = 0; i < 1000; i++) w.u8(1);
     w.patchBe32(at, 0xdeadbeef);
-    expect(hex(w.finish().subarray(0, 5))).toBe("deadbeef01");
+    expect(toHex(w.finish().subarray(0, 5))).toBe("deadbeef01");
   });
   it("patch outside the written bytes is a RANGE error", () => {
     const w = new ByteWriter();
     w.be32(0);
-    expect(catchErr(() => w.patchBe32(1, 0)).code).toBe("RANGE");
-    expect(catchErr(() => w.patchBe16(-1, 0)).code).toBe("RANGE");
-    expect(catchErr(() => w.patchU8(4, 0)).code).toBe("RANGE");
-    expect(catchErr(() => w.reserve(-1)).code).toBe("RANGE");
+    expect(thrownBy(() => w.patchBe32(1, 0)).code).toBe("RANGE");
+    expect(thrownBy(() => w.patchBe16(-1, 0)).code).toBe("RANGE");
+    expect(thrownBy(() => w.patchU8(4, 0)).code).toBe("RANGE");
+    expect(thrownBy(() => w.reserve(-1)).code).toBe("RANGE");
   });
 });
 
@@ -277,8 +267,8 @@ describe("ByteWriter gather (zero-copy views)", () => {
     expect(w.concat()[8]).toBe(0x77);
     expect(w.byteLength).toBe(8 + 4096 + 4);
     expect(w.pos).toBe(8 + 4096 + 4);
-    expect(hex(chunks[0]!)).toBe("0000000000001008");
-    expect(hex(chunks[2]!)).toBe("0000cafe");
+    expect(toHex(chunks[0]!)).toBe("0000000000001008");
+    expect(toHex(chunks[2]!)).toBe("0000cafe");
   });
 
   it("contiguous views over the same buffer are coalesced into one view", () => {
@@ -315,7 +305,7 @@ describe("ByteWriter gather (zero-copy views)", () => {
     w.borrow(small);
     small[0] = 9;
     expect(w.chunks().length).toBe(1);
-    expect(hex(w.finish())).toBe("010203");
+    expect(toHex(w.finish())).toBe("010203");
     expect(new ByteWriter().borrowMin).toBe(256);
     const w0 = new ByteWriter({ borrowMin: 0 });
     w0.borrow(small);
@@ -356,9 +346,9 @@ describe("ByteWriter gather (zero-copy views)", () => {
     w.borrow(p);
     w.u8(1);
     w.patchBe32(at, 0x01020304);
-    expect(hex(w.chunks()[0]!)).toBe("01020304");
-    expect(catchErr(() => w.patchBe32(4, 0)).code).toBe("RANGE"); // inside the borrowed page
-    expect(catchErr(() => w.patchBe16(3, 0)).code).toBe("RANGE"); // straddles own bytes and the page
+    expect(toHex(w.chunks()[0]!)).toBe("01020304");
+    expect(thrownBy(() => w.patchBe32(4, 0)).code).toBe("RANGE"); // inside the borrowed page
+    expect(thrownBy(() => w.patchBe16(3, 0)).code).toBe("RANGE"); // straddles own bytes and the page
     expect(p[0]).toBe(0);
     w.patchU8(4 + 4096, 0x42); // pending bytes
     expect(w.concat()[4100]).toBe(0x42);
@@ -374,17 +364,17 @@ describe("ByteWriter gather (zero-copy views)", () => {
     expect(w.byteLength).toBe(0);
     expect(w.pos).toBe(518);
     for (let i = 0; i < 1000; i++) w.u8(0xff);
-    expect(hex(first[0]!)).toBe("01020304");
-    expect(hex(first[2]!)).toBe("0506");
+    expect(toHex(first[0]!)).toBe("01020304");
+    expect(toHex(first[2]!)).toBe("0506");
     expect(w.byteLength).toBe(1000);
     expect(w.pos).toBe(1518);
-    expect(catchErr(() => w.patchU8(0, 0)).code).toBe("RANGE");
+    expect(thrownBy(() => w.patchU8(0, 0)).code).toBe("RANGE");
     const at = w.reserve(2);
     w.patchBe16(at, 0xbeef);
     const second = w.takeChunks();
     const total = second.reduce((n, c) => n + c.length, 0);
     expect(total).toBe(1002);
-    expect(hex(second[second.length - 1]!.subarray(-2))).toBe("beef");
+    expect(toHex(second[second.length - 1]!.subarray(-2))).toBe("beef");
   });
 
   it("streaming with takeChunks keeps the buffer size bounded", () => {

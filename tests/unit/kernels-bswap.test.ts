@@ -3,6 +3,7 @@
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import fc from "fast-check";
 import { createKernels, simdSupported, type BackendName, type Kernels } from "../../src/kernels/index.js";
+import { SeededRandom } from "../helpers/random.js";
 
 type Width = 2 | 4 | 8;
 
@@ -58,15 +59,7 @@ function refSwap(data: Uint8Array, width: Width, count: number): Uint8Array {
 const GUARD = 32;
 
 function randomBytes(len: number, seed: number): Uint8Array {
-  const out = new Uint8Array(len);
-  let s = seed | 0 || 1;
-  for (let i = 0; i < len; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = s & 0xff;
-  }
-  return out;
+  return new SeededRandom(seed).bytes(len);
 }
 
 /** Swap `count` values at `misalign` on every backend; checks the array and the guard bytes. */

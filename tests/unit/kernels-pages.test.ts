@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import fc from "fast-check";
 import { createKernels, simdSupported, type BackendName, type Kernels } from "../../src/kernels/index.js";
+import { SeededRandom } from "../helpers/random.js";
 
 type PagesModule = typeof import("../../src/kernels/js/pages.js");
 
@@ -190,16 +191,6 @@ const pageKind: fc.Arbitrary<PageKind> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ t: fc.constant("word" as const), at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }) }) },
 );
 
-function xorshift(seed: number): () => number {
-  let s = seed | 0 || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return s >>> 0;
-  };
-}
-
 function fillPage(out: Uint8Array, off: number, ps: number, kind: PageKind): void {
   switch (kind.t) {
     case "zero":
@@ -208,8 +199,7 @@ function fillPage(out: Uint8Array, off: number, ps: number, kind: PageKind): voi
       out[off + Math.floor(kind.at * ps)] = kind.v;
       break;
     case "random": {
-      const rnd = xorshift(kind.seed);
-      for (let j = 0; j < ps; j++) out[off + j] = rnd() & 0xff;
+      new SeededRandom(kind.seed).fill(out.subarray(off, off + ps));
       break;
     }
     case "first":

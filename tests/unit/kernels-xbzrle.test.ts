@@ -6,6 +6,8 @@ import fc from "fast-check";
 import { createKernels, LinearMemory, simdSupported, XBZRLE_ERR, type BackendName } from "../../src/kernels/index.js";
 import { instantiateKernels } from "../../src/kernels/wasm.js";
 import { jsKernelFunctions } from "../../src/kernels/js/index.js";
+import { SeededRandom } from "../helpers/random.js";
+import { toHex } from "../helpers/bytes.js";
 
 // ---------------------------------------------------------------------------------------------
 // Reference (byte loops, straight from the pseudo-code)
@@ -165,7 +167,7 @@ function encodeAll(oldP: Uint8Array, newP: Uint8Array, limit: number, s: Shifts 
   for (const be of on) {
     const r = encodeOn(be, oldP, newP, limit, s);
     if (r.ret !== ref.ret || !bytesEqual(r.bytes, ref.bytes)) {
-      expect({ backend: be.name, ret: r.ret, bytes: hex(r.bytes) }).toEqual({ backend: be.name, ret: ref.ret, bytes: hex(ref.bytes) });
+      expect({ backend: be.name, ret: r.ret, bytes: toHex(r.bytes) }).toEqual({ backend: be.name, ret: ref.ret, bytes: toHex(ref.bytes) });
     }
   }
   return ref;
@@ -196,7 +198,7 @@ function decodeAll(src: Uint8Array, page: Uint8Array, s: { src?: number; page?: 
     const r = be.dec(sp, src.length, pp, page.length);
     const bytes = be.u8().slice(pp - GUARD, pp + page.length + GUARD);
     if (r !== ref.ret || !bytesEqual(bytes, ref.bytes)) {
-      expect({ backend: be.name, ret: r, bytes: hex(bytes) }).toEqual({ backend: be.name, ret: ref.ret, bytes: hex(ref.bytes) });
+      expect({ backend: be.name, ret: r, bytes: toHex(bytes) }).toEqual({ backend: be.name, ret: ref.ret, bytes: toHex(ref.bytes) });
     }
   }
   return ref;
@@ -206,10 +208,6 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function hex(a: Uint8Array): string {
-  return Buffer.from(a).toString("hex");
 }
 
 /** Page sizes the public API accepts (powers of two, 64..65536); other sizes run on the raw kernels. */
@@ -225,22 +223,8 @@ function encoded(r: EncodeResult): Uint8Array {
   return r.bytes.subarray(GUARD, GUARD + Math.max(r.ret, 0));
 }
 
-// Deterministic pseudo-random bytes (xorshift32).
-function rng(seed: number): () => number {
-  let s = seed | 0 || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return s >>> 0;
-  };
-}
-
 function randomPage(size: number, seed: number): Uint8Array {
-  const r = rng(seed);
-  const p = new Uint8Array(size);
-  for (let i = 0; i < size; i++) p[i] = r() & 0xff;
-  return p;
+  return new SeededRandom(seed).bytes(size);
 }
 
 /** A byte different from b (so a "changed" byte really differs). */
@@ -268,7 +252,7 @@ describe("xbzrle: QEMU 7.2 unit test cases (tests/unit/test-xbzrle.c)", () => {
         const n = be.enc(o, w, out, P, P);
         const want = [...ulebRef(v), 1, 7];
         if (n !== want.length || !want.every((b, i) => u8[out + i] === b)) {
-          expect({ be: be.name, v, n, bytes: hex(u8.slice(out, out + 4)) }).toEqual({ be: be.name, v, n: want.length, bytes: hex(Uint8Array.from(want)) });
+          expect({ be: be.name, v, n, bytes: toHex(u8.slice(out, out + 4)) }).toEqual({ be: be.name, v, n: want.length, bytes: toHex(Uint8Array.from(want)) });
         }
         u8[w + v] = 0;
         // And decode exactly those bytes onto a zero page.
@@ -299,7 +283,7 @@ describe("xbzrle: QEMU 7.2 unit test cases (tests/unit/test-xbzrle.c)", () => {
         const n = be.enc(o, w, out, P + 4, P);
         const head = [0, ...ulebRef(v)];
         const ok = n === head.length + v && head.every((b, i) => u8[out + i] === b) && u8[out + head.length] === 3 && u8[out + n - 1] === 3;
-        if (!ok) expect({ be: be.name, v, n, head: hex(u8.slice(out, out + 3)) }).toEqual({ be: be.name, v, n: head.length + v, head: hex(Uint8Array.from(head)) });
+        if (!ok) expect({ be: be.name, v, n, head: toHex(u8.slice(out, out + 3)) }).toEqual({ be: be.name, v, n: head.length + v, head: toHex(Uint8Array.from(head)) });
       }
     }
   });
@@ -349,19 +333,19 @@ describe("xbzrle: QEMU 7.2 unit test cases (tests/unit/test-xbzrle.c)", () => {
   });
 
   it("random trials: a changed run at 1001 plus two isolated bytes round-trip, decode < 4096", () => {
-    const r = rng(0x1234567);
+    const r = new SeededRandom(0x1234567);
     for (let t = 0; t < 3000; t++) {
       const oldP = new Uint8Array(4096);
       const newP = new Uint8Array(4096);
       if (t & 1) {
-        for (let i = 0; i < 4096; i++) oldP[i] = newP[i] = r() & 0xff;
+        for (let i = 0; i < 4096; i++) oldP[i] = newP[i] = r.byte();
       }
-      const diffLen = 1 + (r() % (4096 - 1006));
-      for (let i = 1001; i < 1001 + diffLen; i++) newP[i] = other(oldP[i]!, r());
-      const a = 1001 + diffLen + 1 + (r() % (4094 - (1001 + diffLen)));
-      newP[a] = other(oldP[a]!, r());
-      const b = r() % 1000;
-      newP[b] = other(oldP[b]!, r());
+      const diffLen = 1 + (r.u32() % (4096 - 1006));
+      for (let i = 1001; i < 1001 + diffLen; i++) newP[i] = other(oldP[i]!, r.u32());
+      const a = 1001 + diffLen + 1 + (r.u32() % (4094 - (1001 + diffLen)));
+      newP[a] = other(oldP[a]!, r.u32());
+      const b = r.u32() % 1000;
+      newP[b] = other(oldP[b]!, r.u32());
       const e = encodeAll(oldP, newP, 4096);
       expect(e.ret).toBeGreaterThan(0);
       const d = decodeAll(encoded(e), oldP);
@@ -424,12 +408,12 @@ describe("xbzrle: pages with many runs (the encoders switch to a block-mask loop
   // last blocks) and run them here for the tail code.
   it.each([64, 65, 100, 127, 1000, 4095, 4096, 4100, 16384])("page size %i, change probabilities 0.05..0.95, aligned and not", (P) => {
     const on = apiPageSize(P) ? [...bes, ...raws] : raws;
-    const r = rng(P);
+    const r = new SeededRandom(P);
     for (const p of [0.05, 0.3, 0.5, 0.7, 0.95]) {
       for (const shifts of [{}, { old: 4, new: 4, out: 1 }, { old: 1, new: 3, out: 2 }, { old: 2, new: 2 }]) {
-        const oldP = randomPage(P, r());
+        const oldP = randomPage(P, r.u32());
         const newP = oldP.slice();
-        for (let i = 0; i < P; i++) if (r() / 4294967296 < p) newP[i] = other(oldP[i]!, r());
+        for (let i = 0; i < P; i++) if (r.float() < p) newP[i] = other(oldP[i]!, r.u32());
         for (const limit of [P, 3 * P]) {
           const e = encodeAll(oldP, newP, limit, shifts, on);
           if (limit === 3 * P) {
@@ -596,27 +580,27 @@ const patternArb: fc.Arbitrary<Pattern> = fc.oneof(
 );
 
 function makeNew(oldP: Uint8Array, pat: Pattern, seed: number): Uint8Array {
-  const r = rng(seed);
+  const r = new SeededRandom(seed);
   const P = oldP.length;
   const n = oldP.slice();
   const change = (i: number) => {
-    if (i >= 0 && i < P) n[i] = other(oldP[i]!, r());
+    if (i >= 0 && i < P) n[i] = other(oldP[i]!, r.u32());
   };
   switch (pat.kind) {
     case "words":
       for (let c = 0; c < pat.count; c++) {
-        const at = (r() % Math.max(1, P >> 3)) << 3;
-        for (let i = at; i < at + 8; i++) if (r() & 7) change(i);
+        const at = (r.u32() % Math.max(1, P >> 3)) << 3;
+        for (let i = at; i < at + 8; i++) if (r.u32() & 7) change(i);
       }
       break;
     case "clusters":
       for (let c = 0; c < pat.count; c++) {
-        const at = r() % P;
-        for (let i = at; i < at + pat.len; i++) if (r() % 16) change(i);
+        const at = r.u32() % P;
+        for (let i = at; i < at + pat.len; i++) if (r.u32() % 16) change(i);
       }
       break;
     case "random":
-      for (let i = 0; i < P; i++) if (r() / 4294967296 < pat.p) change(i);
+      for (let i = 0; i < P; i++) if (r.float() < pat.p) change(i);
       break;
     case "tail":
       for (let i = P - pat.len; i < P; i++) change(i);

@@ -7,6 +7,8 @@ import { createKernels } from "../../src/kernels/index.js";
 import type { Kernels } from "../../src/kernels/types.js";
 import { GuestWorkload, LiveMigrationError, MigrationSource, runLiveSource, type LiveSourceOptions, type MigrationSourceOptions } from "../../src/migration/index.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
+import { thrownByAsync } from "../helpers/errors.js";
+import { concat } from "../helpers/bytes.js";
 
 const PS = 4096;
 const MiB = 1048576;
@@ -42,12 +44,7 @@ function collector() {
       chunks.push(c);
       return new Promise<void>((r) => setImmediate(r));
     },
-    bytes: () => {
-      const all = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-      let o = 0;
-      for (const c of chunks) (all.set(c, o), (o += c.length));
-      return all;
-    },
+    bytes: () => concat(chunks),
   };
 }
 
@@ -237,12 +234,11 @@ describe("runLiveSource", () => {
       pause: () => void paused++,
       resume: () => void paused--,
     });
-    const e = await p.catch((x: unknown) => x);
-    expect(e).toBeInstanceOf(LiveMigrationError);
-    expect((e as LiveMigrationError).code).toBe("MIGRATION_FAILED");
-    expect((e as LiveMigrationError).stage).toBe("iterate");
-    expect((e as LiveMigrationError).paused).toBe(false);
-    expect((e as LiveMigrationError).message).toContain("connection reset");
+    const e = await thrownByAsync(p, LiveMigrationError);
+    expect(e.code).toBe("MIGRATION_FAILED");
+    expect(e.stage).toBe("iterate");
+    expect(e.paused).toBe(false);
+    expect(e.message).toContain("connection reset");
     expect(paused).toBe(0);
   });
 
@@ -250,13 +246,12 @@ describe("runLiveSource", () => {
     const g = rig({ ramMiB: 2 });
     let paused = false;
     let resumed = 0;
-    const e = await runLiveSource(g.create, {
+    const e = await thrownByAsync(runLiveSource(g.create, {
       write: () => (paused ? Promise.reject(new Error("broken pipe")) : undefined),
       letGuestRun: g.run, downtimeTarget: 0.001, maxRounds: 3,
       pause: async () => void (paused = g.guest.paused = true),
       resume: async () => void (resumed++, (g.guest.paused = false)),
-    }).then(() => undefined as never, (x: unknown) => x as LiveMigrationError);
-    expect(e).toBeInstanceOf(LiveMigrationError);
+    }), LiveMigrationError);
     expect(e.stage).toBe("complete");
     expect(e.paused).toBe(true);
     expect(e.resumed).toBe(true);
@@ -268,11 +263,10 @@ describe("runLiveSource", () => {
   it("a failing end() (the last bytes never left) is a failure too, with the guest resumed", async () => {
     const g = rig({ ramMiB: 1 });
     let resumed = false;
-    const e = await runLiveSource(g.create, {
+    const e = await thrownByAsync(runLiveSource(g.create, {
       write: () => undefined, end: () => Promise.reject(new Error("socket closed")), downtimeTarget: 1, maxRounds: 2,
       resume: () => void (resumed = true), pause: () => undefined,
-    }).then(() => undefined as never, (x: unknown) => x as LiveMigrationError);
-    expect(e).toBeInstanceOf(LiveMigrationError);
+    }), LiveMigrationError);
     expect(e.stage).toBe("complete");
     expect(resumed).toBe(true);
   });
@@ -281,21 +275,20 @@ describe("runLiveSource", () => {
     const g = rig({ ramMiB: 2 });
     const ac = new AbortController();
     let n = 0;
-    const e = await runLiveSource(g.create, {
+    const e = await thrownByAsync(runLiveSource(g.create, {
       // the 3rd write never completes (a stuck peer): only the abort ends the wait
       write: () => (++n === 3 ? (setTimeout(() => ac.abort(new Error("user")), 5), new Promise<void>(() => {})) : undefined),
       letGuestRun: g.run, partBytes: 64 << 10, downtimeTarget: 0.001, maxRounds: 5, signal: ac.signal,
-    }).then(() => undefined as never, (x: unknown) => x as LiveMigrationError);
-    expect(e).toBeInstanceOf(LiveMigrationError);
+    }), LiveMigrationError);
     expect(e.code).toBe("ABORTED");
 
     const g2 = rig({ ramMiB: 1 });
     const ac2 = new AbortController();
     let resumed = false;
-    const e2 = await runLiveSource(g2.create, {
+    const e2 = await thrownByAsync(runLiveSource(g2.create, {
       write: () => undefined, downtimeTarget: 1, maxRounds: 2, signal: ac2.signal,
       pause: () => ac2.abort(), resume: () => void (resumed = true),
-    }).then(() => undefined as never, (x: unknown) => x as LiveMigrationError);
+    }), LiveMigrationError);
     expect(e2.code).toBe("ABORTED");
     expect(e2.paused).toBe(true);
     expect(resumed).toBe(true);

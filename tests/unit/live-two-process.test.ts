@@ -5,13 +5,13 @@
 // socket destroyed in the complete phase (the source fails and resumes its paused guest; the destination reports
 // failed, never complete).
 import { spawn, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
+import { sha256 } from "../helpers/bytes.js";
 
 const PEER = fileURLToPath(new URL("../helpers/live-peer.mjs", import.meta.url));
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
@@ -125,7 +125,7 @@ describe("two processes over TCP (the built dist/: npm run build)", () => {
     const paused = m.source.lines.find((l) => l.event === "paused")!;
     const ram = readFileSync(join(m.extract, "ram", "pc.ram.bin"));
     expect(ram.length).toBe(32 << 20);
-    expect(createHash("sha256").update(ram).digest("hex")).toBe((paused.hashes as Record<string, string>)["pc.ram"]);
+    expect(sha256(ram)).toBe((paused.hashes as Record<string, string>)["pc.ram"]);
   });
 
   it("the destination killed mid-stream: the source reports failure and its guest runs on", async () => {

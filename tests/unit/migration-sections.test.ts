@@ -27,23 +27,13 @@ import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
 import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
+import { thrownBy } from "../helpers/errors.js";
+import { SeededRandom } from "../helpers/random.js";
+import { concat } from "../helpers/bytes.js";
 
 const PS = 4096;
 const MiB = 1 << 20;
 const HPTE = 16;
-
-/** A tiny deterministic generator. */
-function lcg(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    return x;
-  };
-}
-
-function fillRandom(b: Uint8Array, rnd: () => number): void {
-  for (let i = 0; i < b.length; i++) b[i] = rnd() >>> 24;
-}
 
 /** An HPTE with V set (`valid`) or clear but non-zero bits elsewhere. */
 function hpte(i: number, salt: number, valid = true): Uint8Array {
@@ -90,12 +80,12 @@ interface RigOptions {
 
 function rig(o: RigOptions = {}): Rig {
   const k = createKernels({ backend: o.backend ?? "js" });
-  const rnd = lcg(o.seed ?? 7);
+  const rnd = new SeededRandom(o.seed ?? 7);
   const ramPages = o.ramPages ?? 64;
   const ramBytes = ramPages * PS;
   const ramPtr = k.alloc(ramBytes, 4096);
   k.u8.fill(0, ramPtr, ramPtr + ramBytes);
-  for (let p = 0; p < ramPages; p += 3) fillRandom(k.u8.subarray(ramPtr + p * PS, ramPtr + p * PS + 64), rnd);
+  for (let p = 0; p < ramPages; p += 3) rnd.fill(k.u8.subarray(ramPtr + p * PS, ramPtr + p * PS + 64));
   const disks: Rig["disks"] = [];
   (o.disks ?? []).forEach((d, i) => {
     const name = `drive${i}`;
@@ -115,7 +105,7 @@ function rig(o: RigOptions = {}): Rig {
     // chunk 1 stays all zero; the others carry data (zero sectors inside)
     for (let c = 0; c < Math.ceil(d.size / MiB); c++) {
       if (c === 1) continue;
-      for (let s = c * 2048; s < Math.min(d.size / 512, (c + 1) * 2048); s += 3) fillRandom(b.subarray(s * 512, s * 512 + 32), rnd);
+      for (let s = c * 2048; s < Math.min(d.size / 512, (c + 1) * 2048); s += 3) rnd.fill(b.subarray(s * 512, s * 512 + 32));
     }
     disks.push({ name, bytes, source: { name, data, ...(d.log ? { dirtyLog: d.log } : {}) } });
   });
@@ -137,7 +127,7 @@ function rig(o: RigOptions = {}): Rig {
     }
     const t = hpt();
     for (let i = 0; i < size / HPTE; i++) {
-      const r = rnd() % 10;
+      const r = rnd.int(10);
       if (r < 4) t.set(hpte(i, 1), i * HPTE);
       else if (r === 4) t.set(hpte(i, 1, false), i * HPTE); // invalid but not zero
     }
@@ -166,15 +156,7 @@ function rig(o: RigOptions = {}): Rig {
     hpt,
     src,
     chunks,
-    bytes() {
-      const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-      let p = 0;
-      for (const c of chunks) {
-        out.set(c, p);
-        p += c.length;
-      }
-      return out;
-    },
+    bytes: () => concat(chunks),
   };
 }
 
@@ -206,21 +188,21 @@ function checkDestination(g: Rig): DecodeResult {
 }
 
 /** The guest / host change things: RAM pages, disk sectors, HPTEs (overwrites, new entries, invalidations). */
-function mutate(g: Rig, rnd: () => number, n: number): void {
+function mutate(g: Rig, rnd: SeededRandom, n: number): void {
   for (let i = 0; i < n; i++) {
-    const what = rnd() % 3;
+    const what = rnd.int(3);
     if (what === 0) {
-      const at = g.ramPtr + (rnd() % g.ramBytes);
-      g.k.u8[at] = rnd() >>> 24;
+      const at = g.ramPtr + rnd.int(g.ramBytes);
+      g.k.u8[at] = rnd.byte();
     } else if (what === 1 && g.disks.length) {
-      const d = g.disks[rnd() % g.disks.length]!.bytes();
-      const at = rnd() % d.length;
-      d[at] = (d[at]! + 1 + (rnd() % 255)) & 0xff;
+      const d = g.disks[rnd.int(g.disks.length)]!.bytes();
+      const at = rnd.int(d.length);
+      d[at] = (d[at]! + 1 + rnd.int(255)) & 0xff;
     } else if (g.hpt) {
       const t = g.hpt();
-      const e = rnd() % (t.length / HPTE);
-      const kind = rnd() % 3;
-      if (kind === 0) t.set(hpte(e, rnd() & 0xff), e * HPTE);
+      const e = rnd.int(t.length / HPTE);
+      const kind = rnd.int(3);
+      if (kind === 0) t.set(hpte(e, rnd.byte()), e * HPTE);
       else if (kind === 1) t.fill(0, e * HPTE, (e + 1) * HPTE);
       else t[e * HPTE + 7]! &= ~1; // V cleared, the rest left
     }
@@ -234,7 +216,7 @@ describe("MigrationSource with block and spapr/htab sections", () => {
   ] as const)("scan mode, changes between any steps: the destination equals the source (%s, data in %s memory)", (backend, where) => {
     // 8 MiB a round: every section finishes its first pass early, later rounds carry changes
     const g = rig({ backend, disks: [{ size: 3 * MiB, where }, { size: 1536 * 1024, where }], htabShift: 18, htabWhere: where, seed: 3, engine: { bandwidth: 32 * MiB } });
-    const rnd = lcg(99);
+    const rnd = new SeededRandom(99);
     const s = g.src;
     s.setup();
     for (let i = 0; i < 12; i++) {
@@ -477,7 +459,7 @@ describe("MigrationSource with block and spapr/htab sections", () => {
 describe("MigrationSource rounds with several sections", () => {
   it("the round's budget caps all sections together (at most one record over); a section that still has work ends the round", () => {
     const g = rig({ disks: [{ size: 5 * MiB + 512 * 7, where: "host" }], htabShift: 18, ramPages: 256, seed: 5, engine: { bandwidth: 6 * MiB, roundTime: 0.25, maxRounds: 30 } });
-    const rnd = lcg(5);
+    const rnd = new SeededRandom(5);
     const rounds: RoundProgress[] = [];
     const out = g.src.run(() => mutate(g, rnd, 6));
     rounds.push(...out.rounds);
@@ -558,7 +540,7 @@ describe("MigrationSource rounds with several sections", () => {
   it("is deterministic", () => {
     const once = () => {
       const g = rig({ disks: [{ size: 3 * MiB, where: "host" }], htabShift: 18, seed: 11 });
-      const rnd = lcg(3);
+      const rnd = new SeededRandom(3);
       g.src.setup();
       for (let i = 0; i < 5; i++) {
         g.src.iterate();
@@ -587,7 +569,7 @@ describe("MigrationSource rounds with several sections", () => {
           diskSize: fc.integer({ min: 1, max: 5 * 2048 }).map((s) => s * 512),
         }),
         ({ seed, steps, logs, where, zeroBlocks, diskSize }) => {
-          const rnd = lcg(seed);
+          const rnd = new SeededRandom(seed);
           // with logs, the host reports every change it makes (the log is built by `mutate` through a scan here)
           const diskShadow = new Uint8Array(diskSize);
           let g: Rig;
@@ -636,15 +618,7 @@ describe("MigrationSource options", () => {
   const ram = k.alloc(4 * PS, 4096);
   const base: MigrationSourceOptions = { kernels: k, blocks: [{ name: "pc.ram", ptr: ram, length: 4 * PS }], bandwidth: MiB, downtimeTarget: 0, maxRounds: 2 };
   const make = (o: Partial<MigrationSourceOptions>) => new MigrationSource({ ...base, ...o }, () => {});
-  const code = (f: () => unknown): string | undefined => {
-    try {
-      f();
-    } catch (e) {
-      expect(e).toBeInstanceOf(VmstreamError);
-      return (e as VmstreamError).code;
-    }
-    return undefined;
-  };
+  const code = (f: () => unknown): string => thrownBy(f).code;
 
   it("rejects bad devices, tables and section ids with a VmstreamError", () => {
     expect(code(() => make({ blockDevices: [{ name: "d", data: new Uint8Array(1000) }] }))).toBe("RANGE");

@@ -9,6 +9,8 @@ import { createKernels } from "../../src/kernels/index.js";
 import { MigrationSource, simulate, type RoundProgress } from "../../src/migration/index.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { timers } from "../../src/vmstate/devices/index.js";
+import { SeededRandom } from "../helpers/random.js";
+import { concat } from "../helpers/bytes.js";
 
 const PS = 4096;
 const MiB = 1048576;
@@ -151,12 +153,7 @@ describe("MigrationSource", () => {
     expect(out.rounds[0]!.dirtied).toBe(1);
     expect(out.rounds[1]!.pages).toMatchObject({ normal: 1, zero: 0 });
     expect(out.final.pages).toMatchObject({ normal: 0, zero: 0 });
-    const bytes = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-    let o = 0;
-    for (const c of chunks) {
-      bytes.set(c, o);
-      o += c.length;
-    }
+    const bytes = concat(chunks);
     const r = decodeBytes(bytes, { materialize: { ram: true } });
     const dst = ramOf(r)!.blocks[0]!.data!;
     expect(dst[5 * PS + 100]).toBe(0xaa);
@@ -186,10 +183,10 @@ describe("MigrationSource (step API, several blocks)", () => {
       { kernels: k, blocks, bandwidth: 100 * PS * 10, roundTime: 0.1, downtimeTarget: 0, maxRounds: 10, xbzrleCacheBytes: 64 * PS },
       (c) => chunks.push(c.slice()),
     );
-    let x = 1;
+    const random = new SeededRandom(1);
     const poke = (n: number) => {
       for (let i = 0; i < n; i++) {
-        x = (x * 1103515245 + 12345) >>> 0;
+        const x = random.u32();
         const b = blocks[x % 2]!;
         const page = (x % 2) * 20 + ((x >>> 8) % 16); // hot pages: 0..15 of pc.ram, 20..35 of vga.vram (distinct cache slots)
         k.u8[b.ptr + page * PS + ((x >>> 3) % PS)] = x >>> 24;
@@ -209,13 +206,8 @@ describe("MigrationSource (step API, several blocks)", () => {
     const final = src.complete();
     expect(final.phase).toBe("complete");
     expect(src.rounds.slice(3).some((p) => p.pages.xbzrle > 0)).toBe(true);
-    const bytes = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-    let o = 0;
-    for (const c of chunks) {
-      bytes.set(c, o);
-      o += c.length;
-    }
-    expect(o).toBe(src.bytesWritten);
+    const bytes = concat(chunks);
+    expect(bytes.length).toBe(src.bytesWritten);
     const r = decodeBytes(bytes, { materialize: { ram: true } });
     const ram = ramOf(r)!;
     expect(ram.blocks.map((b) => b.name)).toEqual(["pc.ram", "vga.vram"]);

@@ -7,23 +7,20 @@ import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import { MigrationSource, type MigrationSourceOptions } from "../../src/migration/index.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
+import { SeededRandom } from "../helpers/random.js";
+import { concat } from "../helpers/bytes.js";
 
 const PS = 4096;
-
-function lcg(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
-}
 
 function migrate(backend: "js" | "wasm-scalar" | "wasm-simd", extra: Partial<MigrationSourceOptions>, seed = 3) {
   const k = createKernels({ backend });
   const pages = 256;
   const len = pages * PS;
   const ptr = k.alloc(len, 4096);
-  const rnd = lcg(seed);
+  const rnd = new SeededRandom(seed);
   const u8 = () => k.u8.subarray(ptr, ptr + len);
   u8().fill(0);
-  for (let i = 0; i < len; i += 7) u8()[i] = rnd() >>> 24;
+  for (let i = 0; i < len; i += 7) u8()[i] = rnd.byte();
   const chunks: Uint8Array[] = [];
   let round = 0;
   const src = new MigrationSource(
@@ -42,21 +39,16 @@ function migrate(backend: "js" | "wasm-scalar" | "wasm-simd", extra: Partial<Mig
     round++;
     const ram = u8();
     for (let j = 0; j < 12; j++) {
-      const p = rnd() % pages;
-      for (let b = 0; b < 8; b++) ram[p * PS + (rnd() % PS)] = rnd() >>> 24;
+      const p = rnd.int(pages);
+      for (let b = 0; b < 8; b++) ram[p * PS + rnd.int(PS)] = rnd.byte();
     }
-    const whole = rnd() % pages;
-    for (let i = 0; i < PS; i++) ram[whole * PS + i] = rnd() >>> 24;
+    const whole = rnd.int(pages);
+    for (let i = 0; i < PS; i++) ram[whole * PS + i] = rnd.byte();
     ram.fill(0, ((round * 37) % pages) * PS, ((round * 37) % pages) * PS + PS);
   });
   const expected = u8().slice();
   src.dispose();
-  const stream = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let o = 0;
-  for (const c of chunks) {
-    stream.set(c, o);
-    o += c.length;
-  }
+  const stream = concat(chunks);
   const r = decodeBytes(stream, { materialize: { ram: true } });
   const ram = ramOf(r)!;
   const got = ram.blocks[0]!.data!.slice();

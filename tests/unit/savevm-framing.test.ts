@@ -2,7 +2,6 @@
 // commands (every id of §2.6, PACKAGED sub-streams), the vmdesc trailer, device sections from a registry,
 // the vmdesc, legacy octet-stream sections, and the errors' offsets, sections and field paths.
 import { describe, expect, it } from "vitest";
-import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import { CMD } from "../../src/savevm/constants.js";
 import { registryFromMap } from "../../src/sections/device/registry.js";
@@ -12,33 +11,24 @@ import { F } from "../../src/vmstate/fields.js";
 import type { VMStateDescription } from "../../src/vmstate/types.js";
 import { NONE_OFFSETS, NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
 import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
+import { thrownBy } from "../helpers/errors.js";
 
 const kernels = createKernels();
 const decode = (bytes: Uint8Array, options: StreamDecoderOptions = {}) => decodeBytes(bytes, { kernels, ...options });
-
-function error(fn: () => unknown): VmstreamError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VmstreamError);
-    return e as VmstreamError;
-  }
-  throw new Error("no error");
-}
 
 const dev: VMStateDescription = { name: "dev", version: 2, minimumVersion: 1, fields: [F.uint32("a"), F.uint8("b")] };
 const devices = registryFromMap({ dev });
 
 describe("header and configuration", () => {
   it("magic (with a hint for gzip input), obsolete version 2, other versions", () => {
-    expect(error(() => decode(new Uint8Array([0x51, 0x45, 0x56, 0x00]))).code).toBe("BAD_MAGIC");
-    const gz = error(() => decode(new Uint8Array([0x1f, 0x8b, 8, 0])));
+    expect(thrownBy(() => decode(new Uint8Array([0x51, 0x45, 0x56, 0x00]))).code).toBe("BAD_MAGIC");
+    const gz = thrownBy(() => decode(new Uint8Array([0x1f, 0x8b, 8, 0])));
     expect(gz.detail).toMatch(/gzip/);
     // a bad first byte is reported at once, before 8 bytes arrived
     const d = new StreamDecoder({ kernels });
     expect(() => d.push(new Uint8Array([0x00]))).toThrow(/not a QEMU migration stream/);
-    expect(error(() => decode(new StreamBuilder().header(2).build())).message).toMatch(/obsolete/);
-    expect(error(() => decode(new StreamBuilder().header(4).build())).code).toBe("BAD_VERSION");
+    expect(thrownBy(() => decode(new StreamBuilder().header(2).build())).message).toMatch(/obsolete/);
+    expect(thrownBy(() => decode(new StreamBuilder().header(4).build())).code).toBe("BAD_VERSION");
   });
 
   it("subsections: target-page-bits sets the page size, capabilities, uuid", () => {
@@ -65,11 +55,11 @@ describe("header and configuration", () => {
     const d = new StreamDecoder({ kernels });
     expect(() => d.push(huge)).toThrow(/configuration machine name too long at byte 9/);
     const cfg = (sub: (b: StreamBuilder) => void) => decode(new StreamBuilder().header().config("pc", sub).eof().build());
-    expect(error(() => cfg((b) => b.subsection("configuration/capabilities", 1, (b) => b.be32(1).cstr("warp-drive")))).message).toMatch(/unknown capability "warp-drive"/);
-    expect(error(() => cfg((b) => b.subsection("configuration/capabilities", 1, (b) => b.be32(1000))))).toMatchObject({ code: "BAD_VALUE" });
-    expect(error(() => cfg((b) => b.subsection("configuration/bogus", 1, () => {}))).code).toBe("UNKNOWN_SUBSECTION");
-    expect(error(() => cfg((b) => b.subsection("configuration/target-page-bits", 1, (b) => b.be32(40)))).message).toMatch(/outside 10..16/);
-    expect(error(() => cfg((b) => b.subsection("configuration/uuid", 2, (b) => b.bytes(new Array(16).fill(0))))).code).toBe("BAD_VERSION");
+    expect(thrownBy(() => cfg((b) => b.subsection("configuration/capabilities", 1, (b) => b.be32(1).cstr("warp-drive")))).message).toMatch(/unknown capability "warp-drive"/);
+    expect(thrownBy(() => cfg((b) => b.subsection("configuration/capabilities", 1, (b) => b.be32(1000))))).toMatchObject({ code: "BAD_VALUE" });
+    expect(thrownBy(() => cfg((b) => b.subsection("configuration/bogus", 1, () => {}))).code).toBe("UNKNOWN_SUBSECTION");
+    expect(thrownBy(() => cfg((b) => b.subsection("configuration/target-page-bits", 1, (b) => b.be32(40)))).message).toMatch(/outside 10..16/);
+    expect(thrownBy(() => cfg((b) => b.subsection("configuration/uuid", 2, (b) => b.bytes(new Array(16).fill(0))))).code).toBe("BAD_VERSION");
   });
 });
 
@@ -103,7 +93,7 @@ describe("sections and footers", () => {
     b2.footers = false;
     b2.full(5, "dev", 2, (b) => b.be32(7).u8(9)); // footers detected absent here
     b2.full(6, "dev", 2, (b) => b.be32(7).u8(9)).u8(0x7e).be32(6);
-    expect(error(() => decode(b2.eof().build(), { devices })).message).toMatch(/unknown section type at byte 52: 0x7e/);
+    expect(thrownBy(() => decode(b2.eof().build(), { devices })).message).toMatch(/unknown section type at byte 52: 0x7e/);
   });
 
   it("footer errors name the section", () => {
@@ -113,7 +103,7 @@ describe("sections and footers", () => {
       b.start(2, "ram", 4, (b) => b.be64(4).be64(RAM.EOS)).u8(marker).be32(id);
       return b.eof().build();
     };
-    const e1 = error(() => decode(withFooter(3)));
+    const e1 = thrownBy(() => decode(withFooter(3)));
     expect(e1.message).toMatch(/mismatched section id in footer at byte 48 \(section ram id 2 instance 0\): footer says 3/);
     decode(withFooter(2));
     const b = new StreamBuilder().header().config("pc");
@@ -121,7 +111,7 @@ describe("sections and footers", () => {
     b.footers = false;
     b.end(2, (b) => b.be64(RAM.EOS));
     b.u8(0x00);
-    expect(error(() => decode(b.build())).message).toMatch(/missing section footer.*section ram id 2/);
+    expect(thrownBy(() => decode(b.build())).message).toMatch(/missing section footer.*section ram id 2/);
   });
 
   it("section binding: PART/END of unknown or non-iterative ids, START of a device, live instance != 0, unknown types", () => {
@@ -130,13 +120,13 @@ describe("sections and footers", () => {
       f(b);
       return b.eof().build();
     };
-    expect(error(() => decode(s((b) => b.part(9, () => {})))).message).toMatch(/never started.*section id 9/);
-    expect(error(() => decode(s((b) => b.full(5, "dev", 2, (b) => b.be32(1).u8(2)).part(5, () => {})), { devices })).message).toMatch(/not iterative/);
-    expect(error(() => decode(s((b) => b.start(5, "dev", 2, () => {})), { devices })).message).toMatch(/START section for a section that is not iterative/);
-    expect(error(() => decode(s((b) => b.start(2, "ram", 4, () => {}, 1)))).message).toMatch(/unknown section instance/);
-    expect(error(() => decode(s((b) => b.start(2, "spapr/htab", 2, () => {})))).code).toBe("BAD_VERSION");
-    expect(error(() => decode(s((b) => b.u8(0x05)))).message).toMatch(/unknown section type.*0x05/);
-    expect(error(() => decode(s((b) => b.u8(0x04).be32(1).u8(0)))).code).toBe("EMPTY_STRING");
+    expect(thrownBy(() => decode(s((b) => b.part(9, () => {})))).message).toMatch(/never started.*section id 9/);
+    expect(thrownBy(() => decode(s((b) => b.full(5, "dev", 2, (b) => b.be32(1).u8(2)).part(5, () => {})), { devices })).message).toMatch(/not iterative/);
+    expect(thrownBy(() => decode(s((b) => b.start(5, "dev", 2, () => {})), { devices })).message).toMatch(/START section for a section that is not iterative/);
+    expect(thrownBy(() => decode(s((b) => b.start(2, "ram", 4, () => {}, 1)))).message).toMatch(/unknown section instance/);
+    expect(thrownBy(() => decode(s((b) => b.start(2, "spapr/htab", 2, () => {})))).code).toBe("BAD_VERSION");
+    expect(thrownBy(() => decode(s((b) => b.u8(0x05)))).message).toMatch(/unknown section type.*0x05/);
+    expect(thrownBy(() => decode(s((b) => b.u8(0x04).be32(1).u8(0)))).code).toBe("EMPTY_STRING");
   });
 });
 
@@ -151,7 +141,7 @@ describe("device sections", () => {
     expect(r.devices.map((d) => d.source)).toEqual(["registry", "opaque"]);
     expect(r.warnings).toHaveLength(1);
     expect(r.warnings[0]).toMatch(/globalstate.*registered description "globalstate" failed/);
-    const e = error(() => decode(bad, { devices: x86, strictDevices: true }));
+    const e = thrownBy(() => decode(bad, { devices: x86, strictDevices: true }));
     expect(e.section).toMatchObject({ idstr: "globalstate", id: 4, instanceId: 0 });
     expect(e.offset).toBeTypeOf("number");
     expect(e.message).toMatch(/globalstate/);
@@ -160,7 +150,7 @@ describe("device sections", () => {
     const r2 = decode(bytes, { devices: wrong });
     expect(r2.devices[0]!.source).toBe("opaque");
     expect(r2.warnings[0]).toMatch(/missing section footer/);
-    const e2 = error(() => decode(bytes, { devices: wrong, strictDevices: true }));
+    const e2 = thrownBy(() => decode(bytes, { devices: wrong, strictDevices: true }));
     expect(e2.message).toMatch(/missing section footer at byte 100 \(section timer id 0 instance 0\).*consumed 8 payload bytes/);
   });
 
@@ -168,7 +158,7 @@ describe("device sections", () => {
     const b = new StreamBuilder().header().config("pc");
     const withCheck: VMStateDescription = { name: "dev", version: 1, fields: [F.uint8Equal("magic")], preLoad: (s) => void (s.magic = 5) };
     b.full(5, "dev", 1, (b) => b.u8(6));
-    const e = error(() => decode(b.eof().build(), { devices: registryFromMap({ dev: withCheck }), strictDevices: true }));
+    const e = thrownBy(() => decode(b.eof().build(), { devices: registryFromMap({ dev: withCheck }), strictDevices: true }));
     expect(e.code).toBe("MISMATCH");
     expect(e.path).toBe("dev.magic");
     expect(e.section).toMatchObject({ idstr: "dev", id: 5 });
@@ -196,7 +186,7 @@ describe("device sections", () => {
     expect(v.error?.code).toBe("INCOMPLETE");
     const fewer = { ...doc, devices: [doc.devices[1]] };
     const b2 = new StreamBuilder().bytes(bytes.subarray(0, NONE_OFFSETS.vmdesc)).vmdesc(fewer);
-    expect(error(() => decode(b2.build())).code).toBe("NO_DESCRIPTION");
+    expect(thrownBy(() => decode(b2.build())).code).toBe("NO_DESCRIPTION");
     const r3 = decode(b2.build(), { devices: x86 });
     expect(r3.completeness.unlistedSections).toEqual([{ idstr: "timer", instanceId: 0 }]);
   });
@@ -204,13 +194,13 @@ describe("device sections", () => {
   it("vmdesc trailer errors: bad JSON, over the cap, deep nesting, bytes after it, a non-0x06 byte after EOF", () => {
     const head = bytes.subarray(0, NONE_OFFSETS.vmdesc);
     const x = { devices: x86 };
-    expect(error(() => decode(new StreamBuilder().bytes(head).vmdesc("{nope").build(), x)).message).toMatch(/not valid JSON at byte 261/);
-    expect(error(() => decode(new StreamBuilder().bytes(head).vmdesc('{"page_size": 4096}').build(), x)).message).toMatch(/unexpected shape/);
-    expect(error(() => decode(bytes, { ...x, limits: { vmdescBytes: 100 } })).code).toBe("LIMIT");
+    expect(thrownBy(() => decode(new StreamBuilder().bytes(head).vmdesc("{nope").build(), x)).message).toMatch(/not valid JSON at byte 261/);
+    expect(thrownBy(() => decode(new StreamBuilder().bytes(head).vmdesc('{"page_size": 4096}').build(), x)).message).toMatch(/unexpected shape/);
+    expect(thrownBy(() => decode(bytes, { ...x, limits: { vmdescBytes: 100 } })).code).toBe("LIMIT");
     const deep = '{"page_size": 4096, "devices": [], "x": ' + "[".repeat(100) + "]".repeat(100) + "}";
-    expect(error(() => decode(new StreamBuilder().bytes(head).vmdesc(deep).build(), x)).message).toMatch(/nested too deeply/);
-    expect(error(() => decode(new StreamBuilder().bytes(bytes).u8(0).build(), x)).message).toMatch(/trailing bytes after the vmdesc/);
-    expect(error(() => decode(new StreamBuilder().bytes(head).u8(7).build(), x)).message).toMatch(/unexpected data after QEMU_VM_EOF.*0x07/);
+    expect(thrownBy(() => decode(new StreamBuilder().bytes(head).vmdesc(deep).build(), x)).message).toMatch(/nested too deeply/);
+    expect(thrownBy(() => decode(new StreamBuilder().bytes(bytes).u8(0).build(), x)).message).toMatch(/trailing bytes after the vmdesc/);
+    expect(thrownBy(() => decode(new StreamBuilder().bytes(head).u8(7).build(), x)).message).toMatch(/unexpected data after QEMU_VM_EOF.*0x07/);
   });
 });
 
@@ -258,35 +248,35 @@ describe("commands", () => {
       f(b);
       return decode(b.eof().build(), opts);
     };
-    expect(error(s((b) => b.command(0))).message).toMatch(/unknown command.*command 0/);
-    expect(error(s((b) => b.command(11))).message).toMatch(/command 11/);
-    expect(error(s((b) => b.command(CMD.OPEN_RETURN_PATH, [0]))).message).toMatch(/bad OPEN_RETURN_PATH command.*length 1, expected 0/);
-    expect(error(s((b) => b.command(CMD.PING, be32(1)))).message).toMatch(/without a return path/);
-    expect(error(s((b) => b.command(CMD.POSTCOPY_ADVISE, [1, 2, 3]))).message).toMatch(/expected 0 or 16/);
-    expect(error(s((b) => b.command(CMD.POSTCOPY_ADVISE).command(CMD.POSTCOPY_ADVISE))).message).toMatch(/postcopy state "advise"/);
-    expect(error(s((b) => b.command(CMD.POSTCOPY_LISTEN))).message).toMatch(/postcopy state "none"/);
-    expect(error(s((b) => b.command(CMD.POSTCOPY_RUN))).message).toMatch(/postcopy state "none"/);
-    expect(error(s((b) => b.command(CMD.POSTCOPY_RAM_DISCARD, new Array(19).fill(0)))).message).toMatch(/length 19 < 20/);
+    expect(thrownBy(s((b) => b.command(0))).message).toMatch(/unknown command.*command 0/);
+    expect(thrownBy(s((b) => b.command(11))).message).toMatch(/command 11/);
+    expect(thrownBy(s((b) => b.command(CMD.OPEN_RETURN_PATH, [0]))).message).toMatch(/bad OPEN_RETURN_PATH command.*length 1, expected 0/);
+    expect(thrownBy(s((b) => b.command(CMD.PING, be32(1)))).message).toMatch(/without a return path/);
+    expect(thrownBy(s((b) => b.command(CMD.POSTCOPY_ADVISE, [1, 2, 3]))).message).toMatch(/expected 0 or 16/);
+    expect(thrownBy(s((b) => b.command(CMD.POSTCOPY_ADVISE).command(CMD.POSTCOPY_ADVISE))).message).toMatch(/postcopy state "advise"/);
+    expect(thrownBy(s((b) => b.command(CMD.POSTCOPY_LISTEN))).message).toMatch(/postcopy state "none"/);
+    expect(thrownBy(s((b) => b.command(CMD.POSTCOPY_RUN))).message).toMatch(/postcopy state "none"/);
+    expect(thrownBy(s((b) => b.command(CMD.POSTCOPY_RAM_DISCARD, new Array(19).fill(0)))).message).toMatch(/length 19 < 20/);
     const discard = (data: number[]) => s((b) => (ramSetup(b), b.command(CMD.POSTCOPY_ADVISE).command(CMD.POSTCOPY_RAM_DISCARD, data)));
-    expect(error(discard([1, 6, ...enc("pc.ram"), 0, ...be64(0), ...be64(4096)])).message).toMatch(/version 1/);
-    expect(error(discard([0, 6, ...enc("pc.ram"), 1, ...be64(0), ...be64(4096)])).message).toMatch(/missing NUL/);
-    expect(error(discard([0, 6, ...enc("pc.ram"), 0, ...be64(0), ...be64(4096), 0])).message).toMatch(/not a multiple of 16/);
-    expect(error(discard([0, 6, ...enc("pc.rom"), 0, ...be64(0), ...be64(4096)])).message).toMatch(/unknown RAM block "pc.rom"/);
-    expect(error(discard([0, 6, ...enc("pc.ram"), 0, ...be64(4096), ...be64(4 * 4096)])).message).toMatch(/outside block/);
-    expect(error(s((b) => b.command(CMD.PACKAGED, [1, 2, 3]))).message).toMatch(/length 3, expected 4/);
-    expect(error(s((b) => b.command(CMD.PACKAGED, be32(0x7fffffff)))).code).toBe("LIMIT");
-    expect(error(s((b) => b.command(CMD.PACKAGED, be32(100)))).code).toBe("EOF");
-    expect(error(s((b) => b.command(CMD.ENABLE_COLO, [0]))).message).toMatch(/length 1/);
-    expect(error(s((b) => b.command(CMD.POSTCOPY_RESUME))).message).toMatch(/recovery/);
-    expect(error(s((b) => b.command(CMD.RECV_BITMAP, [6, ...enc("pc.ram")]))).message).toMatch(/recovery/);
-    expect(error(s((b) => b.command(CMD.RECV_BITMAP, [6, ...enc("pc.ra")]))).message).toMatch(/length 6 for a 6-byte block name/);
+    expect(thrownBy(discard([1, 6, ...enc("pc.ram"), 0, ...be64(0), ...be64(4096)])).message).toMatch(/version 1/);
+    expect(thrownBy(discard([0, 6, ...enc("pc.ram"), 1, ...be64(0), ...be64(4096)])).message).toMatch(/missing NUL/);
+    expect(thrownBy(discard([0, 6, ...enc("pc.ram"), 0, ...be64(0), ...be64(4096), 0])).message).toMatch(/not a multiple of 16/);
+    expect(thrownBy(discard([0, 6, ...enc("pc.rom"), 0, ...be64(0), ...be64(4096)])).message).toMatch(/unknown RAM block "pc.rom"/);
+    expect(thrownBy(discard([0, 6, ...enc("pc.ram"), 0, ...be64(4096), ...be64(4 * 4096)])).message).toMatch(/outside block/);
+    expect(thrownBy(s((b) => b.command(CMD.PACKAGED, [1, 2, 3]))).message).toMatch(/length 3, expected 4/);
+    expect(thrownBy(s((b) => b.command(CMD.PACKAGED, be32(0x7fffffff)))).code).toBe("LIMIT");
+    expect(thrownBy(s((b) => b.command(CMD.PACKAGED, be32(100)))).code).toBe("EOF");
+    expect(thrownBy(s((b) => b.command(CMD.ENABLE_COLO, [0]))).message).toMatch(/length 1/);
+    expect(thrownBy(s((b) => b.command(CMD.POSTCOPY_RESUME))).message).toMatch(/recovery/);
+    expect(thrownBy(s((b) => b.command(CMD.RECV_BITMAP, [6, ...enc("pc.ram")]))).message).toMatch(/recovery/);
+    expect(thrownBy(s((b) => b.command(CMD.RECV_BITMAP, [6, ...enc("pc.ra")]))).message).toMatch(/length 6 for a 6-byte block name/);
     decode(new StreamBuilder().header().config("pc").command(CMD.ENABLE_COLO).eof().build());
     // a package inside a package may not be longer than its container
     const inner = new StreamBuilder().command(CMD.PACKAGED, be32(50)).build();
-    expect(error(s((b) => b.command(CMD.PACKAGED, be32(inner.length)).bytes(inner))).message).toMatch(/longer than the package that contains it/);
+    expect(thrownBy(s((b) => b.command(CMD.PACKAGED, be32(inner.length)).bytes(inner))).message).toMatch(/longer than the package that contains it/);
     // a section cut by the end of its package
     const cut = new StreamBuilder().u8(4).be32(5).cstr("dev").be32(0).be32(2).be32(1).build();
-    const e = error(s((b) => b.command(CMD.PACKAGED, be32(cut.length)).bytes(cut), { devices }));
+    const e = thrownBy(s((b) => b.command(CMD.PACKAGED, be32(cut.length)).bytes(cut), { devices }));
     expect(e.code).toBe("EOF");
   });
 });

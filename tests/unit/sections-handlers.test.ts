@@ -3,11 +3,11 @@
 // flags), block migration, spapr/htab, dirty-bitmap.
 import { deflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { VmstreamError } from "../../src/io/errors.js";
 import { nodeInflate } from "../../src/io/node.js";
 import { createKernels } from "../../src/kernels/index.js";
 import { StreamDecoder, blockOf, decodeBytes, dirtyBitmapOf, htabOf, ramOf, type StreamDecoderOptions } from "../../src/sections/stream.js";
 import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
+import { thrownBy } from "../helpers/errors.js";
 
 const kernels = createKernels();
 const P = 4096;
@@ -22,16 +22,6 @@ function ramStream(setup: (b: StreamBuilder) => void, rest: (b: StreamBuilder) =
 
 function decode(bytes: Uint8Array, options: StreamDecoderOptions = {}) {
   return decodeBytes(bytes, { kernels, ...options });
-}
-
-function error(fn: () => unknown): VmstreamError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(VmstreamError);
-    return e as VmstreamError;
-  }
-  throw new Error("no error");
 }
 
 const fill = (n: number, v: number) => new Array<number>(n).fill(v);
@@ -108,36 +98,36 @@ describe("ram", () => {
 
   it("MEM_SIZE: overshoot, duplicate or empty names, a changed repeat are errors; total 0 has no entries", () => {
     const over = ramStream((b) => b.be64(BigInt(P) | 4n).cstr("pc.ram").be64(2 * P).be64(RAM.EOS));
-    expect(error(() => decode(over)).message).toMatch(/exceed the MEM_SIZE total at byte \d+ \(section ram id 2/);
-    expect(error(() => decode(ramStream((b) => memSize(b, [["x", P], ["x", P]]).be64(RAM.EOS)))).message).toMatch(/listed twice/);
-    expect(error(() => decode(ramStream((b) => memSize(b, [["", P]]).be64(RAM.EOS)))).message).toMatch(/empty RAM block name/);
+    expect(thrownBy(() => decode(over)).message).toMatch(/exceed the MEM_SIZE total at byte \d+ \(section ram id 2/);
+    expect(thrownBy(() => decode(ramStream((b) => memSize(b, [["x", P], ["x", P]]).be64(RAM.EOS)))).message).toMatch(/listed twice/);
+    expect(thrownBy(() => decode(ramStream((b) => memSize(b, [["", P]]).be64(RAM.EOS)))).message).toMatch(/empty RAM block name/);
     const repeat = ramStream((b) => memSize(b, [["x", P]]).be64(RAM.EOS), (b) => b.part(2, (b) => memSize(b, [["x", 2 * P]]).be64(RAM.EOS)));
-    expect(error(() => decode(repeat)).message).toMatch(/length changed/);
+    expect(thrownBy(() => decode(repeat)).message).toMatch(/length changed/);
     const same = ramStream((b) => memSize(b, [["x", P]]).be64(RAM.EOS), (b) => b.part(2, (b) => memSize(b, [["x", P]]).be64(RAM.EOS)));
     expect(ramOf(decode(same))!.records.memSize).toBe(2);
   });
 
   it("page records: unknown block, CONTINUE before a block, offset past the block, bad XBZRLE are errors naming the record", () => {
     const base = (rec: (b: StreamBuilder) => void) => ramStream((b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS), (b) => b.part(2, (b) => (rec(b), b.be64(RAM.EOS))));
-    const e1 = error(() => decode(base((b) => page(b, RAM.ZERO, 0, "nope", [0]))));
+    const e1 = thrownBy(() => decode(base((b) => page(b, RAM.ZERO, 0, "nope", [0]))));
     expect(e1.message).toMatch(/unknown RAM block at byte \d+ \(section ram id 2 instance 0\): "nope"/);
-    expect(error(() => decode(base((b) => page(b, RAM.ZERO, 0, undefined, [0])))).message).toMatch(/CONTINUE before any block/);
-    const e3 = error(() => decode(base((b) => page(b, RAM.PAGE, 2 * P, "pc.ram", fill(P, 0)))));
+    expect(thrownBy(() => decode(base((b) => page(b, RAM.ZERO, 0, undefined, [0])))).message).toMatch(/CONTINUE before any block/);
+    const e3 = thrownBy(() => decode(base((b) => page(b, RAM.PAGE, 2 * P, "pc.ram", fill(P, 0)))));
     expect(e3.code).toBe("RANGE");
     expect(e3.message).toMatch(/offset 0x2000, block "pc.ram" has 0x2000 bytes/);
-    expect(error(() => decode(base((b) => page(b, RAM.XBZRLE, 0, "pc.ram", [2, 0, 1, 0])))).message).toMatch(/encoding byte/);
-    expect(error(() => decode(base((b) => page(b, RAM.XBZRLE, 0, "pc.ram", [1, 0x10, 0x01])))).message).toMatch(/longer than a page/);
-    expect(error(() => decode(base((b) => page(b, RAM.XBZRLE, 0, "pc.ram", [1, 0, 2, 0x80, 0x80])))).message).toMatch(/malformed XBZRLE/);
-    expect(error(() => decode(base((b) => b.be64(RAM.HOOK)))).code).toBe("UNSUPPORTED");
-    expect(error(() => decode(base((b) => b.be64(0x200)))).message).toMatch(/unknown combination of RAM record flags.*0x200/);
-    expect(error(() => decode(base((b) => page(b, RAM.ZERO | RAM.PAGE, 0, "pc.ram", [0])))).message).toMatch(/unknown combination/);
-    expect(error(() => decode(base((b) => b.be64(0x01)))).message).toMatch(/unknown combination/);
+    expect(thrownBy(() => decode(base((b) => page(b, RAM.XBZRLE, 0, "pc.ram", [2, 0, 1, 0])))).message).toMatch(/encoding byte/);
+    expect(thrownBy(() => decode(base((b) => page(b, RAM.XBZRLE, 0, "pc.ram", [1, 0x10, 0x01])))).message).toMatch(/longer than a page/);
+    expect(thrownBy(() => decode(base((b) => page(b, RAM.XBZRLE, 0, "pc.ram", [1, 0, 2, 0x80, 0x80])))).message).toMatch(/malformed XBZRLE/);
+    expect(thrownBy(() => decode(base((b) => b.be64(RAM.HOOK)))).code).toBe("UNSUPPORTED");
+    expect(thrownBy(() => decode(base((b) => b.be64(0x200)))).message).toMatch(/unknown combination of RAM record flags.*0x200/);
+    expect(thrownBy(() => decode(base((b) => page(b, RAM.ZERO | RAM.PAGE, 0, "pc.ram", [0])))).message).toMatch(/unknown combination/);
+    expect(thrownBy(() => decode(base((b) => b.be64(0x01)))).message).toMatch(/unknown combination/);
   });
 
   it("ram version must be 4", () => {
     const b = new StreamBuilder().header().config("pc");
     b.start(2, "ram", 3, (b) => b.be64(RAM.EOS));
-    expect(error(() => decode(b.eof().build())).code).toBe("BAD_VERSION");
+    expect(thrownBy(() => decode(b.eof().build())).code).toBe("BAD_VERSION");
   });
 
   it("COMPRESS_PAGE: zlib inflate through options.inflate (Node's by default in the Node adapters); bound and size checked", () => {
@@ -150,22 +140,22 @@ describe("ram", () => {
       (b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS),
       (b) => b.part(2, (b) => (page(b, RAM.ZERO, 0, "pc.ram", [0]), comp(b, z), b.be64(RAM.EOS))),
     );
-    expect(error(() => decode(bytes)).code).toBe("UNSUPPORTED");
+    expect(thrownBy(() => decode(bytes)).code).toBe("UNSUPPORTED");
     const r = decode(bytes, { inflate: nodeInflate, materialize: true });
     expect(ramOf(r)!.blocks[0]!.pages.compressed).toBe(1);
     expect(ramOf(r)!.blocks[0]!.data!.subarray(P)).toEqual(content);
     r.dispose();
     const short = ramStream((b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS), (b) => b.part(2, (b) => (page(b, RAM.ZERO, 0, "pc.ram", [0]), comp(b, deflateSync(new Uint8Array(100))), b.be64(RAM.EOS))));
-    expect(error(() => decode(short, { inflate: nodeInflate })).message).toMatch(/inflate to one page/);
+    expect(thrownBy(() => decode(short, { inflate: nodeInflate })).message).toMatch(/inflate to one page/);
     const long = ramStream((b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS), (b) => b.part(2, (b) => (page(b, RAM.ZERO, 0, "pc.ram", [0]), comp(b, deflateSync(new Uint8Array(2 * P))), b.be64(RAM.EOS))));
-    expect(error(() => decode(long, { inflate: nodeInflate })).message).toMatch(/does not inflate/);
+    expect(thrownBy(() => decode(long, { inflate: nodeInflate })).message).toMatch(/does not inflate/);
     const huge = ramStream((b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS), (b) => b.part(2, (b) => (page(b, RAM.ZERO, 0, "pc.ram", [0]), b.be64(P | RAM.COMPRESS | RAM.CONTINUE).be32(4111))));
-    expect(error(() => decode(huge, { inflate: nodeInflate })).message).toMatch(/compressBound.*4111 > 4110/);
+    expect(thrownBy(() => decode(huge, { inflate: nodeInflate })).message).toMatch(/compressBound.*4111 > 4110/);
   });
 
   it("materialising is capped (limits.ramBytes)", () => {
     const bytes = ramStream((b) => memSize(b, [["pc.ram", 1n << 30n]]).be64(RAM.EOS));
-    expect(error(() => decode(bytes, { materialize: true, limits: { ramBytes: 1 << 20 } })).code).toBe("LIMIT");
+    expect(thrownBy(() => decode(bytes, { materialize: true, limits: { ramBytes: 1 << 20 } })).code).toBe("LIMIT");
     expect(ramOf(decode(bytes))!.totalBytes).toBe(1n << 30n); // not materialised: nothing allocated
   });
 });
@@ -204,16 +194,16 @@ describe("block", () => {
   });
 
   it("unknown flag combinations, limits", () => {
-    expect(error(() => decode(blockStream((b) => b.be64(8)))).message).toMatch(/unknown block migration flags at byte \d+ \(section block id 1.*0x8/);
-    expect(error(() => decode(blockStream((b) => b.be64(3)))).message).toMatch(/unknown block migration flags/);
-    expect(error(() => decode(blockStream((b) => b.be64(0x10)))).message).toMatch(/0x10/);
+    expect(thrownBy(() => decode(blockStream((b) => b.be64(8)))).message).toMatch(/unknown block migration flags at byte \d+ \(section block id 1.*0x8/);
+    expect(thrownBy(() => decode(blockStream((b) => b.be64(3)))).message).toMatch(/unknown block migration flags/);
+    expect(thrownBy(() => decode(blockStream((b) => b.be64(0x10)))).message).toMatch(/0x10/);
     const far = blockStream((b) => b.be64((1n << 40n) | 9n).cstr("d"));
-    expect(error(() => decode(far, { materialize: true })).code).toBe("LIMIT");
+    expect(thrownBy(() => decode(far, { materialize: true })).code).toBe("LIMIT");
     expect(blockOf(decode(far))!.devices[0]!.end).toBe(2 ** 40 + MiB);
     const many = blockStream((b) => {
       for (let i = 0; i < 3; i++) b.be64(9).cstr(`d${i}`);
     });
-    expect(error(() => decode(many, { limits: { blockDevices: 2 } })).code).toBe("LIMIT");
+    expect(thrownBy(() => decode(many, { limits: { blockDevices: 2 } })).code).toBe("LIMIT");
   });
 });
 
@@ -244,16 +234,16 @@ describe("spapr/htab", () => {
 
   it("0xFFFFFFFF = no HPT with nothing after it; bounds in 64 bits; shift range; chunks without an HPT", () => {
     expect(htabOf(decode(htabStream((b) => b.be32(0xffffffff), (b) => b.be32(0xffffffff))))).toMatchObject({ shift: undefined, chunks: 0 });
-    expect(error(() => decode(htabStream((b) => b.be32(17)))).code).toBe("RANGE");
-    expect(error(() => decode(htabStream((b) => b.be32(47)))).code).toBe("RANGE");
+    expect(thrownBy(() => decode(htabStream((b) => b.be32(17)))).code).toBe("RANGE");
+    expect(thrownBy(() => decode(htabStream((b) => b.be32(47)))).code).toBe("RANGE");
     // index near 2^32 would wrap QEMU's 32-bit check
     const wrap = htabStream((b) => b.be32(18), (b) => b.be32(0).be32(0xffffffff).be16(1).be16(0).bytes(hpte(1)).be32(0).be16(0).be16(0));
-    expect(error(() => decode(wrap)).message).toMatch(/out of bounds/);
+    expect(thrownBy(() => decode(wrap)).message).toMatch(/out of bounds/);
     const edge = htabStream((b) => b.be32(18), (b) => b.be32(0).be32((1 << 14) - 1).be16(1).be16(0).bytes(hpte(1)).be32(0).be16(0).be16(0));
     expect(htabOf(decode(edge))!.valid).toBe(1);
     const none = htabStream((b) => b.be32(0xffffffff), (b) => b.be32(0).be32(1).be16(1).be16(0).bytes(hpte(1)).be32(0).be16(0).be16(0));
-    expect(error(() => decode(none)).message).toMatch(/no hash page table/);
-    expect(error(() => decode(htabStream((b) => b.be32(30)), { materialize: true, limits: { htabBytes: 1 << 20 } })).code).toBe("LIMIT");
+    expect(thrownBy(() => decode(none)).message).toMatch(/no hash page table/);
+    expect(thrownBy(() => decode(htabStream((b) => b.be32(30)), { materialize: true, limits: { htabBytes: 1 << 20 } })).code).toBe("LIMIT");
   });
 });
 
@@ -285,10 +275,10 @@ describe("dirty-bitmap", () => {
       b.start(3, "dirty-bitmap", 1, (b) => (rec(b), b.u8(1)));
       return b.eof().build();
     };
-    expect(error(() => decode(one((b) => b.u8(0x4c).cstr("n").cstr("b").be64(0).be32(1).be64(10241)))).message).toMatch(/too large/);
-    expect(error(() => decode(one((b) => b.u8(0x1c).cstr("n").cstr("b").be32(512).u8(0x08)))).message).toMatch(/unknown flags/);
-    expect(error(() => decode(one((b) => b.u8(0x10).be32(512).u8(0)))).message).toMatch(/before the node and bitmap names/);
-    expect(error(() => decode(one((b) => b.u8(0x08).u8(0)))).code).toBe("EMPTY_STRING");
+    expect(thrownBy(() => decode(one((b) => b.u8(0x4c).cstr("n").cstr("b").be64(0).be32(1).be64(10241)))).message).toMatch(/too large/);
+    expect(thrownBy(() => decode(one((b) => b.u8(0x1c).cstr("n").cstr("b").be32(512).u8(0x08)))).message).toMatch(/unknown flags/);
+    expect(thrownBy(() => decode(one((b) => b.u8(0x10).be32(512).u8(0)))).message).toMatch(/before the node and bitmap names/);
+    expect(thrownBy(() => decode(one((b) => b.u8(0x08).u8(0)))).code).toBe("EMPTY_STRING");
   });
 });
 

@@ -2,9 +2,8 @@
 // backpressure (a slow consumer bounds what the producer has queued), copy semantics, files written under a
 // .partial name, and clear errors for a refused connection or a peer that hangs up.
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
@@ -12,12 +11,13 @@ import { VmstreamError } from "../../src/io/errors.js";
 import {
   StreamWriter, connectTcp, formatEndpoint, listenTcp, openInput, openOutput, parseEndpoint, type Endpoint,
 } from "../../src/migration/transport.js";
+import { thrownByAsync } from "../helpers/errors.js";
+import { suiteTempDir } from "../helpers/temp-dir.js";
 
-const tmp = mkdtempSync(join(tmpdir(), "vmstream-transport-"));
+const tmp = suiteTempDir("vmstream-transport-");
 const sockets: Socket[] = [];
 afterAll(() => {
   for (const s of sockets) s.destroy();
-  rmSync(tmp, { recursive: true, force: true });
 });
 const track = <T extends Socket>(s: T): T => {
   sockets.push(s);
@@ -68,10 +68,9 @@ describe("TCP", () => {
     const l = await listenTcp({ port: 0 });
     const port = l.port;
     await l.close();
-    const e = await connectTcp({ port }).catch((x: unknown) => x);
-    expect(e).toBeInstanceOf(VmstreamError);
-    expect((e as VmstreamError).code).toBe("IO");
-    expect((e as VmstreamError).message).toContain(`tcp:127.0.0.1:${port}`);
+    const e = await thrownByAsync(connectTcp({ port }));
+    expect(e.code).toBe("IO");
+    expect(e.message).toContain(`tcp:127.0.0.1:${port}`);
     // and an accept() pending on a closed listener rejects instead of hanging
     const l2 = await listenTcp({ port: 0 });
     const pending = l2.accept();
@@ -219,7 +218,7 @@ describe("StreamWriter backpressure and copies (in process)", () => {
 
 describe("openInput / openOutput", () => {
   it("a file output is written as .partial and renamed only by commit(); abort keeps or removes it", async () => {
-    const path = join(tmp, "out.mig");
+    const path = join(tmp(), "out.mig");
     const o = await openOutput(path);
     await o.writer.write(new Uint8Array([1, 2, 3]));
     expect(existsSync(path)).toBe(false);
@@ -228,7 +227,7 @@ describe("openInput / openOutput", () => {
     expect([...readFileSync(path)]).toEqual([1, 2, 3]);
     expect(existsSync(path + ".partial")).toBe(false);
 
-    const bad = join(tmp, "bad.mig");
+    const bad = join(tmp(), "bad.mig");
     const a = await openOutput(`file:${bad}`);
     await a.writer.write(new Uint8Array([4]));
     expect(await a.abort()).toBe(bad + ".partial");
@@ -240,14 +239,14 @@ describe("openInput / openOutput", () => {
   });
 
   it("reads a file, and a tcp endpoint listens (reporting its address) and yields the peer's bytes", async () => {
-    const path = join(tmp, "in.bin");
+    const path = join(tmp(), "in.bin");
     const data = new Uint8Array(3 << 20).map((_, i) => (i * 7) & 0xff);
     writeFileSync(path, data);
     const f = await openInput(path, { highWaterMark: 1 << 20 });
     const parts: Uint8Array[] = [];
     for await (const c of f.source) parts.push(c);
     expect(Buffer.concat(parts).equals(Buffer.from(data))).toBe(true);
-    await expect(openInput(join(tmp, "missing"))).rejects.toThrow(VmstreamError);
+    await expect(openInput(join(tmp(), "missing"))).rejects.toThrow(VmstreamError);
 
     let address = "";
     const opening = openInput("tcp:127.0.0.1:0", { onListening: (a) => (address = a) });

@@ -4,6 +4,7 @@ import { GUEST, guestBootSector, guestDiskImage, parseGuestLines } from "../../s
 import { checkConfig, decodeStateSection, encodeStateSection, findBios, V86Machine, type V86MachineConfig } from "../../src/v86/adapter.js";
 import { VmstreamError } from "../../src/io/errors.js";
 import { describeV86 } from "../helpers/v86.js";
+import { thrownBy } from "../helpers/errors.js";
 
 describe("v86 guest image", () => {
   it("is a 512-byte boot sector with the signature, the strings inside, and code that fits", () => {
@@ -28,15 +29,7 @@ describe("v86 guest image", () => {
   });
 
   it("names the seabios package when the BIOS is missing", () => {
-    const e = (() => {
-      try {
-        findBios("/nonexistent/bios.bin");
-      } catch (x) {
-        return x;
-      }
-    })();
-    expect(e).toBeInstanceOf(VmstreamError);
-    expect((e as Error).message).toMatch(/seabios/);
+    expect(thrownBy(() => findBios("/nonexistent/bios.bin")).message).toMatch(/seabios/);
   });
 });
 
@@ -75,13 +68,7 @@ describe("v86/state section payload", () => {
   it("names every configuration difference", () => {
     const other = { ...config, memorySize: 64 << 20, devices: { fda: 1474560 } };
     expect(() => checkConfig(config, config)).not.toThrow();
-    let msg = "";
-    try {
-      checkConfig(config, other);
-    } catch (e) {
-      expect(e).toBeInstanceOf(VmstreamError);
-      msg = (e as Error).message;
-    }
+    const msg = thrownBy(() => checkConfig(config, other)).message;
     expect(msg).toMatch(/memory_size: 33554432 in the stream, 67108864 here/);
     expect(msg).toMatch(/device fda/);
     expect(msg).toMatch(/device hda/);

@@ -1,14 +1,14 @@
 // One-shot vmstream snapshots of a v86 guest: readable by the CLI (check, analyze, dump), restorable into a second
 // emulator where the guest continues without a reboot; a snapshot of a differently built machine is refused.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
 import { GUEST, parseGuestLines, restoreSnapshot, saveSnapshot, V86Machine, type SnapshotStats } from "../../src/v86/index.js";
 import { describeV86 } from "../helpers/v86.js";
+import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const cli = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
@@ -16,10 +16,9 @@ const counterOf = (m: V86Machine) => new DataView(m.ramView().buffer, m.ramOffse
 
 describeV86("v86 snapshots", () => {
   const machines: V86Machine[] = [];
-  const dir = mkdtempSync(join(tmpdir(), "vmstream-v86-"));
+  const dir = suiteTempDir("vmstream-v86-");
   afterAll(async () => {
     for (const m of machines) await m.destroy();
-    rmSync(dir, { recursive: true, force: true });
   });
   const make = async (o: Parameters<typeof V86Machine.create>[0]) => {
     const m = await V86Machine.create(o);
@@ -27,22 +26,26 @@ describeV86("v86 snapshots", () => {
     return m;
   };
 
+  // the snapshot every test reads: a running guest, paused, saved
+  let a: V86Machine;
   let snap: Uint8Array;
   let ramAtSave: Uint8Array;
   let counterAtSave = 0;
   let stats: SnapshotStats | undefined;
-
-  it("writes a QEMU-framed stream that check, analyze and dump read", async () => {
-    const a = await make({ memorySize: 32 << 20 });
+  beforeAll(async () => {
+    a = await make({ memorySize: 32 << 20 });
     await a.waitForSerial(/C=\w{8}/, 20_000);
     await a.pause();
     snap = await saveSnapshot(a, { stats: (s) => (stats = s) });
     ramAtSave = a.ramView().slice();
     counterAtSave = counterOf(a);
+  });
+
+  it("writes a QEMU-framed stream that check, analyze and dump read", () => {
     expect(a.running).toBe(false); // paused before: stays paused
     expect(stats!.zeroPages + stats!.normalPages).toBe((32 << 20) / 4096);
     expect(stats!.normalPages).toBeGreaterThan(0);
-    const file = join(dir, "v86.mig");
+    const file = join(dir(), "v86.mig");
     writeFileSync(file, snap);
     const check = cli("check", file);
     expect(check.status, check.stderr).toBe(0);

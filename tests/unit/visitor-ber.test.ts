@@ -14,9 +14,9 @@ import type { Field, State, VMStateDescription } from "../../src/vmstate/types.j
 import { berRootFieldNames, berRootFields, loadBer, loadWire, realX86Sections, saveBer, saveWire } from "../helpers/ber-tools.js";
 import { SCALAR_TYPES, arbVmsdAndState } from "../helpers/gen-vmstate.js";
 import { dev, devState, elem, pci } from "../helpers/ber-fixtures.js";
+import { toSpacedHex } from "../helpers/bytes.js";
 
 const LENGTHS: readonly BerLengths[] = ["auto", "definite", "indefinite"];
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex").toUpperCase().replace(/(..)(?!$)/g, "$1 ");
 
 /** Load BER that must fail; returns the error. */
 function loadFails(vmsd: VMStateDescription, bytes: Uint8Array) {
@@ -46,16 +46,16 @@ describe("BER out -> in", () => {
     expect(a).not.toEqual(d);
     expect(i!.length).toBeGreaterThan(a!.length);
     // Definite lengths are minimal: the struct starts 72 82 (two length octets for this size).
-    expect(hex(d!.subarray(0, 2))).toBe("72 82");
-    expect(hex(a!.subarray(0, 2))).toBe("72 80");
+    expect(toSpacedHex(d!.subarray(0, 2))).toBe("72 82");
+    expect(toSpacedHex(a!.subarray(0, 2))).toBe("72 80");
   });
 
   it("golden bytes of a one-field struct", () => {
     const i8259: VMStateDescription = { name: "i8259", version: 3, fields: [F.uint8("irr")] };
-    expect(hex(saveBer(i8259, { irr: 5 }, "definite"))).toBe(
+    expect(toSpacedHex(saveBer(i8259, { irr: 5 }, "definite"))).toBe(
       "72 16 0C 05 69 38 32 35 39 02 01 03 30 0A 30 08 0C 03 69 72 72 84 01 05",
     );
-    expect(hex(saveBer(i8259, { irr: 5 }, "auto"))).toBe(
+    expect(toSpacedHex(saveBer(i8259, { irr: 5 }, "auto"))).toBe(
       "72 80 0C 05 69 38 32 35 39 02 01 03 30 80 30 08 0C 03 69 72 72 84 01 05 00 00 00 00",
     );
   });
@@ -143,7 +143,7 @@ describe("QEMU wire -> BER -> wire", () => {
       const ber = saveBer(dev, fromWire.s, lengths);
       const { s, error } = loadBer(dev, ber);
       expect(error).toBeUndefined();
-      expect(hex(saveWire(dev, s))).toBe(hex(wire));
+      expect(toSpacedHex(saveWire(dev, s))).toBe(toSpacedHex(wire));
     }
   });
 });
@@ -161,7 +161,7 @@ describe("real QEMU 7.2 device sections (x86-pc-64m): wire -> BER -> wire", asyn
         const ber = saveBer(sec.vmsd, wire.s, lengths);
         const { s, error } = loadBer(sec.vmsd, ber);
         expect(error, sec.idstr).toBeUndefined();
-        expect(hex(saveWire(sec.vmsd, s)), `${sec.idstr} (${lengths})`).toBe(hex(sec.payload));
+        expect(toSpacedHex(saveWire(sec.vmsd, s)), `${sec.idstr} (${lengths})`).toBe(toSpacedHex(sec.payload));
       }
     }
   });
@@ -175,7 +175,7 @@ describe("the point of it: a changed field type", () => {
 
   it("the QEMU wire visitor loads WITHOUT error, with wrong values", () => {
     const wire = saveWire(src, s);
-    expect(hex(wire)).toBe("00 01 00 02 00 03");
+    expect(toSpacedHex(wire)).toBe("00 01 00 02 00 03");
     const { s: got, error, left } = loadWire(dst, wire);
     expect(error).toBeUndefined();
     expect(left).toBe(0);
@@ -371,8 +371,8 @@ describe("properties", () => {
         const { s, error } = loadBer(vmsd, bytes);
         expect(error).toBeUndefined();
         // Same state, hence the same BER and the same wire bytes.
-        expect(hex(saveBer(vmsd, s, lengths))).toBe(hex(bytes));
-        expect(hex(saveWire(vmsd, s))).toBe(hex(saveWire(vmsd, state)));
+        expect(toSpacedHex(saveBer(vmsd, s, lengths))).toBe(toSpacedHex(bytes));
+        expect(toSpacedHex(saveWire(vmsd, s))).toBe(toSpacedHex(saveWire(vmsd, state)));
       }),
       { numRuns: 300 },
     );
@@ -387,7 +387,7 @@ describe("properties", () => {
         expect(w.left).toBe(0);
         const { s, error } = loadBer(vmsd, saveBer(vmsd, w.s));
         expect(error).toBeUndefined();
-        expect(hex(saveWire(vmsd, s))).toBe(hex(wire));
+        expect(toSpacedHex(saveWire(vmsd, s))).toBe(toSpacedHex(wire));
       }),
       { numRuns: 300 },
     );
