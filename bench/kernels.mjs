@@ -13,7 +13,7 @@ import { join } from "node:path";
 import os from "node:os";
 import { fillRamImage, loadProbe, makeRng, root } from "./common.mjs";
 const { createKernels, ENC, RAM_ENCODE, DEC, BLK } = await import(join(root, "dist/index.js"));
-const { ByteWriter, ByteReader } = await import(join(root, "dist/io/index.js"));
+const { ByteWriter, ByteReader } = await import(join(root, "dist/index.js"));
 
 const { values: args } = parseArgs({
   options: {

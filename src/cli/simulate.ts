@@ -1,5 +1,6 @@
 // `vmstream simulate`: a live migration of a simulated guest on a virtual clock, printed round by round.
-import { simulate, type RoundProgress } from "../migration/index.js";
+import { simulate } from "../migration/simulate.js";
+import { type RoundProgress } from "../migration/source.js";
 
 export interface SimulateCliOptions {
   readonly ramMiB: number;

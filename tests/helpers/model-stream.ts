@@ -18,7 +18,7 @@
 import { VmstreamError } from "../../src/io/errors.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import type { Kernels } from "../../src/kernels/types.js";
-import { MigrationSource, type MigrationDevice, type MigrationOutcome, type MigrationSourceOptions } from "../../src/migration/index.js";
+import { MigrationSource, type MigrationDevice, type MigrationOutcome, type MigrationSourceOptions } from "../../src/migration/source.js";
 import type { DecodeResult, SectionRecord } from "../../src/savevm/types.js";
 import type { BlockResult } from "../../src/sections/block/handler.js";
 import { BlockWriter } from "../../src/sections/block/writer.js";

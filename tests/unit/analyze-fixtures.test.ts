@@ -5,7 +5,8 @@
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { AnalyzeDocument, analyzeDevice, analyzeToJson, analyzeView, descriptionFromVmdesc, formatAnalyzeJson } from "../../src/analyze/index.js";
+import { AnalyzeDocument, analyzeDevice, analyzeToJson, analyzeView, formatAnalyzeJson } from "../../src/analyze/analyze-json.js";
+import { descriptionFromVmdesc } from "../../src/vmstate/from-vmdesc.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";

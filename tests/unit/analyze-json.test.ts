@@ -2,10 +2,8 @@
 // registered descriptions (opaque regions, `[k]` names), the document builder and Python's json
 // text format.
 import { describe, expect, it } from "vitest";
-import {
-  AnalyzeDocument, AnalyzeVisitor, analyzeBytes, analyzeDevice, analyzeInt, analyzeStateValue, analyzeToJson, analyzeView,
-  formatAnalyzeJson, pyQuote, ramSectionValue,
-} from "../../src/analyze/index.js";
+import { AnalyzeDocument, analyzeDevice, analyzeStateValue, analyzeToJson, analyzeView, formatAnalyzeJson, pyQuote, ramSectionValue } from "../../src/analyze/analyze-json.js";
+import { AnalyzeVisitor, analyzeBytes, analyzeInt } from "../../src/visitor/analyze.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";

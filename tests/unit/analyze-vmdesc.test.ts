@@ -6,10 +6,9 @@
 // VmstreamError "BAD_VMDESC" with a path.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import {
-  analyzeDevice, convertVmdescDevice, descriptionFromVmdesc, descriptionsFromVmdesc, formatAnalyzeJson, parseVmdesc,
-  type VmdescDevice,
-} from "../../src/analyze/index.js";
+import { analyzeDevice, formatAnalyzeJson } from "../../src/analyze/analyze-json.js";
+import { convertVmdescDevice, descriptionFromVmdesc, descriptionsFromVmdesc, parseVmdesc } from "../../src/vmstate/from-vmdesc.js";
+import { type VmdescDevice } from "../../src/vmstate/vmdesc.js";
 import { VmstreamError } from "../../src/io/errors.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";

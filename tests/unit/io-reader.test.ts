@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ByteReader, VmstreamError, eofError, isVmstreamError } from "../../src/io/index.js";
+import { ByteReader } from "../../src/io/reader.js";
+import { VmstreamError, eofError, isVmstreamError } from "../../src/io/errors.js";
 import { thrownBy } from "../helpers/errors.js";
 import { fromHex, toHex } from "../helpers/bytes.js";
 

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ByteReader, ByteWriter } from "../../src/io/index.js";
+import { ByteReader } from "../../src/io/reader.js";
+import { ByteWriter } from "../../src/io/writer.js";
 import { thrownBy } from "../helpers/errors.js";
 
 /** One typed write and the read that must give the value back. */

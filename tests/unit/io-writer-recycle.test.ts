@@ -2,7 +2,7 @@
 // released and no other view of it is out; bytes handed out are never changed before they are released.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ByteWriter } from "../../src/io/index.js";
+import { ByteWriter } from "../../src/io/writer.js";
 import { concat } from "../helpers/bytes.js";
 
 /** A run of `n` bytes that differs from run to run. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ByteWriter, GatherWriter } from "../../src/io/index.js";
+import { ByteWriter, GatherWriter } from "../../src/io/writer.js";
 import { thrownBy } from "../helpers/errors.js";
 import { toHex } from "../helpers/bytes.js";
 

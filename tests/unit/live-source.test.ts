@@ -5,7 +5,9 @@
 import { describe, expect, it } from "vitest";
 import { createKernels } from "../../src/kernels/index.js";
 import type { Kernels } from "../../src/kernels/types.js";
-import { GuestWorkload, LiveMigrationError, MigrationSource, runLiveSource, type LiveSourceOptions, type MigrationSourceOptions } from "../../src/migration/index.js";
+import { GuestWorkload } from "../../src/migration/simulate.js";
+import { LiveMigrationError, runLiveSource, type LiveSourceOptions } from "../../src/migration/live.js";
+import { MigrationSource, type MigrationSourceOptions } from "../../src/migration/source.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { thrownByAsync } from "../helpers/errors.js";
 import { concat } from "../helpers/bytes.js";

@@ -11,15 +11,11 @@ import { describe, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { Kernels } from "../../src/kernels/types.js";
-import {
-  MigrationSource,
-  simulate,
-  type BlockDeviceSource,
-  type HtabSource,
-  type MigrationSourceOptions,
-  type RoundProgress,
-  type SectionProgress,
-} from "../../src/migration/index.js";
+import { MigrationSource, type MigrationSourceOptions, type RoundProgress } from "../../src/migration/source.js";
+import { simulate } from "../../src/migration/simulate.js";
+import { type BlockDeviceSource } from "../../src/sections/block/source.js";
+import { type HtabSource } from "../../src/sections/spapr-htab/source.js";
+import { type SectionProgress } from "../../src/sections/iterative.js";
 import type { BlockResult } from "../../src/sections/block/handler.js";
 import { liveRecords, recordsAt } from "../helpers/records.js";
 import type { BlockRecord } from "../../src/sections/block/format.js";

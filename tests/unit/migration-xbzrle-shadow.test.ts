@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
-import { MigrationSource, type MigrationSourceOptions } from "../../src/migration/index.js";
+import { MigrationSource, type MigrationSourceOptions } from "../../src/migration/source.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { SeededRandom } from "../helpers/random.js";
 import { concat } from "../helpers/bytes.js";

@@ -2,7 +2,7 @@
 // 131 bytes QEMU 7.2 was observed to write, it prints the DESIGN.md trace line, and a state with a
 // guestfwd TCP socket round-trips with the layout of libslirp's state.c.
 import { describe, expect, it } from "vitest";
-import { AnalyzeVisitor } from "../../src/analyze/index.js";
+import { AnalyzeVisitor } from "../../src/visitor/analyze.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";

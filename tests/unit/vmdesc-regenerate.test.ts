@@ -8,7 +8,9 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { gunzipSync, inflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { analyzeDevice, descriptionFromVmdesc, formatAnalyzeJson, type VmdescDevice } from "../../src/analyze/index.js";
+import { analyzeDevice, formatAnalyzeJson } from "../../src/analyze/analyze-json.js";
+import { descriptionFromVmdesc } from "../../src/vmstate/from-vmdesc.js";
+import { type VmdescDevice } from "../../src/vmstate/vmdesc.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { joinChunks } from "../../src/io/chunks.js";
 import { reencodeStream } from "../../src/convert/qemu.js";
