@@ -89,7 +89,21 @@ const canDisableThp = spawnSync(NO_THP[0], [...NO_THP.slice(1), "true"]).status 
  */
 async function startQemu(extra, noThp = false) {
   const sock = join(dir, `qmp-${qemuSeq++}.sock`);
-  const argv = ["-M", "pc", "-m", String(GUEST_MIB), "-nodefaults", "-display", "none", "-accel", "tcg", "-S", ...extra, "-qmp", `unix:${sock},server=on,wait=off`];
+  const argv = [
+    "-M",
+    "pc",
+    "-m",
+    String(GUEST_MIB),
+    "-nodefaults",
+    "-display",
+    "none",
+    "-accel",
+    "tcg",
+    "-S",
+    ...extra,
+    "-qmp",
+    `unix:${sock},server=on,wait=off`,
+  ];
   let cmd = [...(hasSetpriv ? ["setpriv", "--pdeathsig", "KILL", "--"] : []), QEMU, ...argv];
   if (noThp) cmd = [...NO_THP, ...cmd];
   const child = spawn(cmd[0], cmd.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
@@ -392,7 +406,9 @@ function cliRss(file) {
   // the CLI's own `analyze` (stdout to /dev/null), with a preload that reports the peak RSS on exit
   const main = join(root, "dist/cli/main.js");
   if (!existsSync(main)) return undefined;
-  const pre = "data:text/javascript," + encodeURIComponent(`import { readFileSync as __readFileSync } from "node:fs";
+  const pre =
+    "data:text/javascript," +
+    encodeURIComponent(`import { readFileSync as __readFileSync } from "node:fs";
     process.on("exit", () => process.stderr.write("\\nMAXRSS " + ${PEAK_RSS_KIB} + "\\n"));`);
   const t0 = performance.now();
   const r = spawnSync(process.execPath, ["--import", pre, main, "analyze", file], { encoding: "utf8", stdio: ["ignore", "ignore", "pipe"] });
@@ -424,7 +440,9 @@ for (const ds of datasets) {
   ds.file = join(dir, `${ds.name}.mig`);
   const t = performance.now();
   ds.stream = writeStream(ds.file, frame, ds.nonzero, ds.seed);
-  log(`${ds.name}: ${ds.stream.bytes} bytes, ${ds.stream.dataPages} data + ${ds.stream.zeroPages} zero pages of pc.ram (${((performance.now() - t) / 1000).toFixed(1)} s to write)`);
+  log(
+    `${ds.name}: ${ds.stream.bytes} bytes, ${ds.stream.dataPages} data + ${ds.stream.zeroPages} zero pages of pc.ram (${((performance.now() - t) / 1000).toFixed(1)} s to write)`,
+  );
 }
 
 // checks (not timed): our decode of each stream; QEMU loads each once and its memory equals our decode
@@ -490,7 +508,11 @@ const cli = Object.fromEntries(datasets.map((ds) => [ds.name, cliRss(ds.file)]))
 const gbps = (bytes, ms) => round3(bytes / ms / 1e6);
 const results = datasets.map((ds) => {
   const b = ds.stream.bytes;
-  const m = Object.fromEntries(Object.entries(ds.times).filter(([, v]) => v.length).map(([k, v]) => [k, round3(median(v))]));
+  const m = Object.fromEntries(
+    Object.entries(ds.times)
+      .filter(([, v]) => v.length)
+      .map(([k, v]) => [k, round3(median(v))]),
+  );
   return {
     dataset: ds.name,
     nonzeroFraction: ds.nonzero,
@@ -559,16 +581,26 @@ const out = {
 if (args.json) process.stdout.write(JSON.stringify(out, null, 2) + "\n");
 else {
   const p = (v, n) => String(v ?? "-").padStart(n);
-  console.log(`\n${out.machine.cpu}, ${out.machine.cpus} vCPU, ${out.machine.memGiB} GiB, Node ${process.version}; ${qemu ?? "no QEMU"}; guest ${GUEST_MIB} MiB; median of ${ROUNDS} rounds\n`);
-  console.log(`GB/s of stream   ${p("MB", 6)} ${p("validate", 9)} ${p("decode", 7)} ${p("materialize", 12)} ${p("QEMU load", 10)} ${p("(no THP)", 9)} | ${p("read", 6)} ${p("touch*", 7)}`);
+  console.log(
+    `\n${out.machine.cpu}, ${out.machine.cpus} vCPU, ${out.machine.memGiB} GiB, Node ${process.version}; ${qemu ?? "no QEMU"}; guest ${GUEST_MIB} MiB; median of ${ROUNDS} rounds\n`,
+  );
+  console.log(
+    `GB/s of stream   ${p("MB", 6)} ${p("validate", 9)} ${p("decode", 7)} ${p("materialize", 12)} ${p("QEMU load", 10)} ${p("(no THP)", 9)} | ${p("read", 6)} ${p("touch*", 7)}`,
+  );
   for (const r of results) {
     const g = r.gbPerS;
-    console.log(`${r.dataset.padEnd(16)} ${p((r.stream.bytes / 1e6).toFixed(0), 6)} ${p(g.validate, 9)} ${p(g.decode, 7)} ${p(g.materialize, 12)} ${p(g.qemuLoad, 10)} ${p(g.qemuLoadNoThp, 9)} | ${p(g.anchorRead, 6)} ${p(g.anchorFirstTouchOfDataPages, 7)}`);
+    console.log(
+      `${r.dataset.padEnd(16)} ${p((r.stream.bytes / 1e6).toFixed(0), 6)} ${p(g.validate, 9)} ${p(g.decode, 7)} ${p(g.materialize, 12)} ${p(g.qemuLoad, 10)} ${p(g.qemuLoadNoThp, 9)} | ${p(g.anchorRead, 6)} ${p(g.anchorFirstTouchOfDataPages, 7)}`,
+    );
   }
-  console.log("(*: GB/s of data pages faulted into fresh memory)\n\nspeed vs QEMU's load (as QEMU runs / the faster of its two loads), and peak RSS (MiB) of the process:");
+  console.log(
+    "(*: GB/s of data pages faulted into fresh memory)\n\nspeed vs QEMU's load (as QEMU runs / the faster of its two loads), and peak RSS (MiB) of the process:",
+  );
   for (const r of results) {
     const x = r.peakRssMiB;
     const q = r.ratios;
-    console.log(`${r.dataset.padEnd(16)} validate ${q.validateVsQemu ?? "-"}x/${q.validateVsBestQemu ?? "-"}x  decode ${q.decodeVsQemu ?? "-"}x/${q.decodeVsBestQemu ?? "-"}x  materialize ${q.materializeVsQemu ?? "-"}x/${q.materializeVsBestQemu ?? "-"}x | RSS validate ${x.validate.toFixed(0)}, decode ${x.decode.toFixed(0)}, CLI analyze ${x.cliAnalyze?.toFixed(0) ?? "n/a"}, materialize ${x.materialize.toFixed(0)}`);
+    console.log(
+      `${r.dataset.padEnd(16)} validate ${q.validateVsQemu ?? "-"}x/${q.validateVsBestQemu ?? "-"}x  decode ${q.decodeVsQemu ?? "-"}x/${q.decodeVsBestQemu ?? "-"}x  materialize ${q.materializeVsQemu ?? "-"}x/${q.materializeVsBestQemu ?? "-"}x | RSS validate ${x.validate.toFixed(0)}, decode ${x.decode.toFixed(0)}, CLI analyze ${x.cliAnalyze?.toFixed(0) ?? "n/a"}, materialize ${x.materialize.toFixed(0)}`,
+    );
   }
 }

@@ -1,8 +1,9 @@
 // What the benchmarks share: the memory-read probe and the deterministic 1 GiB-style RAM image.
-import { readFileSync, existsSync } from "node:fs";
+
 import { execFileSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -18,7 +19,9 @@ export function loadProbe(memory) {
 export function makeRng(seed = 0x12345678) {
   let s = seed;
   const rnd = () => {
-    s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
     return s >>> 0;
   };
   const fillRandom = (memory, ptr, len) => {

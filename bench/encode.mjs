@@ -1,4 +1,9 @@
 #!/usr/bin/env node
+import { spawn, spawnSync } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
 // Encoding benchmark: the 1 GiB RAM image of the kernel benchmark (bench/kernels.mjs, same recipe) written as
 // the `pc.ram` block of a `pc` machine stream, (1) into memory, (2) into a pipe (`cat > /dev/null`, write +
 // 'drain' backpressure, end to end), next to anchors measured in the same process (the wasm memory-read probe,
@@ -11,13 +16,9 @@
 //   options: --ram-mib N (default 1024), --rounds N (default 5), --slice-mib N (guest RAM per pipe write
 //            batch, default 4), --window-kib N (RamWriter output window, default 1024), --no-qemu
 import { Bench } from "tinybench";
-import { parseArgs } from "node:util";
-import { mkdtempSync, rmSync, openSync, writeSync, closeSync, statSync, readSync } from "node:fs";
-import { spawn, spawnSync } from "node:child_process";
-import { join } from "node:path";
-import os from "node:os";
 
 import { fillRamImage, loadProbe, makeRng, root } from "./common.mjs";
+
 const lib = await import(join(root, "dist/index.js"));
 const { createKernels, ENC, RAM_ENCODE, ByteWriter, StreamEncoder, RamWriter, deviceSpec } = lib;
 const { decodeFile } = await import(join(root, "dist/sections/node.js"));
@@ -92,7 +93,9 @@ const kState = k0.alloc(64, 64);
 const kName = k0.alloc(16, 16);
 k0.u8.set(new TextEncoder().encode("pc.ram"), kName);
 function ramEncodeKernel() {
-  let page = 0, cont = 0, bytes = 0;
+  let page = 0,
+    cont = 0,
+    bytes = 0;
   while (page < RAM_PAGES) {
     bytes += k0.ramEncode(ram, P, page, RAM_PAGES, 0, 0, 0, kName, 6, kOut, KWIN, RAM_ENCODE.ZERO_DETECT | cont, kState);
     const s = new Uint32Array(memory.buffer, kState, ENC.SIZE);
@@ -110,7 +113,10 @@ const pipeRam = Object.fromEntries(backends.map((b) => [b, new RamWriter(pipeWri
 let sink = null; // the current `cat > /dev/null` child, spawned by a beforeEach hook (not timed)
 async function spawnSink() {
   const child = spawn("sh", ["-c", "exec cat > /dev/null"], { stdio: ["pipe", "ignore", "inherit"] });
-  await new Promise((res, rej) => { child.once("spawn", res); child.once("error", rej); });
+  await new Promise((res, rej) => {
+    child.once("spawn", res);
+    child.once("error", rej);
+  });
   const exited = new Promise((res) => child.once("exit", (code, signal) => res({ code, signal })));
   sink = { child, exited };
 }
@@ -124,7 +130,10 @@ function writeAll(stdin, chunks) {
         const last = i === chunks.length;
         const ok = stdin.write(c, last ? (err) => (err ? reject(err) : resolve()) : undefined);
         if (last) return;
-        if (!ok) { stdin.once("drain", next); return; }
+        if (!ok) {
+          stdin.once("drain", next);
+          return;
+        }
       }
       resolve();
     };
@@ -186,11 +195,29 @@ const tmp = mkdtempSync(join(os.tmpdir(), "vmstream-bench-encode-"));
 const qemus = new Set();
 async function startQemu(extra = []) {
   const sock = join(tmp, `qmp-${qemus.size}-${Date.now()}.sock`);
-  const argv = ["-machine", "pc", "-m", String(RAM_BYTES >>> 20), "-nodefaults", "-accel", "tcg", "-display", "none", "-S", ...extra, "-qmp", `unix:${sock},server=on,wait=off`];
+  const argv = [
+    "-machine",
+    "pc",
+    "-m",
+    String(RAM_BYTES >>> 20),
+    "-nodefaults",
+    "-accel",
+    "tcg",
+    "-display",
+    "none",
+    "-S",
+    ...extra,
+    "-qmp",
+    `unix:${sock},server=on,wait=off`,
+  ];
   const setpriv = !spawnSync("setpriv", ["--pdeathsig", "KILL", "--", "true"]).error;
-  const child = setpriv ? spawn("setpriv", ["--pdeathsig", "KILL", "--", QEMU, ...argv], { stdio: ["ignore", "ignore", "pipe"] }) : spawn(QEMU, argv, { stdio: ["ignore", "ignore", "pipe"] });
+  const child = setpriv
+    ? spawn("setpriv", ["--pdeathsig", "KILL", "--", QEMU, ...argv], { stdio: ["ignore", "ignore", "pipe"] })
+    : spawn(QEMU, argv, { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
-  child.stderr.on("data", (d) => { err = (err + d).slice(-4000); });
+  child.stderr.on("data", (d) => {
+    err = (err + d).slice(-4000);
+  });
   const exited = new Promise((res) => child.once("exit", (code, signal) => res({ code, signal })));
   const q = { child, pid: child.pid, exited, stderr: () => err, qmp: null };
   qemus.add(q);
@@ -201,7 +228,13 @@ async function stopQemu(q) {
   if (!qemus.has(q)) return;
   qemus.delete(q);
   await q.qmp?.execute("quit", undefined, { timeoutMs: 3000 }).catch(() => undefined);
-  const t = setTimeout(() => { try { process.kill(q.pid, "SIGKILL"); } catch { /* gone */ } }, 3000);
+  const t = setTimeout(() => {
+    try {
+      process.kill(q.pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }, 3000);
   await q.exited;
   clearTimeout(t);
   q.qmp?.close();
@@ -222,7 +255,11 @@ function tailComplete(file) {
   const want = Math.min(size, 1 << 20);
   const buf = Buffer.alloc(want);
   const fd = openSync(file, "r");
-  try { readSync(fd, buf, 0, want, size - want); } finally { closeSync(fd); }
+  try {
+    readSync(fd, buf, 0, want, size - want);
+  } finally {
+    closeSync(fd);
+  }
   const needle = Buffer.from('{"page_size"', "latin1");
   for (let at = buf.lastIndexOf(needle); at >= 5; at = at > 0 ? buf.lastIndexOf(needle, at - 1) : -1) {
     if (buf[at - 5] === 0x06 && at + buf.readUInt32BE(at - 4) === want) return true;
@@ -235,7 +272,10 @@ let qemuInfo = null;
 let qemuSaver = null;
 async function prepareQemu() {
   const version = spawnSync(QEMU, ["--version"], { encoding: "utf8" });
-  if (version.error || version.status !== 0) { log(`${QEMU} not available: QEMU rows skipped`); return; }
+  if (version.error || version.status !== 0) {
+    log(`${QEMU} not available: QEMU rows skipped`);
+    return;
+  }
   qemuInfo = { binary: QEMU, version: version.stdout.split("\n")[0].trim() };
   // a. the real block list and device sections: save a fresh paused `pc` machine of the same size
   const empty = join(tmp, "empty.mig");
@@ -245,7 +285,9 @@ async function prepareQemu() {
     await a.qmp.execute("migrate", { uri: `exec:cat > ${sq(empty)}` });
     await poll(a, "save (empty machine)", t0);
     for (let i = 0; i < 500 && !tailComplete(empty); i++) await new Promise((r) => setTimeout(r, 10));
-  } finally { await stopQemu(a); }
+  } finally {
+    await stopQemu(a);
+  }
   // b. decode it (RAM materialised into our memory), put the image into pc.ram, write a new stream
   const r = await decodeFile(empty, { materialize: { ram: true }, kernels: k0 });
   const blocks = r.live.ram.blocks;
@@ -257,11 +299,28 @@ async function prepareQemu() {
   let streamBytes = 0;
   try {
     const out = new ByteWriter({ initialCapacity: 32 << 20 });
-    const drain = () => { for (const c of out.takeChunks()) { writeSync(fd, c); streamBytes += c.length; } out.reset(); };
-    const enc = new StreamEncoder(out, { configuration: r.configuration !== undefined, footers: r.footers ?? true, vmdesc: r.vmdesc !== undefined, pageSize: r.pageSize });
+    const drain = () => {
+      for (const c of out.takeChunks()) {
+        writeSync(fd, c);
+        streamBytes += c.length;
+      }
+      out.reset();
+    };
+    const enc = new StreamEncoder(out, {
+      configuration: r.configuration !== undefined,
+      footers: r.footers ?? true,
+      vmdesc: r.vmdesc !== undefined,
+      pageSize: r.pageSize,
+    });
     enc.header(r.version);
     const c = r.configuration;
-    if (c) enc.configuration({ machine: c.machine, ...(c.targetPageBits !== undefined ? { targetPageBits: c.targetPageBits } : {}), ...(c.capabilities ? { capabilities: c.capabilities } : {}), ...(c.uuid ? { uuid: c.uuid } : {}) });
+    if (c)
+      enc.configuration({
+        machine: c.machine,
+        ...(c.targetPageBits !== undefined ? { targetPageBits: c.targetPageBits } : {}),
+        ...(c.capabilities ? { capabilities: c.capabilities } : {}),
+        ...(c.uuid ? { uuid: c.uuid } : {}),
+      });
     const start = r.sections.find((s) => s.idstr === "ram" && s.type === "start");
     const rw = new RamWriter(out, r.pageSize, {}, r.kernels);
     enc.begin("start", start.id, "ram", start.instanceId, start.version);
@@ -284,9 +343,14 @@ async function prepareQemu() {
     rw.dispose();
     for (const dev of r.devices) enc.device(deviceSpec(dev));
     enc.eof();
-    if (r.vmdesc) { const text = enc.vmdescText(); enc.vmdescTrailer(text === r.vmdesc.text ? text : r.vmdesc.text); }
+    if (r.vmdesc) {
+      const text = enc.vmdescText();
+      enc.vmdescTrailer(text === r.vmdesc.text ? text : r.vmdesc.text);
+    }
     drain();
-  } finally { closeSync(fd); }
+  } finally {
+    closeSync(fd);
+  }
   qemuInfo.blocks = blocks.map((b) => ({ name: b.name, bytes: Number(b.length) }));
   qemuInfo.devices = r.devices.length;
   qemuInfo.loadStreamBytes = streamBytes;
@@ -318,8 +382,14 @@ async function qemuSave() {
   await stopQemu(q);
   qemuSaver = null;
   qemuRuns.push({
-    wallMs: +wallMs.toFixed(1), totalTimeMs: info["total-time"], downtimeMs: info.downtime, setupTimeMs: info["setup-time"],
-    transferred: info.ram?.transferred, ramTotal: info.ram?.total, normal: info.ram?.normal, duplicate: info.ram?.duplicate,
+    wallMs: +wallMs.toFixed(1),
+    totalTimeMs: info["total-time"],
+    downtimeMs: info.downtime,
+    setupTimeMs: info["setup-time"],
+    transferred: info.ram?.transferred,
+    ramTotal: info.ram?.total,
+    normal: info.ram?.normal,
+    duplicate: info.ram?.duplicate,
   });
 }
 
@@ -327,22 +397,53 @@ async function qemuSave() {
 const tasks = [];
 const add = (name, backend, bytes, fn, hooks) => tasks.push({ name, backend, bytes, fn, hooks, samples: [] });
 let keep = 0;
-add("memory-read (anchor)", "probe", RAM_BYTES, () => { keep += Number(probe.sumV128(ram, RAM_BYTES) & 1n); });
-add("ramEncode kernel, 64 MiB window (anchor)", "wasm-simd", RAM_BYTES, () => { keep += ramEncodeKernel(); });
-for (const b of backends) add("stream into memory", b, RAM_BYTES, () => { keep += encodeToMemory(b).bytes; });
-for (const b of backends) add("stream into a pipe (cat > /dev/null)", b, RAM_BYTES, async () => { keep += await encodeToPipe(b); }, { beforeEach: spawnSink });
+add("memory-read (anchor)", "probe", RAM_BYTES, () => {
+  keep += Number(probe.sumV128(ram, RAM_BYTES) & 1n);
+});
+add("ramEncode kernel, 64 MiB window (anchor)", "wasm-simd", RAM_BYTES, () => {
+  keep += ramEncodeKernel();
+});
+for (const b of backends)
+  add("stream into memory", b, RAM_BYTES, () => {
+    keep += encodeToMemory(b).bytes;
+  });
+for (const b of backends)
+  add(
+    "stream into a pipe (cat > /dev/null)",
+    b,
+    RAM_BYTES,
+    async () => {
+      keep += await encodeToPipe(b);
+    },
+    { beforeEach: spawnSink },
+  );
 add("raw pipe write of the same bytes (anchor)", "-", RAM_BYTES, rawPipe, { beforeEach: spawnSink });
 
 const stopAll = async () => {
   for (const q of [...qemus]) await stopQemu(q);
-  if (sink) { try { sink.child.kill("SIGKILL"); } catch { /* gone */ } }
+  if (sink) {
+    try {
+      sink.child.kill("SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
   rmSync(tmp, { recursive: true, force: true });
 };
 process.on("exit", () => {
-  for (const q of qemus) { try { process.kill(q.pid, "SIGKILL"); } catch { /* gone */ } }
+  for (const q of qemus) {
+    try {
+      process.kill(q.pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
   rmSync(tmp, { recursive: true, force: true });
 });
-for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => { stopAll().finally(() => process.exit(130)); });
+for (const sig of ["SIGINT", "SIGTERM"])
+  process.on(sig, () => {
+    stopAll().finally(() => process.exit(130));
+  });
 
 let streamInfo;
 try {
@@ -379,7 +480,11 @@ try {
       await qemuSave();
       if (round < ROUNDS) qemuSaver = await loadedQemu();
     }
-    if (round === 0) { qemuRuns.length = 0; log("warm-up round done"); continue; }
+    if (round === 0) {
+      qemuRuns.length = 0;
+      log("warm-up round done");
+      continue;
+    }
     bench.tasks.forEach((bt, i) => {
       if (bt.result?.error) throw bt.result.error;
       tasks[i].samples.push(bt.result.latency.mean); // ms, one iteration per round
@@ -390,9 +495,14 @@ try {
   await stopAll();
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 const results = tasks.map((t) => ({
-  task: t.name, backend: t.backend,
+  task: t.name,
+  backend: t.backend,
   gbps: +(t.bytes / (median(t.samples) / 1e3) / 1e9).toFixed(3),
   ms: +median(t.samples).toFixed(2),
   samplesMs: t.samples.map((x) => +x.toFixed(2)),
@@ -402,7 +512,10 @@ if (qemuInfo && qemuRuns.length) {
   const tt = median(qemuRuns.map((r) => r.totalTimeMs));
   const wall = median(qemuRuns.map((r) => r.wallMs));
   qemu = {
-    ...qemuInfo, runs: qemuRuns, medianTotalTimeMs: tt, medianWallMs: +wall.toFixed(1),
+    ...qemuInfo,
+    runs: qemuRuns,
+    medianTotalTimeMs: tt,
+    medianWallMs: +wall.toFixed(1),
     guestRamBytes: qemuRuns[0].ramTotal,
     gbpsByTotalTime: +(qemuRuns[0].ramTotal / (tt / 1e3) / 1e9).toFixed(3),
     gibpsByTotalTime: +(qemuRuns[0].ramTotal / (tt / 1e3) / 2 ** 30).toFixed(3),
@@ -415,35 +528,65 @@ const ratios = [
   { name: "stream into memory, wasm-simd: GB/s of guest RAM", value: R("stream into memory", "wasm-simd"), target: 10 },
   { name: "stream into memory, wasm-simd / memory-read", value: R("stream into memory", "wasm-simd") / memRead, target: null },
   { name: "stream into memory, js / memory-read", value: R("stream into memory", "js") / memRead, target: null },
-  { name: "stream into memory, wasm-simd / bare ramEncode kernel", value: R("stream into memory", "wasm-simd") / R("ramEncode kernel", "wasm-simd"), target: null },
+  {
+    name: "stream into memory, wasm-simd / bare ramEncode kernel",
+    value: R("stream into memory", "wasm-simd") / R("ramEncode kernel", "wasm-simd"),
+    target: null,
+  },
   { name: "stream into a pipe, wasm-simd / raw pipe write", value: R("stream into a pipe", "wasm-simd") / R("raw pipe write", "-"), target: null },
-  ...(qemu ? [
-    { name: "stream into a pipe, wasm-simd / QEMU save (total-time)", value: R("stream into a pipe", "wasm-simd") / qemu.gbpsByTotalTime, target: 1 },
-    { name: "stream into a pipe, js / QEMU save (total-time)", value: R("stream into a pipe", "js") / qemu.gbpsByTotalTime, target: 1 },
-    { name: "stream into a pipe, wasm-simd / QEMU save (wall clock)", value: R("stream into a pipe", "wasm-simd") / qemu.gbpsByWall, target: 1 },
-  ] : []),
+  ...(qemu
+    ? [
+        { name: "stream into a pipe, wasm-simd / QEMU save (total-time)", value: R("stream into a pipe", "wasm-simd") / qemu.gbpsByTotalTime, target: 1 },
+        { name: "stream into a pipe, js / QEMU save (total-time)", value: R("stream into a pipe", "js") / qemu.gbpsByTotalTime, target: 1 },
+        { name: "stream into a pipe, wasm-simd / QEMU save (wall clock)", value: R("stream into a pipe", "wasm-simd") / qemu.gbpsByWall, target: 1 },
+      ]
+    : []),
 ].map((x) => ({ ...x, value: +x.value.toFixed(3), ...(x.target !== null ? { met: x.value >= x.target } : {}) }));
 
 const machine = {
-  cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
-  node: process.version, v8: process.versions.v8, platform: `${os.platform()} ${os.arch()}`, loadavg: os.loadavg().map((x) => +x.toFixed(2)),
-  date: new Date().toISOString(), ramMiB: RAM_BYTES >>> 20, rounds: ROUNDS, sliceMiB: (SLICE_PAGES * P) >>> 20, windowKiB: WINDOW >>> 10,
+  cpu: os.cpus()[0]?.model,
+  cores: os.cpus().length,
+  memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+  node: process.version,
+  v8: process.versions.v8,
+  platform: `${os.platform()} ${os.arch()}`,
+  loadavg: os.loadavg().map((x) => +x.toFixed(2)),
+  date: new Date().toISOString(),
+  ramMiB: RAM_BYTES >>> 20,
+  rounds: ROUNDS,
+  sliceMiB: (SLICE_PAGES * P) >>> 20,
+  windowKiB: WINDOW >>> 10,
 };
 const image = { pages: RAM_PAGES, ...kinds, ...streamInfo };
 if (args.json) {
   process.stdout.write(JSON.stringify({ machine, image, results, qemu, ratios }, null, 1) + "\n");
 } else {
   const pad = (s, n) => String(s).padEnd(n);
-  console.log(`vmstream encode benchmark — ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.ramMiB} MiB image, median of ${ROUNDS} rounds`);
+  console.log(
+    `vmstream encode benchmark — ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.ramMiB} MiB image, median of ${ROUNDS} rounds`,
+  );
   console.log(`stream: ${image.streamBytes} bytes (${image.pageRecords} PAGE, ${image.zeroRecords} ZERO records)\n`);
   console.log("  " + pad("task", 46) + pad("backend", 11) + "GB/s of guest RAM    ms");
   for (const x of results) console.log("  " + pad(x.task, 46) + pad(x.backend, 11) + x.gbps.toFixed(2).padStart(8) + x.ms.toFixed(1).padStart(12));
   if (qemu) {
-    console.log("  " + pad(`QEMU save to exec:cat > /dev/null (total-time)`, 46) + pad("qemu", 11) + qemu.gbpsByTotalTime.toFixed(2).padStart(8) + String(qemu.medianTotalTimeMs).padStart(12));
-    console.log("  " + pad(`QEMU save (wall clock incl. QMP polling)`, 46) + pad("qemu", 11) + qemu.gbpsByWall.toFixed(2).padStart(8) + qemu.medianWallMs.toFixed(1).padStart(12));
+    console.log(
+      "  " +
+        pad(`QEMU save to exec:cat > /dev/null (total-time)`, 46) +
+        pad("qemu", 11) +
+        qemu.gbpsByTotalTime.toFixed(2).padStart(8) +
+        String(qemu.medianTotalTimeMs).padStart(12),
+    );
+    console.log(
+      "  " +
+        pad(`QEMU save (wall clock incl. QMP polling)`, 46) +
+        pad("qemu", 11) +
+        qemu.gbpsByWall.toFixed(2).padStart(8) +
+        qemu.medianWallMs.toFixed(1).padStart(12),
+    );
     console.log(`  (${qemu.version}; ${qemu.guestRamBytes} bytes of guest RAM: ${qemu.blocks.map((b) => `${b.name} ${b.bytes}`).join(", ")})`);
   }
   console.log("\nratios (same run)");
-  for (const x of ratios) console.log(`  ${pad(x.name, 58)} ${x.value.toFixed(2).padStart(7)}${x.target !== null ? `  target >= ${x.target}  ${x.met ? "met" : "NOT met"}` : ""}`);
+  for (const x of ratios)
+    console.log(`  ${pad(x.name, 58)} ${x.value.toFixed(2).padStart(7)}${x.target !== null ? `  target >= ${x.target}  ${x.met ? "met" : "NOT met"}` : ""}`);
 }
 if (keep === 0.5) console.log("");

@@ -1,4 +1,7 @@
 #!/usr/bin/env node
+import os from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
 // Kernel benchmarks: GB/s for every kernel x backend on data far larger than the caches, next to
 // anchors measured in the same process (this machine is shared and noisy, so only ratios within
 // one run mean anything). Tasks are interleaved: each round runs every task once (tinybench),
@@ -8,10 +11,8 @@
 //   npm run bench -- --json            one JSON object on stdout
 //   npm run bench -- --ram-mib 256 --rounds 3    smaller/faster run
 import { Bench } from "tinybench";
-import { parseArgs } from "node:util";
-import { join } from "node:path";
-import os from "node:os";
 import { fillRamImage, loadProbe, makeRng, root } from "./common.mjs";
+
 const { createKernels, ENC, RAM_ENCODE, DEC, BLK } = await import(join(root, "dist/index.js"));
 const { ByteWriter, ByteReader } = await import(join(root, "dist/index.js"));
 
@@ -66,9 +67,15 @@ for (const set of ["typical", "clustered5", "random50"]) {
   for (let p = 0; p < XBZ_PAGES; p++) {
     const base = ptr + p * P;
     if (set === "typical") {
-      for (let i = 0; i < 4; i++) { const at = base + 8 * (rnd() % 512); for (let b = 0; b < 8; b++) u8[at + b] ^= 0xff; }
+      for (let i = 0; i < 4; i++) {
+        const at = base + 8 * (rnd() % 512);
+        for (let b = 0; b < 8; b++) u8[at + b] ^= 0xff;
+      }
     } else if (set === "clustered5") {
-      for (let i = 0; i < 6; i++) { const at = base + (rnd() % (P - 34)); for (let b = 0; b < 34; b++) u8[at + b] ^= 0xa5; }
+      for (let i = 0; i < 6; i++) {
+        const at = base + (rnd() % (P - 34));
+        for (let b = 0; b < 34; b++) u8[at + b] ^= 0xa5;
+      }
     } else {
       for (let b = 0; b < P; b++) if (rnd() & 1) u8[base + b] ^= 1 + (rnd() % 255);
     }
@@ -84,7 +91,10 @@ for (const set of ["typical", "clustered5"]) {
   let at = buf;
   for (let p = 0; p < XBZ_PAGES; p++) {
     const n = k0.xbzrleEncode(xOld + p * P, xSets[set] + p * P, at, P);
-    if (n > 0) { offs.push(p, at, n); at += n; }
+    if (n > 0) {
+      offs.push(p, at, n);
+      at += n;
+    }
   }
   xEnc[set] = { offs, pages: offs.length / 3 };
 }
@@ -98,7 +108,9 @@ const encState = k0.alloc(64, 64);
 const blockName = k0.alloc(16, 16);
 k0.u8.set(new TextEncoder().encode("pc.ram"), blockName);
 function ramEncodeAll(k) {
-  let page = 0, cont = 0, bytes = 0;
+  let page = 0,
+    cont = 0,
+    bytes = 0;
   const st = new Uint32Array(memory.buffer, encState, ENC.SIZE);
   while (page < RAM_PAGES) {
     bytes += k.ramEncode(ram, P, page, RAM_PAGES, 0, 0, 0, blockName, 6, outWin, WINDOW, RAM_ENCODE.ZERO_DETECT | cont, encState);
@@ -114,9 +126,24 @@ const decPages = DEC_BYTES / P;
 const decStream = k0.alloc(decPages * (P + 16) + 4096);
 let decLen = 0;
 {
-  let page = 0, cont = 0;
+  let page = 0,
+    cont = 0;
   while (page < decPages) {
-    const n = k0.ramEncode(ram, P, page, decPages, 0, 0, 0, blockName, 6, decStream + decLen, decPages * (P + 16) + 4096 - decLen, RAM_ENCODE.ZERO_DETECT | cont, encState);
+    const n = k0.ramEncode(
+      ram,
+      P,
+      page,
+      decPages,
+      0,
+      0,
+      0,
+      blockName,
+      6,
+      decStream + decLen,
+      decPages * (P + 16) + 4096 - decLen,
+      RAM_ENCODE.ZERO_DETECT | cont,
+      encState,
+    );
     decLen += n;
     const s = new Uint32Array(memory.buffer, encState, ENC.SIZE);
     page = s[ENC.NEXT_PAGE];
@@ -146,8 +173,12 @@ const add = (kernel, backend, dataset, bytes, fn, extra = {}) => tasks.push({ ke
 let sink = 0;
 for (const b of backends) {
   const k = K[b];
-  add("zeroPages", b, "ram-1g-mixed", RAM_BYTES, () => { sink += k.zeroPages(ram, RAM_PAGES, bitmap); });
-  add("changedPages", b, "ram-1g-10pct-dirty", RAM_BYTES, () => { sink += k.changedPages(ram, shadow, RAM_PAGES, bitmap, false); });
+  add("zeroPages", b, "ram-1g-mixed", RAM_BYTES, () => {
+    sink += k.zeroPages(ram, RAM_PAGES, bitmap);
+  });
+  add("changedPages", b, "ram-1g-10pct-dirty", RAM_BYTES, () => {
+    sink += k.changedPages(ram, shadow, RAM_PAGES, bitmap, false);
+  });
   for (const set of ["typical", "clustered5", "random50"]) {
     const np = xSets[set];
     add("xbzrleEncode", b, set, XBZ_PAGES * P, () => {
@@ -160,7 +191,9 @@ for (const b of backends) {
       for (let i = 0; i < offs.length; i += 3) sink += k.xbzrleDecode(offs[i + 1], offs[i + 2], xDest + offs[i] * P);
     });
   }
-  add("ramEncode", b, "ram-1g-mixed", RAM_BYTES, () => { sink += ramEncodeAll(k); });
+  add("ramEncode", b, "ram-1g-mixed", RAM_BYTES, () => {
+    sink += ramEncodeAll(k);
+  });
   add("ramDecode", b, "stream-of-256m-mixed", decLen, () => ramDecodeAll(k), { unit: "stream" });
   add("bswap", b, "u64-64m", BSWAP_BYTES, () => k.bswap64(bsw, BSWAP_BYTES / 8));
   add("bswap", b, "u32-64m", BSWAP_BYTES, () => k.bswap32(bsw, BSWAP_BYTES / 4));
@@ -172,14 +205,32 @@ function put32Loop(w, n) {
   for (let i = 0; i < n; i++) w.be32(i);
   return w.pos;
 }
-add("put32", "js", "ByteWriter.be32-10M", PUT_N * 4, () => { sink += put32Loop(writer, PUT_N); }, { values: PUT_N });
+add(
+  "put32",
+  "js",
+  "ByteWriter.be32-10M",
+  PUT_N * 4,
+  () => {
+    sink += put32Loop(writer, PUT_N);
+  },
+  { values: PUT_N },
+);
 const readBuf = new Uint8Array(PUT_N * 4);
 function get32Loop(r, n) {
   let acc = 0;
   for (let i = 0; i < n; i++) acc = (acc + r.be32()) | 0;
   return acc;
 }
-add("get32", "js", "ByteReader.be32-10M", PUT_N * 4, () => { sink += get32Loop(new ByteReader(readBuf), PUT_N); }, { values: PUT_N });
+add(
+  "get32",
+  "js",
+  "ByteReader.be32-10M",
+  PUT_N * 4,
+  () => {
+    sink += get32Loop(new ByteReader(readBuf), PUT_N);
+  },
+  { values: PUT_N },
+);
 
 // Cache-resident variants: the compute ceiling of each kernel, where this machine's DRAM
 // bandwidth does not decide the result (each pass re-reads a region that fits in L2).
@@ -189,8 +240,12 @@ const HOT_PAGES = HOT_BYTES / P;
 const XHOT = 64; // pages: 256 KiB old + 256 KiB new
 for (const b of backends) {
   const k = K[b];
-  add("zeroPages", b, "hot-1m-mixed", HOT_BYTES * HOT_REPS, () => { for (let r = 0; r < HOT_REPS; r++) sink += k.zeroPages(ram, HOT_PAGES, bitmap); });
-  add("changedPages", b, "hot-1m-10pct-dirty", HOT_BYTES * HOT_REPS, () => { for (let r = 0; r < HOT_REPS; r++) sink += k.changedPages(ram, shadow, HOT_PAGES, bitmap, false); });
+  add("zeroPages", b, "hot-1m-mixed", HOT_BYTES * HOT_REPS, () => {
+    for (let r = 0; r < HOT_REPS; r++) sink += k.zeroPages(ram, HOT_PAGES, bitmap);
+  });
+  add("changedPages", b, "hot-1m-10pct-dirty", HOT_BYTES * HOT_REPS, () => {
+    for (let r = 0; r < HOT_REPS; r++) sink += k.changedPages(ram, shadow, HOT_PAGES, bitmap, false);
+  });
   for (const set of ["typical", "clustered5", "random50"]) {
     const np = xSets[set];
     add("xbzrleEncode", b, `hot-${set}`, XHOT * P * HOT_REPS, () => {
@@ -204,25 +259,48 @@ for (const b of backends) {
       for (let r = 0; r < HOT_REPS; r++) for (let i = 0; i < hot.length; i += 3) sink += k.xbzrleDecode(hot[i + 1], hot[i + 2], xDest + hot[i] * P);
     });
   }
-  add("bswap", b, "hot-u64-1m", HOT_BYTES * HOT_REPS, () => { for (let r = 0; r < HOT_REPS; r++) k.bswap64(bsw, HOT_BYTES / 8); });
+  add("bswap", b, "hot-u64-1m", HOT_BYTES * HOT_REPS, () => {
+    for (let r = 0; r < HOT_REPS; r++) k.bswap64(bsw, HOT_BYTES / 8);
+  });
 }
 
 // Anchors
 const anchors = [];
 const addAnchor = (name, bytes, fn) => anchors.push({ name, bytes, fn, samples: [] });
-addAnchor("memory-read", RAM_BYTES, () => { sink += Number(probe.sumV128(ram, RAM_BYTES) & 1n); });
+addAnchor("memory-read", RAM_BYTES, () => {
+  sink += Number(probe.sumV128(ram, RAM_BYTES) & 1n);
+});
 const dvBuf = new DataView(new ArrayBuffer(PUT_N * 4));
-function dvPut(dv, n) { for (let i = 0; i < n; i++) dv.setUint32(i * 4, i); return n; }
-function dvGet(dv, n) { let acc = 0; for (let i = 0; i < n; i++) acc = (acc + dv.getUint32(i * 4)) | 0; return acc; }
-addAnchor("dataview-put32", PUT_N * 4, () => { sink += dvPut(dvBuf, PUT_N); });
-addAnchor("dataview-get32", PUT_N * 4, () => { sink += dvGet(dvBuf, PUT_N); });
-addAnchor("memory-read-hot-1m", HOT_BYTES * HOT_REPS, () => { for (let r = 0; r < HOT_REPS; r++) sink += Number(probe.sumV128(ram, HOT_BYTES) & 1n); });
-addAnchor("copy", 256 * 1024 * 1024, () => { const u8 = k0.u8; u8.copyWithin(copyDst, ram, ram + 256 * 1024 * 1024); });
+function dvPut(dv, n) {
+  for (let i = 0; i < n; i++) dv.setUint32(i * 4, i);
+  return n;
+}
+function dvGet(dv, n) {
+  let acc = 0;
+  for (let i = 0; i < n; i++) acc = (acc + dv.getUint32(i * 4)) | 0;
+  return acc;
+}
+addAnchor("dataview-put32", PUT_N * 4, () => {
+  sink += dvPut(dvBuf, PUT_N);
+});
+addAnchor("dataview-get32", PUT_N * 4, () => {
+  sink += dvGet(dvBuf, PUT_N);
+});
+addAnchor("memory-read-hot-1m", HOT_BYTES * HOT_REPS, () => {
+  for (let r = 0; r < HOT_REPS; r++) sink += Number(probe.sumV128(ram, HOT_BYTES) & 1n);
+});
+addAnchor("copy", 256 * 1024 * 1024, () => {
+  const u8 = k0.u8;
+  u8.copyWithin(copyDst, ram, ram + 256 * 1024 * 1024);
+});
 const zeroPage = Buffer.alloc(P);
 addAnchor("buffer-compare-zero", RAM_BYTES, () => {
   const buf = Buffer.from(memory.buffer);
   let z = 0;
-  for (let p = 0; p < RAM_PAGES; p++) { const o = ram + p * P; if (buf.compare(zeroPage, 0, P, o, o + P) === 0) z++; }
+  for (let p = 0; p < RAM_PAGES; p++) {
+    const o = ram + p * P;
+    if (buf.compare(zeroPage, 0, P, o, o + P) === 0) z++;
+  }
   sink += z;
 });
 
@@ -232,18 +310,27 @@ for (let round = 0; round <= ROUNDS; round++) {
   const bench = new Bench({ iterations: 1, time: 0, warmup: false });
   for (const t of all) bench.add(`${t.kernel ?? t.name}|${t.backend ?? ""}|${t.dataset ?? ""}`, t.fn);
   await bench.run();
-  if (round === 0) { log("warm-up round done"); continue; }
+  if (round === 0) {
+    log("warm-up round done");
+    continue;
+  }
   bench.tasks.forEach((bt, i) => {
     if (bt.result?.error) throw bt.result.error;
     all[i].samples.push(bt.result.latency.mean); // ms, one iteration per round
   });
   log(`round ${round}/${ROUNDS} done`);
 }
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 const gbps = (t) => t.bytes / (median(t.samples) / 1e3) / 1e9;
 
 const results = tasks.map((t) => ({
-  kernel: t.kernel, backend: t.backend, dataset: t.dataset,
+  kernel: t.kernel,
+  backend: t.backend,
+  dataset: t.dataset,
   gbps: +gbps(t).toFixed(3),
   ...(t.values ? { gvaluesPerSec: +(t.values / (median(t.samples) / 1e3) / 1e9).toFixed(3) } : {}),
   ...(t.unit === "stream" ? { of: "stream bytes" } : {}),
@@ -277,28 +364,52 @@ const ratios = [
   { name: "[hot] xbzrleEncode wasm-simd / js (typical)", value: ratio("xbzrleEncode", "hot-typical"), target: 5 },
   { name: "[hot] xbzrleEncode wasm-simd / js (clustered5)", value: ratio("xbzrleEncode", "hot-clustered5"), target: 5 },
   { name: "[hot] xbzrleEncode wasm-simd / wasm-scalar (random50)", value: ratio("xbzrleEncode", "hot-random50", "wasm-simd", "wasm-scalar"), target: 0.95 },
-  { name: "[hot] xbzrleDecode wasm best / js (typical)", value: wasmBest("xbzrleDecode", "hot-typical") / r("xbzrleDecode", "js", "hot-typical").gbps, target: 2 },
-  { name: "[hot] xbzrleDecode wasm best / js (clustered5)", value: wasmBest("xbzrleDecode", "hot-clustered5") / r("xbzrleDecode", "js", "hot-clustered5").gbps, target: 2 },
-  { name: "[hot] changedPages wasm-simd / memory-read-hot", value: r("changedPages", "wasm-simd", "hot-1m-10pct-dirty").gbps / A("memory-read-hot-1m"), target: 0.45 },
+  {
+    name: "[hot] xbzrleDecode wasm best / js (typical)",
+    value: wasmBest("xbzrleDecode", "hot-typical") / r("xbzrleDecode", "js", "hot-typical").gbps,
+    target: 2,
+  },
+  {
+    name: "[hot] xbzrleDecode wasm best / js (clustered5)",
+    value: wasmBest("xbzrleDecode", "hot-clustered5") / r("xbzrleDecode", "js", "hot-clustered5").gbps,
+    target: 2,
+  },
+  {
+    name: "[hot] changedPages wasm-simd / memory-read-hot",
+    value: r("changedPages", "wasm-simd", "hot-1m-10pct-dirty").gbps / A("memory-read-hot-1m"),
+    target: 0.45,
+  },
 ].map((x) => ({ ...x, value: +x.value.toFixed(3), met: x.value >= x.target }));
 
 const machine = {
-  cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
-  node: process.version, v8: process.versions.v8, platform: `${os.platform()} ${os.arch()}`, loadavg: os.loadavg().map((x) => +x.toFixed(2)),
-  date: new Date().toISOString(), ramMiB: RAM_BYTES >>> 20, rounds: ROUNDS,
+  cpu: os.cpus()[0]?.model,
+  cores: os.cpus().length,
+  memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+  node: process.version,
+  v8: process.versions.v8,
+  platform: `${os.platform()} ${os.arch()}`,
+  loadavg: os.loadavg().map((x) => +x.toFixed(2)),
+  date: new Date().toISOString(),
+  ramMiB: RAM_BYTES >>> 20,
+  rounds: ROUNDS,
 };
 if (args.json) {
   process.stdout.write(JSON.stringify({ machine, results, anchors: anchorOut, ratios }, null, 1) + "\n");
 } else {
   const pad = (s, n) => String(s).padEnd(n);
-  console.log(`vmstream kernel benchmark — ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.ramMiB} MiB image, median of ${ROUNDS} rounds`);
+  console.log(
+    `vmstream kernel benchmark — ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.ramMiB} MiB image, median of ${ROUNDS} rounds`,
+  );
   console.log("\nanchors");
   for (const a of anchorOut) console.log(`  ${pad(a.name, 24)} ${a.gbps.toFixed(2).padStart(8)} GB/s`);
   console.log("\n  " + pad("kernel", 14) + pad("dataset", 24) + backends.map((b) => pad(b, 13)).join("") + " (GB/s)");
   const keys = [...new Set(results.map((x) => `${x.kernel}|${x.dataset}`))];
   for (const key of keys) {
     const [kernel, dataset] = key.split("|");
-    const cells = backends.map((b) => { const x = results.find((y) => y.kernel === kernel && y.dataset === dataset && y.backend === b); return pad(x ? x.gbps.toFixed(2) : "-", 13); });
+    const cells = backends.map((b) => {
+      const x = results.find((y) => y.kernel === kernel && y.dataset === dataset && y.backend === b);
+      return pad(x ? x.gbps.toFixed(2) : "-", 13);
+    });
     console.log("  " + pad(kernel, 14) + pad(dataset, 24) + cells.join(""));
   }
   console.log("\nratios (same run)");

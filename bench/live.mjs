@@ -1,4 +1,10 @@
 #!/usr/bin/env node
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
 // Live-migration benchmark: the source throughput of the 1 GiB RAM image (bench/common.mjs recipe) migrated by
 // runLiveSource over loopback TCP to a receiving process, in GiB/s of guest RAM, end to end (from the start of
 // the migration to the receiver having decoded EOF). Receivers (child processes of this script): `discard`
@@ -12,14 +18,9 @@
 //   npm run -s bench:live -- --json    one JSON object on stdout (also written to bench/results/live-DATE.json)
 //   options: --ram-mib N (default 1024), --rounds N (default 5), --part-mib N (default 4), --no-qemu
 import { parseArgs } from "node:util";
-import net from "node:net";
-import { spawn, spawnSync } from "node:child_process";
-import { createInterface } from "node:readline";
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
-import { join } from "node:path";
-import os from "node:os";
 
 import { fillRamImage, makeRng, root } from "./common.mjs";
+
 const lib = await import(join(root, "dist/index.js"));
 const { createKernels, MigrationSource, StreamDecoder, runLiveSource } = lib;
 const { connectTcp, StreamWriter } = await import(join(root, "dist/node.js"));
@@ -47,24 +48,34 @@ if (args.receiver) {
     let error = null;
     sock.on("data", (c) => {
       bytes += c.length;
-      if (d && !error) try { d.push(c); } catch (e) { error = e; }
+      if (d && !error)
+        try {
+          d.push(c);
+        } catch (e) {
+          error = e;
+        }
     });
     const done = () => {
-      let complete = false, ramBytes = 0;
+      let complete = false,
+        ramBytes = 0;
       if (d && !error) {
         try {
           const r = d.end();
           complete = r.completeness.complete;
           ramBytes = (r.live.ram?.blocks ?? []).reduce((a, b) => a + Number(b.length), 0);
           r.dispose();
-        } catch (e) { error = e; }
+        } catch (e) {
+          error = e;
+        }
       } else if (!d) complete = true;
       d = null;
       process.stdout.write(JSON.stringify({ bytes, complete, ramBytes, error: error ? String(error.message) : undefined, endAt: now() }) + "\n");
       sock.destroy();
     };
     sock.on("end", done);
-    sock.on("error", (e) => { error ??= e; });
+    sock.on("error", (e) => {
+      error ??= e;
+    });
   });
   server.listen(0, "127.0.0.1", () => process.stdout.write(JSON.stringify({ port: server.address().port }) + "\n"));
   process.on("SIGTERM", () => process.exit(0));
@@ -103,7 +114,9 @@ async function main() {
       const w = waiters.shift();
       w ? w(l) : lines.push(l);
     });
-    child.once("exit", (code, sig) => { for (const w of waiters.splice(0)) w({ error: `receiver exited ${code} ${sig}` }); });
+    child.once("exit", (code, sig) => {
+      for (const w of waiters.splice(0)) w({ error: `receiver exited ${code} ${sig}` });
+    });
     const next = () => (lines.length ? Promise.resolve(lines.shift()) : new Promise((r) => waiters.push(r)));
     const { port } = await next();
     return { mode, port, next, child };
@@ -126,10 +139,18 @@ async function main() {
     const chunks = capture ? [] : null;
     const t0 = now();
     const r = await runLiveSource(
-      (sink) => new MigrationSource({
-        kernels: K[backend], blocks: [BLOCK], bandwidth: Infinity, downtimeTarget: 0.3, maxRounds: 3,
-        ...(dirty === "log" ? { dirtyLog: () => undefined } : {}), // a paused guest: nothing dirty after the first pass
-      }, sink),
+      (sink) =>
+        new MigrationSource(
+          {
+            kernels: K[backend],
+            blocks: [BLOCK],
+            bandwidth: Infinity,
+            downtimeTarget: 0.3,
+            maxRounds: 3,
+            ...(dirty === "log" ? { dirtyLog: () => undefined } : {}), // a paused guest: nothing dirty after the first pass
+          },
+          sink,
+        ),
       // the captured chunks are kept for the raw pump: never given back for reuse
       { write: capture ? (c) => (chunks.push(c), conn.write(c)) : recycle ? conn.write : (c) => conn.write(c), end: conn.end, partBytes: PART, copy },
     );
@@ -137,7 +158,15 @@ async function main() {
     if (!v.complete || v.bytes !== r.totalBytes) throw new Error(`receiver ${recv}: ${JSON.stringify(v)} vs ${r.totalBytes} bytes sent`);
     if (recv !== "discard" && v.ramBytes !== RAM_BYTES) throw new Error(`receiver ${recv} saw ${v.ramBytes} bytes of RAM`);
     if (capture) captured = chunks;
-    return { ms: v.endAt - t0, sourceMs: r.totalTime * 1000, bytes: r.totalBytes, rounds: r.rounds.length, parts: r.rounds.reduce((a, x) => a + x.parts, 0), copiedBytes: r.copiedBytes, copyMs: r.copySeconds * 1000 };
+    return {
+      ms: v.endAt - t0,
+      sourceMs: r.totalTime * 1000,
+      bytes: r.totalBytes,
+      rounds: r.rounds.length,
+      parts: r.rounds.reduce((a, x) => a + x.parts, 0),
+      copiedBytes: r.copiedBytes,
+      copyMs: r.copySeconds * 1000,
+    };
   }
   // ---- anchor: the same bytes pumped into a socket ----
   async function raw(recv) {
@@ -161,12 +190,30 @@ async function main() {
   const { QmpClient } = await import(join(root, "dist/qmp/index.js"));
   async function startQemu() {
     const sock = join(tmp, `qmp-${Date.now()}-${qemus.size}.sock`);
-    const argv = ["-machine", "pc", "-m", String(RAM_BYTES >>> 20), "-nodefaults", "-accel", "tcg", "-display", "none", "-S",
-      "-device", `loader,file=${join(tmp, "image.bin")},addr=0,force-raw=on`, "-qmp", `unix:${sock},server=on,wait=off`];
+    const argv = [
+      "-machine",
+      "pc",
+      "-m",
+      String(RAM_BYTES >>> 20),
+      "-nodefaults",
+      "-accel",
+      "tcg",
+      "-display",
+      "none",
+      "-S",
+      "-device",
+      `loader,file=${join(tmp, "image.bin")},addr=0,force-raw=on`,
+      "-qmp",
+      `unix:${sock},server=on,wait=off`,
+    ];
     const setpriv = !spawnSync("setpriv", ["--pdeathsig", "KILL", "--", "true"]).error;
-    const child = setpriv ? spawn("setpriv", ["--pdeathsig", "KILL", "--", QEMU, ...argv], { stdio: ["ignore", "ignore", "pipe"] }) : spawn(QEMU, argv, { stdio: ["ignore", "ignore", "pipe"] });
+    const child = setpriv
+      ? spawn("setpriv", ["--pdeathsig", "KILL", "--", QEMU, ...argv], { stdio: ["ignore", "ignore", "pipe"] })
+      : spawn(QEMU, argv, { stdio: ["ignore", "ignore", "pipe"] });
     let err = "";
-    child.stderr.on("data", (d) => { err = (err + d).slice(-4000); });
+    child.stderr.on("data", (d) => {
+      err = (err + d).slice(-4000);
+    });
     const exited = new Promise((res) => child.once("exit", (code, signal) => res({ code, signal })));
     const q = { child, exited, stderr: () => err, qmp: null };
     qemus.add(q);
@@ -178,7 +225,13 @@ async function main() {
     if (!qemus.has(q)) return;
     qemus.delete(q);
     await q.qmp?.execute("quit", undefined, { timeoutMs: 3000 }).catch(() => undefined);
-    const t = setTimeout(() => { try { q.child.kill("SIGKILL"); } catch { /* gone */ } }, 3000);
+    const t = setTimeout(() => {
+      try {
+        q.child.kill("SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }, 3000);
     await q.exited;
     clearTimeout(t);
     q.qmp?.close();
@@ -198,8 +251,13 @@ async function main() {
       const v = await receivers[recv].next();
       if (!v.complete) throw new Error(`receiver ${recv} of QEMU's stream: ${JSON.stringify(v)}`);
       return {
-        ms: v.endAt - t0, totalTimeMs: info["total-time"], downtimeMs: info.downtime, bytes: v.bytes,
-        ramTotal: info.ram?.total, normal: info.ram?.normal, duplicate: info.ram?.duplicate,
+        ms: v.endAt - t0,
+        totalTimeMs: info["total-time"],
+        downtimeMs: info.downtime,
+        bytes: v.bytes,
+        ramTotal: info.ram?.total,
+        normal: info.ram?.normal,
+        duplicate: info.ram?.duplicate,
       };
     } finally {
       await stopQemu(q);
@@ -208,15 +266,36 @@ async function main() {
 
   const stopAll = async () => {
     for (const q of [...qemus]) await stopQemu(q);
-    for (const c of children) { try { c.kill("SIGTERM"); } catch { /* gone */ } }
+    for (const c of children) {
+      try {
+        c.kill("SIGTERM");
+      } catch {
+        /* gone */
+      }
+    }
     rmSync(tmp, { recursive: true, force: true });
   };
   process.on("exit", () => {
-    for (const q of qemus) { try { q.child.kill("SIGKILL"); } catch { /* gone */ } }
-    for (const c of children) { try { c.kill("SIGKILL"); } catch { /* gone */ } }
+    for (const q of qemus) {
+      try {
+        q.child.kill("SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }
+    for (const c of children) {
+      try {
+        c.kill("SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }
     rmSync(tmp, { recursive: true, force: true });
   });
-  for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => { stopAll().finally(() => process.exit(130)); });
+  for (const sig of ["SIGINT", "SIGTERM"])
+    process.on(sig, () => {
+      stopAll().finally(() => process.exit(130));
+    });
 
   // ---- tasks, run once per round in this order (interleaved) ----
   const tasks = [];
@@ -247,7 +326,10 @@ async function main() {
       for (let i = 0; i < tasks.length; i++) {
         const t = tasks[(i + round) % tasks.length];
         const r = await t.fn();
-        if (round > 0) { t.samples.push(r.ms); t.extra.push(r); }
+        if (round > 0) {
+          t.samples.push(r.ms);
+          t.extra.push(r);
+        }
       }
       log(round === 0 ? "warm-up round done" : `round ${round}/${ROUNDS} done`);
     }
@@ -255,13 +337,40 @@ async function main() {
     await stopAll();
   }
 
-  const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+  const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  };
   const results = tasks.map((t) => {
     const guest = t.backend === "qemu" ? t.extra[0].ramTotal : RAM_BYTES;
     const ms = median(t.samples);
-    const x = { task: t.name, backend: t.backend, receiver: t.receiver, gibps: +(guest / (ms / 1e3) / GiB).toFixed(3), ms: +ms.toFixed(1), samplesMs: t.samples.map((v) => +v.toFixed(1)), streamBytes: t.extra[0].bytes };
-    if (t.backend === "qemu") Object.assign(x, { guestRamBytes: guest, medianTotalTimeMs: median(t.extra.map((e) => e.totalTimeMs)), gibpsByTotalTime: +(guest / (median(t.extra.map((e) => e.totalTimeMs)) / 1e3) / GiB).toFixed(3), normal: t.extra[0].normal, duplicate: t.extra[0].duplicate, medianDowntimeMs: median(t.extra.map((e) => e.downtimeMs)) });
-    else if (t.backend !== "-") Object.assign(x, { medianSourceMs: +median(t.extra.map((e) => e.sourceMs)).toFixed(1), parts: t.extra[0].parts, rounds: t.extra[0].rounds, copiedBytes: t.extra[0].copiedBytes, medianCopyMs: +median(t.extra.map((e) => e.copyMs)).toFixed(1) });
+    const x = {
+      task: t.name,
+      backend: t.backend,
+      receiver: t.receiver,
+      gibps: +(guest / (ms / 1e3) / GiB).toFixed(3),
+      ms: +ms.toFixed(1),
+      samplesMs: t.samples.map((v) => +v.toFixed(1)),
+      streamBytes: t.extra[0].bytes,
+    };
+    if (t.backend === "qemu")
+      Object.assign(x, {
+        guestRamBytes: guest,
+        medianTotalTimeMs: median(t.extra.map((e) => e.totalTimeMs)),
+        gibpsByTotalTime: +(guest / (median(t.extra.map((e) => e.totalTimeMs)) / 1e3) / GiB).toFixed(3),
+        normal: t.extra[0].normal,
+        duplicate: t.extra[0].duplicate,
+        medianDowntimeMs: median(t.extra.map((e) => e.downtimeMs)),
+      });
+    else if (t.backend !== "-")
+      Object.assign(x, {
+        medianSourceMs: +median(t.extra.map((e) => e.sourceMs)).toFixed(1),
+        parts: t.extra[0].parts,
+        rounds: t.extra[0].rounds,
+        copiedBytes: t.extra[0].copiedBytes,
+        medianCopyMs: +median(t.extra.map((e) => e.copyMs)).toFixed(1),
+      });
     return x;
   });
   const R = (name, backend, recv) => results.find((x) => x.task.startsWith(name) && x.backend === backend && x.receiver === recv)?.gibps;
@@ -271,14 +380,30 @@ async function main() {
     ratios.push({ name: `ours / raw socket pump, ${recv} receiver`, value: o / R("raw socket pump", "-", recv), target: null });
     if (qemuOn) ratios.push({ name: `ours / QEMU, ${recv} receiver`, value: o / R("QEMU", "qemu", recv), target: 1 });
   }
-  ratios.push({ name: "copy: always / auto (discard)", value: R("vmstream live source, copy: always", "wasm-simd", "discard") / R("vmstream live source", "wasm-simd", "discard"), target: null });
-  ratios.push({ name: "buffer reuse: with / without (discard)", value: R("vmstream live source", "wasm-simd", "discard") / R("vmstream live source, no buffer reuse", "wasm-simd", "discard"), target: null });
+  ratios.push({
+    name: "copy: always / auto (discard)",
+    value: R("vmstream live source, copy: always", "wasm-simd", "discard") / R("vmstream live source", "wasm-simd", "discard"),
+    target: null,
+  });
+  ratios.push({
+    name: "buffer reuse: with / without (discard)",
+    value: R("vmstream live source", "wasm-simd", "discard") / R("vmstream live source, no buffer reuse", "wasm-simd", "discard"),
+    target: null,
+  });
   const ratioRows = ratios.map((x) => ({ ...x, value: +x.value.toFixed(3), ...(x.target !== null ? { met: x.value >= x.target } : {}) }));
 
   const machine = {
-    cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: +(os.totalmem() / GiB).toFixed(1), node: process.version, v8: process.versions.v8,
-    platform: `${os.platform()} ${os.arch()}`, loadavg: os.loadavg().map((x) => +x.toFixed(2)), date: new Date().toISOString(),
-    ramMiB: RAM_BYTES >>> 20, rounds: ROUNDS, partMiB: PART / 1048576,
+    cpu: os.cpus()[0]?.model,
+    cores: os.cpus().length,
+    memGiB: +(os.totalmem() / GiB).toFixed(1),
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${os.platform()} ${os.arch()}`,
+    loadavg: os.loadavg().map((x) => +x.toFixed(2)),
+    date: new Date().toISOString(),
+    ramMiB: RAM_BYTES >>> 20,
+    rounds: ROUNDS,
+    partMiB: PART / 1048576,
   };
   const out = { machine, image: { pages: RAM_BYTES / P, ...kinds }, qemu: qemuInfo, results, ratios: ratioRows };
   mkdirSync(join(root, "bench/results"), { recursive: true });
@@ -287,12 +412,22 @@ async function main() {
   if (args.json) process.stdout.write(JSON.stringify(out, null, 1) + "\n");
   else {
     const pad = (s, n) => String(s).padEnd(n);
-    console.log(`vmstream live-migration benchmark — ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.ramMiB} MiB image, loopback TCP, median of ${ROUNDS} rounds`);
+    console.log(
+      `vmstream live-migration benchmark — ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.ramMiB} MiB image, loopback TCP, median of ${ROUNDS} rounds`,
+    );
     console.log("  " + pad("task", 50) + pad("backend", 11) + pad("receiver", 13) + "GiB/s of guest RAM     ms");
-    for (const x of results) console.log("  " + pad(x.task, 50) + pad(x.backend, 11) + pad(x.receiver, 13) + x.gibps.toFixed(2).padStart(8) + x.ms.toFixed(1).padStart(13));
-    if (qemuInfo) console.log(`  (${qemuInfo.version}; QEMU by its own total-time: ${results.filter((x) => x.backend === "qemu").map((x) => `${x.receiver} ${x.gibpsByTotalTime} GiB/s`).join(", ")})`);
+    for (const x of results)
+      console.log("  " + pad(x.task, 50) + pad(x.backend, 11) + pad(x.receiver, 13) + x.gibps.toFixed(2).padStart(8) + x.ms.toFixed(1).padStart(13));
+    if (qemuInfo)
+      console.log(
+        `  (${qemuInfo.version}; QEMU by its own total-time: ${results
+          .filter((x) => x.backend === "qemu")
+          .map((x) => `${x.receiver} ${x.gibpsByTotalTime} GiB/s`)
+          .join(", ")})`,
+      );
     console.log("\nratios (same run)");
-    for (const x of ratioRows) console.log(`  ${pad(x.name, 46)} ${x.value.toFixed(2).padStart(7)}${x.target !== null ? `  target >= ${x.target}  ${x.met ? "met" : "NOT met"}` : ""}`);
+    for (const x of ratioRows)
+      console.log(`  ${pad(x.name, 46)} ${x.value.toFixed(2).padStart(7)}${x.target !== null ? `  target >= ${x.target}  ${x.met ? "met" : "NOT met"}` : ""}`);
     console.log(`\nraw output: ${file}`);
   }
 }

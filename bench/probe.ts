@@ -2,7 +2,10 @@
 // reach in this engine on this machine). Built by bench/kernels.mjs with --importMemory so it
 // reads the kernels' own memory in place.
 export function sumV128(ptr: usize, len: usize): u64 {
-  let a0 = i64x2.splat(0), a1 = i64x2.splat(0), a2 = i64x2.splat(0), a3 = i64x2.splat(0);
+  let a0 = i64x2.splat(0),
+    a1 = i64x2.splat(0),
+    a2 = i64x2.splat(0),
+    a3 = i64x2.splat(0);
   const end = ptr + len;
   for (let p = ptr; p < end; p += 64) {
     a0 = i64x2.add(a0, v128.load(p));

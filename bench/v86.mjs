@@ -25,7 +25,10 @@ const results = [];
 for (const mem of SIZES) {
   const runs = [];
   for (let i = 0; i < RUNS; i++) {
-    const r = spawnSync(process.execPath, [join(root, "examples/v86-demo.mjs"), "--mem", String(mem), "--fill", String(FILL), "--json"], { encoding: "utf8", maxBuffer: 16 << 20 });
+    const r = spawnSync(process.execPath, [join(root, "examples/v86-demo.mjs"), "--mem", String(mem), "--fill", String(FILL), "--json"], {
+      encoding: "utf8",
+      maxBuffer: 16 << 20,
+    });
     if (r.status !== 0) {
       console.error(r.stderr || r.stdout);
       process.exit(r.status ?? 1);
@@ -37,7 +40,10 @@ for (const mem of SIZES) {
       process.exit(1);
     }
     runs.push(x);
-    if (!JSON_OUT) process.stderr.write(`${mem} MiB run ${i + 1}/${RUNS}: live ${x.live.downtimeMs.toFixed(1)} ms, stop-and-copy ${x.stopAndCopy.downtimeMs.toFixed(1)} ms\n`);
+    if (!JSON_OUT)
+      process.stderr.write(
+        `${mem} MiB run ${i + 1}/${RUNS}: live ${x.live.downtimeMs.toFixed(1)} ms, stop-and-copy ${x.stopAndCopy.downtimeMs.toFixed(1)} ms\n`,
+      );
   }
   const pick = (f) => {
     const v = runs.map(f);
@@ -110,7 +116,8 @@ async function scanChoice(memMiB) {
   }
 }
 const scan = await scanChoice(256);
-if (!JSON_OUT) process.stderr.write(`scan pass over 256 MiB: import-memory ${scan.importMemoryMs.toFixed(1)} ms, copy window ${scan.copyWindowMs.toFixed(1)} ms\n`);
+if (!JSON_OUT)
+  process.stderr.write(`scan pass over 256 MiB: import-memory ${scan.importMemoryMs.toFixed(1)} ms, copy window ${scan.copyWindowMs.toFixed(1)} ms\n`);
 
 const out = { date: new Date().toISOString(), machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version }, results, scan };
 mkdirSync(join(root, "bench/results"), { recursive: true });
@@ -121,7 +128,11 @@ else {
   console.log("| guest | live downtime ms | live total ms | rounds | stop-and-copy downtime ms | save ms | restore ms | ratio |");
   console.log("|---|---|---|---|---|---|---|---|");
   for (const r of results) {
-    console.log(`| ${r.memMiB} MiB, ${r.fill * 100}% used | ${f(r.live.downtimeMs)} | ${f(r.live.totalMs)} | ${r.live.rounds.median} | ${f(r.stopAndCopy.downtimeMs)} | ${f(r.stopAndCopy.saveMs)} | ${f(r.stopAndCopy.destinationRestoreMs)} | ${r.downtimeRatio.toFixed(1)}x |`);
+    console.log(
+      `| ${r.memMiB} MiB, ${r.fill * 100}% used | ${f(r.live.downtimeMs)} | ${f(r.live.totalMs)} | ${r.live.rounds.median} | ${f(r.stopAndCopy.downtimeMs)} | ${f(r.stopAndCopy.saveMs)} | ${f(r.stopAndCopy.destinationRestoreMs)} | ${r.downtimeRatio.toFixed(1)}x |`,
+    );
   }
-  console.log(`\nOne dirty-scan pass over ${scan.memMiB} MiB: kernels on v86's memory ${scan.importMemoryMs.toFixed(1)} ms, copy window ${scan.copyWindowMs.toFixed(1)} ms (${scan.ratio.toFixed(2)}x)`);
+  console.log(
+    `\nOne dirty-scan pass over ${scan.memMiB} MiB: kernels on v86's memory ${scan.importMemoryMs.toFixed(1)} ms, copy window ${scan.copyWindowMs.toFixed(1)} ms (${scan.ratio.toFixed(2)}x)`,
+  );
 }

@@ -94,7 +94,9 @@ if (args.includes("--destination")) {
 
 // ---------------------------------------------------------------------------------------- source
 function destination(mode) {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--destination", mode, "--mem", String(MIB)], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--destination", mode, "--mem", String(MIB)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const queue = [];
   let wake;
   createInterface({ input: child.stdout }).on("line", (l) => (queue.push(JSON.parse(l)), wake?.()));
@@ -132,12 +134,18 @@ async function live() {
   const port = (await dst.next()).listening;
   say(`source: ${MIB} MiB guest running (${src.serial.trim().split("\r\n").at(-1)}), destination pid ${dst.child.pid} on 127.0.0.1:${port}`);
   const rounds = [];
-  const r = await migrateV86Source(src, { port }, {
-    onRound: (x) => {
-      rounds.push(x);
-      say(`  round ${x.round}: ${(x.bytes / 1048576).toFixed(2)} MiB, ${x.pagesSent} pages sent, ${x.dirtied} dirtied meanwhile, ${(x.seconds * 1000).toFixed(1)} ms, expected downtime ${(x.expectedDowntime * 1000).toFixed(1)} ms`);
+  const r = await migrateV86Source(
+    src,
+    { port },
+    {
+      onRound: (x) => {
+        rounds.push(x);
+        say(
+          `  round ${x.round}: ${(x.bytes / 1048576).toFixed(2)} MiB, ${x.pagesSent} pages sent, ${x.dirtied} dirtied meanwhile, ${(x.seconds * 1000).toFixed(1)} ms, expected downtime ${(x.expectedDowntime * 1000).toFixed(1)} ms`,
+        );
+      },
     },
-  });
+  );
   const srcLast = lastCounter(src.serial);
   const received = await dst.next();
   const serial = (await dst.next()).serial ?? "";
@@ -161,9 +169,15 @@ async function live() {
     rebooted: serial.includes("VMSTREAM GUEST BOOT"),
   };
   say(`switched over after ${rounds.length} rounds (${r.live.reason}); ${(r.live.totalBytes / 1048576).toFixed(2)} MiB sent`);
-  say(`  pages: ${pages.normal} normal (${((pages.normal * 4104) / 1048576).toFixed(2)} MiB), ${pages.zero} zero (${((pages.zero * 9) / 1024).toFixed(1)} KiB), ${pages.xbzrle} XBZRLE; device state ${(r.stateBytes / 1024).toFixed(1)} KiB`);
-  say(`  downtime ${r.downtimeMs.toFixed(1)} ms (source stop -> destination running; restore on the destination ${r.reply.restoreMs.toFixed(1)} ms), total ${r.totalMs.toFixed(0)} ms`);
-  say(`  serial: source's last count C=${hex(srcLast)}; destination continues with C=${hex(result.destinationFirstCounter)}${result.rebooted ? " AFTER A REBOOT (bug)" : ", no reboot"}`);
+  say(
+    `  pages: ${pages.normal} normal (${((pages.normal * 4104) / 1048576).toFixed(2)} MiB), ${pages.zero} zero (${((pages.zero * 9) / 1024).toFixed(1)} KiB), ${pages.xbzrle} XBZRLE; device state ${(r.stateBytes / 1024).toFixed(1)} KiB`,
+  );
+  say(
+    `  downtime ${r.downtimeMs.toFixed(1)} ms (source stop -> destination running; restore on the destination ${r.reply.restoreMs.toFixed(1)} ms), total ${r.totalMs.toFixed(0)} ms`,
+  );
+  say(
+    `  serial: source's last count C=${hex(srcLast)}; destination continues with C=${hex(result.destinationFirstCounter)}${result.rebooted ? " AFTER A REBOOT (bug)" : ", no reboot"}`,
+  );
   await src.destroy();
   void received;
   return result;
@@ -209,12 +223,16 @@ async function stopAndCopy() {
     destinationFirstCounter: parseGuestLines(serial)[0]?.counter,
     rebooted: serial.includes("VMSTREAM GUEST BOOT"),
   };
-  say(`v86's own stop-and-copy on the same guest: ${(state.length / 1048576).toFixed(2)} MiB state, save_state ${result.saveMs.toFixed(1)} ms, restore_state ${r.restoreMs.toFixed(1)} ms, downtime ${result.downtimeMs.toFixed(1)} ms`);
+  say(
+    `v86's own stop-and-copy on the same guest: ${(state.length / 1048576).toFixed(2)} MiB state, save_state ${result.saveMs.toFixed(1)} ms, restore_state ${r.restoreMs.toFixed(1)} ms, downtime ${result.downtimeMs.toFixed(1)} ms`,
+  );
   return result;
 }
 
 const a = await live();
 const b = await stopAndCopy();
-say(`=> downtime: vmstream live ${a.downtimeMs.toFixed(1)} ms vs stop-and-copy ${b.downtimeMs.toFixed(1)} ms (${(b.downtimeMs / a.downtimeMs).toFixed(1)}x lower)`);
+say(
+  `=> downtime: vmstream live ${a.downtimeMs.toFixed(1)} ms vs stop-and-copy ${b.downtimeMs.toFixed(1)} ms (${(b.downtimeMs / a.downtimeMs).toFixed(1)}x lower)`,
+);
 if (JSON_OUT) console.log(JSON.stringify({ live: a, stopAndCopy: b }));
 process.exit(0);

@@ -1,9 +1,9 @@
 // Builds the AssemblyScript kernels (SIMD and scalar, exported- and imported-memory variants)
 // from one source and embeds the bytes in a generated TS module, so the core needs no fs/fetch.
 import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const asc = join(root, "node_modules", ".bin", "asc");
@@ -16,8 +16,14 @@ function sectionIds(bytes) {
   let p = 8;
   while (p < bytes.length) {
     const id = bytes[p++];
-    let size = 0, shift = 0, b;
-    do { b = bytes[p++]; size |= (b & 0x7f) << shift; shift += 7; } while (b & 0x80);
+    let size = 0,
+      shift = 0,
+      b;
+    do {
+      b = bytes[p++];
+      size |= (b & 0x7f) << shift;
+      shift += 7;
+    } while (b & 0x80);
     ids.push(id);
     p += size;
   }

@@ -6,19 +6,19 @@
 //
 //   npm run fixtures -- --out DIR [--analyze PATH] [--settle SECONDS] [NAME...]
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { basename, join, relative, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import type { QmpMigrationInfo } from "../src/qmp/index.js";
 import { blockOf, decodeBytes, htabOf, ramOf } from "../src/sections/stream.js";
+import { sha256 } from "../tests/helpers/bytes.js";
 import { memoryHashes, type Range } from "../tests/helpers/interop.js";
 import { SWEEP_GUEST_READY, sweepGuestImage } from "../tests/helpers/mbguest.js";
-import { loadFromFile, qemuCheck, saveToFile, scratchDir, startQemu, stopAllQemu, type QemuInstance } from "../tests/helpers/qemu.js";
-import { sha256 } from "../tests/helpers/bytes.js";
+import { loadFromFile, type QemuInstance, qemuCheck, saveToFile, scratchDir, startQemu, stopAllQemu } from "../tests/helpers/qemu.js";
 import { iterativeSequence } from "../tests/helpers/result-digest.js";
-import { extractedFiles, hex, ramSlice, scanFacts, type Decoded } from "./fixture-reference.js";
+import { type Decoded, extractedFiles, hex, ramSlice, scanFacts } from "./fixture-reference.js";
 
 const X86 = "qemu-system-x86_64";
 const PPC = "qemu-system-ppc64";
@@ -325,7 +325,11 @@ function runAnalyze(script: string, args: string[], o: { ext?: boolean; cwd?: st
   return { run, stdout: p.stdout, stderr };
 }
 
-const tail = (text: string, n: number): string[] => text.split("\n").filter((l) => l.trim()).slice(-n);
+const tail = (text: string, n: number): string[] =>
+  text
+    .split("\n")
+    .filter((l) => l.trim())
+    .slice(-n);
 
 type FileHashes = Record<string, { bytes: number; sha256: string }>;
 
@@ -413,7 +417,14 @@ async function makeFixture(spec: FixtureSpec, o: MakeOptions): Promise<void> {
   try {
     const slices = spec.memory.ranges.map((m) => ramSlice(r, spec.memory.ramBlock, m.addr, m.size));
     const disks = spec.expect.block ? { src: readFileSync(src.disk), dst: readFileSync(dst.disk) } : {};
-    crossCheck(spec, r, save, load, slices.map((s) => s.sha256), disks);
+    crossCheck(
+      spec,
+      r,
+      save,
+      load,
+      slices.map((s) => s.sha256),
+      disks,
+    );
     const files = extractedFiles(r);
     const ranges = (hashes: string[]) => spec.memory.ranges.map((m, i) => ({ start: hex(m.addr), length: hex(m.size), sha256: hashes[i] }));
     const ref: Record<string, unknown> = {

@@ -25,7 +25,7 @@
 import { VmstreamError } from "../io/errors.js";
 import type { ByteReader } from "../io/reader.js";
 import { ByteWriter } from "../io/writer.js";
-import { ANALYZE_BLOB_MARK, AnalyzeVisitor, type AnalyzeObject, type AnalyzeValue } from "../visitor/analyze.js";
+import { ANALYZE_BLOB_MARK, type AnalyzeObject, type AnalyzeValue, AnalyzeVisitor } from "../visitor/analyze.js";
 import type { Visitor } from "../visitor/visitor.js";
 import { WireInputVisitor, WireOutputVisitor } from "../visitor/wire.js";
 import { loadState, saveState } from "../vmstate/engine.js";
@@ -227,7 +227,13 @@ export interface FormatOptions {
 }
 
 /** A value accepted by the formatter: analyze values, or plain JSON (objects keep their key order). */
-export type FormattableJson = AnalyzeValue | null | number | readonly FormattableJson[] | { readonly [k: string]: FormattableJson } | ReadonlyMap<string, FormattableJson>;
+export type FormattableJson =
+  | AnalyzeValue
+  | null
+  | number
+  | readonly FormattableJson[]
+  | { readonly [k: string]: FormattableJson }
+  | ReadonlyMap<string, FormattableJson>;
 
 /**
  * Python's `json.JSONEncoder(indent=4, separators=(',', ': ')).encode(v)` plus a newline: the exact

@@ -1,13 +1,14 @@
 // What the analyzer makes of a decoded stream: the analyze-migration.py-compatible document (and
 // more: block, dirty-bitmap and command summaries where the script has none), the pretty dump,
 // and RAM contents by page. Browser-safe; the CLI adds files and terminals.
-import { PrettyVisitor } from "../visitor/pretty.js";
-import { saveState } from "../vmstate/engine.js";
+
 import type { DecodeResult } from "../savevm/types.js";
 import type { StreamDecoderOptions } from "../sections/stream.js";
 import { blockOf, dirtyBitmapOf, htabOf, ramOf } from "../sections/stream.js";
-import { AnalyzeDocument, analyzeStateValue, analyzeView, ramSectionValue, type AnalyzeObject, type AnalyzeValue } from "./analyze-json.js";
+import { PrettyVisitor } from "../visitor/pretty.js";
+import { saveState } from "../vmstate/engine.js";
 import { descriptionFromVmdesc } from "../vmstate/from-vmdesc.js";
+import { AnalyzeDocument, type AnalyzeObject, type AnalyzeValue, analyzeStateValue, analyzeView, ramSectionValue } from "./analyze-json.js";
 
 /** Decoder options the analyzer wants: device sections nobody registered are described from the vmdesc. */
 export const analyzeDecoderOptions: Pick<StreamDecoderOptions, "describe"> = {

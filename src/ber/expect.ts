@@ -57,7 +57,8 @@ export class BerExpect {
   qemuString(what: string): Uint8Array {
     const r = this.r;
     r.header();
-    if (r.id !== 0x0c && r.id !== 0x04 && r.id !== 0x2c && r.id !== 0x24) r.raise(`expected ${what} (a QemuString)`, `identifier 0x${r.id.toString(16)}`, r.start);
+    if (r.id !== 0x0c && r.id !== 0x04 && r.id !== 0x2c && r.id !== 0x24)
+      r.raise(`expected ${what} (a QemuString)`, `identifier 0x${r.id.toString(16)}`, r.start);
     return r.octets();
   }
 

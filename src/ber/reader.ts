@@ -18,7 +18,7 @@
  *
  * Browser-safe: Uint8Array, DataView, TextDecoder.
  */
-import { VmstreamError, eofError } from "../io/errors.js";
+import { eofError, VmstreamError } from "../io/errors.js";
 
 const EMPTY = new Uint8Array(0);
 const utf8Fatal = new TextDecoder("utf-8", { fatal: true });
@@ -31,8 +31,8 @@ export interface BerReaderOptions {
 }
 
 export class BerReader {
-  private declare buf: Uint8Array;
-  private declare view: DataView;
+  declare private buf: Uint8Array;
+  declare private view: DataView;
   /** Read index. May be set back to any earlier value (a checkpoint). */
   declare pos: number;
   /** Number of bytes. */
@@ -306,10 +306,14 @@ export class BerReader {
     if ((f & 0x40) !== 0) {
       if (n !== 1) this.raise("BER REAL special value with extra octets", undefined, this.start);
       switch (f) {
-        case 0x40: return Infinity;
-        case 0x41: return -Infinity;
-        case 0x42: return NaN;
-        case 0x43: return -0;
+        case 0x40:
+          return Infinity;
+        case 0x41:
+          return -Infinity;
+        case 0x42:
+          return NaN;
+        case 0x43:
+          return -0;
       }
       this.raise("unknown BER REAL special value", `0x${f.toString(16)}`, this.start);
     }
@@ -382,7 +386,8 @@ export class BerReader {
     const end = this.enter();
     while (!this.atEnd(end)) {
       this.header();
-      if ((this.id & 0xdf) !== 0x04) this.raise("segment of a constructed BER string is not an OCTET STRING", `identifier 0x${this.id.toString(16)}`, this.start);
+      if ((this.id & 0xdf) !== 0x04)
+        this.raise("segment of a constructed BER string is not an OCTET STRING", `identifier 0x${this.id.toString(16)}`, this.start);
       if (this.constructed) this.segments(parts);
       else {
         parts.push(this.buf.subarray(this.pos, this.pos + this.len));

@@ -75,21 +75,21 @@ export interface BerWriterOptions {
 }
 
 export class BerWriter {
-  private declare buf: Uint8Array;
-  private declare view: DataView;
+  declare private buf: Uint8Array;
+  declare private view: DataView;
   /** Write index. */
   declare pos: number;
   /**
    * Open constructed values: index of the reserved length octet (definite, >= 0); for an indefinite
    * one -2 - the index of its 0x80 octet, or -1 once that octet was handed out by take().
    */
-  private declare open: Int32Array;
+  declare private open: Int32Array;
   /** Open constructed values: index of their first identifier octet. */
-  private declare starts: Int32Array;
-  private declare depthN: number;
+  declare private starts: Int32Array;
+  declare private depthN: number;
   /** Bytes handed out by take() before buf[0]. */
-  private declare taken: number;
-  private declare readonly scratch: DataView;
+  declare private taken: number;
+  declare private readonly scratch: DataView;
 
   constructor(options: BerWriterOptions = {}) {
     const cap = Math.max(64, Math.floor(options.initialCapacity ?? 4096));
@@ -282,7 +282,9 @@ export class BerWriter {
     this.tag(t);
     const neg = v < 0n;
     let bytes = Math.ceil((neg ? (-v - 1n).toString(2).length : v.toString(2).length) / 8) + 1;
-    let hex = BigInt.asUintN(bytes * 8, v).toString(16).padStart(bytes * 2, "0");
+    let hex = BigInt.asUintN(bytes * 8, v)
+      .toString(16)
+      .padStart(bytes * 2, "0");
     while (bytes > 1) {
       const b0 = parseInt(hex.slice(0, 2), 16);
       const b1 = parseInt(hex.slice(2, 4), 16);

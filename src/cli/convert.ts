@@ -6,15 +6,15 @@
 // memory.
 // A file OUT is written as OUT.partial and renamed when complete (removed on failure). Diagnostics on stderr.
 import { statSync } from "node:fs";
-import { chunksOf, isGzip, nodeInflate, readHead } from "../io/node.js";
-import { VmstreamError } from "../io/errors.js";
-import { ByteWriter } from "../io/writer.js";
-import { openOutput, type OutputOpen } from "../migration/transport.js";
 import { isBerStream } from "../convert/ber-items.js";
 import { berToQemu } from "../convert/from-ber.js";
-import { StreamConverter, type ReencodeReport } from "../convert/qemu.js";
+import { type ReencodeReport, StreamConverter } from "../convert/qemu.js";
 import { qemuToBerBytes, StreamBerConverter } from "../convert/to-ber.js";
 import { joinChunks } from "../io/chunks.js";
+import { VmstreamError } from "../io/errors.js";
+import { chunksOf, isGzip, nodeInflate, readHead } from "../io/node.js";
+import { ByteWriter } from "../io/writer.js";
+import { type OutputOpen, openOutput } from "../migration/transport.js";
 import { readVmdescTrailer } from "../sections/node.js";
 
 /** The vmdesc at the end of IN when it is a plain (not gzip) regular file, else undefined (read as it comes). */

@@ -3,7 +3,7 @@
 // then dirties some pages; round 2 finds them against the shadow copy and sends XBZRLE deltas.
 import { createHash } from "node:crypto";
 import { createKernels } from "../kernels/index.js";
-import { BLK, DEC, DEC_STATUS, ENC, RAM_ENCODE, SLOT_INSERT, type BackendName, type Kernels } from "../kernels/types.js";
+import { type BackendName, BLK, DEC, DEC_STATUS, ENC, type Kernels, RAM_ENCODE, SLOT_INSERT } from "../kernels/types.js";
 
 const P = 4096;
 const WINDOW = 16 * 1024 * 1024;
@@ -19,7 +19,8 @@ interface RoundStats {
 }
 
 export async function runDemo(opts: { ramMiB: number; backend: string }): Promise<number> {
-  const backends: BackendName[] = opts.backend === "all" ? ["wasm-simd", "wasm-scalar", "js"] : [createKernels({ backend: opts.backend as BackendName | "auto", noWarmup: true }).backend];
+  const backends: BackendName[] =
+    opts.backend === "all" ? ["wasm-simd", "wasm-scalar", "js"] : [createKernels({ backend: opts.backend as BackendName | "auto", noWarmup: true }).backend];
   const pages = (opts.ramMiB * 1024 * 1024) / P;
   process.stdout.write(`vmstream demo: ${opts.ramMiB} MiB guest RAM (${pages} pages: 50% zero, 30% zero but one word, 20% random)\n`);
   let ok = true;
@@ -80,8 +81,17 @@ function demoOne(k: Kernels, pages: number): boolean {
 }
 
 function sendRound(
-  k: Kernels, src: number, pages: number, sendMap: number, slots: number, cache: number,
-  name: number, win: number, encState: number, table: number, decState: number,
+  k: Kernels,
+  src: number,
+  pages: number,
+  sendMap: number,
+  slots: number,
+  cache: number,
+  name: number,
+  win: number,
+  encState: number,
+  table: number,
+  decState: number,
 ): RoundStats | undefined {
   const r: RoundStats = { zero: 0, normal: 0, xbzrle: 0, unchanged: 0, bytes: 0, encodeMs: 0, decodeMs: 0 };
   let page = 0;
@@ -142,5 +152,7 @@ function dirtyGuest(k: Kernels, ram: number, pages: number, seed: number): void 
 }
 
 function sha256(k: Kernels, ptr: number, len: number): string {
-  return createHash("sha256").update(k.u8.subarray(ptr, ptr + len)).digest("hex");
+  return createHash("sha256")
+    .update(k.u8.subarray(ptr, ptr + len))
+    .digest("hex");
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `vmstream` command. Data goes to stdout, diagnostics to stderr.
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { convertCommand } from "./convert.js";
 import { runDemo } from "./demo.js";
 import { receiveCommand } from "./receive.js";
@@ -185,11 +185,13 @@ const commands: Record<string, Handler> = {
     if (values.help) return help();
     const num = (name: string, v: string | undefined, min: number, max: number, int = false): number => {
       const n = Number(v);
-      if (v === undefined || v === "" || !Number.isFinite(n) || n < min || n > max || (int && !Number.isInteger(n))) throw new Error(`--${name} must be ${min}..${max}, not ${v}`);
+      if (v === undefined || v === "" || !Number.isFinite(n) || n < min || n > max || (int && !Number.isInteger(n)))
+        throw new Error(`--${name} must be ${min}..${max}, not ${v}`);
       return n;
     };
     const ram = num("ram-mib", values["ram-mib"], 1, 2048, true);
-    if (values["disk-mib"] === undefined && (values["disk-write-rate"] !== undefined || values["zero-blocks"])) throw new Error("--disk-write-rate and --zero-blocks need --disk-mib");
+    if (values["disk-mib"] === undefined && (values["disk-write-rate"] !== undefined || values["zero-blocks"]))
+      throw new Error("--disk-write-rate and --zero-blocks need --disk-mib");
     return simulateCommand({
       ramMiB: ram,
       dirtyRate: num("dirty-rate", values["dirty-rate"], 0, 1e9),

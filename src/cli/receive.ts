@@ -9,8 +9,8 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } fro
 import { analyzeDecoderOptions } from "../analyze/report.js";
 import { VmstreamError } from "../io/errors.js";
 import { nodeInflate } from "../io/node.js";
-import { MigrationDestination, type DestinationResult } from "../migration/destination.js";
-import { formatEndpoint, openInput, openOutput, parseEndpoint, type InputOpen, type OutputOpen } from "../migration/transport.js";
+import { type DestinationResult, MigrationDestination } from "../migration/destination.js";
+import { formatEndpoint, type InputOpen, type OutputOpen, openInput, openOutput, parseEndpoint } from "../migration/transport.js";
 import { writeExtraction } from "./streams.js";
 import { ProgressBar, pagesText, rateText } from "./transfer.js";
 

@@ -7,7 +7,7 @@ import { statSync } from "node:fs";
 import { analyzeDecoderOptions } from "../analyze/report.js";
 import { VmstreamError } from "../io/errors.js";
 import { chunksOf, isGzip, nodeInflate, readHead } from "../io/node.js";
-import { openOutput, parseEndpoint, type OutputOpen } from "../migration/transport.js";
+import { type OutputOpen, openOutput, parseEndpoint } from "../migration/transport.js";
 import type { DecoderEvent } from "../savevm/types.js";
 import { readVmdescTrailer } from "../sections/node.js";
 import { StreamDecoder } from "../sections/stream.js";
@@ -92,7 +92,11 @@ export async function sendCommand(file: string, destination: string, o: SendOpti
     }
     const r = decoder.end();
     const c = r.completeness;
-    if (!c.complete) throw new VmstreamError("INCOMPLETE", "incomplete migration stream", { offset: r.bytes, detail: !c.eof ? "no QEMU_VM_EOF" : "the vmdesc lists devices the stream lacks, or the other way round" });
+    if (!c.complete)
+      throw new VmstreamError("INCOMPLETE", "incomplete migration stream", {
+        offset: r.bytes,
+        detail: !c.eof ? "no QEMU_VM_EOF" : "the vmdesc lists devices the stream lacks, or the other way round",
+      });
     await output.commit();
     bar.done();
     const ms = performance.now() - started;

@@ -70,7 +70,11 @@ export async function simulateCommand(o: SimulateCliOptions): Promise<number> {
     for (const x of rows) out += x.join(",") + "\n";
   } else {
     const widths = columns.map((c, i) => Math.max(c.length, ...rows.map((x) => x[i]!.length)));
-    const line = (x: string[]) => x.map((v, i) => (i === 1 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join("  ").trimEnd() + "\n";
+    const line = (x: string[]) =>
+      x
+        .map((v, i) => (i === 1 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!)))
+        .join("  ")
+        .trimEnd() + "\n";
     out += line(columns);
     for (const x of rows) out += line(x);
   }

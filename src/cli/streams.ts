@@ -1,13 +1,13 @@
 // The stream commands: analyze, dump, extract, check. Data on stdout, diagnostics on stderr.
 import { closeSync, constants as fsc, fstatSync, ftruncateSync, mkdirSync, openSync, realpathSync, statSync, writeSync } from "node:fs";
 import { join, resolve, sep } from "node:path";
-import { analyzeDecoderOptions, analyzeDocumentOf, dumpLines } from "../analyze/report.js";
 import { formatAnalyzeJson } from "../analyze/analyze-json.js";
+import { analyzeDecoderOptions, analyzeDocumentOf, dumpLines } from "../analyze/report.js";
 import { VmstreamError } from "../io/errors.js";
 import { createKernels } from "../kernels/index.js";
 import type { Kernels } from "../kernels/types.js";
 import type { DecodeResult, DecoderEvent } from "../savevm/types.js";
-import { decodeFile, decodeNodeStream, validateFile, validateNodeStream, type NodeDecodeOptions } from "../sections/node.js";
+import { decodeFile, decodeNodeStream, type NodeDecodeOptions, validateFile, validateNodeStream } from "../sections/node.js";
 import { blockOf, ramOf } from "../sections/stream.js";
 
 /** A progress line on stderr while a long decode runs, only when stderr is a terminal. */
@@ -102,7 +102,9 @@ export async function checkCommand(path: string): Promise<number> {
   const s = v.summary;
   if (v.ok) {
     const live = Object.keys(s.live).join(", ") || "none";
-    await out(`OK: ${s.bytes} bytes, machine ${s.machine ?? "(no configuration)"}, ${s.sections} sections (iterative: ${live}), ${s.devices} devices, ${s.vmdesc ? "vmdesc" : "no vmdesc"}, complete\n`);
+    await out(
+      `OK: ${s.bytes} bytes, machine ${s.machine ?? "(no configuration)"}, ${s.sections} sections (iterative: ${live}), ${s.devices} devices, ${s.vmdesc ? "vmdesc" : "no vmdesc"}, complete\n`,
+    );
     return 0;
   }
   await out(`BROKEN: ${v.error?.message ?? "incomplete stream"}\n`);
@@ -185,13 +187,19 @@ export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: str
     const fd = createIn(real, name);
     try {
       const P = result.pageSize;
-      writeSparse(fd, data, P, (ptr, pages) => {
-        const bm = kernels.alloc(Math.ceil(pages / 8) + 8, 8);
-        kernels.zeroPages(ptr, pages, bm, P);
-        const copy = kernels.u8.slice(bm, bm + Math.ceil(pages / 8));
-        kernels.free(bm);
-        return copy;
-      }, b.ptr);
+      writeSparse(
+        fd,
+        data,
+        P,
+        (ptr, pages) => {
+          const bm = kernels.alloc(Math.ceil(pages / 8) + 8, 8);
+          kernels.zeroPages(ptr, pages, bm, P);
+          const copy = kernels.u8.slice(bm, bm + Math.ceil(pages / 8));
+          kernels.free(bm);
+          return copy;
+        },
+        b.ptr,
+      );
       const written = fstatSync(fd).size;
       lines.push(`${name}\t${written} bytes\tRAM block ${JSON.stringify(b.name)}`);
     } finally {

@@ -8,7 +8,11 @@ export class ProgressBar {
   private last = 0;
   private shown = false;
 
-  constructor(private readonly label: string, quiet: boolean, private readonly total?: number) {
+  constructor(
+    private readonly label: string,
+    quiet: boolean,
+    private readonly total?: number,
+  ) {
     this.on = !quiet && process.stderr.isTTY === true;
   }
 

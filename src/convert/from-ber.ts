@@ -7,16 +7,16 @@ import { BerExpect } from "../ber/expect.js";
 import { BerReader } from "../ber/reader.js";
 import { T_OCTET_STRING, T_SEQUENCE } from "../ber/writer.js";
 import { joinChunks } from "../io/chunks.js";
-import { VmstreamError, type SectionRef } from "../io/errors.js";
+import { type SectionRef, VmstreamError } from "../io/errors.js";
 import { ByteWriter } from "../io/writer.js";
 import { configurationDescription } from "../savevm/configuration.js";
 import { DEFAULT_LIMITS, QEMU_VM_FILE_MAGIC } from "../savevm/constants.js";
-import { registeredDescription, vmdescDescription, VmdescEntries, type DescriptionSources } from "../savevm/device-sections.js";
+import { type DescriptionSources, registeredDescription, VmdescEntries, vmdescDescription } from "../savevm/device-sections.js";
 import { StreamEncoder } from "../savevm/encoder.js";
 import type { DeviceContext } from "../savevm/types.js";
 import { parseVmdescJson } from "../savevm/vmdesc.js";
 import { defaultVmdescFallback } from "../sections/device/fallback.js";
-import { resolveRegistry, type DeviceRegistryOption } from "../sections/device/registry.js";
+import { type DeviceRegistryOption, resolveRegistry } from "../sections/device/registry.js";
 import { sectionKind } from "../sections/kinds.js";
 import { BerInputVisitor, TAG_VMSTATE } from "../visitor/ber/index.js";
 import { loadState } from "../vmstate/engine.js";
@@ -173,7 +173,15 @@ export function berToQemu(input: Uint8Array, options: QemuFromBerOptions = {}): 
       r.pos = bodyAt;
       const idstr = utf8.decode(name ?? new Uint8Array(0));
       const got = loadDevice(r, sources, entries, ctx, { idstr, id: secId, instanceId }, secVersion);
-      enc.device({ id: secId, idstr: name ?? new Uint8Array(0), instanceId, version: secVersion, description: got.description, state: got.state, vmdesc: "omit" });
+      enc.device({
+        id: secId,
+        idstr: name ?? new Uint8Array(0),
+        instanceId,
+        version: secVersion,
+        description: got.description,
+        state: got.state,
+        vmdesc: "omit",
+      });
       report.devices++;
       if (got.source === "registry") report.registryDevices++;
       else report.vmdescDevices++;
@@ -237,7 +245,10 @@ function loadDevice(
   const index = entries ? entries.find(ref.idstr, ref.instanceId ?? 0) : -1;
   if (index < 0) {
     if (regError) throw regError;
-    throw new VmstreamError("NO_DESCRIPTION", "no description for a device section", { offset: at, detail: `${ref.idstr}/${ref.instanceId}: not registered, and not listed in the vmdesc` });
+    throw new VmstreamError("NO_DESCRIPTION", "no description for a device section", {
+      offset: at,
+      detail: `${ref.idstr}/${ref.instanceId}: not registered, and not listed in the vmdesc`,
+    });
   }
   entries!.use(index);
   const chosen = vmdescDescription(sources, entries!.entry(index), ref, version, DEFAULT_LIMITS, at);

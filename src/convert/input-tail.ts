@@ -24,7 +24,8 @@ export class InputTail {
     let i = this.head;
     while (i < parts.length && parts[i]!.start + parts[i]!.bytes.length <= from) i++;
     const first = parts[i];
-    if (!first || first.start > from || to > this.end) throw new VmstreamError("INTERNAL", "input bytes no longer held", { offset: from, detail: `${from}..${to}` });
+    if (!first || first.start > from || to > this.end)
+      throw new VmstreamError("INTERNAL", "input bytes no longer held", { offset: from, detail: `${from}..${to}` });
     if (to <= first.start + first.bytes.length) return first.bytes.subarray(from - first.start, to - first.start);
     const out = new Uint8Array(to - from);
     for (let p = from; p < to; i++) {

@@ -24,10 +24,14 @@ export class PackageStack {
   closeBefore(at: number): void {
     for (let p = this.open.at(-1); p && p.end <= at; p = this.open.at(-1)) {
       if (p.last !== p.end) {
-        throw new VmstreamError("UNSUPPORTED", "a PACKAGED body with bytes after its last item (after POSTCOPY_RUN or EOF, QEMU skips them) cannot be re-encoded", {
-          offset: p.last,
-          detail: `${p.end - p.last} bytes skipped in the package at ${p.at}`,
-        });
+        throw new VmstreamError(
+          "UNSUPPORTED",
+          "a PACKAGED body with bytes after its last item (after POSTCOPY_RUN or EOF, QEMU skips them) cannot be re-encoded",
+          {
+            offset: p.last,
+            detail: `${p.end - p.last} bytes skipped in the package at ${p.at}`,
+          },
+        );
       }
       this.open.pop();
       this.enc().endPackaged(p.token);

@@ -14,7 +14,7 @@ import { pushAll } from "../savevm/verdict.js";
 import { sectionKind } from "../sections/kinds.js";
 import type { HtabItem } from "../sections/spapr-htab/format.js";
 import type { StreamDecoder, StreamDecoderOptions } from "../sections/stream.js";
-import { deviceSpec, writeVmdescTrailer, type VmdescChoice } from "./devices.js";
+import { deviceSpec, type VmdescChoice, writeVmdescTrailer } from "./devices.js";
 import { PackageStack } from "./packages.js";
 import { replayDecoder } from "./replay-decoder.js";
 

@@ -238,7 +238,8 @@ export class StreamBerConverter {
       }
       case "device": {
         const s = this.pendingDevice;
-        if (!s || s.payloadOffset !== e.device.payloadOffset) throw new VmstreamError("INTERNAL", "a device without its section record", { offset: e.device.payloadOffset });
+        if (!s || s.payloadOffset !== e.device.payloadOffset)
+          throw new VmstreamError("INTERNAL", "a device without its section record", { offset: e.device.payloadOffset });
         this.pendingDevice = undefined;
         this.section(s, { device: e.device });
         return;
@@ -246,7 +247,8 @@ export class StreamBerConverter {
       case "command": {
         this.ensureHeader();
         const c = e.command;
-        if (c.cmd === CMD.PACKAGED || c.depth > 0) throw new VmstreamError("UNSUPPORTED", "converting to BER PACKAGED (postcopy) streams is not supported yet", { offset: c.offset });
+        if (c.cmd === CMD.PACKAGED || c.depth > 0)
+          throw new VmstreamError("UNSUPPORTED", "converting to BER PACKAGED (postcopy) streams is not supported yet", { offset: c.offset });
         this.items.command(c);
         this.tail.drop(c.offset + 5 + c.length);
         return;

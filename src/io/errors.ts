@@ -126,9 +126,7 @@ export class VmstreamError extends Error {
     });
     if (this.stack !== undefined) {
       const header = `${this.name}: ${this.message}`;
-      copy.stack = this.stack.startsWith(header)
-        ? `${copy.name}: ${copy.message}${this.stack.slice(header.length)}`
-        : this.stack;
+      copy.stack = this.stack.startsWith(header) ? `${copy.name}: ${copy.message}${this.stack.slice(header.length)}` : this.stack;
     }
     return copy;
   }

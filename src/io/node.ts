@@ -2,11 +2,12 @@
 // path, a Readable or any (async) iterable, gunzipped transparently when the input starts with the gzip magic
 // 1f 8b; a zlib inflate for COMPRESS_PAGE records; reading the tail of a file. They feed any push-style
 // decoder ({ push(chunk), end() }).
-import { joinChunks } from "./chunks.js";
+
 import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { createGunzip, inflateSync } from "node:zlib";
+import { joinChunks } from "./chunks.js";
 import { VmstreamError } from "./errors.js";
 
 export type ChunkSource = string | URL | Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;

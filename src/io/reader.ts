@@ -31,7 +31,7 @@
  *
  * Browser-safe: Uint8Array, DataView and TextDecoder only.
  */
-import { VmstreamError, eofError, type VmstreamErrorCode } from "./errors.js";
+import { eofError, VmstreamError, type VmstreamErrorCode } from "./errors.js";
 
 const TWO32 = 4294967296;
 const EMPTY = new Uint8Array(0);
@@ -47,14 +47,14 @@ export interface ByteReaderOptions {
 export class ByteReader {
   // All fields are `declare`d and assigned in the constructor with their final types (hot ones first): V8
   // then keeps precise field representations (class-field initialisers made the read loop slower).
-  private declare buf: Uint8Array;
-  private declare view: DataView;
+  declare private buf: Uint8Array;
+  declare private view: DataView;
   /** Read index into the bytes. May be set back to a checkpoint (0 <= pos <= end). */
   declare pos: number;
   /** `end - 8`, or below -8 after a sticky failure: one compare `pos > safe` guards every fixed-width read. */
-  private declare safe: number;
+  declare private safe: number;
   /** Bound for exact checks: `end`, or -1 once a sticky reader has failed (every read then fails fast). */
-  private declare lim: number;
+  declare private lim: number;
   /** Number of bytes (`data.length`). */
   declare end: number;
   /** Absolute stream offset of byte 0. */
@@ -375,7 +375,11 @@ export class ByteReader {
 
   private hex64(p: number): string {
     return (
-      this.view.getUint32(p).toString(16).padStart(8, "0") + this.view.getUint32(p + 4).toString(16).padStart(8, "0")
+      this.view.getUint32(p).toString(16).padStart(8, "0") +
+      this.view
+        .getUint32(p + 4)
+        .toString(16)
+        .padStart(8, "0")
     );
   }
 }

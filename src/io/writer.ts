@@ -84,34 +84,34 @@ export class ByteWriter {
   // representations and cost 30 % on the put loop.
 
   // --- hot state -------------------------------------------------------------------------------
-  private declare buf: Uint8Array;
-  private declare view: DataView;
+  declare private buf: Uint8Array;
+  declare private view: DataView;
   /** Write index in `buf`. */
-  private declare p: number;
+  declare private p: number;
   /** `buf.length`. */
-  private declare cap: number;
+  declare private cap: number;
   /** `cap - 8`: one compare `p > safe` covers every fixed-width put (at most 8 bytes). */
-  private declare safe: number;
+  declare private safe: number;
 
   // --- gather state ----------------------------------------------------------------------------
   /** Index in `buf` where the pending bytes (not yet made a chunk) begin. */
-  private declare start: number;
+  declare private start: number;
   /** Logical offset of `buf[start]` (= taken + listBytes). */
-  private declare flushed: number;
+  declare private flushed: number;
   /** Logical offset below which bytes were handed out by takeChunks(). */
-  private declare taken: number;
-  private declare listBytes: number;
-  private declare readonly list: Uint8Array[];
+  declare private taken: number;
+  declare private listBytes: number;
+  declare private readonly list: Uint8Array[];
   /** Parallel to `list`: true for chunks of our own buffers (patchable), false for borrowed views. */
-  private declare readonly owned: boolean[];
-  private declare readonly scratch: DataView;
+  declare private readonly owned: boolean[];
+  declare private readonly scratch: DataView;
 
   // --- recycling (see the file comment) ---------------------------------------------------------
-  private declare cur: BufferState;
+  declare private cur: BufferState;
   /** Reusable buffers, most recently freed last (warmest in cache). */
-  private declare readonly free: Uint8Array[];
+  declare private readonly free: Uint8Array[];
   /** Counts reset() calls: views given out by chunks()/finish() before the last one are dead. */
-  private declare gen: number;
+  declare private gen: number;
 
   /** {@link borrow} copies views shorter than this. */
   declare readonly borrowMin: number;
@@ -516,12 +516,7 @@ export class ByteWriter {
     const list = this.list;
     const k = list.length - 1;
     const last = k >= 0 ? list[k]! : undefined;
-    if (
-      last !== undefined &&
-      !this.owned[k] &&
-      last.buffer === v.buffer &&
-      last.byteOffset + last.byteLength === v.byteOffset
-    ) {
+    if (last !== undefined && !this.owned[k] && last.buffer === v.buffer && last.byteOffset + last.byteLength === v.byteOffset) {
       list[k] = new Uint8Array(v.buffer, last.byteOffset, last.byteLength + n);
     } else {
       list.push(v);

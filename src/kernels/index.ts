@@ -1,11 +1,11 @@
 // createKernels: one Kernels interface over three backends with identical results.
 import { LinearMemory } from "./arena.js";
-import { instantiateKernels, simdSupported, type RawKernelExports } from "./wasm.js";
 import { jsKernelFunctions } from "./js/index.js";
-import { BLK, DEC, ENC, type BackendChoice, type BackendName, type Kernels } from "./types.js";
+import { type BackendChoice, type BackendName, BLK, DEC, ENC, type Kernels } from "./types.js";
+import { instantiateKernels, type RawKernelExports, simdSupported } from "./wasm.js";
 
-export * from "./types.js";
 export { LinearMemory, MAX_MEMORY_BYTES } from "./arena.js";
+export * from "./types.js";
 export { simdSupported } from "./wasm.js";
 
 export interface KernelOptions {
@@ -179,7 +179,12 @@ function bind(backend: BackendName, lm: LinearMemory, r: RawKernelExports): Kern
 function warmUp(k: Kernels): void {
   const P = 4096;
   const base = k.alloc(8 * P);
-  const page0 = base, page1 = base + P, out = base + 2 * P, bm = base + 5 * P, state = base + 6 * P, table = base + 7 * P;
+  const page0 = base,
+    page1 = base + P,
+    out = base + 2 * P,
+    bm = base + 5 * P,
+    state = base + 6 * P,
+    table = base + 7 * P;
   const name = table + 64;
   const u8 = k.u8;
   u8.fill(0, base, base + 8 * P);

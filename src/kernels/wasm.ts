@@ -13,8 +13,19 @@ export interface RawKernelExports {
   xbzrleEncode(oldPtr: number, newPtr: number, outPtr: number, limit: number, pageSize: number): number;
   xbzrleDecode(srcPtr: number, len: number, pagePtr: number, pageSize: number): number;
   ramEncode(
-    blockPtr: number, pageSize: number, firstPage: number, endPage: number, sendMapPtr: number, slotMapPtr: number,
-    cachePtr: number, namePtr: number, nameLen: number, outPtr: number, outCap: number, options: number, statePtr: number,
+    blockPtr: number,
+    pageSize: number,
+    firstPage: number,
+    endPage: number,
+    sendMapPtr: number,
+    slotMapPtr: number,
+    cachePtr: number,
+    namePtr: number,
+    nameLen: number,
+    outPtr: number,
+    outCap: number,
+    options: number,
+    statePtr: number,
   ): number;
   ramDecode(inPtr: number, inLen: number, tablePtr: number, blockCount: number, pageSize: number, statePtr: number): number;
   bswap16(ptr: number, count: number): void;

@@ -176,7 +176,9 @@ export class MigrationDestination {
             !c.eof ? "no QEMU_VM_EOF" : "",
             c.missingDevices.length ? `vmdesc devices without a section: ${c.missingDevices.map((m) => `${m.name}/${m.instanceId}`).join(", ")}` : "",
             c.unlistedSections.length ? `sections not in the vmdesc: ${c.unlistedSections.map((m) => `${m.idstr}/${m.instanceId}`).join(", ")}` : "",
-          ].filter(Boolean).join("; ");
+          ]
+            .filter(Boolean)
+            .join("; ");
           throw new VmstreamError("INCOMPLETE", "incomplete migration stream", { offset: decoded.bytes, detail });
         }
         if (this.options.requireVmdesc && !decoded.vmdesc) {
@@ -227,13 +229,15 @@ export class MigrationDestination {
         located = VmstreamError.wrap(e);
       }
       const detail = [located?.detail, `the source failed: ${why}`].filter(Boolean).join("; ");
-      this.failWith(new VmstreamError(located?.code === "EOF" ? "EOF" : "IO", located?.summary ?? "the migration source failed", {
-        offset: located?.offset ?? this.received,
-        ...(located?.section ? { section: located.section } : {}),
-        ...(located?.path ? { path: located.path } : {}),
-        detail,
-        cause: reason,
-      }));
+      this.failWith(
+        new VmstreamError(located?.code === "EOF" ? "EOF" : "IO", located?.summary ?? "the migration source failed", {
+          offset: located?.offset ?? this.received,
+          ...(located?.section ? { section: located.section } : {}),
+          ...(located?.path ? { path: located.path } : {}),
+          detail,
+          cause: reason,
+        }),
+      );
     }
     return this.end();
   }
@@ -329,7 +333,11 @@ export async function receiveMigration(source: AsyncIterable<Uint8Array>, option
     const error = VmstreamError.wrap(e);
     const progress: DestinationProgress = { status: "failed", phase: "header", bytes: 0, sections: 0, devices: 0, pages: emptyPages(), ramBytes: 0 };
     return {
-      status: "failed", partial: true, error, bytes: 0, progress,
+      status: "failed",
+      partial: true,
+      error,
+      bytes: 0,
+      progress,
       summary: { bytes: 0, machine: undefined, sections: 0, devices: 0, commands: 0, eof: false, vmdesc: false, complete: false, live: {}, warnings: [] },
       dispose() {},
     };

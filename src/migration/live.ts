@@ -117,8 +117,16 @@ export class LiveMigrationError extends VmstreamError {
   /** The guest was paused and resume() completed. */
   readonly resumed: boolean;
   readonly rounds: readonly LiveRound[];
-  constructor(code: string, summary: string, info: { stage: string; paused: boolean; resumed: boolean; rounds: readonly LiveRound[]; offset: number; detail?: string; cause?: unknown }) {
-    super(code, summary, { offset: info.offset, ...(info.detail !== undefined ? { detail: info.detail } : {}), ...(info.cause !== undefined ? { cause: info.cause } : {}) });
+  constructor(
+    code: string,
+    summary: string,
+    info: { stage: string; paused: boolean; resumed: boolean; rounds: readonly LiveRound[]; offset: number; detail?: string; cause?: unknown },
+  ) {
+    super(code, summary, {
+      offset: info.offset,
+      ...(info.detail !== undefined ? { detail: info.detail } : {}),
+      ...(info.cause !== undefined ? { cause: info.cause } : {}),
+    });
     this.stage = info.stage;
     this.paused = info.paused;
     this.resumed = info.resumed;
@@ -149,7 +157,10 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
   let memory: WebAssembly.Memory | undefined;
   // Copied as they are emitted: a view is valid only during the sink call (the encoder may reuse its scratch).
   const source = create((c) => {
-    if (copyMode === "always" || (copyMode === "auto" && ((memory && c.buffer === memory.buffer) || (typeof SharedArrayBuffer !== "undefined" && c.buffer instanceof SharedArrayBuffer)))) {
+    if (
+      copyMode === "always" ||
+      (copyMode === "auto" && ((memory && c.buffer === memory.buffer) || (typeof SharedArrayBuffer !== "undefined" && c.buffer instanceof SharedArrayBuffer)))
+    ) {
       const t = now();
       const v = c;
       c = c.slice();
@@ -167,7 +178,9 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
   const partCap = Math.floor(Math.min(o.partBytes ?? 4 << 20, Number.isFinite(bandwidth) ? Math.max(64 << 10, bandwidth * 0.05) : Infinity));
   if (!(partCap >= 64) || !(downtimeTarget >= 0) || !Number.isInteger(maxRounds) || maxRounds < 1 || !(roundBytes > 0) || !(roundSeconds > 0)) {
     source.dispose();
-    throw new VmstreamError("RANGE", "bad live options", { detail: `partBytes ${o.partBytes} downtimeTarget ${downtimeTarget} maxRounds ${maxRounds} roundBytes ${roundBytes} roundSeconds ${roundSeconds}` });
+    throw new VmstreamError("RANGE", "bad live options", {
+      detail: `partBytes ${o.partBytes} downtimeTarget ${downtimeTarget} maxRounds ${maxRounds} roundBytes ${roundBytes} roundSeconds ${roundSeconds}`,
+    });
   }
 
   const t0 = now();
@@ -289,11 +302,15 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
       o.onRound?.(r);
       const s = source.shouldSwitch();
       reason =
-        s === "forced" ? "forced"
-        : expected <= downtimeTarget ? "converged"
-        : p.dirtySource === "scan" && pending / rate <= downtimeTarget ? "sync-bound"
-        : rounds.length >= maxRounds ? "max-rounds"
-        : undefined;
+        s === "forced"
+          ? "forced"
+          : expected <= downtimeTarget
+            ? "converged"
+            : p.dirtySource === "scan" && pending / rate <= downtimeTarget
+              ? "sync-bound"
+              : rounds.length >= maxRounds
+                ? "max-rounds"
+                : undefined;
       if (reason) break;
     }
     check();

@@ -4,11 +4,11 @@
 import { VmstreamError } from "../io/errors.js";
 import { createKernels } from "../kernels/index.js";
 import type { BackendChoice, Kernels } from "../kernels/types.js";
-import type { RamBlockData } from "../sections/ram/format.js";
 import { BLOCK_CHUNK } from "../sections/block/format.js";
 import type { BlockResult } from "../sections/block/handler.js";
+import type { RamBlockData } from "../sections/ram/format.js";
 import { decodeBytes, ramOf } from "../sections/stream.js";
-import { MigrationSource, type MigrationOutcome, type RoundProgress } from "./source.js";
+import { type MigrationOutcome, MigrationSource, type RoundProgress } from "./source.js";
 
 export interface WorkloadOptions {
   /** Guest RAM bytes (a multiple of the page size). */
@@ -31,7 +31,10 @@ export interface WorkloadOptions {
 
 /** sfc32: a small deterministic generator (uint32 outputs). */
 function sfc32(seed: number): () => number {
-  let a = 0x9e3779b9, b = 0x243f6a88, c = 0xb7e15162, d = seed >>> 0;
+  let a = 0x9e3779b9,
+    b = 0x243f6a88,
+    c = 0xb7e15162,
+    d = seed >>> 0;
   const next = () => {
     const t = (((a + b) | 0) + d) | 0;
     d = (d + 1) | 0;
@@ -56,7 +59,10 @@ abstract class Workload {
   writes = 0;
   paused = false;
 
-  protected constructor(protected readonly rnd: () => number, units: number) {
+  protected constructor(
+    protected readonly rnd: () => number,
+    units: number,
+  ) {
     this.log = new Uint8Array(Math.ceil(units / 8));
   }
 
@@ -94,7 +100,11 @@ export class GuestWorkload extends Workload {
   readonly writeBytes: number;
   readonly locality: number;
 
-  constructor(readonly kernels: Kernels, readonly ptr: number, readonly options: WorkloadOptions) {
+  constructor(
+    readonly kernels: Kernels,
+    readonly ptr: number,
+    readonly options: WorkloadOptions,
+  ) {
     const ps = options.pageSize ?? 4096;
     if (options.ramBytes <= 0 || options.ramBytes % ps !== 0) throw new VmstreamError("RANGE", "RAM size must be a positive multiple of the page size");
     super(sfc32(options.seed ?? 1), options.ramBytes / ps);
@@ -151,7 +161,12 @@ export class DiskWorkload extends Workload {
   readonly data: Uint8Array;
   readonly chunks: number;
 
-  constructor(readonly bytes: number, readonly writeRate: number, seed: number, readonly writeBytes = 4096) {
+  constructor(
+    readonly bytes: number,
+    readonly writeRate: number,
+    seed: number,
+    readonly writeBytes = 4096,
+  ) {
     if (bytes <= 0 || bytes % 512 !== 0) throw new VmstreamError("RANGE", "disk size must be a positive multiple of 512 bytes");
     if (!(writeRate >= 0)) throw new VmstreamError("RANGE", "disk write rate must be >= 0 writes/s");
     super(sfc32((seed ^ 0x5bd1e995) >>> 0), Math.ceil(bytes / BLOCK_CHUNK));
@@ -250,7 +265,7 @@ function equalBytes(a: Uint8Array, b: Uint8Array, pageSize: number): number {
 /** Run a migration of a simulated guest on the virtual clock. */
 export function simulate(options: SimulateOptions): SimulateResult {
   const ps = options.pageSize ?? 4096;
-  const ramBytes = Math.round((options.ramMiB ?? 64) * 1048576 / ps) * ps;
+  const ramBytes = Math.round(((options.ramMiB ?? 64) * 1048576) / ps) * ps;
   const k = options.kernels ?? createKernels({ backend: options.backend ?? "auto" });
   const ptr = k.alloc(ramBytes, 4096);
   const guest = new GuestWorkload(k, ptr, {

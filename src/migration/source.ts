@@ -13,13 +13,22 @@
 // Nothing here reads a real clock: the same inputs give the same stream. Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import type { Kernels } from "../kernels/types.js";
-import { StreamEncoder, type FramingOptions } from "../savevm/encoder.js";
+import { type FramingOptions, StreamEncoder } from "../savevm/encoder.js";
+import { type BlockDeviceSource, BlockSection } from "../sections/block/source.js";
+import {
+  addCounts,
+  type DirtySource,
+  type IterativeSection,
+  noCounts,
+  type PageCounts,
+  type SectionCounts,
+  type SectionProgress,
+  type SectionSync,
+} from "../sections/iterative.js";
 import type { RamBlockData } from "../sections/ram/format.js";
-import type { State, VMStateDescription } from "../vmstate/types.js";
-import { BlockSection, type BlockDeviceSource } from "../sections/block/source.js";
-import { HtabSection, type HtabSource } from "../sections/spapr-htab/source.js";
 import { RamSection } from "../sections/ram/source.js";
-import { addCounts, noCounts, type DirtySource, type IterativeSection, type PageCounts, type SectionCounts, type SectionProgress, type SectionSync } from "../sections/iterative.js";
+import { HtabSection, type HtabSource } from "../sections/spapr-htab/source.js";
+import type { State, VMStateDescription } from "../vmstate/types.js";
 
 export type { PageCounts } from "../sections/iterative.js";
 
@@ -161,13 +170,17 @@ export class MigrationSource {
   private phase: "new" | "iterate" | "done" = "new";
   private lastRound: { bytes: number; budget: number; duration: number; shares: SectionShare[] } | undefined;
 
-  constructor(readonly options: MigrationSourceOptions, sink: (chunk: Uint8Array) => void) {
+  constructor(
+    readonly options: MigrationSourceOptions,
+    sink: (chunk: Uint8Array) => void,
+  ) {
     const o = options;
     const k = o.kernels;
     this.pageSize = o.pageSize ?? 4096;
     if (!(o.bandwidth > 0)) throw new VmstreamError("RANGE", "bandwidth must be > 0 bytes/s", { detail: String(o.bandwidth) });
     if (!(o.downtimeTarget >= 0)) throw new VmstreamError("RANGE", "downtimeTarget must be >= 0 s", { detail: String(o.downtimeTarget) });
-    if (!Number.isInteger(o.maxRounds) || o.maxRounds < 1) throw new VmstreamError("RANGE", "maxRounds must be an integer >= 1", { detail: String(o.maxRounds) });
+    if (!Number.isInteger(o.maxRounds) || o.maxRounds < 1)
+      throw new VmstreamError("RANGE", "maxRounds must be an integer >= 1", { detail: String(o.maxRounds) });
     if (o.blocks.length === 0) throw new VmstreamError("RANGE", "no RAM blocks");
     const ids = this.sectionIds();
     this.enc = new StreamEncoder(
@@ -197,7 +210,13 @@ export class MigrationSource {
       if (o.blockDevices && o.blockDevices.length > 0) {
         list.push(
           new BlockSection(
-            { kernels: k, devices: o.blockDevices, sectionId: ids.block!, ...(o.zeroBlocks ? { zeroBlocks: true } : {}), ...(o.estimate ? { estimate: o.estimate } : {}) },
+            {
+              kernels: k,
+              devices: o.blockDevices,
+              sectionId: ids.block!,
+              ...(o.zeroBlocks ? { zeroBlocks: true } : {}),
+              ...(o.estimate ? { estimate: o.estimate } : {}),
+            },
             w,
           ),
         );
@@ -217,7 +236,8 @@ export class MigrationSource {
   private sectionIds(): { ram: number; block: number | undefined; htab: number | undefined; devices: number[] } {
     const o = this.options;
     const check = (what: string, id: number, min: number) => {
-      if (!Number.isInteger(id) || id < min || id > MAX_ID) throw new VmstreamError("RANGE", `${what} section id must be an integer ${min}..${MAX_ID}`, { detail: String(id) });
+      if (!Number.isInteger(id) || id < min || id > MAX_ID)
+        throw new VmstreamError("RANGE", `${what} section id must be an integer ${min}..${MAX_ID}`, { detail: String(id) });
     };
     const used = new Set<number>();
     const take = (what: string, id: number) => {

@@ -13,7 +13,7 @@
 // encoder can be views of live guest RAM or of a reused output buffer, which change after write() returns,
 // so `StreamWriter` copies each chunk by default; with `copy: false` a chunk must stay unchanged until
 // `flush()` (or `end()`) resolves.
-import { constants as fsc, createReadStream, createWriteStream, openSync, renameSync, rmSync } from "node:fs";
+import { createReadStream, createWriteStream, constants as fsc, openSync, renameSync, rmSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { VmstreamError } from "../io/errors.js";
@@ -50,7 +50,8 @@ export function parseEndpoint(text: string): Endpoint {
       if (i < 0) throw new VmstreamError("BAD_VALUE", "a tcp endpoint needs a port", { detail: `${text}: expected tcp:HOST:PORT` });
       host = rest.slice(0, i);
       port = rest.slice(i + 1);
-      if (host.includes(":")) throw new VmstreamError("BAD_VALUE", "an IPv6 address in a tcp endpoint needs brackets", { detail: `${text}: e.g. tcp:[::1]:4444` });
+      if (host.includes(":"))
+        throw new VmstreamError("BAD_VALUE", "an IPv6 address in a tcp endpoint needs brackets", { detail: `${text}: e.g. tcp:[::1]:4444` });
     }
     if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) {
       throw new VmstreamError("BAD_VALUE", "bad port in a tcp endpoint", { detail: `${text}: the port must be 0..65535` });
@@ -64,9 +65,12 @@ export function parseEndpoint(text: string): Endpoint {
 /** The text form of an endpoint (what parseEndpoint reads back). */
 export function formatEndpoint(e: Endpoint): string {
   switch (e.kind) {
-    case "stdio": return "-";
-    case "file": return e.path;
-    case "tcp": return `tcp:${e.host.includes(":") ? `[${e.host}]` : e.host}:${e.port}`;
+    case "stdio":
+      return "-";
+    case "file":
+      return e.path;
+    case "tcp":
+      return `tcp:${e.host.includes(":") ? `[${e.host}]` : e.host}:${e.port}`;
   }
 }
 
@@ -199,7 +203,10 @@ export class StreamWriter {
   private readonly idle: (() => void)[] = [];
   private readonly what: string;
 
-  constructor(readonly stream: Writable, options: { copy?: boolean; name?: string } = {}) {
+  constructor(
+    readonly stream: Writable,
+    options: { copy?: boolean; name?: string } = {},
+  ) {
     this.copy = options.copy ?? true;
     this.what = options.name ?? "the output";
     stream.on("error", (e) => this.setFailure(e));

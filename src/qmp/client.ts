@@ -192,9 +192,7 @@ export class QmpClient {
    */
   waitEvent(name: string, predicate?: (event: QmpEvent) => boolean, timeoutMs = 30_000): Promise<QmpEvent> {
     if (this.closedError) {
-      return Promise.reject(
-        new QmpClientError("CLOSED", `QMP: cannot wait for event ${name}: ${this.closedError.message}`, { cause: this.closedError }),
-      );
+      return Promise.reject(new QmpClientError("CLOSED", `QMP: cannot wait for event ${name}: ${this.closedError.message}`, { cause: this.closedError }));
     }
     return new Promise<QmpEvent>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -293,19 +291,13 @@ export class QmpClient {
 
   private onClose(error: Error | undefined): void {
     if (this.closedError) return;
-    const reason = this.closeRequested
-      ? "closed by the client"
-      : error
-        ? `connection error: ${error.message}`
-        : "connection closed by QEMU (did it exit?)";
+    const reason = this.closeRequested ? "closed by the client" : error ? `connection error: ${error.message}` : "connection closed by QEMU (did it exit?)";
     this.closedError = new QmpClientError(error instanceof QmpClientError ? error.code : "CLOSED", `QMP ${reason}`, {
       cause: error,
     });
     for (const p of [...this.pending.values()]) {
       if (p.timer !== undefined) clearTimeout(p.timer);
-      p.reject(
-        new QmpClientError("CLOSED", `QMP command '${p.command}' got no reply: ${reason}`, { command: p.command, cause: error }),
-      );
+      p.reject(new QmpClientError("CLOSED", `QMP command '${p.command}' got no reply: ${reason}`, { command: p.command, cause: error }));
     }
     this.pending.clear();
     this.framer.reset();

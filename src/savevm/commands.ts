@@ -1,8 +1,9 @@
 // QEMU_VM_COMMAND (wire-format §2.6): the data layout of each command, read by the decoder with QEMU's
 // postcopy state machine, and written again from a decoded record (commandData). PACKAGED bodies and their
 // limits are the decoder's business. Browser-safe.
-import type { ByteReader } from "../io/reader.js";
+
 import { VmstreamError } from "../io/errors.js";
+import type { ByteReader } from "../io/reader.js";
 import { ByteWriter } from "../io/writer.js";
 import { CMD, CMD_NAMES, type DecoderLimits } from "./constants.js";
 import type { AtHand } from "./input-window.js";
@@ -57,8 +58,10 @@ export class CommandReader {
     const record: CommandRecord = { cmd, name, offset: at, length: len, depth, fields };
     if (cmd !== CMD.PACKAGED) return { record, size: 5 + len };
     const size = fields.size as number;
-    if (size > limits.packagedBytes) throw new VmstreamError("LIMIT", "PACKAGED command too large", { offset: at, detail: `${size} > ${limits.packagedBytes} (limits.packagedBytes)` });
-    if (depth >= limits.packageDepth) throw new VmstreamError("LIMIT", "PACKAGED commands nested too deeply", { offset: at, detail: `depth ${depth + 1} > ${limits.packageDepth}` });
+    if (size > limits.packagedBytes)
+      throw new VmstreamError("LIMIT", "PACKAGED command too large", { offset: at, detail: `${size} > ${limits.packagedBytes} (limits.packagedBytes)` });
+    if (depth >= limits.packageDepth)
+      throw new VmstreamError("LIMIT", "PACKAGED commands nested too deeply", { offset: at, detail: `depth ${depth + 1} > ${limits.packageDepth}` });
     const packageEnd = at + 9 + size;
     const outer = packages[depth - 1];
     if (outer !== undefined && packageEnd > outer) throw badCommand(name, at)("the package is longer than the package that contains it");

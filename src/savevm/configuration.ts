@@ -5,7 +5,7 @@ import { VmstreamError } from "../io/errors.js";
 import { F } from "../vmstate/fields.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
 import { MIGRATION_CAPABILITIES, PEEK_LOOKAHEAD } from "./constants.js";
-import { walkAtHand, type AtHand } from "./input-window.js";
+import { type AtHand, walkAtHand } from "./input-window.js";
 
 /** What a writer says about the configuration (the machine name as text). */
 export interface ConfigurationSpec {
@@ -131,7 +131,10 @@ export function readConfiguration(input: AtHand, limits: ConfigurationLimits): {
   if (n < 5) return { need: 5 };
   const len = input.reader(1).be32();
   if (len > limits.configName) {
-    throw new VmstreamError("LIMIT", "configuration machine name too long", { offset: input.offset + 1, detail: `${len} > ${limits.configName} (limits.configName)` });
+    throw new VmstreamError("LIMIT", "configuration machine name too long", {
+      offset: input.offset + 1,
+      detail: `${len} > ${limits.configName} (limits.configName)`,
+    });
   }
   if (n < 5 + len) return { need: 5 + len };
   const walk = walkAtHand(configurationDescription(limits), input, 1, 0, "configuration");

@@ -2,22 +2,30 @@
 // handlers, push-style (`push(chunk)`..., then `end()`); the result never depends on where the input was split.
 // Each step parses one item from the input window or asks for more bytes; docs/decoder.md tells how items,
 // device sections and the vmdesc trailer are found. Browser-safe.
-import { VmstreamError, type SectionRef } from "../io/errors.js";
+import { type SectionRef, VmstreamError } from "../io/errors.js";
 import { createKernels } from "../kernels/index.js";
 import type { Kernels } from "../kernels/types.js";
+import type { Vmdesc } from "../vmstate/vmdesc.js";
 import { CommandReader } from "./commands.js";
 import { configurationSpec, readConfiguration } from "./configuration.js";
-import { CMD, DEFAULT_LIMITS, SEC, type DecoderLimits } from "./constants.js";
-import { decodeDeviceSection, DeferredInput, VmdescEntries } from "./device-sections.js";
+import { CMD, DEFAULT_LIMITS, type DecoderLimits, SEC } from "./constants.js";
+import { DeferredInput, decodeDeviceSection, VmdescEntries } from "./device-sections.js";
 import { footerError, readFileHeader, readFullHeader } from "./framing.js";
 import { InputWindow } from "./input-window.js";
 import { LiveSections, refOf } from "./live-sections.js";
 import type {
-  CommandRecord, ConfigurationInfo, DecodeResult, DecoderEvent, DecoderOptions, DeviceSectionResult,
-  SectionHeader, SectionRecord, ValidationSummary, VmdescInfo,
+  CommandRecord,
+  ConfigurationInfo,
+  DecodeResult,
+  DecoderEvent,
+  DecoderOptions,
+  DeviceSectionResult,
+  SectionHeader,
+  SectionRecord,
+  ValidationSummary,
+  VmdescInfo,
 } from "./types.js";
 import { completenessOf } from "./verdict.js";
-import type { Vmdesc } from "../vmstate/vmdesc.js";
 import { parseVmdescJson, readVmdescTrailer } from "./vmdesc.js";
 
 const enum Phase {
@@ -313,7 +321,11 @@ export class SavevmDecoder {
     const cut = inItems ? (n > 0 ? "inside a section header or command" : "before QEMU_VM_EOF") : (CUT_IN[p] ?? "early");
     const where = this.packages.length > 0 && !final ? " (inside a PACKAGED command)" : "";
     const section = p === Phase.Device ? this.peekDeviceRef() : p === Phase.Section || p === Phase.Footer ? refOf(this.live.current!.header) : undefined;
-    return new VmstreamError("EOF", "truncated stream", { offset: this.input.offset, section, detail: `the stream ends ${cut}${where}${n > 0 ? ` (${n} bytes left over)` : ""}` });
+    return new VmstreamError("EOF", "truncated stream", {
+      offset: this.input.offset,
+      section,
+      detail: `the stream ends ${cut}${where}${n > 0 ? ` (${n} bytes left over)` : ""}`,
+    });
   }
 
   private peekDeviceRef(): SectionRef | undefined {
@@ -328,24 +340,34 @@ export class SavevmDecoder {
   private step(n: number, hard: boolean): number {
     const w = this.input;
     switch (this.phase) {
-      case Phase.Header: return this.stepHeader(n);
+      case Phase.Header:
+        return this.stepHeader(n);
       case Phase.AfterHeader:
         if (n < 1) return NEED;
         this.phase = w.byteAt(0) === SEC.CONFIGURATION ? Phase.Config : Phase.Items;
         return 0;
-      case Phase.Config: return this.stepConfig(n, hard);
-      case Phase.Items: return this.stepItem(n);
-      case Phase.Section: return this.stepSection(n, hard);
-      case Phase.Footer: return this.stepFooter(n);
-      case Phase.Device: return this.stepDevice(n, hard);
+      case Phase.Config:
+        return this.stepConfig(n, hard);
+      case Phase.Items:
+        return this.stepItem(n);
+      case Phase.Section:
+        return this.stepSection(n, hard);
+      case Phase.Footer:
+        return this.stepFooter(n);
+      case Phase.Device:
+        return this.stepDevice(n, hard);
       case Phase.AfterEof:
         if (n < 1) return NEED;
         if (w.byteAt(0) !== SEC.VMDESCRIPTION) {
-          throw new VmstreamError("BAD_SECTION", "unexpected data after QEMU_VM_EOF", { offset: w.offset, detail: `expected the vmdesc trailer (0x06), found ${hex(w.byteAt(0))}` });
+          throw new VmstreamError("BAD_SECTION", "unexpected data after QEMU_VM_EOF", {
+            offset: w.offset,
+            detail: `expected the vmdesc trailer (0x06), found ${hex(w.byteAt(0))}`,
+          });
         }
         this.phase = Phase.Vmdesc;
         return 0;
-      case Phase.Vmdesc: return this.stepVmdesc(n);
+      case Phase.Vmdesc:
+        return this.stepVmdesc(n);
       case Phase.Done:
         if (n === 0) return NEED;
         throw new VmstreamError("BAD_SECTION", "trailing bytes after the vmdesc trailer", { offset: w.offset, detail: `${n}${hard ? "" : " or more"} bytes` });
@@ -417,7 +439,11 @@ export class SavevmDecoder {
           return r.pos;
         }
         if (t === SEC.START) {
-          throw new VmstreamError("BAD_SECTION", "START section for a section that is not iterative", { offset: w.offset, section: refOf(header), detail: "no live handler for this idstr" });
+          throw new VmstreamError("BAD_SECTION", "START section for a section that is not iterative", {
+            offset: w.offset,
+            section: refOf(header),
+            detail: "no live handler for this idstr",
+          });
         }
         this.phase = Phase.Device;
         return 0;
@@ -431,7 +457,10 @@ export class SavevmDecoder {
       case SEC.COMMAND:
         return this.stepCommand(n);
       default:
-        throw new VmstreamError("BAD_SECTION", "unknown section type", { offset: w.offset, detail: `${hex(t)}${t === SEC.FOOTER ? " (a section footer where none is expected)" : ""}` });
+        throw new VmstreamError("BAD_SECTION", "unknown section type", {
+          offset: w.offset,
+          detail: `${hex(t)}${t === SEC.FOOTER ? " (a section footer where none is expected)" : ""}`,
+        });
     }
   }
 

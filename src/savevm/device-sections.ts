@@ -2,13 +2,13 @@
 // registered description first, then one from the section's vmdesc entry, then the fallback), one decode
 // attempt on the bytes at hand, and the buffer that holds the final device phase until the vmdesc trailer
 // arrives. Browser-safe.
-import { VmstreamError, type SectionRef } from "../io/errors.js";
+import { type SectionRef, VmstreamError } from "../io/errors.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
-import { PEEK_LOOKAHEAD, SEC, type DecoderLimits } from "./constants.js";
-import type { DeviceContext, DeviceRegistry, DeviceSource, SectionHeader, VmdescDescriber, VmdescFallback } from "./types.js";
-import { footerError, readFullHeader } from "./framing.js";
-import { walkAtHand, type AtHand } from "./input-window.js";
 import type { Vmdesc, VmdescDevice } from "../vmstate/vmdesc.js";
+import { type DecoderLimits, PEEK_LOOKAHEAD, SEC } from "./constants.js";
+import { footerError, readFullHeader } from "./framing.js";
+import { type AtHand, walkAtHand } from "./input-window.js";
+import type { DeviceContext, DeviceRegistry, DeviceSource, SectionHeader, VmdescDescriber, VmdescFallback } from "./types.js";
 import { findVmdescTrailer, vmdescPayloadSize } from "./vmdesc.js";
 
 /** Where device descriptions come from (DecoderOptions' devices / describe / vmdescFallback). */
@@ -56,7 +56,8 @@ export function vmdescDescription(
   } catch (e) {
     throw VmstreamError.wrap(e, ctx, "BAD_VALUE");
   }
-  if (!found) throw new VmstreamError("NO_DESCRIPTION", "no description for a device section", { ...ctx, detail: "options.describe gave none for its vmdesc entry" });
+  if (!found)
+    throw new VmstreamError("NO_DESCRIPTION", "no description for a device section", { ...ctx, detail: "options.describe gave none for its vmdesc entry" });
   return found;
 }
 
@@ -111,13 +112,20 @@ export function attemptDevice(desc: VMStateDescription, h: SectionHeader, hdrLen
   if (footers) {
     if (end + 5 > n) {
       if (!hard) return { kind: "need" };
-      return { kind: "fail", error: new VmstreamError("EOF", "truncated stream", { offset: input.offset + end, section: ref, detail: "the stream ends before the section footer" }) };
+      return {
+        kind: "fail",
+        error: new VmstreamError("EOF", "truncated stream", { offset: input.offset + end, section: ref, detail: "the stream ends before the section footer" }),
+      };
     }
     const bad = footerError(input, end, h);
     if (bad) {
       return {
         kind: "fail",
-        error: new VmstreamError(bad.code, bad.summary, { offset: bad.offset, section: ref, detail: `${bad.detail ?? ""}; the description "${desc.name}" consumed ${end - hdrLen} payload bytes` }),
+        error: new VmstreamError(bad.code, bad.summary, {
+          offset: bad.offset,
+          section: ref,
+          detail: `${bad.detail ?? ""}; the description "${desc.name}" consumed ${end - hdrLen} payload bytes`,
+        }),
       };
     }
     total = end + 5;
@@ -189,7 +197,11 @@ export function decodeDeviceSection(input: AtHand, ctx: DeviceDecodeContext): De
   if (!ctx.entries) return { kind: "defer", ref };
   if (!entry) {
     if (regError) throw regError;
-    throw new VmstreamError("NO_DESCRIPTION", "no description for a device section", { offset: input.offset, section: ref, detail: reg ? "" : "not registered, and not listed in the vmdesc" });
+    throw new VmstreamError("NO_DESCRIPTION", "no description for a device section", {
+      offset: input.offset,
+      section: ref,
+      detail: reg ? "" : "not registered, and not listed in the vmdesc",
+    });
   }
   const { description, source } = vmdescDescription(ctx.sources, entry, ref, version, ctx.limits, input.offset);
   const a = attemptDevice(description, header, hdrLen, input, ctx.footers);

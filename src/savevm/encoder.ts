@@ -8,7 +8,7 @@ import { saveState, type VmdescSink } from "../vmstate/engine.js";
 import { QemuJsonWriter } from "../vmstate/json-writer.js";
 import { writeLegacyVmdesc } from "../vmstate/legacy.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
-import { configurationDescription, configurationState, type ConfigurationSpec } from "./configuration.js";
+import { type ConfigurationSpec, configurationDescription, configurationState } from "./configuration.js";
 import { CMD, QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION, SEC } from "./constants.js";
 import type { ConfigurationInfo, DecodeResult, SectionType } from "./types.js";
 

@@ -1,5 +1,5 @@
 // The small items of the framing (wire-format §2.2-§2.5): the file header, section headers, footers. Browser-safe.
-import { VmstreamError, type SectionRef } from "../io/errors.js";
+import { type SectionRef, VmstreamError } from "../io/errors.js";
 import type { ByteReader } from "../io/reader.js";
 import { QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION, QEMU_VM_FILE_VERSION_COMPAT, SEC } from "./constants.js";
 import type { AtHand } from "./input-window.js";
@@ -45,9 +45,14 @@ export function footerError(input: Pick<AtHand, "byteAt" | "reader" | "offset">,
   const ref = { idstr: h.idstr, id: h.id, instanceId: h.instanceId };
   const b = input.byteAt(at);
   if (b !== SEC.FOOTER) {
-    return new VmstreamError("BAD_SECTION", "missing section footer", { offset: input.offset + at, section: ref, detail: `found 0x${b.toString(16).padStart(2, "0")} instead of 0x7e` });
+    return new VmstreamError("BAD_SECTION", "missing section footer", {
+      offset: input.offset + at,
+      section: ref,
+      detail: `found 0x${b.toString(16).padStart(2, "0")} instead of 0x7e`,
+    });
   }
   const id = input.reader(at + 1, at + 5).be32();
-  if (id !== h.id) return new VmstreamError("BAD_SECTION", "mismatched section id in footer", { offset: input.offset + at, section: ref, detail: `footer says ${id}` });
+  if (id !== h.id)
+    return new VmstreamError("BAD_SECTION", "mismatched section id in footer", { offset: input.offset + at, section: ref, detail: `footer says ${id}` });
   return undefined;
 }

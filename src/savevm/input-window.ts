@@ -1,8 +1,9 @@
 // The decoder's input window in the kernels' memory: bytes arrive once (copied, or read straight into it) and
 // RAM records are decoded there in place. Bytes [rd, wr) of [win, win + cap) are unparsed; `offset` is the
 // stream offset of byte rd. Browser-safe.
-import { ByteReader } from "../io/reader.js";
+
 import { VmstreamError } from "../io/errors.js";
+import { ByteReader } from "../io/reader.js";
 import type { Kernels } from "../kernels/types.js";
 import { WireInputVisitor } from "../visitor/wire.js";
 import { loadState } from "../vmstate/engine.js";

@@ -1,6 +1,6 @@
 // The decoder's live (iterative) sections: one handler per idstr, made on first use from the options'
 // factories; section ids bound by START/FULL headers; the section being fed. Browser-safe.
-import { VmstreamError, type SectionRef } from "../io/errors.js";
+import { type SectionRef, VmstreamError } from "../io/errors.js";
 import type { FeedResult, HandlerContext, HandlerFactory, SectionHandler, SectionHeader, SectionInput } from "./types.js";
 
 interface Binding {
@@ -40,9 +40,18 @@ export class LiveSections {
   /** A START/FULL header of a live idstr binds its section id; the section starts. */
   start(header: SectionHeader, handler: SectionHandler, payloadOffset: number): void {
     const ref = refOf(header);
-    if (header.instanceId !== 0) throw new VmstreamError("BAD_SECTION", "unknown section instance", { offset: header.offset, section: ref, detail: `${header.idstr} has only instance 0` });
+    if (header.instanceId !== 0)
+      throw new VmstreamError("BAD_SECTION", "unknown section instance", {
+        offset: header.offset,
+        section: ref,
+        detail: `${header.idstr} has only instance 0`,
+      });
     if (header.version > handler.maxVersion) {
-      throw new VmstreamError("BAD_VERSION", "unsupported section version", { offset: header.offset, section: ref, detail: `${header.version}, this side loads up to ${handler.maxVersion}` });
+      throw new VmstreamError("BAD_VERSION", "unsupported section version", {
+        offset: header.offset,
+        section: ref,
+        detail: `${header.version}, this side loads up to ${handler.maxVersion}`,
+      });
     }
     this.bindings.set(header.id, { idstr: header.idstr, instanceId: header.instanceId, version: header.version, handler });
     this.begin(header, handler, payloadOffset);
@@ -52,7 +61,11 @@ export class LiveSections {
   resume(type: "part" | "end", id: number, offset: number): SectionHeader {
     const b = this.bindings.get(id);
     if (!b) throw new VmstreamError("BAD_SECTION", "PART/END section for a section id that was never started", { offset, detail: `section id ${id}` });
-    if (!b.handler) throw new VmstreamError("BAD_SECTION", "PART/END section for a section that is not iterative", { offset, section: { idstr: b.idstr, id, instanceId: b.instanceId } });
+    if (!b.handler)
+      throw new VmstreamError("BAD_SECTION", "PART/END section for a section that is not iterative", {
+        offset,
+        section: { idstr: b.idstr, id, instanceId: b.instanceId },
+      });
     const header: SectionHeader = { type, id, idstr: b.idstr, instanceId: b.instanceId, version: b.version, offset };
     this.begin(header, b.handler, offset + 5);
     return header;

@@ -1,11 +1,12 @@
 // The decoder's public shapes: options, the SectionHandler contract for iterative ("live") sections,
 // the device-description hooks, events, and the result. Browser-safe.
-import type { Kernels } from "../kernels/types.js";
+
 import type { VmstreamError } from "../io/errors.js";
+import type { Kernels } from "../kernels/types.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
+import type { Vmdesc, VmdescDevice } from "../vmstate/vmdesc.js";
 import type { ConfigurationSpec } from "./configuration.js";
 import type { DecoderLimits } from "./constants.js";
-import type { Vmdesc, VmdescDevice } from "../vmstate/vmdesc.js";
 
 export type SectionType = "start" | "part" | "end" | "full";
 

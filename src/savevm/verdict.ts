@@ -2,8 +2,8 @@
 // with its section and back), incomplete, or the first error — with a summary of what was decoded either way.
 // Generic: the decoder class is a parameter. Browser-safe.
 import { VmstreamError } from "../io/errors.js";
-import type { Completeness, DecodeResult, DeviceSectionResult, ValidationResult, ValidationSummary } from "./types.js";
 import type { Vmdesc } from "../vmstate/vmdesc.js";
+import type { Completeness, DecodeResult, DeviceSectionResult, ValidationResult, ValidationSummary } from "./types.js";
 
 export type DecoderLike = { push(chunk: Uint8Array): void; end(): DecodeResult; summary(): ValidationSummary; dispose(): void };
 
@@ -29,7 +29,13 @@ export async function runDecoder(d: DecoderLike, source: ByteSource): Promise<De
  * Completeness of a decode: vmdesc devices matched to FULL sections in order (an unmatched section's
  * result gets its entry filled in); without a vmdesc, EOF alone decides.
  */
-export function completenessOf(devices: readonly DeviceSectionResult[], doc: Vmdesc | undefined, eof: boolean, ended: boolean, vmdescSeen: boolean): Completeness {
+export function completenessOf(
+  devices: readonly DeviceSectionResult[],
+  doc: Vmdesc | undefined,
+  eof: boolean,
+  ended: boolean,
+  vmdescSeen: boolean,
+): Completeness {
   if (!doc) return { complete: eof && ended, eof, vmdesc: false, missingDevices: [], unlistedSections: [] };
   const used = new Array<boolean>(devices.length).fill(false);
   const missing: { name: string; instanceId: number }[] = [];

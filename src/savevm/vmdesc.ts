@@ -4,7 +4,7 @@
 // last one, the raw text is kept too. Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import type { Vmdesc, VmdescBody, VmdescDevice } from "../vmstate/vmdesc.js";
-import { SEC, type DecoderLimits } from "./constants.js";
+import { type DecoderLimits, SEC } from "./constants.js";
 import type { AtHand } from "./input-window.js";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -109,7 +109,8 @@ export function vmdescPayloadSize(d: VmdescDevice | VmdescBody, limits: Pick<Dec
       const count = f.array_len === undefined ? 1 : f.array_len;
       if (!isCount(count)) throw new VmstreamError("BAD_VALUE", "vmdesc array_len is not a non-negative integer", { detail: String(f.name) });
       n += f.size * count;
-      if (n > limits.deviceBytes) throw new VmstreamError("LIMIT", "vmdesc entry describes too many bytes", { detail: `> ${limits.deviceBytes} (limits.deviceBytes)` });
+      if (n > limits.deviceBytes)
+        throw new VmstreamError("LIMIT", "vmdesc entry describes too many bytes", { detail: `> ${limits.deviceBytes} (limits.deviceBytes)` });
     }
     const subs = b.subsections ?? [];
     if (!Array.isArray(subs)) throw new VmstreamError("BAD_VALUE", "vmdesc subsections is not an array");
@@ -118,13 +119,13 @@ export function vmdescPayloadSize(d: VmdescDevice | VmdescBody, limits: Pick<Dec
       const nameLen = enc.encode(s.vmsd_name).length;
       if (nameLen === 0 || nameLen > 255) throw new VmstreamError("BAD_VALUE", "vmdesc subsection name length is not 1..255");
       n += 1 + 1 + nameLen + 4 + walk(s, depth + 1);
-      if (n > limits.deviceBytes) throw new VmstreamError("LIMIT", "vmdesc entry describes too many bytes", { detail: `> ${limits.deviceBytes} (limits.deviceBytes)` });
+      if (n > limits.deviceBytes)
+        throw new VmstreamError("LIMIT", "vmdesc entry describes too many bytes", { detail: `> ${limits.deviceBytes} (limits.deviceBytes)` });
     }
     return n;
   };
   return walk(d, 0);
 }
-
 
 /** The vmdesc trailer at the start of `input` (its 0x06 at byte 0): length and JSON, or how many bytes to wait for. */
 export function readVmdescTrailer(

@@ -149,7 +149,7 @@ export function orLog(map: Uint8Array, log: Uint8Array, bits: number): number {
   for (let i = 0; i < n; i++) {
     let v = log[i]!;
     if (!v) continue;
-    if (i === (bits >> 3) && bits & 7) v &= (1 << (bits & 7)) - 1;
+    if (i === bits >> 3 && bits & 7) v &= (1 << (bits & 7)) - 1;
     found += popcount8(v);
     map[i]! |= v;
   }
@@ -186,7 +186,8 @@ export function allZero(a: Uint8Array): boolean {
 /** Sum two passes' counts of the same section (several iterate() calls in one round). */
 export function addCounts(a: SectionCounts, b: SectionCounts): SectionCounts {
   if (a.kind === "ram" && b.kind === "ram") {
-    const x = a.pages, y = b.pages;
+    const x = a.pages,
+      y = b.pages;
     return { kind: "ram", pages: { zero: x.zero + y.zero, normal: x.normal + y.normal, xbzrle: x.xbzrle + y.xbzrle, unchanged: x.unchanged + y.unchanged } };
   }
   if (a.kind === "block" && b.kind === "block") {

@@ -1,18 +1,19 @@
 // The built-in live section kinds, described once: each kind's idstr, its decode handler, the writer that
 // writes its records again, and its BER form. The decoder, the converters and BER -> QEMU all read this table.
 // Browser-safe.
-import type { BerExpect } from "../ber/expect.js";
+
 import type { ChunkedBerWriter } from "../ber/chunked.js";
+import type { BerExpect } from "../ber/expect.js";
 import type { Tag } from "../ber/writer.js";
 import type { ByteWriter } from "../io/writer.js";
 import type { HandlerFactory } from "../savevm/types.js";
-import { BlockHandler } from "./block/handler.js";
 import { blockBer } from "./block/ber.js";
+import { BlockHandler } from "./block/handler.js";
 import { BlockWriter } from "./block/writer.js";
 import { DirtyBitmapHandler } from "./dirty-bitmap/handler.js";
 import { DirtyBitmapWriter } from "./dirty-bitmap/writer.js";
-import { RamHandler } from "./ram/handler.js";
 import { ramBer } from "./ram/ber.js";
+import { RamHandler } from "./ram/handler.js";
 import { RamWriter } from "./ram/writer.js";
 import { htabBer } from "./spapr-htab/ber.js";
 import { HtabHandler } from "./spapr-htab/handler.js";

@@ -6,13 +6,13 @@
 // the kernels' memory): the bytes are copied once, by the kernel's read().
 import { closeSync, openSync, readSync } from "node:fs";
 import { stat } from "node:fs/promises";
-import { chunksOf, isGzip, nodeInflate, readHead, readTail, type ChunkOptions, type ChunkSource } from "../io/node.js";
 import { VmstreamError } from "../io/errors.js";
-import { emptySummary, failedVerdictOf, runValidation, verdictOf } from "../savevm/verdict.js";
+import { type ChunkOptions, type ChunkSource, chunksOf, isGzip, nodeInflate, readHead, readTail } from "../io/node.js";
 import { DEFAULT_LIMITS } from "../savevm/constants.js";
 import type { DecodeResult, ValidationResult } from "../savevm/types.js";
+import { emptySummary, failedVerdictOf, runValidation, verdictOf } from "../savevm/verdict.js";
 import { findVmdescTrailer } from "../savevm/vmdesc.js";
-import { StreamDecoder, decodeStream, type StreamDecoderOptions } from "./stream.js";
+import { decodeStream, StreamDecoder, type StreamDecoderOptions } from "./stream.js";
 
 export interface NodeDecodeOptions extends StreamDecoderOptions, ChunkOptions {
   /** For plain files: read the vmdesc from the end of the file before decoding (default true). */
@@ -24,7 +24,11 @@ function withNodeDefaults<T extends StreamDecoderOptions>(o: T): T {
 }
 
 /** The vmdesc JSON text at the end of a plain file, if it has one (read in growing tails up to the limit). */
-export async function readVmdescTrailer(path: string | URL, maxBytes = DEFAULT_LIMITS.vmdescBytes, maxDepth = DEFAULT_LIMITS.vmdescDepth): Promise<string | undefined> {
+export async function readVmdescTrailer(
+  path: string | URL,
+  maxBytes = DEFAULT_LIMITS.vmdescBytes,
+  maxDepth = DEFAULT_LIMITS.vmdescDepth,
+): Promise<string | undefined> {
   let n = 1 << 20;
   for (;;) {
     const { bytes, size } = await readTail(path, Math.min(n, maxBytes + 6));

@@ -3,11 +3,11 @@
 // decode / validate helpers. Browser-safe (Node adapters: src/sections/node.ts).
 import { VmstreamError } from "../io/errors.js";
 import { SavevmDecoder } from "../savevm/decoder.js";
-import { emptySummary, failedVerdictOf, pushAll, runDecoder, runValidation, verdictOf, type ByteSource } from "../savevm/verdict.js";
 import type { DecodeResult, DecoderOptions, ValidationResult } from "../savevm/types.js";
+import { type ByteSource, emptySummary, failedVerdictOf, pushAll, runDecoder, runValidation, verdictOf } from "../savevm/verdict.js";
 import type { BlockResult } from "./block/handler.js";
 import { defaultVmdescFallback } from "./device/fallback.js";
-import { resolveRegistry, type DeviceRegistryOption } from "./device/registry.js";
+import { type DeviceRegistryOption, resolveRegistry } from "./device/registry.js";
 import type { DirtyBitmapResult } from "./dirty-bitmap/handler.js";
 import { builtinHandlers } from "./kinds.js";
 import type { RamResult } from "./ram/handler.js";

@@ -16,7 +16,7 @@ import path from "node:path";
 import { deflateRawSync, inflateRawSync } from "node:zlib";
 import type { V86, V86Options } from "v86";
 import { VmstreamError } from "../io/errors.js";
-import { createKernels, type BackendChoice, type Kernels } from "../kernels/index.js";
+import { type BackendChoice, createKernels, type Kernels } from "../kernels/index.js";
 import type { RamBlockData } from "../sections/ram/format.js";
 import { F } from "../vmstate/fields.js";
 import type { VMStateDescription } from "../vmstate/types.js";
@@ -184,7 +184,8 @@ export class V86Machine {
     }
     // STATE_VERSION from a RAM-less save of the fresh machine (a few ms)
     const probe = new Int32Array(await saveStateWithoutRam(emu as V86Instance), 0, 4);
-    if (probe[0] !== STATE_MAGIC) throw new VmstreamError("BAD_MAGIC", "v86 save_state() did not start with its magic", { detail: `0x${(probe[0]! >>> 0).toString(16)}` });
+    if (probe[0] !== STATE_MAGIC)
+      throw new VmstreamError("BAD_MAGIC", "v86 save_state() did not start with its magic", { detail: `0x${(probe[0]! >>> 0).toString(16)}` });
     const config: V86MachineConfig = {
       v86: pkg.version,
       stateVersion: probe[1]!,
@@ -405,7 +406,17 @@ export function decodeStateSection(payload: Uint8Array): { config: V86MachineCon
     throw bad("v86 state header is not JSON", 12, e instanceof Error ? e.message : String(e));
   }
   const c = h?.config;
-  if (h?.format !== 1 || typeof c !== "object" || c === null || typeof c.v86 !== "string" || typeof c.memorySize !== "number" || typeof c.stateVersion !== "number" || typeof c.devices !== "object" || c.devices === null || typeof c.biosSha256 !== "string") {
+  if (
+    h?.format !== 1 ||
+    typeof c !== "object" ||
+    c === null ||
+    typeof c.v86 !== "string" ||
+    typeof c.memorySize !== "number" ||
+    typeof c.stateVersion !== "number" ||
+    typeof c.devices !== "object" ||
+    c.devices === null ||
+    typeof c.biosSha256 !== "string"
+  ) {
     throw bad("v86 state header has an unknown layout", 12);
   }
   if (!Number.isSafeInteger(h.stateBytes) || h.stateBytes < 16 || h.stateBytes > 2 ** 31) throw bad("v86 state size out of range", 12, String(h.stateBytes));
@@ -423,7 +434,8 @@ export function decodeStateSection(payload: Uint8Array): { config: V86MachineCon
   if (state.byteOffset & 3) state = state.slice();
   const head = new DataView(state.buffer, state.byteOffset, 16);
   if (head.getInt32(0, true) !== STATE_MAGIC) throw bad("the v86 state inside the section has no v86 magic", 12 + n);
-  if (head.getInt32(4, true) !== c.stateVersion) throw bad("the v86 state's version differs from its header", 12 + n, `${head.getInt32(4, true)} vs ${c.stateVersion}`);
+  if (head.getInt32(4, true) !== c.stateVersion)
+    throw bad("the v86 state's version differs from its header", 12 + n, `${head.getInt32(4, true)} vs ${c.stateVersion}`);
   return { config: c, state };
 }
 

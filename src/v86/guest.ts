@@ -211,10 +211,18 @@ export function guestBootSector(): Uint8Array {
     .op(0xee) //                                 out dx, al
     .op(0xc3) //                                 ret
 
-    .label("banner").ascii(GUEST.banner + "\r\n").op(0)
-    .label("tick").ascii(" T=").op(0)
-    .label("mb").ascii(" MB=").op(0)
-    .label("crlf").ascii("\r\n").op(0);
+    .label("banner")
+    .ascii(GUEST.banner + "\r\n")
+    .op(0)
+    .label("tick")
+    .ascii(" T=")
+    .op(0)
+    .label("mb")
+    .ascii(" MB=")
+    .op(0)
+    .label("crlf")
+    .ascii("\r\n")
+    .op(0);
   const code = a.finish();
   if (code.length > 510) throw new Error(`guest: boot sector code is ${code.length} bytes (max 510)`);
   const sector = new Uint8Array(512);

@@ -1,5 +1,6 @@
 // vmstream/v86: embed vmstream in the v86 emulator (Node). v86 is an optional peer dependency, loaded on demand.
-export * from "./guest.js";
+
 export * from "./adapter.js";
-export * from "./snapshot.js";
+export * from "./guest.js";
 export * from "./migrate.js";
+export * from "./snapshot.js";

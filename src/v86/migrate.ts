@@ -13,9 +13,9 @@
 import { createHash } from "node:crypto";
 import type { Socket } from "node:net";
 import { VmstreamError } from "../io/errors.js";
-import { MigrationDestination, type DestinationPages } from "../migration/destination.js";
-import { runLiveSource, type LiveOutcome, type LiveRound } from "../migration/live.js";
-import { MigrationSource, type MigrationDevice } from "../migration/source.js";
+import { type DestinationPages, MigrationDestination } from "../migration/destination.js";
+import { type LiveOutcome, type LiveRound, runLiveSource } from "../migration/live.js";
+import { type MigrationDevice, MigrationSource } from "../migration/source.js";
 import { connectTcp, listenTcp, parseEndpoint, StreamWriter } from "../migration/transport.js";
 import { V86_MACHINE, V86_RAM_BLOCK, type V86Machine } from "./adapter.js";
 import { RAM_SECTION_ID, stateDevice, v86Devices, v86StateOf } from "./snapshot.js";
@@ -289,7 +289,10 @@ export async function receiveV86(machine: V86Machine, endpoint: TcpEndpoint, opt
     onEvent: (e) => {
       // refuse another machine's stream at its first section instead of after the whole RAM
       if (e.type === "configuration" && e.configuration.machine !== V86_MACHINE) {
-        throw new VmstreamError("MISMATCH", "not a v86 migration", { section: { idstr: "configuration", id: 0 }, detail: `machine "${e.configuration.machine}"` });
+        throw new VmstreamError("MISMATCH", "not a v86 migration", {
+          section: { idstr: "configuration", id: 0 },
+          detail: `machine "${e.configuration.machine}"`,
+        });
       }
       if (e.type === "vmdesc") trailerDone = true;
     },
@@ -325,7 +328,11 @@ export async function receiveV86(machine: V86Machine, endpoint: TcpEndpoint, opt
       }
       const t = now();
       const ram = result.ram?.blocks ?? [];
-      if (ram.length !== 1) throw new VmstreamError("MISMATCH", "a v86 migration has exactly one RAM block", { section: { idstr: "ram", id: RAM_SECTION_ID }, detail: `${ram.length} blocks` });
+      if (ram.length !== 1)
+        throw new VmstreamError("MISMATCH", "a v86 migration has exactly one RAM block", {
+          section: { idstr: "ram", id: RAM_SECTION_ID },
+          detail: `${ram.length} blocks`,
+        });
       await machine.restoreStateSection(v86StateOf(result.decoded.devices));
       let ramSha256: string | undefined;
       let verifyMs: number | undefined;

@@ -5,12 +5,21 @@
 // stopped and before restore_state (which clears v86's JIT cache), then restores the RAM-less state.
 import { VmstreamError } from "../io/errors.js";
 import { ByteWriter } from "../io/writer.js";
-import { decodeBytes, ramOf } from "../sections/stream.js";
-import { RamWriter } from "../sections/ram/writer.js";
 import { StreamEncoder } from "../savevm/encoder.js";
 import type { DeviceRegistry } from "../savevm/types.js";
+import { RamWriter } from "../sections/ram/writer.js";
+import { decodeBytes, ramOf } from "../sections/stream.js";
 import { legacyBytes, opaqueLegacy } from "../vmstate/legacy.js";
-import { checkConfig, decodeStateSection, v86StateConversion, V86_MACHINE, V86_RAM_BLOCK, V86_STATE_SECTION, type V86Machine, type V86MachineConfig } from "./adapter.js";
+import {
+  checkConfig,
+  decodeStateSection,
+  V86_MACHINE,
+  V86_RAM_BLOCK,
+  V86_STATE_SECTION,
+  type V86Machine,
+  type V86MachineConfig,
+  v86StateConversion,
+} from "./adapter.js";
 
 /** Section ids: ram as in an x86 pc stream, the state after it. */
 export const RAM_SECTION_ID = 2;
@@ -93,9 +102,11 @@ export const v86Devices: DeviceRegistry = (idstr) => (idstr === V86_STATE_SECTIO
 export async function restoreSnapshot(machine: V86Machine, bytes: Uint8Array, opts: { run?: boolean } = {}): Promise<V86MachineConfig> {
   const result = decodeBytes(bytes, { materialize: { ram: true }, devices: v86Devices, strictDevices: true });
   try {
-    if (!result.completeness.complete) throw new VmstreamError("EOF", "the snapshot is incomplete", { detail: `EOF ${result.eof}, vmdesc ${result.completeness.vmdesc}` });
+    if (!result.completeness.complete)
+      throw new VmstreamError("EOF", "the snapshot is incomplete", { detail: `EOF ${result.eof}, vmdesc ${result.completeness.vmdesc}` });
     const machineName = result.configuration?.machine;
-    if (machineName !== undefined && machineName !== V86_MACHINE) throw new VmstreamError("MISMATCH", "not a v86 snapshot", { detail: `machine "${machineName}"` });
+    if (machineName !== undefined && machineName !== V86_MACHINE)
+      throw new VmstreamError("MISMATCH", "not a v86 snapshot", { detail: `machine "${machineName}"` });
     const { config, state } = decodeStateSection(v86StateOf(result.devices));
     checkConfig(config, machine.config);
     const ram = ramOf(result);

@@ -30,11 +30,12 @@
 // into (VMSTATE_WITH_TMP, "pci irq state", bitmaps, QTAILQs, GTrees, VSTRUCTs, custom types).
 //
 // Values are held in Maps (insertion order = the script's OrderedDict order, any key allowed).
-import { ByteWriter } from "../io/writer.js";
+
 import { VmstreamError } from "../io/errors.js";
+import { ByteWriter } from "../io/writer.js";
 import { BaseVisitor } from "./base.js";
-import { WireOutputVisitor } from "./wire.js";
 import { INT_WIDTH, type IntType, type Name, type ScalarInfo, type Visitor } from "./visitor.js";
+import { WireOutputVisitor } from "./wire.js";
 
 /** A rendered value: a string (ints and blobs), a boolean, a list, or an ordered object. */
 export type AnalyzeValue = string | boolean | AnalyzeValue[] | AnalyzeObject;

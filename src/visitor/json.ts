@@ -265,11 +265,16 @@ function unwrap(v: JsonValue | undefined): JsonValue | undefined {
 }
 
 const INT_RANGE: Readonly<Record<string, readonly [number, number]>> = {
-  int8: [-0x80, 0x7f], int16: [-0x8000, 0x7fff], int32: [-0x80000000, 0x7fffffff],
-  uint8: [0, 0xff], uint16: [0, 0xffff], uint32: [0, 0xffffffff],
+  int8: [-0x80, 0x7f],
+  int16: [-0x8000, 0x7fff],
+  int32: [-0x80000000, 0x7fffffff],
+  uint8: [0, 0xff],
+  uint16: [0, 0xffff],
+  uint32: [0, 0xffffffff],
 };
 const BIG_RANGE: Readonly<Record<string, readonly [bigint, bigint]>> = {
-  int64: [-(1n << 63n), (1n << 63n) - 1n], uint64: [0n, (1n << 64n) - 1n],
+  int64: [-(1n << 63n), (1n << 63n) - 1n],
+  uint64: [0n, (1n << 64n) - 1n],
 };
 
 /**
@@ -315,7 +320,8 @@ export class JsonInputVisitor extends BaseVisitor {
     if (v !== undefined && !this.err) {
       if (!isObject(v) || !isObject(v.fields)) this.mismatch(undefined, "expected a struct node", `for ${vmsdName}`);
       else if (v.vmsd !== vmsdName) this.mismatch(undefined, "struct differs", `JSON has ${String(v.vmsd)}, description ${vmsdName}`);
-      else if (v.version !== version) this.mismatch(undefined, `${vmsdName}: version differs`, `JSON has ${String(v.version)}, walked at ${version}`, "BAD_VERSION");
+      else if (v.version !== version)
+        this.mismatch(undefined, `${vmsdName}: version differs`, `JSON has ${String(v.version)}, walked at ${version}`, "BAD_VERSION");
       else node = v as unknown as JsonSubsectionNode;
     }
     this.frames.push({ kind: "struct", node, seen: new Map(), sub: 0 });
@@ -496,4 +502,3 @@ export class JsonInputVisitor extends BaseVisitor {
     return j;
   }
 }
-

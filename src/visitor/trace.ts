@@ -14,11 +14,18 @@ import type { Name, ScalarInfo, ScalarType, Visitor } from "./visitor.js";
 export type TraceValue = string | number | boolean | null;
 
 export type TraceKind =
-  | "startStruct" | "endStruct"
-  | "startArray" | "endArray"
-  | "startSubsection" | "endSubsection"
-  | "optional" | "listNext" | "nullPointer"
-  | "scalar" | "buffer" | "str";
+  | "startStruct"
+  | "endStruct"
+  | "startArray"
+  | "endArray"
+  | "startSubsection"
+  | "endSubsection"
+  | "optional"
+  | "listNext"
+  | "nullPointer"
+  | "scalar"
+  | "buffer"
+  | "str";
 
 export interface TraceEntry {
   readonly kind: TraceKind;
@@ -72,7 +79,10 @@ export class TraceVisitor<V extends Visitor = Visitor> extends BaseVisitor {
   private readonly onEntry: ((e: TraceEntry) => void) | undefined;
   private readonly collect: boolean;
 
-  constructor(readonly inner: V, options: TraceOptions = {}) {
+  constructor(
+    readonly inner: V,
+    options: TraceOptions = {},
+  ) {
     super();
     this.direction = inner.direction;
     this.onEntry = options.onEntry;
@@ -224,4 +234,3 @@ export class TraceVisitor<V extends Visitor = Visitor> extends BaseVisitor {
     return got;
   }
 }
-

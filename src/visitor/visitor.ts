@@ -17,7 +17,14 @@ export type Name = string | number;
 
 /** Width in bytes of each integer type. */
 export const INT_WIDTH: Readonly<Record<IntType, number>> = {
-  int8: 1, uint8: 1, int16: 2, uint16: 2, int32: 4, uint32: 4, int64: 8, uint64: 8,
+  int8: 1,
+  uint8: 1,
+  int16: 2,
+  uint16: 2,
+  int32: 4,
+  uint32: 4,
+  int64: 8,
+  uint64: 8,
 };
 
 /**

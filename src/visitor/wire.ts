@@ -84,7 +84,9 @@ export class WireOutputVisitor extends BaseVisitor {
   buffer(name: Name, bytes: Uint8Array | undefined, len: number): Uint8Array {
     const b = bytes ?? new Uint8Array(len);
     if (b.length !== len) {
-      this.fail(new VmstreamError("RANGE", "buffer length differs from the description", { path: this.path(name), detail: `${b.length} bytes, ${len} described` }));
+      this.fail(
+        new VmstreamError("RANGE", "buffer length differs from the description", { path: this.path(name), detail: `${b.length} bytes, ${len} described` }),
+      );
       return b;
     }
     this.w.bytes(b);
@@ -146,7 +148,9 @@ export class WireInputVisitor extends BaseVisitor {
     const b = this.r.u8();
     this.latch(name);
     if (!this.err && b !== NULL_MARKER) {
-      this.fail(new VmstreamError("BAD_VALUE", "expected a NULL pointer marker", { offset: at, path: this.path(name), detail: `0x${b.toString(16)} instead of 0x30` }));
+      this.fail(
+        new VmstreamError("BAD_VALUE", "expected a NULL pointer marker", { offset: at, path: this.path(name), detail: `0x${b.toString(16)} instead of 0x30` }),
+      );
     }
     return true;
   }

@@ -173,17 +173,28 @@ function zeroOf(type: ScalarFieldType): unknown {
 /** Visit one scalar of `type`. `info` carries the QEMU type name for the describing visitors. */
 function visitScalar(v: Visitor, type: ScalarFieldType, name: Name, val: unknown, info?: { info?: string }): unknown {
   switch (type) {
-    case "bool": return v.bool(name, (val as boolean) ?? false, info);
-    case "uint8": return v.uint8(name, (val as number) ?? 0, info);
-    case "uint16": return v.uint16(name, (val as number) ?? 0, info);
-    case "uint32": return v.uint32(name, (val as number) ?? 0, info);
-    case "uint64": return v.uint64(name, (val as bigint) ?? 0n, info);
-    case "int8": return v.int8(name, (val as number) ?? 0, info);
-    case "int16": return v.int16(name, (val as number) ?? 0, info);
-    case "int32": return v.int32(name, (val as number) ?? 0, info);
-    case "int64": return v.int64(name, (val as bigint) ?? 0n, info);
-    case "float32": return v.float32(name, (val as number) ?? 0, info);
-    case "float64": return v.float64(name, (val as number) ?? 0, info);
+    case "bool":
+      return v.bool(name, (val as boolean) ?? false, info);
+    case "uint8":
+      return v.uint8(name, (val as number) ?? 0, info);
+    case "uint16":
+      return v.uint16(name, (val as number) ?? 0, info);
+    case "uint32":
+      return v.uint32(name, (val as number) ?? 0, info);
+    case "uint64":
+      return v.uint64(name, (val as bigint) ?? 0n, info);
+    case "int8":
+      return v.int8(name, (val as number) ?? 0, info);
+    case "int16":
+      return v.int16(name, (val as number) ?? 0, info);
+    case "int32":
+      return v.int32(name, (val as number) ?? 0, info);
+    case "int64":
+      return v.int64(name, (val as bigint) ?? 0n, info);
+    case "float32":
+      return v.float32(name, (val as number) ?? 0, info);
+    case "float64":
+      return v.float64(name, (val as number) ?? 0, info);
   }
 }
 
@@ -193,17 +204,28 @@ function descType(f: Field): string {
     case "scalar":
     case "array":
       return f.info ?? f.type;
-    case "buffer": return f.info ?? "buffer";
-    case "unused": return "unused_buffer";
-    case "struct": return f.structVersion !== undefined ? "vstruct" : "struct";
-    case "structArray": return "struct";
-    case "pointerArray": return f.info ?? (typeof f.elem === "string" ? f.elem : "struct");
-    case "bitmap": return "bitmap";
-    case "tmp": return "tmp";
-    case "list": return f.info;
-    case "gtree": return "gtree";
-    case "custom": return f.info;
-    case "validate": return "";
+    case "buffer":
+      return f.info ?? "buffer";
+    case "unused":
+      return "unused_buffer";
+    case "struct":
+      return f.structVersion !== undefined ? "vstruct" : "struct";
+    case "structArray":
+      return "struct";
+    case "pointerArray":
+      return f.info ?? (typeof f.elem === "string" ? f.elem : "struct");
+    case "bitmap":
+      return "bitmap";
+    case "tmp":
+      return "tmp";
+    case "list":
+      return f.info;
+    case "gtree":
+      return "gtree";
+    case "custom":
+      return f.info;
+    case "validate":
+      return "";
   }
 }
 
@@ -362,7 +384,7 @@ function walkField(v: Visitor, f: Exclude<Field, { kind: "validate" }>, s: State
       const n = count(f.count, s);
       const arr: unknown[] = s[key] ?? (s[key] = []);
       const isStruct = typeof f.elem !== "string";
-      const elemSize = f.elemSize ?? (isStruct ? fixedWireSize(f.elem as VMStateDescription) ?? 0 : SCALAR_SIZE[f.elem as ScalarFieldType]);
+      const elemSize = f.elemSize ?? (isStruct ? (fixedWireSize(f.elem as VMStateDescription) ?? 0) : SCALAR_SIZE[f.elem as ScalarFieldType]);
       const m = v.startArray(f.name, n, elemSize, descType(f));
       const compress = canCompress(f);
       let dd = d;
@@ -489,16 +511,43 @@ function computeFixedSize(vmsd: VMStateDescription): number | undefined {
   for (const f of vmsd.fields) {
     if (f.test || (f.version ?? 0) > 0) return undefined;
     switch (f.kind) {
-      case "scalar": size += SCALAR_SIZE[f.type]; break;
-      case "array": if (typeof f.count !== "number") return undefined; size += f.count * SCALAR_SIZE[f.type]; break;
-      case "buffer": if (typeof f.size !== "number") return undefined; size += f.size; break;
-      case "unused": size += f.size; break;
-      case "custom": size += f.size; break;
-      case "validate": break;
-      case "struct": { const n = fixedWireSize(f.vmsd); if (n === undefined) return undefined; size += n; break; }
-      case "structArray": { const n = fixedWireSize(f.vmsd); if (n === undefined || typeof f.count !== "number") return undefined; size += n * f.count; break; }
-      case "bitmap": if (typeof f.nbits !== "number") return undefined; size += Math.ceil(f.nbits / 64) * 8; break;
-      default: return undefined;
+      case "scalar":
+        size += SCALAR_SIZE[f.type];
+        break;
+      case "array":
+        if (typeof f.count !== "number") return undefined;
+        size += f.count * SCALAR_SIZE[f.type];
+        break;
+      case "buffer":
+        if (typeof f.size !== "number") return undefined;
+        size += f.size;
+        break;
+      case "unused":
+        size += f.size;
+        break;
+      case "custom":
+        size += f.size;
+        break;
+      case "validate":
+        break;
+      case "struct": {
+        const n = fixedWireSize(f.vmsd);
+        if (n === undefined) return undefined;
+        size += n;
+        break;
+      }
+      case "structArray": {
+        const n = fixedWireSize(f.vmsd);
+        if (n === undefined || typeof f.count !== "number") return undefined;
+        size += n * f.count;
+        break;
+      }
+      case "bitmap":
+        if (typeof f.nbits !== "number") return undefined;
+        size += Math.ceil(f.nbits / 64) * 8;
+        break;
+      default:
+        return undefined;
     }
   }
   return size;

@@ -1,14 +1,36 @@
 // Short constructors for VMState fields, named after QEMU's VMSTATE_* macros they stand for.
 import type {
-  ArrayField, BitmapField, BufferField, Count, CustomField, Field, GTreeField, ListField, PointerArrayField,
-  ScalarField, ScalarFieldType, StructArrayField, StructField, TmpField, UnusedField, ValidateField, VMStateDescription,
+  ArrayField,
+  BitmapField,
+  BufferField,
+  Count,
+  CustomField,
+  Field,
+  GTreeField,
+  ListField,
+  PointerArrayField,
+  ScalarField,
+  ScalarFieldType,
+  StructArrayField,
+  StructField,
+  TmpField,
+  UnusedField,
+  ValidateField,
+  VMStateDescription,
 } from "./types.js";
 
 type Opts = Partial<Pick<Field, "key" | "version" | "test">>;
 
-const scalar = (type: ScalarFieldType, info?: string, check?: "equal" | "le") => (name: string, o: Opts = {}): ScalarField => ({
-  kind: "scalar", name, type, ...(info ? { info } : {}), ...(check ? { check } : {}), ...o,
-});
+const scalar =
+  (type: ScalarFieldType, info?: string, check?: "equal" | "le") =>
+  (name: string, o: Opts = {}): ScalarField => ({
+    kind: "scalar",
+    name,
+    type,
+    ...(info ? { info } : {}),
+    ...(check ? { check } : {}),
+    ...o,
+  });
 
 export const F = {
   bool: scalar("bool"),
@@ -37,28 +59,59 @@ export const F = {
   float32: scalar("float32"),
 
   array: (name: string, type: ScalarFieldType, count: Count, o: Opts & { start?: number; info?: string } = {}): ArrayField => ({
-    kind: "array", name, type, count, ...o,
+    kind: "array",
+    name,
+    type,
+    count,
+    ...o,
   }),
   buffer: (name: string, size: Count, o: Opts & { start?: number; info?: string } = {}): BufferField => ({ kind: "buffer", name, size, ...o }),
   unused: (size: number, o: Opts = {}): UnusedField => ({ kind: "unused", name: "unused", size, ...o }),
   struct: (name: string, vmsd: VMStateDescription, o: Opts & { structVersion?: number } = {}): StructField => ({ kind: "struct", name, vmsd, ...o }),
   structArray: (name: string, vmsd: VMStateDescription, count: Count, o: Opts & { elemSize?: number } = {}): StructArrayField => ({
-    kind: "structArray", name, vmsd, count, ...o,
+    kind: "structArray",
+    name,
+    vmsd,
+    count,
+    ...o,
   }),
-  pointerArray: (name: string, elem: ScalarFieldType | VMStateDescription, count: Count, o: Opts & { info?: string; elemSize?: number } = {}): PointerArrayField => ({
-    kind: "pointerArray", name, elem, count, ...o,
+  pointerArray: (
+    name: string,
+    elem: ScalarFieldType | VMStateDescription,
+    count: Count,
+    o: Opts & { info?: string; elemSize?: number } = {},
+  ): PointerArrayField => ({
+    kind: "pointerArray",
+    name,
+    elem,
+    count,
+    ...o,
   }),
   bitmap: (name: string, nbits: Count, o: Opts = {}): BitmapField => ({ kind: "bitmap", name, nbits, ...o }),
   tmp: (vmsd: VMStateDescription, toTmp: TmpField["toTmp"], fromTmp: TmpField["fromTmp"], o: Opts = {}): TmpField => ({
-    kind: "tmp", name: "tmp", vmsd, toTmp, fromTmp, ...o,
+    kind: "tmp",
+    name: "tmp",
+    vmsd,
+    toTmp,
+    fromTmp,
+    ...o,
   }),
   qtailq: (name: string, vmsd: VMStateDescription, o: Opts = {}): ListField => ({ kind: "list", name, vmsd, info: "qtailq", ...o }),
   qlist: (name: string, vmsd: VMStateDescription, o: Opts = {}): ListField => ({ kind: "list", name, vmsd, info: "qlist", ...o }),
   gtree: (name: string, valueVmsd: VMStateDescription, keyVmsd?: VMStateDescription, o: Opts = {}): GTreeField => ({
-    kind: "gtree", name, valueVmsd, ...(keyVmsd ? { keyVmsd } : {}), ...o,
+    kind: "gtree",
+    name,
+    valueVmsd,
+    ...(keyVmsd ? { keyVmsd } : {}),
+    ...o,
   }),
   validate: (name: string, check: ValidateField["check"], o: Opts = {}): ValidateField => ({ kind: "validate", name, check, ...o }),
   custom: (name: string, info: string, size: number, visit: CustomField["visit"], o: Opts = {}): CustomField => ({
-    kind: "custom", name, info, size, visit, ...o,
+    kind: "custom",
+    name,
+    info,
+    size,
+    visit,
+    ...o,
   }),
 };

@@ -3,8 +3,8 @@
 // vmdesc written again"). Every value is checked before use; limits cap what an untrusted vmdesc
 // may cost.
 import { VmstreamError } from "../io/errors.js";
+import { elementsField, type InlineBody, singleField, type VmdescElement } from "./from-vmdesc-fields.js";
 import type { Field, ScalarFieldType, State, VMStateDescription } from "./types.js";
-import { elementsField, singleField, type VmdescElement, type InlineBody } from "./from-vmdesc-fields.js";
 
 /** Caps on what an (untrusted) vmdesc may ask for. */
 export interface VmdescLimits {
@@ -88,7 +88,10 @@ export function show(x: unknown): string {
 const utf8 = new TextEncoder();
 
 /** Scalar types: JSON type -> wire type (+ load check). Their width is the wire type's. */
-const SCALARS: ReadonlyMap<string, { readonly type: ScalarFieldType; readonly check?: "equal" | "le" }> = new Map<string, { type: ScalarFieldType; check?: "equal" | "le" }>([
+const SCALARS: ReadonlyMap<string, { readonly type: ScalarFieldType; readonly check?: "equal" | "le" }> = new Map<
+  string,
+  { type: ScalarFieldType; check?: "equal" | "le" }
+>([
   ["bool", { type: "bool" }],
   ["int8", { type: "int8" }],
   ["int16", { type: "int16" }],
@@ -110,7 +113,17 @@ const SCALARS: ReadonlyMap<string, { readonly type: ScalarFieldType; readonly ch
 ]);
 
 const WIDTH: Readonly<Record<ScalarFieldType, number>> = {
-  bool: 1, int8: 1, uint8: 1, int16: 2, uint16: 2, int32: 4, uint32: 4, int64: 8, uint64: 8, float32: 4, float64: 8,
+  bool: 1,
+  int8: 1,
+  uint8: 1,
+  int16: 2,
+  uint16: 2,
+  int32: 4,
+  uint32: 4,
+  int64: 8,
+  uint64: 8,
+  float32: 4,
+  float64: 8,
 };
 
 /** State keys of one state object (a body and its subsections share it). */
@@ -135,7 +148,15 @@ export interface ConvertedBody {
 }
 
 /** Check a body (`fields`, `subsections`) and convert it into the description `name` at `version`. */
-export function convertBody(o: Record<string, unknown>, path: string, depth: number, ctx: ConversionContext, name: string, version: number, keys = new Keys()): ConvertedBody {
+export function convertBody(
+  o: Record<string, unknown>,
+  path: string,
+  depth: number,
+  ctx: ConversionContext,
+  name: string,
+  version: number,
+  keys = new Keys(),
+): ConvertedBody {
   if (depth > ctx.limits.maxDepth) bad(path, "the vmdesc nests too deep", `more than ${ctx.limits.maxDepth} levels (maxDepth)`);
   const rawFields = own(o, "fields");
   if (!Array.isArray(rawFields)) bad(`${path}.fields`, "fields must be an array");
@@ -179,7 +200,17 @@ export function convertBody(o: Record<string, unknown>, path: string, depth: num
         size += elem.size;
         cost += 1 + elemCost(elem);
       }
-      fields.push(elementsField(e.name, keys.take(e.name), (k) => elems[k]!, elems.length, "index", e.type, elems.reduce((a, x) => a + x.size, 0)));
+      fields.push(
+        elementsField(
+          e.name,
+          keys.take(e.name),
+          (k) => elems[k]!,
+          elems.length,
+          "index",
+          e.type,
+          elems.reduce((a, x) => a + x.size, 0),
+        ),
+      );
       seen.add(e.name);
       i = j;
       continue;
@@ -252,7 +283,10 @@ function checkField(x: unknown, path: string, ctx: ConversionContext): CheckedFi
   }
   if (index !== undefined && !isU32(index)) bad(`${path}.index`, "index must be an integer in 0..2^32-1", show(index));
   return {
-    raw: x, name, type, size,
+    raw: x,
+    name,
+    type,
+    size,
     ...(arrayLen !== undefined ? { arrayLen: arrayLen as number } : {}),
     ...(index !== undefined ? { index: index as number } : {}),
   };
@@ -268,7 +302,7 @@ function convertElem(raw: Record<string, unknown>, type: string, size: number, p
     if (!isObject(body)) bad(`${path}.struct`, "a struct field needs a struct object");
     if (own(body, "fields") === undefined) {
       if (size === 1 && Object.keys(body).length === 0) return { k: "null", json: type, size: 1 };
-      bad(`${path}.struct`, "a struct body without fields", "only a NULL pointer entry (size 1, \"struct\": {}) has none");
+      bad(`${path}.struct`, "a struct body without fields", 'only a NULL pointer entry (size 1, "struct": {}) has none');
     }
     const vname = own(body, "vmsd_name");
     if (typeof vname !== "string") bad(`${path}.struct.vmsd_name`, "vmsd_name must be a string");
@@ -276,8 +310,11 @@ function convertElem(raw: Record<string, unknown>, type: string, size: number, p
     if (!isU32(ver)) bad(`${path}.struct.version`, "version must be an integer in 0..2^32-1", show(ver));
     const b = convertBody(body, `${path}.struct`, depth + 1, ctx, vname, ver);
     if (ctx.limits.checkStructSizes && b.size !== size) {
-      bad(`${path}.size`, "the struct's size differs from what its body describes",
-        `size ${size}, body ${b.size} bytes (a compressed array of pointers with NULL entries? wire-format §4.4)`);
+      bad(
+        `${path}.size`,
+        "the struct's size differs from what its body describes",
+        `size ${size}, body ${b.size} bytes (a compressed array of pointers with NULL entries? wire-format §4.4)`,
+      );
     }
     return { k: "struct", vmsd: b.vmsd, size: b.size, cost: b.cost };
   }
@@ -342,7 +379,11 @@ function withSubsectionChecks(name: string, version: number, fields: Field[], su
     } as VMStateDescription;
   });
   return {
-    name, version, minimumVersion: 0, fields, subsections: tracked,
+    name,
+    version,
+    minimumVersion: 0,
+    fields,
+    subsections: tracked,
     preLoad(s: State): void {
       arrived.set(s, []);
     },

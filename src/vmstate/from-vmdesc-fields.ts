@@ -8,12 +8,19 @@ import { ByteWriter } from "../io/writer.js";
 import { ANALYZE_LIST_MARK } from "../visitor/analyze.js";
 import type { Name, ScalarInfo, Visitor } from "../visitor/visitor.js";
 import { WireInputVisitor, WireOutputVisitor } from "../visitor/wire.js";
-import { loadState, saveState, visitState, type DescribingCustomField, type ElementDescriber } from "./engine.js";
+import { type DescribingCustomField, type ElementDescriber, loadState, saveState, visitState } from "./engine.js";
 import type { CustomField, Field, ScalarFieldType, State, VMStateDescription } from "./types.js";
 
 /** One element as the vmdesc describes it. */
 export type VmdescElement =
-  | { readonly k: "scalar"; readonly type: ScalarFieldType; readonly json: string; readonly info: ScalarInfo; readonly check?: "equal" | "le"; readonly size: number }
+  | {
+      readonly k: "scalar";
+      readonly type: ScalarFieldType;
+      readonly json: string;
+      readonly info: ScalarInfo;
+      readonly check?: "equal" | "le";
+      readonly size: number;
+    }
   | { readonly k: "buffer"; readonly json: string; readonly info: ScalarInfo; readonly size: number; readonly inline?: InlineBody }
   | { readonly k: "struct"; readonly vmsd: VMStateDescription; readonly size: number; readonly cost: number }
   | { readonly k: "null"; readonly json: string; readonly size: 1 };
@@ -31,7 +38,10 @@ export function singleField(name: string, key: string, e: VmdescElement, json: s
   switch (e.k) {
     case "scalar":
       return {
-        kind: "scalar", name, key, type: e.type,
+        kind: "scalar",
+        name,
+        key,
+        type: e.type,
         ...(json !== e.type ? { info: json } : {}),
         ...(e.check ? { check: e.check } : {}),
       };
@@ -41,7 +51,11 @@ export function singleField(name: string, key: string, e: VmdescElement, json: s
       // A zero-length object still exists in the vmdesc (and analyze-migration.py prints ""); the
       // engine's buffer sends nothing for size 0, so visit it here.
       return {
-        kind: "custom", name, key, info: json, size: 0,
+        kind: "custom",
+        name,
+        key,
+        info: json,
+        size: 0,
         visit: (v: Visitor, n: string) => {
           v.buffer(n, EMPTY, 0, { info: json });
           return EMPTY;
@@ -60,7 +74,12 @@ export function singleField(name: string, key: string, e: VmdescElement, json: s
  */
 function inlineField(name: string, key: string, e: Extract<VmdescElement, { k: "buffer" }>): DescribingCustomField {
   return {
-    kind: "custom", name, key, info: e.json, size: e.size, describesElements: true,
+    kind: "custom",
+    name,
+    key,
+    info: e.json,
+    size: e.size,
+    describesElements: true,
     visit(v: Visitor, fname: string, value: unknown, describe?: ElementDescriber): unknown {
       describe?.start(0, 1, "single", false);
       const got = visitElem(v, e, fname, value, describe);
@@ -77,11 +96,24 @@ function inlineField(name: string, key: string, e: Extract<VmdescElement, { k: "
  * that writes the vmdesc, the objects are written back in the same form, element sizes measured on
  * the output as QEMU measures them, so the regenerated text is the stream's.
  */
-export function elementsField(name: string, key: string, elem: (i: number) => VmdescElement, n: number, form: "array_len" | "index" | "single", json: string, size: number): DescribingCustomField {
+export function elementsField(
+  name: string,
+  key: string,
+  elem: (i: number) => VmdescElement,
+  n: number,
+  form: "array_len" | "index" | "single",
+  json: string,
+  size: number,
+): DescribingCustomField {
   const elemType = form !== "single" && n === 1 ? json + ANALYZE_LIST_MARK : json;
   const elemSize = n > 0 ? elem(0).size : 0;
   return {
-    kind: "custom", name, key, info: json, size, describesElements: true,
+    kind: "custom",
+    name,
+    key,
+    info: json,
+    size,
+    describesElements: true,
     visit(v: Visitor, fname: string, value: unknown, describe?: ElementDescriber): unknown[] {
       const prev: unknown[] = Array.isArray(value) ? value : [];
       const out: unknown[] = [];
@@ -105,9 +137,16 @@ function visitElem(v: Visitor, e: VmdescElement, i: Name, prev: unknown, describ
       const got = visitScalar(v, e.type, i, prev, e.info);
       if (v.direction === "input" && !v.error && prev !== undefined && prev !== null) {
         if (e.check === "equal" && got !== prev) {
-          v.fail(new VmstreamError("MISMATCH", `element ${i}: value differs from this side's`, { path: v.path(), detail: `stream ${String(got)}, here ${String(prev)}` }));
+          v.fail(
+            new VmstreamError("MISMATCH", `element ${i}: value differs from this side's`, {
+              path: v.path(),
+              detail: `stream ${String(got)}, here ${String(prev)}`,
+            }),
+          );
         } else if (e.check === "le" && ((got as number) < 0 || (got as number) > (prev as number))) {
-          v.fail(new VmstreamError("BAD_VALUE", `element ${i}: value out of range`, { path: v.path(), detail: `stream ${String(got)}, allowed 0..${String(prev)}` }));
+          v.fail(
+            new VmstreamError("BAD_VALUE", `element ${i}: value out of range`, { path: v.path(), detail: `stream ${String(got)}, allowed 0..${String(prev)}` }),
+          );
         }
       }
       return got;
@@ -180,16 +219,27 @@ function writeBodies(v: Visitor, inline: InlineBody, states: readonly State[], s
 
 function visitScalar(v: Visitor, type: ScalarFieldType, name: Name, val: unknown, info: ScalarInfo): unknown {
   switch (type) {
-    case "bool": return v.bool(name, typeof val === "boolean" ? val : false, info);
-    case "uint8": return v.uint8(name, typeof val === "number" ? val : 0, info);
-    case "uint16": return v.uint16(name, typeof val === "number" ? val : 0, info);
-    case "uint32": return v.uint32(name, typeof val === "number" ? val : 0, info);
-    case "uint64": return v.uint64(name, typeof val === "bigint" ? val : 0n, info);
-    case "int8": return v.int8(name, typeof val === "number" ? val : 0, info);
-    case "int16": return v.int16(name, typeof val === "number" ? val : 0, info);
-    case "int32": return v.int32(name, typeof val === "number" ? val : 0, info);
-    case "int64": return v.int64(name, typeof val === "bigint" ? val : 0n, info);
-    case "float32": return v.float32(name, typeof val === "number" ? val : 0, info);
-    case "float64": return v.float64(name, typeof val === "number" ? val : 0, info);
+    case "bool":
+      return v.bool(name, typeof val === "boolean" ? val : false, info);
+    case "uint8":
+      return v.uint8(name, typeof val === "number" ? val : 0, info);
+    case "uint16":
+      return v.uint16(name, typeof val === "number" ? val : 0, info);
+    case "uint32":
+      return v.uint32(name, typeof val === "number" ? val : 0, info);
+    case "uint64":
+      return v.uint64(name, typeof val === "bigint" ? val : 0n, info);
+    case "int8":
+      return v.int8(name, typeof val === "number" ? val : 0, info);
+    case "int16":
+      return v.int16(name, typeof val === "number" ? val : 0, info);
+    case "int32":
+      return v.int32(name, typeof val === "number" ? val : 0, info);
+    case "int64":
+      return v.int64(name, typeof val === "bigint" ? val : 0n, info);
+    case "float32":
+      return v.float32(name, typeof val === "number" ? val : 0, info);
+    case "float64":
+      return v.float64(name, typeof val === "number" ? val : 0, info);
   }
 }

@@ -4,12 +4,12 @@
 // with the JSON path. The rules: docs/vmstate.md, "Descriptions from a stream's vmdesc, and their
 // vmdesc written again".
 import { VmstreamError } from "../io/errors.js";
+import { bad, ConversionContext, convertBody, isObject, isSize, isU32, own, show, type VmdescLimits } from "./from-vmdesc-convert.js";
 import type { VMStateDescription } from "./types.js";
 import type { Vmdesc, VmdescDevice } from "./vmdesc.js";
-import { ConversionContext, bad, convertBody, isObject, isSize, isU32, own, show, type VmdescLimits } from "./from-vmdesc-convert.js";
 
-export type { Vmdesc, VmdescBody, VmdescDevice, VmdescField, VmdescLegacyDevice, VmdescVmstateDevice } from "./vmdesc.js";
 export type { VmdescLimits } from "./from-vmdesc-convert.js";
+export type { Vmdesc, VmdescBody, VmdescDevice, VmdescField, VmdescLegacyDevice, VmdescVmstateDevice } from "./vmdesc.js";
 
 /** A description from a vmdesc device entry, and the number of payload bytes it describes. */
 export interface VmdescConversion {

@@ -14,9 +14,9 @@
 import { VmstreamError } from "../io/errors.js";
 import { ByteReader } from "../io/reader.js";
 import { ByteWriter } from "../io/writer.js";
-import { JsonInputVisitor, JsonVisitor, type JsonMode, type JsonStructNode } from "../visitor/json.js";
-import { PrettyVisitor, type PrettyOptions } from "../visitor/pretty.js";
-import { TraceVisitor, formatTraceEntry, type TraceEntry } from "../visitor/trace.js";
+import { JsonInputVisitor, type JsonMode, type JsonStructNode, JsonVisitor } from "../visitor/json.js";
+import { type PrettyOptions, PrettyVisitor } from "../visitor/pretty.js";
+import { formatTraceEntry, type TraceEntry, TraceVisitor } from "../visitor/trace.js";
 import { WireInputVisitor, WireOutputVisitor } from "../visitor/wire.js";
 import { loadState, saveState } from "./engine.js";
 import type { State, VMStateDescription } from "./types.js";
@@ -162,7 +162,11 @@ function tracedLoad(vmsd: VMStateDescription, bytes: Uint8Array, version: number
 }
 
 /** The first index where two traces differ (undefined when equal). `skip` drops entries from both before comparing. */
-export function diffTraces(a: readonly TraceEntry[], b: readonly TraceEntry[], skip?: (e: TraceEntry) => boolean): { index: number; a?: TraceEntry; b?: TraceEntry } | undefined {
+export function diffTraces(
+  a: readonly TraceEntry[],
+  b: readonly TraceEntry[],
+  skip?: (e: TraceEntry) => boolean,
+): { index: number; a?: TraceEntry; b?: TraceEntry } | undefined {
   const x = skip ? a.filter((e) => !skip(e)) : a;
   const y = skip ? b.filter((e) => !skip(e)) : b;
   const n = Math.max(x.length, y.length);
@@ -567,4 +571,3 @@ export function unexercised(vmsd: VMStateDescription, coverage: Coverage | reado
     gatedNeverAbsent: uniq(d.gated.filter((g) => !c.gatedFields.some((x) => x.name === g && !x.present))),
   };
 }
-

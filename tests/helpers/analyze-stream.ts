@@ -20,7 +20,15 @@ export interface WholeStream {
   vmdesc: Vmdesc;
 }
 
-const EOF = 0x00, START = 0x01, PART = 0x02, END = 0x03, FULL = 0x04, VMDESC = 0x06, CONFIG = 0x07, COMMAND = 0x08, FOOTER = 0x7e;
+const EOF = 0x00,
+  START = 0x01,
+  PART = 0x02,
+  END = 0x03,
+  FULL = 0x04,
+  VMDESC = 0x06,
+  CONFIG = 0x07,
+  COMMAND = 0x08,
+  FOOTER = 0x7e;
 
 class Cursor {
   pos = 0;

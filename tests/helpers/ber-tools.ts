@@ -1,7 +1,6 @@
 // Test helpers for the BER format: save/load a state as BER or QEMU wire bytes through the engine, and
 // run the outside judges (libtasn1's asn1Parser/asn1Decoding, asn1c's unber) on what we write.
-import { x86DeviceForIdstr } from "../../src/vmstate/devices/index.js";
-import { readStream } from "./stream-sections.js";
+
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,11 +10,13 @@ import { BerReader } from "../../src/ber/reader.js";
 import type { VmstreamError } from "../../src/io/errors.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";
-import { BerInputVisitor, BerOutputVisitor, type BerLengths } from "../../src/visitor/ber/index.js";
+import { BerInputVisitor, type BerLengths, BerOutputVisitor } from "../../src/visitor/ber/index.js";
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
+import { x86DeviceForIdstr } from "../../src/vmstate/devices/index.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";
 import { fromHex } from "./bytes.js";
+import { readStream } from "./stream-sections.js";
 
 /** BER of `s` (throws the visitor's error). */
 export function saveBer(vmsd: VMStateDescription, s: State, lengths: BerLengths = "auto"): Uint8Array {
@@ -44,7 +45,12 @@ export function saveWire(vmsd: VMStateDescription, s: State): Uint8Array {
 }
 
 /** Load QEMU wire bytes (at the description's version) into `s`. */
-export function loadWire(vmsd: VMStateDescription, bytes: Uint8Array, s: State = {}, version = vmsd.version): { s: State; error: VmstreamError | undefined; left: number } {
+export function loadWire(
+  vmsd: VMStateDescription,
+  bytes: Uint8Array,
+  s: State = {},
+  version = vmsd.version,
+): { s: State; error: VmstreamError | undefined; left: number } {
   const r = new ByteReader(bytes, { sticky: true });
   const v = new WireInputVisitor(r);
   loadState(v, vmsd, s, version);
@@ -141,7 +147,9 @@ export function berRootFields(bytes: Uint8Array): { name: string; absent: boolea
 
 /** The names of the root fields that hold a value (gated-out markers left out). */
 export function berRootFieldNames(bytes: Uint8Array): string[] {
-  return berRootFields(bytes).filter((f) => !f.absent).map((f) => f.name);
+  return berRootFields(bytes)
+    .filter((f) => !f.absent)
+    .map((f) => f.name);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ export function toHex(b: Uint8Array): string {
 
 /** Upper-case hex, one space between bytes, as BER encodings are written out: `0A 1B FF`. */
 export function toSpacedHex(b: Uint8Array): string {
-  return toHex(b).toUpperCase().replace(/(..)(?!$)/g, "$1 ");
+  return toHex(b)
+    .toUpperCase()
+    .replace(/(..)(?!$)/g, "$1 ");
 }
 
 /** The bytes of hex text (white space between digits is ignored): `fromHex("0a1b ff")`. */

@@ -2,7 +2,7 @@
 // (timer, globalstate): ram START (empty MEM_SIZE) / END, the two FULL sections, EOF, and the vmdesc written
 // by the device walks. With QEMU's own section ids (the default) it is the 747-byte stream QEMU 7.2 writes.
 import { ByteWriter } from "../../src/io/writer.js";
-import { StreamEncoder, type FramingOptions } from "../../src/savevm/encoder.js";
+import { type FramingOptions, StreamEncoder } from "../../src/savevm/encoder.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
 import { globalState, timers } from "../../src/vmstate/devices/index.js";
 
@@ -30,7 +30,13 @@ export function encodeNoneStream(opts: NoneStreamOptions = {}): Uint8Array {
   enc.begin("end", ramId);
   ram.eos();
   enc.end();
-  enc.device({ id: opts.ids?.timer ?? 0, idstr: "timer", instanceId: 0, description: timers, state: { cpu_ticks_offset: opts.cpuTicksOffset ?? 0n, cpu_clock_offset: 0n } });
+  enc.device({
+    id: opts.ids?.timer ?? 0,
+    idstr: "timer",
+    instanceId: 0,
+    description: timers,
+    state: { cpu_ticks_offset: opts.cpuTicksOffset ?? 0n, cpu_clock_offset: 0n },
+  });
   const name = opts.runstate ?? "prelaunch";
   const runstate = new Uint8Array(100);
   runstate.set(new TextEncoder().encode(name));

@@ -20,11 +20,23 @@
 // needs. Values: integers within their type's range, 64-bit as bigints, float32 values exactly
 // representable (no NaN unless `nan: true`), buffers as Uint8Arrays.
 import fc from "fast-check";
+import type { Visitor } from "../../src/visitor/visitor.js";
 import { F } from "../../src/vmstate/fields.js";
 import type { Count, CustomField, Field, ScalarFieldType, State, VMStateDescription } from "../../src/vmstate/types.js";
-import type { Visitor } from "../../src/visitor/visitor.js";
 
-export const SCALAR_TYPES: readonly ScalarFieldType[] = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"];
+export const SCALAR_TYPES: readonly ScalarFieldType[] = [
+  "bool",
+  "int8",
+  "int16",
+  "int32",
+  "int64",
+  "uint8",
+  "uint16",
+  "uint32",
+  "uint64",
+  "float32",
+  "float64",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Description specs (plain data, so fast-check can shrink them), then a deterministic build.
@@ -33,7 +45,14 @@ type Gate = { readonly g: "none" } | { readonly g: "version"; readonly v: number
 
 type FieldSpec = { readonly gate: Gate } & (
   | { readonly k: "scalar"; readonly type: ScalarFieldType; readonly flavour: "plain" | "equal" | "le" | "info" }
-  | { readonly k: "array"; readonly type: ScalarFieldType; readonly count: number; readonly variable: boolean; readonly countType: "uint8" | "uint16" | "uint32" | "int32"; readonly multiply: 1 | 2 }
+  | {
+      readonly k: "array";
+      readonly type: ScalarFieldType;
+      readonly count: number;
+      readonly variable: boolean;
+      readonly countType: "uint8" | "uint16" | "uint32" | "int32";
+      readonly multiply: 1 | 2;
+    }
   | { readonly k: "buffer"; readonly size: number; readonly variable: boolean }
   | { readonly k: "unused"; readonly size: number }
   | { readonly k: "struct"; readonly vmsd: VmsdSpec; readonly vstruct: boolean }
@@ -78,7 +97,15 @@ function arbVmsdSpec(depth: number, o: Required<DescriptionOptions>): fc.Arbitra
   const count = fc.integer({ min: 0, max: o.maxCount });
   const leafKinds: fc.Arbitrary<FieldSpec>[] = [
     fc.record({ k: fc.constant("scalar" as const), type: arbScalarType, flavour: fc.constantFrom("plain", "plain", "equal", "le", "info"), gate: arbGate }),
-    fc.record({ k: fc.constant("array" as const), type: arbScalarType, count, variable: fc.boolean(), countType: fc.constantFrom("uint8", "uint16", "uint32", "int32"), multiply: fc.constantFrom(1, 2), gate: arbGate }),
+    fc.record({
+      k: fc.constant("array" as const),
+      type: arbScalarType,
+      count,
+      variable: fc.boolean(),
+      countType: fc.constantFrom("uint8", "uint16", "uint32", "int32"),
+      multiply: fc.constantFrom(1, 2),
+      gate: arbGate,
+    }),
     fc.record({ k: fc.constant("buffer" as const), size: fc.integer({ min: 0, max: 12 }), variable: fc.boolean(), gate: arbGate }),
     fc.record({ k: fc.constant("unused" as const), size: fc.integer({ min: 1, max: 4 }), gate: arbGate }),
     fc.record({ k: fc.constant("pointerArray" as const), elem: arbScalarType, count, gate: arbGate }),
@@ -106,20 +133,31 @@ function arbVmsdSpec(depth: number, o: Required<DescriptionOptions>): fc.Arbitra
 
 /** A "pci irq state"-like custom type: 4 x uint32 on the wire, its own put/get. */
 export const irqStateField = (name: string, o: Partial<Pick<Field, "version" | "test">> = {}): CustomField =>
-  F.custom(name, "irq state", 16, (v: Visitor, n: string, value: unknown) => {
-    const arr = Array.isArray(value) ? (value as number[]) : [0, 0, 0, 0];
-    const out: number[] = [];
-    const m = v.startArray(n, 4, 4, "uint32");
-    for (let i = 0; i < m; i++) out.push(v.uint32(i, arr[i] ?? 0));
-    v.endArray();
-    return out;
-  }, o);
+  F.custom(
+    name,
+    "irq state",
+    16,
+    (v: Visitor, n: string, value: unknown) => {
+      const arr = Array.isArray(value) ? (value as number[]) : [0, 0, 0, 0];
+      const out: number[] = [];
+      const m = v.startArray(n, 4, 4, "uint32");
+      for (let i = 0; i < m; i++) out.push(v.uint32(i, arr[i] ?? 0));
+      v.endArray();
+      return out;
+    },
+    o,
+  );
 
 const EQUAL_FLAVOUR: Partial<Record<ScalarFieldType, (name: string, o: object) => Field>> = {
-  uint8: F.uint8Equal, uint16: F.uint16Equal, int32: F.int32Equal, uint32: F.uint32Equal, uint64: F.uint64Equal,
+  uint8: F.uint8Equal,
+  uint16: F.uint16Equal,
+  int32: F.int32Equal,
+  uint32: F.uint32Equal,
+  uint64: F.uint64Equal,
 };
 const INFO_FLAVOUR: Partial<Record<ScalarFieldType, (name: string, o: object) => Field>> = {
-  int64: F.timer, float64: F.cpuDouble,
+  int64: F.timer,
+  float64: F.cpuDouble,
 };
 
 class Builder {
@@ -239,8 +277,12 @@ export interface StateOptions {
 }
 
 const INT_RANGES: Record<string, [number, number]> = {
-  int8: [-0x80, 0x7f], int16: [-0x8000, 0x7fff], int32: [-0x80000000, 0x7fffffff],
-  uint8: [0, 0xff], uint16: [0, 0xffff], uint32: [0, 0xffffffff],
+  int8: [-0x80, 0x7f],
+  int16: [-0x8000, 0x7fff],
+  int32: [-0x80000000, 0x7fffffff],
+  uint8: [0, 0xff],
+  uint16: [0, 0xffff],
+  uint32: [0, 0xffffffff],
 };
 
 const DEFAULT_CUSTOM: Record<string, fc.Arbitrary<unknown>> = {
@@ -259,11 +301,16 @@ function factoryOf(arb: fc.Arbitrary<unknown>): () => fc.Arbitrary<unknown> {
 
 function scalarValue(g: G, type: ScalarFieldType, o: StateOptions): unknown {
   switch (type) {
-    case "bool": return g(fc.boolean);
-    case "int64": return g(fc.bigInt, { min: -(1n << 63n), max: (1n << 63n) - 1n });
-    case "uint64": return g(fc.bigInt, { min: 0n, max: (1n << 64n) - 1n });
-    case "float32": return g(fc.float, { noNaN: !o.nan });
-    case "float64": return g(fc.double, { noNaN: !o.nan });
+    case "bool":
+      return g(fc.boolean);
+    case "int64":
+      return g(fc.bigInt, { min: -(1n << 63n), max: (1n << 63n) - 1n });
+    case "uint64":
+      return g(fc.bigInt, { min: 0n, max: (1n << 64n) - 1n });
+    case "float32":
+      return g(fc.float, { noNaN: !o.nan });
+    case "float64":
+      return g(fc.double, { noNaN: !o.nan });
     default: {
       const [min, max] = INT_RANGES[type]!;
       return g(fc.integer, { min, max });
@@ -282,7 +329,14 @@ function countOf(c: Count, s: State): number {
 /** Names of the fields read as counts, in a description and its subsections (they share the state). */
 function countFields(vmsd: VMStateDescription, out = new Set<string>()): Set<string> {
   for (const f of vmsd.fields) {
-    const c = f.kind === "array" || f.kind === "structArray" || f.kind === "pointerArray" ? f.count : f.kind === "buffer" ? f.size : f.kind === "bitmap" ? f.nbits : undefined;
+    const c =
+      f.kind === "array" || f.kind === "structArray" || f.kind === "pointerArray"
+        ? f.count
+        : f.kind === "buffer"
+          ? f.size
+          : f.kind === "bitmap"
+            ? f.nbits
+            : undefined;
     if (c !== undefined && typeof c === "object") out.add(c.field);
   }
   for (const sub of vmsd.subsections ?? []) countFields(sub, out);

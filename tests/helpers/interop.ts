@@ -3,7 +3,7 @@
 // letting its guest run, guest-memory hashes, decoding a save with materialised RAM, the x86 pc-with-a-disk
 // command line and an HPTE that pseries accepts; for live migrations: the `vmstream` CLI as a child process,
 // guest memory compared with a decoded RAM block, and the running multiboot guest of mbguest.ts.
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,7 +12,7 @@ import { nodeInflate } from "../../src/io/node.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { decodeBytes, type StreamDecoderOptions } from "../../src/sections/stream.js";
 import { MBGUEST_DIRTY } from "./mbguest.js";
-import { canUseSetpriv, findProcesses, loadFromFile, pmemsave, saveToFile, scratchDir, sha256File, startQemu, stopAllQemu, type QemuInstance } from "./qemu.js";
+import { canUseSetpriv, findProcesses, loadFromFile, pmemsave, type QemuInstance, saveToFile, scratchDir, sha256File, startQemu, stopAllQemu } from "./qemu.js";
 
 /** Migration parameters that make a save of a stopped guest go as fast as QEMU can write. */
 export const FAST = { "max-bandwidth": 10 * 2 ** 30 };

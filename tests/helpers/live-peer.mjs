@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { createHash } from "node:crypto";
 // One side of a two-process live migration over TCP (tests/unit/live-two-process.test.ts), on the built dist/.
 // Prints JSON lines on stdout: {event:"listening",port} (dest), {event:"round",...} and {event:"paused",hashes}
 // (source), then one final {event:"result",status:"complete"|"failed",...}. Exit 0 only when complete.
@@ -7,7 +8,6 @@
 //   node live-peer.mjs source --port P [--ram-mib 32] [--bandwidth-mib 32] [--dirty-rate 2000] [--dirty log|scan]
 //        [--xbzrle-mib N] [--downtime-ms 20] [--max-rounds 30] [--break-after-pause] [--seed 1]
 import net from "node:net";
-import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
 
 const lib = await import(new URL("../../dist/index.js", import.meta.url).href);
@@ -53,9 +53,15 @@ if (mode === "dest") {
       bytes += c.length;
       if (bytes >= dieAfter) process.kill(process.pid, "SIGKILL");
       if (failed) return;
-      try { d.push(c); } catch (e) { failed = e; }
+      try {
+        d.push(c);
+      } catch (e) {
+        failed = e;
+      }
     });
-    sock.on("error", (e) => { failed ??= e; });
+    sock.on("error", (e) => {
+      failed ??= e;
+    });
     sock.on("close", () => {
       if (done) return;
       if (failed) return finish("failed", { error: String(failed.message ?? failed) });
@@ -77,7 +83,11 @@ if (mode === "dest") {
   const k = createKernels();
   const ptr = k.alloc(ramBytes, 4096);
   const guest = new GuestWorkload(k, ptr, {
-    ramBytes, dirtyRate: Number(a["dirty-rate"]), workingSetPages: Math.min(ramBytes / P, 2048), hotPages: 128, seed: Number(a.seed),
+    ramBytes,
+    dirtyRate: Number(a["dirty-rate"]),
+    workingSetPages: Math.min(ramBytes / P, 2048),
+    hotPages: 128,
+    seed: Number(a.seed),
   });
   guest.init();
   const block = { name: "pc.ram", ptr, length: ramBytes };
@@ -103,19 +113,32 @@ if (mode === "dest") {
   const xbz = Number(a["xbzrle-mib"]) << 20;
   try {
     const r = await runLiveSource(
-      (sink) => new MigrationSource({
-        kernels: k, blocks: [block], bandwidth: bw, downtimeTarget: Number(a["downtime-ms"]) / 1000, maxRounds: Number(a["max-rounds"]),
-        ...(a.dirty === "log" ? { dirtyLog: () => guest.takeDirtyLog() } : {}),
-        ...(xbz ? { xbzrleCacheBytes: xbz } : {}),
-      }, sink),
+      (sink) =>
+        new MigrationSource(
+          {
+            kernels: k,
+            blocks: [block],
+            bandwidth: bw,
+            downtimeTarget: Number(a["downtime-ms"]) / 1000,
+            maxRounds: Number(a["max-rounds"]),
+            ...(a.dirty === "log" ? { dirtyLog: () => guest.takeDirtyLog() } : {}),
+            ...(xbz ? { xbzrleCacheBytes: xbz } : {}),
+          },
+          sink,
+        ),
       {
-        write, end, bandwidth: bw,
+        write,
+        end,
+        bandwidth: bw,
         pause: () => {
           guest.paused = true;
           paused = true;
           out({ event: "paused", writes: guest.writes, hashes: { "pc.ram": sha(k.u8.subarray(ptr, ptr + ramBytes)) } });
         },
-        resume: () => { guest.paused = false; last = performance.now(); },
+        resume: () => {
+          guest.paused = false;
+          last = performance.now();
+        },
         onRound: (r) => out({ event: "round", ...r }),
       },
     );
@@ -124,7 +147,17 @@ if (mode === "dest") {
     // the guest must be running again: its writes go on
     const w0 = guest.writes;
     await new Promise((res) => setTimeout(res, 100));
-    out({ event: "result", status: "failed", error: String(e.message), code: e.code, stage: e.stage, paused: e.paused, resumed: e.resumed, guestPaused: guest.paused, guestWritesAfter: guest.writes - w0 });
+    out({
+      event: "result",
+      status: "failed",
+      error: String(e.message),
+      code: e.code,
+      stage: e.stage,
+      paused: e.paused,
+      resumed: e.resumed,
+      guestPaused: guest.paused,
+      guestWritesAfter: guest.writes - w0,
+    });
     process.exitCode = 1;
   } finally {
     clearInterval(tick);

@@ -18,7 +18,7 @@ function multibootImage(code: readonly number[]): Uint8Array {
   const FLAGS = 0x00010000; // bit 16: a.out kludge (addresses below are valid)
   const img = new Uint8Array(Math.max(4096, 32 + code.length));
   const dv = new DataView(img.buffer);
-  const hdr = [MAGIC, FLAGS, (-(MAGIC + FLAGS)) >>> 0, LOAD /* header_addr */, LOAD /* load_addr */, 0 /* load_end: whole file */, 0 /* bss_end */, ENTRY];
+  const hdr = [MAGIC, FLAGS, -(MAGIC + FLAGS) >>> 0, LOAD /* header_addr */, LOAD /* load_addr */, 0 /* load_end: whole file */, 0 /* bss_end */, ENTRY];
   hdr.forEach((v, i) => dv.setUint32(4 * i, v >>> 0, true));
   img.set(code, 32);
   return img;
@@ -27,13 +27,29 @@ function multibootImage(code: readonly number[]): Uint8Array {
 export function mbguestImage(): Uint8Array {
   // prettier-ignore
   return multibootImage([
-    0xbb, 0x00, 0x00, 0x40, 0x00, //  0: mov ebx, 0x400000
-    0x89, 0xd8, //                     5: outer: mov eax, ebx
-    0xff, 0x00, //                     7: inner: inc dword [eax]
-    0x05, 0x00, 0x10, 0x00, 0x00, //   9: add eax, 0x1000
-    0x3d, 0x00, 0x00, 0x80, 0x00, //  14: cmp eax, 0x800000
-    0x72, 0xf2, //                    19: jb inner
-    0xeb, 0xee, //                    21: jmp outer
+    0xbb,
+    0x00,
+    0x00,
+    0x40,
+    0x00, //  0: mov ebx, 0x400000
+    0x89,
+    0xd8, //                     5: outer: mov eax, ebx
+    0xff,
+    0x00, //                     7: inner: inc dword [eax]
+    0x05,
+    0x00,
+    0x10,
+    0x00,
+    0x00, //   9: add eax, 0x1000
+    0x3d,
+    0x00,
+    0x00,
+    0x80,
+    0x00, //  14: cmp eax, 0x800000
+    0x72,
+    0xf2, //                    19: jb inner
+    0xeb,
+    0xee, //                    21: jmp outer
   ]);
 }
 
@@ -81,50 +97,95 @@ const le32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 
 export function sweepGuestImage(delayLoops = 2_000_000): Uint8Array {
   const { start, count } = SWEEP_GUEST_PAGES;
   // prettier-ignore
-  return multibootImage(assemble([
-    0xfa, //                                   cli
-    0xbf, ...le32(start), //                   mov edi, start
-    0x31, 0xd2, //                             xor edx, edx            ; page index
-    { label: "fill_page" },
-    0xb9, ...le32(512), //                     mov ecx, 512            ; words per page
-    { label: "fill_word" },
-    0xc7, 0x07, ...le32(0x47505846), //        mov dword [edi], "FXPG"
-    0x89, 0x57, 0x04, //                       mov [edi+4], edx
-    0x83, 0xc7, 0x08, //                       add edi, 8
-    0xe2, { rel8: "fill_word" }, //            loop fill_word
-    0x42, //                                   inc edx
-    0x81, 0xfa, ...le32(count), //             cmp edx, count
-    0x72, { rel8: "fill_page" }, //            jb fill_page
-    0xbe, { abs32: "ready" }, //               mov esi, ready
-    0x66, 0xba, 0xf8, 0x03, //                 mov dx, 0x3f8           ; COM1
-    { label: "print" },
-    0xac, //                                   lodsb
-    0x84, 0xc0, //                             test al, al
-    0x74, { rel8: "printed" }, //              jz printed
-    0xee, //                                   out dx, al
-    0xeb, { rel8: "print" }, //                jmp print
-    { label: "printed" },
-    0xbb, ...le32(1), //                       mov ebx, 1              ; sweep number
-    { label: "sweep" },
-    0x31, 0xd2, //                             xor edx, edx
-    { label: "dirty" },
-    0x89, 0xd7, //                             mov edi, edx
-    0xc1, 0xe7, 0x0c, //                       shl edi, 12
-    0x89, 0xd0, //                             mov eax, edx
-    0xc1, 0xe0, 0x03, //                       shl eax, 3
-    0x25, ...le32(0xfff), //                   and eax, 0xfff
-    0x8d, 0xbc, 0x07, ...le32(start), //       lea edi, [edi + eax + start]
-    0x89, 0x1f, //                             mov [edi], ebx
-    0xc7, 0x47, 0x04, ...le32(0x44524954), //  mov dword [edi+4], "TIRD"
-    0x42, //                                   inc edx
-    0x81, 0xfa, ...le32(count), //             cmp edx, count
-    0x72, { rel8: "dirty" }, //                jb dirty
-    0x43, //                                   inc ebx
-    0xb9, ...le32(delayLoops), //              mov ecx, delayLoops
-    { label: "delay" },
-    0xe2, { rel8: "delay" }, //                loop delay
-    0xeb, { rel8: "sweep" }, //                jmp sweep
-    { label: "ready" },
-    ...[...`${SWEEP_GUEST_READY}\n`].map((c) => c.charCodeAt(0)), 0,
-  ]));
+  return multibootImage(
+    assemble([
+      0xfa, //                                   cli
+      0xbf,
+      ...le32(start), //                   mov edi, start
+      0x31,
+      0xd2, //                             xor edx, edx            ; page index
+      { label: "fill_page" },
+      0xb9,
+      ...le32(512), //                     mov ecx, 512            ; words per page
+      { label: "fill_word" },
+      0xc7,
+      0x07,
+      ...le32(0x47505846), //        mov dword [edi], "FXPG"
+      0x89,
+      0x57,
+      0x04, //                       mov [edi+4], edx
+      0x83,
+      0xc7,
+      0x08, //                       add edi, 8
+      0xe2,
+      { rel8: "fill_word" }, //            loop fill_word
+      0x42, //                                   inc edx
+      0x81,
+      0xfa,
+      ...le32(count), //             cmp edx, count
+      0x72,
+      { rel8: "fill_page" }, //            jb fill_page
+      0xbe,
+      { abs32: "ready" }, //               mov esi, ready
+      0x66,
+      0xba,
+      0xf8,
+      0x03, //                 mov dx, 0x3f8           ; COM1
+      { label: "print" },
+      0xac, //                                   lodsb
+      0x84,
+      0xc0, //                             test al, al
+      0x74,
+      { rel8: "printed" }, //              jz printed
+      0xee, //                                   out dx, al
+      0xeb,
+      { rel8: "print" }, //                jmp print
+      { label: "printed" },
+      0xbb,
+      ...le32(1), //                       mov ebx, 1              ; sweep number
+      { label: "sweep" },
+      0x31,
+      0xd2, //                             xor edx, edx
+      { label: "dirty" },
+      0x89,
+      0xd7, //                             mov edi, edx
+      0xc1,
+      0xe7,
+      0x0c, //                       shl edi, 12
+      0x89,
+      0xd0, //                             mov eax, edx
+      0xc1,
+      0xe0,
+      0x03, //                       shl eax, 3
+      0x25,
+      ...le32(0xfff), //                   and eax, 0xfff
+      0x8d,
+      0xbc,
+      0x07,
+      ...le32(start), //       lea edi, [edi + eax + start]
+      0x89,
+      0x1f, //                             mov [edi], ebx
+      0xc7,
+      0x47,
+      0x04,
+      ...le32(0x44524954), //  mov dword [edi+4], "TIRD"
+      0x42, //                                   inc edx
+      0x81,
+      0xfa,
+      ...le32(count), //             cmp edx, count
+      0x72,
+      { rel8: "dirty" }, //                jb dirty
+      0x43, //                                   inc ebx
+      0xb9,
+      ...le32(delayLoops), //              mov ecx, delayLoops
+      { label: "delay" },
+      0xe2,
+      { rel8: "delay" }, //                loop delay
+      0xeb,
+      { rel8: "sweep" }, //                jmp sweep
+      { label: "ready" },
+      ...[...`${SWEEP_GUEST_READY}\n`].map((c) => c.charCodeAt(0)),
+      0,
+    ]),
+  );
 }

@@ -15,21 +15,22 @@
 //   spapr/htab PART / END: the original items written again through HtabWriter (plus `htab` chunks of the test's),
 //   ram END (EOS), block END (PROGRESS 100, EOS),
 //   device sections from their decoded states and descriptions, EOF, vmdesc (generated, or the stream's text).
+
+import { deviceSpec } from "../../src/convert/devices.js";
 import { VmstreamError } from "../../src/io/errors.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import type { Kernels } from "../../src/kernels/types.js";
-import { MigrationSource, type MigrationDevice, type MigrationOutcome, type MigrationSourceOptions } from "../../src/migration/source.js";
+import { type MigrationDevice, type MigrationOutcome, MigrationSource, type MigrationSourceOptions } from "../../src/migration/source.js";
+import { encoderFor } from "../../src/savevm/encoder.js";
 import type { DecodeResult, SectionRecord } from "../../src/savevm/types.js";
 import type { BlockResult } from "../../src/sections/block/handler.js";
 import { BlockWriter } from "../../src/sections/block/writer.js";
-import { HtabWriter } from "../../src/sections/spapr-htab/writer.js";
-import { type HtabChunk } from "../../src/sections/spapr-htab/format.js";
-import { deviceSpec } from "../../src/convert/devices.js";
-import { liveRecords, recordsAt } from "./records.js";
-import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
-import { encoderFor } from "../../src/savevm/encoder.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
+import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
+import { type HtabChunk } from "../../src/sections/spapr-htab/format.js";
 import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
+import { HtabWriter } from "../../src/sections/spapr-htab/writer.js";
+import { liveRecords, recordsAt } from "./records.js";
 
 export interface MaterializedBlock {
   readonly name: string;
@@ -187,7 +188,15 @@ export function liveSectionId(r: DecodeResult, idstr: string): number {
 export function engineOptionsOf(r: DecodeResult): Pick<MigrationSourceOptions, "kernels" | "blocks" | "dirtyLog" | "devices" | "machine" | "ramSectionId"> {
   const devices: MigrationDevice[] = r.devices.map((d) => {
     const s = deviceSpec(d);
-    return { idstr: s.idstr, instanceId: s.instanceId, description: s.description, state: s.state, sectionId: s.id, ...(s.version !== undefined ? { version: s.version } : {}), ...(s.vmdesc !== undefined ? { vmdesc: s.vmdesc } : {}) };
+    return {
+      idstr: s.idstr,
+      instanceId: s.instanceId,
+      description: s.description,
+      state: s.state,
+      sectionId: s.id,
+      ...(s.version !== undefined ? { version: s.version } : {}),
+      ...(s.vmdesc !== undefined ? { vmdesc: s.vmdesc } : {}),
+    };
   });
   return {
     kernels: r.kernels as Kernels,
@@ -224,7 +233,9 @@ export function engineModelStream(r: DecodeResult): { bytes: Uint8Array; blockCh
   if (htab && htab.shift !== undefined && !htab.hpt) throw new Error("engineModelStream: decode with materialize.htab");
   const { bytes, outcome } = runEngine({
     ...engineOptionsOf(r),
-    ...(block ? { blockDevices: block.devices.map((d) => ({ name: d.name, data: d.image!, dirtyLog: () => undefined })), blockSectionId: liveSectionId(r, "block") } : {}),
+    ...(block
+      ? { blockDevices: block.devices.map((d) => ({ name: d.name, data: d.image!, dirtyLog: () => undefined })), blockSectionId: liveSectionId(r, "block") }
+      : {}),
     ...(htab ? { htab: { ...(htab.hpt ? { hpt: htab.hpt } : {}), dirtyLog: () => undefined, sectionId: liveSectionId(r, "spapr/htab") } } : {}),
     bandwidth: 2 ** 40,
     downtimeTarget: 1,

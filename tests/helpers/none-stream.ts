@@ -32,23 +32,48 @@ export const NONE_OFFSETS = {
 export function noneStream(): Uint8Array {
   const runstate = [...str("prelaunch"), ...zeros(100 - 9)];
   const bytes = [
-    ...str("QEVM"), ...be32(3), // 0000 magic, version
-    0x07, ...be32(4), ...str("none"), // 0008 configuration
-    0x01, ...be32(2), ...cstr("ram"), ...be32(0), ...be32(4), // 0011 START ram
+    ...str("QEVM"),
+    ...be32(3), // 0000 magic, version
+    0x07,
+    ...be32(4),
+    ...str("none"), // 0008 configuration
+    0x01,
+    ...be32(2),
+    ...cstr("ram"),
+    ...be32(0),
+    ...be32(4), // 0011 START ram
     ...be64(0, 0x04), // 0022 total 0 | MEM_SIZE
     ...be64(0, 0x10), // 002a EOS
-    0x7e, ...be32(2), // 0032 footer
-    0x03, ...be32(2), // 0037 END ram
+    0x7e,
+    ...be32(2), // 0032 footer
+    0x03,
+    ...be32(2), // 0037 END ram
     ...be64(0, 0x10), // 003c EOS
-    0x7e, ...be32(2), // 0044 footer
-    0x04, ...be32(0), ...cstr("timer"), ...be32(0), ...be32(2), // 0049 FULL timer
-    ...zeros(8), ...zeros(8), ...zeros(8), // 005c cpu_ticks_offset, unused, cpu_clock_offset
-    0x7e, ...be32(0), // 0074 footer
-    0x04, ...be32(4), ...cstr("globalstate"), ...be32(0), ...be32(1), // 0079 FULL globalstate
-    ...be32(10), ...runstate, // 0092 size, runstate
-    0x7e, ...be32(4), // 00fa footer
+    0x7e,
+    ...be32(2), // 0044 footer
+    0x04,
+    ...be32(0),
+    ...cstr("timer"),
+    ...be32(0),
+    ...be32(2), // 0049 FULL timer
+    ...zeros(8),
+    ...zeros(8),
+    ...zeros(8), // 005c cpu_ticks_offset, unused, cpu_clock_offset
+    0x7e,
+    ...be32(0), // 0074 footer
+    0x04,
+    ...be32(4),
+    ...cstr("globalstate"),
+    ...be32(0),
+    ...be32(1), // 0079 FULL globalstate
+    ...be32(10),
+    ...runstate, // 0092 size, runstate
+    0x7e,
+    ...be32(4), // 00fa footer
     0x00, // 00ff EOF
-    0x06, ...be32(NONE_VMDESC.length), ...str(NONE_VMDESC), // 0100 vmdesc
+    0x06,
+    ...be32(NONE_VMDESC.length),
+    ...str(NONE_VMDESC), // 0100 vmdesc
   ];
   return new Uint8Array(bytes);
 }

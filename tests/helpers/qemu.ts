@@ -14,7 +14,7 @@
 //   poll `query-migrate` until a final status.
 // - `describeQemu()`: a suite that needs QEMU, under the policy of tests/helpers/requires.ts (runs when the binary is
 //   installed; under CI (`CI=true`) a missing binary FAILS; elsewhere the block is skipped with the reason in its name).
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -208,9 +208,7 @@ export async function startQemu(opts: StartQemuOptions): Promise<QemuInstance> {
   ];
   let errText = "";
   // setpriv execs QEMU (same pid) with PR_SET_PDEATHSIG=SIGKILL: QEMU dies with this process.
-  const [file, fileArgs] = canUseSetpriv()
-    ? ["setpriv", ["--pdeathsig", "KILL", "--", opts.binary, ...argv]]
-    : [opts.binary, argv];
+  const [file, fileArgs] = canUseSetpriv() ? ["setpriv", ["--pdeathsig", "KILL", "--", opts.binary, ...argv]] : [opts.binary, argv];
   const child: ChildProcess = spawn(file, fileArgs, { stdio: ["ignore", "pipe", "pipe"] });
   const keep = (b: Buffer): void => {
     errText += b.toString("utf8");

@@ -14,7 +14,10 @@ export class StreamBuilder {
     return this.u8(v >>> 8).u8(v);
   }
   be32(v: number): this {
-    return this.u8(v >>> 24).u8(v >>> 16).u8(v >>> 8).u8(v);
+    return this.u8(v >>> 24)
+      .u8(v >>> 16)
+      .u8(v >>> 8)
+      .u8(v);
   }
   be64(v: bigint | number): this {
     const b = BigInt(v);

@@ -29,10 +29,27 @@ export interface ParsedStream {
 }
 
 const MAGIC = 0x5145564d;
-const EOF = 0x00, START = 0x01, PART = 0x02, END = 0x03, FULL = 0x04, VMDESC = 0x06, CONFIG = 0x07, COMMAND = 0x08, FOOTER = 0x7e;
+const EOF = 0x00,
+  START = 0x01,
+  PART = 0x02,
+  END = 0x03,
+  FULL = 0x04,
+  VMDESC = 0x06,
+  CONFIG = 0x07,
+  COMMAND = 0x08,
+  FOOTER = 0x7e;
 const PAGE = 4096;
-const BLK_DEVICE_BLOCK = 0x01, BLK_EOS = 0x02, BLK_ZERO_BLOCK = 0x08, BLK_CHUNK = 1 << 20;
-const RAM_ZERO = 0x02, RAM_MEM_SIZE = 0x04, RAM_PAGE = 0x08, RAM_EOS = 0x10, RAM_CONTINUE = 0x20, RAM_XBZRLE = 0x40, RAM_COMPRESS = 0x100;
+const BLK_DEVICE_BLOCK = 0x01,
+  BLK_EOS = 0x02,
+  BLK_ZERO_BLOCK = 0x08,
+  BLK_CHUNK = 1 << 20;
+const RAM_ZERO = 0x02,
+  RAM_MEM_SIZE = 0x04,
+  RAM_PAGE = 0x08,
+  RAM_EOS = 0x10,
+  RAM_CONTINUE = 0x20,
+  RAM_XBZRLE = 0x40,
+  RAM_COMPRESS = 0x100;
 
 class Cursor {
   pos = 0;
@@ -207,7 +224,13 @@ export function qemuJsonText(v: unknown): string {
   if (typeof v === "number" || typeof v === "boolean") return String(v);
   if (Array.isArray(v)) return "[" + v.map(qemuJsonText).join(", ") + "]";
   const o = v as Record<string, unknown>;
-  return "{" + Object.keys(o).map((k) => `${qemuQuote(k)}: ${qemuJsonText(o[k])}`).join(", ") + "}";
+  return (
+    "{" +
+    Object.keys(o)
+      .map((k) => `${qemuQuote(k)}: ${qemuJsonText(o[k])}`)
+      .join(", ") +
+    "}"
+  );
 }
 
 function qemuQuote(s: string): string {

@@ -4,7 +4,7 @@
 // {"listening":{port}} on stdout, receives one migration, prints {"received":...} (or {"error":...}), then
 // prints the guest's serial output up to its first status line (at most `--run-ms` ms) as {"serial":"..."}, exits.
 // With --die-after-bytes N it exits abruptly once N bytes have arrived (a broken transfer).
-import { V86Machine, receiveV86 } from "../../dist/v86/index.js";
+import { receiveV86, V86Machine } from "../../dist/v86/index.js";
 
 const [, , mode, memArg, ...rest] = process.argv;
 const flag = (name) => rest.includes(name);
@@ -18,14 +18,28 @@ if (mode !== "receive") {
   out({ error: `unknown mode ${mode}` });
   process.exit(2);
 }
-const machine = await V86Machine.create({ memorySize: Number(memArg) << 20, autostart: false, ...(num("--vga-kib") ? { vgaMemorySize: num("--vga-kib") << 10 } : {}) });
+const machine = await V86Machine.create({
+  memorySize: Number(memArg) << 20,
+  autostart: false,
+  ...(num("--vga-kib") ? { vgaMemorySize: num("--vga-kib") << 10 } : {}),
+});
 const dieAfter = num("--die-after-bytes", 0);
 try {
-  const r = await receiveV86(machine, { port: 0 }, {
-    verify: flag("--verify"),
-    onListening: (a) => out({ listening: a }),
-    ...(dieAfter ? { onProgress: (p) => { if (p.bytes >= dieAfter) process.exit(3); } } : {}),
-  });
+  const r = await receiveV86(
+    machine,
+    { port: 0 },
+    {
+      verify: flag("--verify"),
+      onListening: (a) => out({ listening: a }),
+      ...(dieAfter
+        ? {
+            onProgress: (p) => {
+              if (p.bytes >= dieAfter) process.exit(3);
+            },
+          }
+        : {}),
+    },
+  );
   const from = machine.serial.length;
   out({ received: r });
   // until the guest printed its first status line here (a loaded machine runs the guest slowly), at most 30 s

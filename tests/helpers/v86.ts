@@ -2,7 +2,7 @@
 // tests/helpers/requires.ts (run when /usr/share/seabios/bios.bin exists; FAIL under CI=true when it does not;
 // otherwise skip with the reason), and a migration peer in a child process (tests/helpers/v86-peer.mjs, which
 // runs the built dist/).
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { biosInstalled, DEFAULT_BIOS } from "../../src/v86/adapter.js";

@@ -7,10 +7,10 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, expect, it } from "vitest";
+import { sha256 } from "../helpers/bytes.js";
 import { loadAndRun, pcWithDisk, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { buildModelStream } from "../helpers/model-stream.js";
 import { describeQemu } from "../helpers/qemu.js";
-import { sha256 } from "../helpers/bytes.js";
 
 const X86 = "qemu-system-x86_64";
 const MiB = 1024 * 1024;

@@ -7,14 +7,14 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { nodeInflate } from "../../src/io/node.js";
 import { encodeFromModel } from "../../src/convert/model.js";
-import { joinChunks } from "../../src/io/chunks.js";
 import { reencodeStream } from "../../src/convert/qemu.js";
+import { joinChunks } from "../../src/io/chunks.js";
+import { nodeInflate } from "../../src/io/node.js";
+import { sha256 } from "../helpers/bytes.js";
 import { encodeNoneStream } from "../helpers/encode-none.js";
 import { loadInto, memoryHashes, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { describeQemu } from "../helpers/qemu.js";
-import { sha256 } from "../helpers/bytes.js";
 
 const X86 = "qemu-system-x86_64";
 
@@ -58,7 +58,10 @@ describeQemu(X86, "QEMU loads streams written by the encoder", () => {
     it("a new stream from the model (ramEncode + device descriptions): QEMU loads it, same guest memory", async () => {
       const input = new Uint8Array(readFileSync(saved));
       const file = join(scratch(), "pc16-model.mig");
-      writeFileSync(file, withDecoded(input, (decoded) => encodeFromModel(decoded)));
+      writeFileSync(
+        file,
+        withDecoded(input, (decoded) => encodeFromModel(decoded)),
+      );
       const dst = await loadInto(X86, args, file);
       expect((await memoryHashes(dst, MEM, "dst"))[0]).toBe(srcMem);
       await dst.stop();

@@ -8,8 +8,8 @@ import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { expect, it, onTestFinished } from "vitest";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
-import { canUseSetpriv, describeQemu } from "../helpers/qemu.js";
 import { sha256 } from "../helpers/bytes.js";
+import { canUseSetpriv, describeQemu } from "../helpers/qemu.js";
 import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -67,7 +67,10 @@ describeQemu("qemu-system-x86_64", "tools/make-fixtures.ts", () => {
       for (const b of ram.blocks) {
         const want = ref.scan.ram.per_block[b.name];
         expect({ PAGE: b.pages.normal, ZERO: b.pages.zero }, b.name).toEqual({ PAGE: want.PAGE ?? 0, ZERO: want.ZERO ?? 0 });
-        expect(ref.analyze_migration.extract_patched.extracted_files[b.name.replace(/^\//, "")], b.name).toEqual({ bytes: b.data!.length, sha256: sha256(b.data!) });
+        expect(ref.analyze_migration.extract_patched.extracted_files[b.name.replace(/^\//, "")], b.name).toEqual({
+          bytes: b.data!.length,
+          sha256: sha256(b.data!),
+        });
       }
       expect(ram.records.eos).toBe(ref.scan.ram.records.EOS);
       expect(ram.records.normal).toBe(ref.save.query_migrate_final.ram.normal);

@@ -7,13 +7,12 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import type { HtabChunk } from "../../src/sections/spapr-htab/format.js";
-import { liveRecords, recordsAt } from "../helpers/records.js";
-import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
+import type { HtabChunk, HtabItem } from "../../src/sections/spapr-htab/format.js";
+import { toHex } from "../helpers/bytes.js";
 import { FAST, hpte, loadAndRun, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { buildModelStream } from "../helpers/model-stream.js";
 import { describeQemu, saveToFile } from "../helpers/qemu.js";
-import { toHex } from "../helpers/bytes.js";
+import { liveRecords, recordsAt } from "../helpers/records.js";
 
 const PPC = "qemu-system-ppc64";
 

@@ -12,17 +12,17 @@
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
+import { reencodeStream } from "../../src/convert/qemu.js";
+import { joinChunks } from "../../src/io/chunks.js";
 import { nodeInflate } from "../../src/io/node.js";
 import type { QmpMigrationInfo } from "../../src/qmp/index.js";
 import { CMD } from "../../src/savevm/constants.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
-import { joinChunks } from "../../src/io/chunks.js";
-import { reencodeStream } from "../../src/convert/qemu.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, pcRamRanges, qemuSuite, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { ramBlockBytes } from "../helpers/model-stream.js";
-import { describeQemu, startQemu, type QemuInstance } from "../helpers/qemu.js";
+import { describeQemu, type QemuInstance, startQemu } from "../helpers/qemu.js";
 
 const X86 = "qemu-system-x86_64";
 const MIB = 1024 * 1024;

@@ -11,19 +11,19 @@
 // XBZRLE pages while the guest runs; once two have been seen the downtime limit is raised and QEMU converges by
 // itself (no `stop`).
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo, type Server } from "node:net";
+import { type AddressInfo, createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
+import { encodeFromModel } from "../../src/convert/model.js";
 import { nodeInflate } from "../../src/io/node.js";
 import type { QmpMigrationInfo } from "../../src/qmp/index.js";
-import { encodeFromModel } from "../../src/convert/model.js";
-import { StreamDecoder, decodeBytes, ramOf } from "../../src/sections/stream.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
-import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
+import { decodeBytes, ramOf, StreamDecoder } from "../../src/sections/stream.js";
 import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, pcRamRanges, qemuSuite, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
+import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { ramBlockBytes } from "../helpers/model-stream.js";
-import { describeQemu, pmemsave, startQemu, type QemuInstance } from "../helpers/qemu.js";
+import { describeQemu, pmemsave, type QemuInstance, startQemu } from "../helpers/qemu.js";
 
 const X86 = "qemu-system-x86_64";
 const MIB = 1024 * 1024;

@@ -12,10 +12,10 @@ import { join } from "node:path";
 import { expect, it } from "vitest";
 import type { BlockResult } from "../../src/sections/block/handler.js";
 import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
+import { sha256 } from "../helpers/bytes.js";
 import { FAST, hpte, loadAndRun, pcWithDisk, qemuSuite, saveStopped, withDecoded } from "../helpers/interop.js";
 import { engineOptionsOf, liveSectionId, runEngine } from "../helpers/model-stream.js";
 import { describeQemu, saveToFile } from "../helpers/qemu.js";
-import { sha256 } from "../helpers/bytes.js";
 
 const X86 = "qemu-system-x86_64";
 const PPC = "qemu-system-ppc64";
@@ -99,7 +99,14 @@ describeQemu(PPC, "MigrationSource spapr/htab section: QEMU 7.2 loads the HPT an
       for (let i = 0; i < 64; i++) t.set(hpte(100 + i, 1), (100 + i) * 16);
       for (let i = 0; i < 72; i++) t.set(hpte(slots - 72 + i, 2), (slots - 72 + i) * 16);
       const built = runEngine(
-        { ...engineOptionsOf(decoded), htab: { hpt: t, sectionId: liveSectionId(decoded, "spapr/htab") }, bandwidth: 32 * MiB, roundTime: 0.25, downtimeTarget: 0, maxRounds: 20 },
+        {
+          ...engineOptionsOf(decoded),
+          htab: { hpt: t, sectionId: liveSectionId(decoded, "spapr/htab") },
+          bandwidth: 32 * MiB,
+          roundTime: 0.25,
+          downtimeTarget: 0,
+          maxRounds: 20,
+        },
         (round) => {
           if (round === 1) t.set(hpte(4096, 3), 4096 * 16); // a new entry
           if (round === 2) t.set(hpte(150, 9), 150 * 16); // an overwrite

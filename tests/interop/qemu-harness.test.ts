@@ -4,16 +4,7 @@ import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { FAST, qemuSuite } from "../helpers/interop.js";
-import {
-  describeQemu,
-  loadFromFile,
-  pmemsave,
-  saveToFile,
-  sha256File,
-  startQemu,
-  streamTailComplete,
-  type MigrationResult,
-} from "../helpers/qemu.js";
+import { describeQemu, loadFromFile, type MigrationResult, pmemsave, saveToFile, sha256File, startQemu, streamTailComplete } from "../helpers/qemu.js";
 
 const X86 = "qemu-system-x86_64";
 /** wire-format §2.11: the complete stream of `qemu-system-x86_64 -machine none -S`. */
@@ -83,9 +74,9 @@ describeQemu(X86, "QEMU harness: save and load real streams", () => {
       const src = await startQemu({ binary: X86, args: ["-machine", "none"], paused: true });
       // The shell's redirection fails, but a stream this small may already sit in the pipe buffer, so QEMU can
       // report "completed" (exec: cannot tell); the vmdesc-tail check then catches the missing file.
-      await expect(
-        saveToFile(src, join(src.dir, "no-such-dir", "x.mig"), { timeoutMs: 10_000, vmdescTimeoutMs: 500 }),
-      ).rejects.toThrow(/status failed|does not end with a complete VMDESCRIPTION/);
+      await expect(saveToFile(src, join(src.dir, "no-such-dir", "x.mig"), { timeoutMs: 10_000, vmdescTimeoutMs: 500 })).rejects.toThrow(
+        /status failed|does not end with a complete VMDESCRIPTION/,
+      );
       await src.stop();
     });
   });

@@ -5,9 +5,9 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { QmpClient, QmpClientError, QmpError, QmpMessageFramer, type QmpEvent } from "../../src/qmp/index.js";
-import { describeQemu, findProcesses, startQemu, stopAllQemu, type QemuInstance } from "../helpers/qemu.js";
+import { QmpClient, QmpClientError, QmpError, type QmpEvent, QmpMessageFramer } from "../../src/qmp/index.js";
 import { thrownBy, thrownByAsync } from "../helpers/errors.js";
+import { describeQemu, findProcesses, type QemuInstance, startQemu, stopAllQemu } from "../helpers/qemu.js";
 
 const X86 = "qemu-system-x86_64";
 

@@ -57,7 +57,7 @@ describeQemu(X86, "RAM edited through the library (PAGE, ZERO, XBZRLE over sever
       const old = mirror.subarray(off, off + PAGE);
       const neu = old.slice();
       const at = (seed * 97) % 3800;
-      for (let j = 0; j < 120; j++) neu[at + j] = (seed + j * 3) & 0xff ^ 0x5a;
+      for (let j = 0; j < 120; j++) neu[at + j] = ((seed + j * 3) & 0xff) ^ 0x5a;
       neu[4095] = neu[4095]! ^ 0xff;
       neu[(seed * 13) % 64] = neu[(seed * 13) % 64]! ^ 0x81;
       k.u8.set(old, oldPtr);

@@ -12,18 +12,18 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { expect, it } from "vitest";
+import { reencodeStream } from "../../src/convert/qemu.js";
+import { joinChunks } from "../../src/io/chunks.js";
 import { nodeInflate } from "../../src/io/node.js";
 import { RAM_FLAG } from "../../src/kernels/types.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
-import { joinChunks } from "../../src/io/chunks.js";
-import { liveRecords, recordsAt } from "../helpers/records.js";
 import type { RamRecord } from "../../src/sections/ram/format.js";
-import { reencodeStream } from "../../src/convert/qemu.js";
-import { loadAndRun, memoryHashes, pcRamRanges, pcWithDisk, qemuSuite, saveStopped, sleep, withDecoded, type Range } from "../helpers/interop.js";
+import { sha256 } from "../helpers/bytes.js";
+import { loadAndRun, memoryHashes, pcRamRanges, pcWithDisk, qemuSuite, type Range, saveStopped, sleep, withDecoded } from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { engineModelStream, ramBlockBytes } from "../helpers/model-stream.js";
 import { describeQemu, saveToFile, startQemu } from "../helpers/qemu.js";
-import { sha256 } from "../helpers/bytes.js";
+import { liveRecords, recordsAt } from "../helpers/records.js";
 
 const X86 = "qemu-system-x86_64";
 const PPC = "qemu-system-ppc64";
@@ -61,11 +61,22 @@ function bothStreams(input: Uint8Array, base: string): { replay: string; model: 
 }
 
 /** A live migration of a running guest to `file` with `parameters`: once XBZRLE pages have gone out, the guest is stopped so that it converges. */
-async function saveLive(binary: string, args: string[], file: string, ranges: Range[], runMs: number, capabilities: Record<string, boolean>, parameters: Record<string, unknown>): Promise<string[]> {
+async function saveLive(
+  binary: string,
+  args: string[],
+  file: string,
+  ranges: Range[],
+  runMs: number,
+  capabilities: Record<string, boolean>,
+  parameters: Record<string, unknown>,
+): Promise<string[]> {
   const src = await startQemu({ binary, args });
   await sleep(runMs);
   const saving = saveToFile(src, file, { parameters, capabilities, timeoutMs: 30_000 });
-  const failed = saving.then(() => undefined, () => undefined);
+  const failed = saving.then(
+    () => undefined,
+    () => undefined,
+  );
   for (let i = 0; i < 200; i++) {
     const info = (await src.qmp.execute("query-migrate")) as { status?: string; "xbzrle-cache"?: { pages?: number } };
     // QEMU counts unchanged pages too: wait well past the 1000 records the test wants
@@ -114,7 +125,10 @@ describeQemu([X86, PPC], "QEMU -> vmstream -> QEMU round trips (replay and model
 
   it("XBZRLE: the x86-pc-xbzrle fixture (XBZRLE records in its PARTs) loads into pc -m 64, memory = the decoder's, guest runs", async () => {
     const input = new Uint8Array(gunzipSync(readFileSync(new URL("../fixtures/x86-pc-xbzrle.mig.gz", import.meta.url))));
-    const { want, xbzrle } = withDecoded(input, (decoded) => ({ want: sha256(ramBlockBytes(decoded, "pc.ram").subarray(0x100000)), xbzrle: xbzrleRecords(input, decoded) }));
+    const { want, xbzrle } = withDecoded(input, (decoded) => ({
+      want: sha256(ramBlockBytes(decoded, "pc.ram").subarray(0x100000)),
+      xbzrle: xbzrleRecords(input, decoded),
+    }));
     const rr = reencodeStream(input, { decode: { inflate: nodeInflate } });
     expect(rr.report.ramRecords).toBeGreaterThan(0);
     expect(xbzrle).toBeGreaterThan(1000); // the replay writes them again through RamWriter.record

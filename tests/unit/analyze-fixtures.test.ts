@@ -6,12 +6,12 @@ import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { AnalyzeDocument, analyzeDevice, analyzeToJson, analyzeView, formatAnalyzeJson } from "../../src/analyze/analyze-json.js";
-import { descriptionFromVmdesc } from "../../src/vmstate/from-vmdesc.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
-import { loadState, saveState } from "../../src/vmstate/engine.js";
 import { x86DeviceForIdstr } from "../../src/vmstate/devices/index.js";
+import { loadState, saveState } from "../../src/vmstate/engine.js";
+import { descriptionFromVmdesc } from "../../src/vmstate/from-vmdesc.js";
 import type { State } from "../../src/vmstate/types.js";
 import { readWholeStream, type StreamSection, type WholeStream } from "../helpers/analyze-stream.js";
 
@@ -114,13 +114,15 @@ describe.each(["x86-pc-block", "x86-pc-block-zeroblocks", "x86-pc-xbzrle"])("%s 
 });
 
 describe("the fixtures' own text", () => {
-  it.each(["x86-pc-64m.analyze.json", "x86-pc-block.analyze-patched.json", "x86-pc-block-zeroblocks.analyze-patched.json", "x86-pc-xbzrle.analyze-patched.json"])(
-    "%s is formatAnalyzeJson of its parsed value (the same Python formatting)",
-    (name) => {
-      const text = readFileSync(fixture(name), "utf8");
-      expect(formatAnalyzeJson(JSON.parse(text) as never)).toBe(text);
-    },
-  );
+  it.each([
+    "x86-pc-64m.analyze.json",
+    "x86-pc-block.analyze-patched.json",
+    "x86-pc-block-zeroblocks.analyze-patched.json",
+    "x86-pc-xbzrle.analyze-patched.json",
+  ])("%s is formatAnalyzeJson of its parsed value (the same Python formatting)", (name) => {
+    const text = readFileSync(fixture(name), "utf8");
+    expect(formatAnalyzeJson(JSON.parse(text) as never)).toBe(text);
+  });
 });
 
 describe("ppc64-pseries", () => {

@@ -2,14 +2,23 @@
 // registered descriptions (opaque regions, `[k]` names), the document builder and Python's json
 // text format.
 import { describe, expect, it } from "vitest";
-import { AnalyzeDocument, analyzeDevice, analyzeStateValue, analyzeToJson, analyzeView, formatAnalyzeJson, pyQuote, ramSectionValue } from "../../src/analyze/analyze-json.js";
-import { AnalyzeVisitor, analyzeBytes, analyzeInt } from "../../src/visitor/analyze.js";
+import {
+  AnalyzeDocument,
+  analyzeDevice,
+  analyzeStateValue,
+  analyzeToJson,
+  analyzeView,
+  formatAnalyzeJson,
+  pyQuote,
+  ramSectionValue,
+} from "../../src/analyze/analyze-json.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";
+import { AnalyzeVisitor, analyzeBytes, analyzeInt } from "../../src/visitor/analyze.js";
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
+import { fwCfg, pciDevice } from "../../src/vmstate/devices/index.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import { F } from "../../src/vmstate/fields.js";
-import { fwCfg, pciDevice } from "../../src/vmstate/devices/index.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";
 
 function bytesOf(vmsd: VMStateDescription, s: State): Uint8Array {
@@ -32,7 +41,7 @@ describe("the script's readers", () => {
   it("ints: zero-padded to twice the size, negative signed values with ' (-n)'", () => {
     expect(analyzeInt("unsigned", 4, 0xff00n)).toBe("0x0000ff00");
     expect(analyzeInt("signed", 4, 0xffffffffn)).toBe("0xffffffff (-1)");
-    expect(analyzeInt("signed", 8, (1n << 63n))).toBe("0x8000000000000000 (-9223372036854775808)");
+    expect(analyzeInt("signed", 8, 1n << 63n)).toBe("0x8000000000000000 (-9223372036854775808)");
     expect(analyzeInt("signed", 1, 0x7fn)).toBe("0x7f");
     expect(analyzeInt("unsigned", 8, 0xffffffffffffffffn)).toBe("0xffffffffffffffff");
     expect(analyzeBytes("uint8 equal", new Uint8Array([0xfe]))).toBe("0xfe (-2)");
@@ -67,8 +76,18 @@ describe("the script's readers", () => {
       ],
     };
     const s: State = {
-      flag: true, neg: -5, ue: 0xff, le: 3, t: -1n, dbl: 1.0, f32: -2, arr: [1, 2, 3], one: [7],
-      structs: [{ x: -1 }, { x: 1 }], single: [{ x: 2 }], cfg: new Uint8Array([0x86, 0x80, 0]),
+      flag: true,
+      neg: -5,
+      ue: 0xff,
+      le: 3,
+      t: -1n,
+      dbl: 1.0,
+      f32: -2,
+      arr: [1, 2, 3],
+      one: [7],
+      structs: [{ x: -1 }, { x: 1 }],
+      single: [{ x: 2 }],
+      cfg: new Uint8Array([0x86, 0x80, 0]),
     };
     expect(render(d, s)).toEqual({
       flag: true,
@@ -104,7 +123,10 @@ describe("analyzeView of registered descriptions", () => {
     expect(view.fields.map((f) => f.name)).toContain("cur_offset[1]");
     expect(analyzeView(fwCfg)).toBe(view);
     const pci = analyzeView(pciDevice);
-    expect(pci.fields.filter((f) => f.kind === "buffer").map((f) => [f.name, f.key])).toEqual([["config[0]", "config"], ["config[1]", "config"]]);
+    expect(pci.fields.filter((f) => f.kind === "buffer").map((f) => [f.name, f.key])).toEqual([
+      ["config[0]", "config"],
+      ["config[1]", "config"],
+    ]);
   });
 
   it("prints opaque types as one blob of their wire bytes: tmp, custom, bitmap, lists, gtree, vstruct", () => {
@@ -114,7 +136,11 @@ describe("analyzeView of registered descriptions", () => {
       version: 1,
       fields: [
         F.uint8("n"),
-        F.tmp({ name: "t", version: 0, fields: [F.uint32("w")] }, (p) => ({ w: p.w ?? 0 }), (p, t) => void (p.w = t.w)),
+        F.tmp(
+          { name: "t", version: 0, fields: [F.uint32("w")] },
+          (p) => ({ w: p.w ?? 0 }),
+          (p, t) => void (p.w = t.w),
+        ),
         F.bitmap("bits", { field: "n" }),
         F.qtailq("q", elem),
         F.gtree("g", elem),
@@ -126,7 +152,12 @@ describe("analyzeView of registered descriptions", () => {
           v.endArray();
           return out;
         }),
-        F.tmp({ name: "t2", version: 0, fields: [F.uint8("x")] }, () => ({ x: 9 }), () => undefined, { test: () => false }),
+        F.tmp(
+          { name: "t2", version: 0, fields: [F.uint8("x")] },
+          () => ({ x: 9 }),
+          () => undefined,
+          { test: () => false },
+        ),
         F.uint8("after"),
       ],
     };
@@ -165,7 +196,10 @@ describe("analyzeView of registered descriptions", () => {
 describe("the document", () => {
   it("keys '<idstr> (<section_id>)' in first-seen order; a repeated section id replaces in place", () => {
     const doc = new AnalyzeDocument();
-    doc.ram(2, [["pc.ram", 0x4000000n], ["/rom@etc/acpi/rsdp", 4096]]);
+    doc.ram(2, [
+      ["pc.ram", 0x4000000n],
+      ["/rom@etc/acpi/rsdp", 4096],
+    ]);
     doc.device(0, "timer", new Map([["a", "0x01"]]));
     doc.htab(0x80000000, "spapr/htab");
     doc.device(0, "timer", new Map([["a", "0x02"]]));
@@ -176,7 +210,10 @@ describe("the document", () => {
   });
 
   it("Python's json text: indent 4, ', ' never (',' + newline), ensure_ascii escapes in lowercase, empty containers", () => {
-    const v = new Map<string, never>([["a\"b\\c\n\t\u0001\u007f \u00e9 \u{1f600} \u2028" as never, ["x", true, false, [], new Map()] as never], ["e", new Map() as never]]);
+    const v = new Map<string, never>([
+      ['a"b\\c\n\t\u0001\u007f \u00e9 \u{1f600} \u2028' as never, ["x", true, false, [], new Map()] as never],
+      ["e", new Map() as never],
+    ]);
     expect(formatAnalyzeJson(v as never, { newline: false })).toBe(
       '{\n    "a\\"b\\\\c\\n\\t\\u0001\\u007f \\u00e9 \\ud83d\\ude00 \\u2028": [\n        "x",\n        true,\n        false,\n        [],\n        {}\n    ],\n    "e": {}\n}',
     );

@@ -7,19 +7,19 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { analyzeDevice, formatAnalyzeJson } from "../../src/analyze/analyze-json.js";
-import { convertVmdescDevice, descriptionFromVmdesc, descriptionsFromVmdesc, parseVmdesc } from "../../src/vmstate/from-vmdesc.js";
-import { type VmdescDevice } from "../../src/vmstate/vmdesc.js";
 import { VmstreamError } from "../../src/io/errors.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
+import { convertVmdescDevice, descriptionFromVmdesc, descriptionsFromVmdesc, parseVmdesc } from "../../src/vmstate/from-vmdesc.js";
 import { prettyPrint } from "../../src/vmstate/symmetry.js";
 import type { State } from "../../src/vmstate/types.js";
-import { describedSave, qemuText } from "../helpers/vmdesc-text.js";
-import { readStream } from "../helpers/stream-sections.js";
+import { type VmdescDevice } from "../../src/vmstate/vmdesc.js";
 import { thrownBy } from "../helpers/errors.js";
 import { SeededRandom } from "../helpers/random.js";
+import { readStream } from "../helpers/stream-sections.js";
+import { describedSave, qemuText } from "../helpers/vmdesc-text.js";
 
 // ---------------------------------------------------------------------------------------------
 // An independent port of analyze-migration.py's (7.2) VMSDFieldStruct reader, for comparison.
@@ -79,8 +79,22 @@ function pyRead(body: Json, b: Uint8Array, at: { pos: number }): Map<string, PyV
 // Random vmdescs and payloads that match them
 
 const SCALAR_WIDTH: Record<string, number> = {
-  bool: 1, int8: 1, uint8: 1, int16: 2, uint16: 2, int32: 4, uint32: 4, int64: 8, uint64: 8,
-  "int32 equal": 4, "int32 le": 4, "uint8 equal": 1, "uint16 equal": 2, "uint32 equal": 4, "int64 equal": 8, timer: 8,
+  bool: 1,
+  int8: 1,
+  uint8: 1,
+  int16: 2,
+  uint16: 2,
+  int32: 4,
+  uint32: 4,
+  int64: 8,
+  uint64: 8,
+  "int32 equal": 4,
+  "int32 le": 4,
+  "uint8 equal": 1,
+  "uint16 equal": 2,
+  "uint32 equal": 4,
+  "int64 equal": 8,
+  timer: 8,
 };
 const BLOB_TYPES = ["buffer", "unused_buffer", "pci config", "CPU_Double_U", "float64", "tmp", "vstruct", "qtailq", "bitmap", "fpr"];
 
@@ -99,10 +113,20 @@ function arbBody(vmsdName: string, depth: number): fc.Arbitrary<Json> {
     { weight: 3, arbitrary: fc.tuple(fc.constantFrom(...BLOB_TYPES), fc.integer({ min: 0, max: 12 })).map(([type, size]) => ({ type, size })) },
     {
       weight: depth < 2 ? 2 : 0,
-      arbitrary: fc.string({ minLength: 1, maxLength: 6 }).chain((n) => arbBody(n, depth + 1)).map((struct) => ({ type: "struct", struct, size: bodySize(struct) })),
+      arbitrary: fc
+        .string({ minLength: 1, maxLength: 6 })
+        .chain((n) => arbBody(n, depth + 1))
+        .map((struct) => ({ type: "struct", struct, size: bodySize(struct) })),
     },
   );
-  const field = fc.tuple(elem, fc.oneof(fc.constant({ k: "single" }), fc.integer({ min: 2, max: 4 }).map((n) => ({ k: "array", n })), fc.integer({ min: 1, max: 3 }).map((n) => ({ k: "index", n }))));
+  const field = fc.tuple(
+    elem,
+    fc.oneof(
+      fc.constant({ k: "single" }),
+      fc.integer({ min: 2, max: 4 }).map((n) => ({ k: "array", n })),
+      fc.integer({ min: 1, max: 3 }).map((n) => ({ k: "index", n })),
+    ),
+  );
   const fields = fc.array(field, { maxLength: 6 }).chain((fs) =>
     fc.constant(
       fs.flatMap(([e, form], i): Json[] => {
@@ -130,10 +154,11 @@ function payloadFor(body: Json, rnd: SeededRandom, w: ByteWriter): void {
     for (let i = 0; i < ((f.array_len as number | undefined) ?? 1); i++) {
       if (f.type === "struct") payloadFor(f.struct as Json, rnd, w);
       else if (f.type === "bool") w.u8(rnd.u32() & 1);
-      else for (let k = 0; k < (f.size as number); k++) {
-        const x = rnd.byte();
-        w.u8(x === 0x05 ? 0x06 : x);
-      }
+      else
+        for (let k = 0; k < (f.size as number); k++) {
+          const x = rnd.byte();
+          w.u8(x === 0x05 ? 0x06 : x);
+        }
     }
   }
   for (const s of (body.subsections as Json[] | undefined) ?? []) {
@@ -257,7 +282,9 @@ describe("vmdesc special cases", () => {
     expect(e.message).toContain("size 10, body 24 bytes");
     expect(e.message).toContain("NULL entries");
     // With the check off, the walk reads 24 bytes, as analyze-migration.py does.
-    const { wireSize } = convertVmdescDevice(device({ vmsd_name: "d", version: 1, fields: [{ name: "s", type: "struct", struct: lie, size: 10 }] }), { checkStructSizes: false });
+    const { wireSize } = convertVmdescDevice(device({ vmsd_name: "d", version: 1, fields: [{ name: "s", type: "struct", struct: lie, size: 10 }] }), {
+      checkStructSizes: false,
+    });
     expect(wireSize).toBe(24);
   });
 
@@ -278,13 +305,24 @@ describe("vmdesc special cases", () => {
   });
 
   it("a zero-size field is still there (the script prints an empty string)", () => {
-    const dev = device({ vmsd_name: "d", version: 0, fields: [{ name: "empty", type: "buffer", size: 0 }, { name: "x", type: "uint8", size: 1 }] });
+    const dev = device({
+      vmsd_name: "d",
+      version: 0,
+      fields: [
+        { name: "empty", type: "buffer", size: 0 },
+        { name: "x", type: "uint8", size: 1 },
+      ],
+    });
     const { value } = analyzeDevice(new ByteReader(new Uint8Array([3]), { sticky: true }), descriptionFromVmdesc(dev), 0);
-    expect([...value]).toEqual([["empty", ""], ["x", "0x03"]]);
+    expect([...value]).toEqual([
+      ["empty", ""],
+      ["x", "0x03"],
+    ]);
   });
 
   it("tmp / qtailq objects with nested (even duplicated) vmsd keys are one blob of `size` bytes", () => {
-    const text = '{"name": "d", "instance_id": 0, "vmsd_name": "d", "version": 1, "fields": [{"name": "q", "type": "qtailq", "vmsd_name": "e", "version": 1, "fields": [{"name": "x", "type": "uint8", "size": 1}], "vmsd_name": "e", "version": 1, "fields": [{"name": "x", "type": "uint8", "size": 1}], "size": 5}]}';
+    const text =
+      '{"name": "d", "instance_id": 0, "vmsd_name": "d", "version": 1, "fields": [{"name": "q", "type": "qtailq", "vmsd_name": "e", "version": 1, "fields": [{"name": "x", "type": "uint8", "size": 1}], "vmsd_name": "e", "version": 1, "fields": [{"name": "x", "type": "uint8", "size": 1}], "size": 5}]}';
     const dev = JSON.parse(text) as VmdescDevice;
     const payload = new Uint8Array([1, 7, 1, 8, 0]);
     const { value } = analyzeDevice(new ByteReader(payload, { sticky: true }), descriptionFromVmdesc(dev), 1);
@@ -397,14 +435,42 @@ describe("malformed vmdesc entries: BAD_VMDESC with the JSON path", () => {
     ["array_len and index", withField({ name: "y", type: "uint8", size: 1, array_len: 2, index: 0 }), "vmdesc.fields[1]"],
     ["index not from 0", withField({ name: "y", type: "uint8", size: 1, index: 1 }), "vmdesc.fields[1].index"],
     ["index restarts a name", withField({ name: "x", type: "uint8", size: 1, index: 0 }), "vmdesc.fields[1]"],
-    ["index entries of two types", { ...ok, fields: [{ name: "y", type: "uint8", size: 1, index: 0 }, { name: "y", type: "int8", size: 1, index: 1 }] }, "vmdesc.fields[1].type"],
+    [
+      "index entries of two types",
+      {
+        ...ok,
+        fields: [
+          { name: "y", type: "uint8", size: 1, index: 0 },
+          { name: "y", type: "int8", size: 1, index: 1 },
+        ],
+      },
+      "vmdesc.fields[1].type",
+    ],
     ["struct without body", withField({ name: "y", type: "struct", size: 1 }), "vmdesc.fields[1].struct"],
     ["struct body without fields", withField({ name: "y", type: "struct", struct: { vmsd_name: "e" }, size: 4 }), "vmdesc.fields[1].struct"],
-    ["struct size mismatch", withField({ name: "y", type: "struct", struct: { vmsd_name: "e", version: 0, fields: [{ name: "z", type: "uint16", size: 2 }] }, size: 3 }), "vmdesc.fields[1].size"],
-    ["nested error path", withField({ name: "y", type: "struct", struct: { vmsd_name: "e", version: 0, fields: [{ name: "z", type: 5, size: 2 }] }, size: 2 }), "vmdesc.fields[1].struct.fields[0].type"],
+    [
+      "struct size mismatch",
+      withField({ name: "y", type: "struct", struct: { vmsd_name: "e", version: 0, fields: [{ name: "z", type: "uint16", size: 2 }] }, size: 3 }),
+      "vmdesc.fields[1].size",
+    ],
+    [
+      "nested error path",
+      withField({ name: "y", type: "struct", struct: { vmsd_name: "e", version: 0, fields: [{ name: "z", type: 5, size: 2 }] }, size: 2 }),
+      "vmdesc.fields[1].struct.fields[0].type",
+    ],
     ["subsections not an array", { ...ok, subsections: "d/a" }, "vmdesc.subsections"],
     ["subsection with a foreign name", { ...ok, subsections: [{ vmsd_name: "e/a", version: 1, fields: [] }] }, "vmdesc.subsections[0].vmsd_name"],
-    ["subsection listed twice", { ...ok, subsections: [{ vmsd_name: "d/a", version: 1, fields: [] }, { vmsd_name: "d/a", version: 1, fields: [] }] }, "vmdesc.subsections[1].vmsd_name"],
+    [
+      "subsection listed twice",
+      {
+        ...ok,
+        subsections: [
+          { vmsd_name: "d/a", version: 1, fields: [] },
+          { vmsd_name: "d/a", version: 1, fields: [] },
+        ],
+      },
+      "vmdesc.subsections[1].vmsd_name",
+    ],
     ["subsection without version", { ...ok, subsections: [{ vmsd_name: "d/a", fields: [] }] }, "vmdesc.subsections[0].version"],
     ["old-style size mismatch", { name: "s", instance_id: 0, size: 4, fields: [{ name: "data", size: 3, type: "buffer" }] }, "vmdesc.size"],
   ])("%s", (_what, dev, path) => {
@@ -454,28 +520,32 @@ describe("malformed vmdesc entries: BAD_VMDESC with the JSON path", () => {
     const stream = readStream(new URL("../fixtures/x86-pc-64m.mig.gz", import.meta.url));
     const secs = stream.sections;
     fc.assert(
-      fc.property(fc.nat(secs.length - 1), fc.array(fc.tuple(fc.nat(), fc.jsonValue({ maxDepth: 2 }), fc.boolean()), { minLength: 1, maxLength: 3 }), (k, edits) => {
-        const sec = secs[k]!;
-        const dev = structuredClone(sec.desc) as unknown as Json;
-        for (const [at, value, remove] of edits) mutate(dev, at, value, remove);
-        let vmsd;
-        try {
-          vmsd = descriptionFromVmdesc(dev);
-        } catch (e) {
-          if (!(e instanceof VmstreamError) || e.code !== "BAD_VMDESC") throw e;
-          return;
-        }
-        const r = new ByteReader(sec.payload, { sticky: true });
-        const v = new WireInputVisitor(r);
-        const s: State = {};
-        loadState(v, vmsd, s, sec.version, sec.idstr);
-        if (v.error) expect(v.error).toBeInstanceOf(VmstreamError);
-        else {
-          const w = new ByteWriter();
-          saveState(new WireOutputVisitor(w), vmsd, s);
-          expect(w.concat()).toEqual(sec.payload.subarray(0, r.pos));
-        }
-      }),
+      fc.property(
+        fc.nat(secs.length - 1),
+        fc.array(fc.tuple(fc.nat(), fc.jsonValue({ maxDepth: 2 }), fc.boolean()), { minLength: 1, maxLength: 3 }),
+        (k, edits) => {
+          const sec = secs[k]!;
+          const dev = structuredClone(sec.desc) as unknown as Json;
+          for (const [at, value, remove] of edits) mutate(dev, at, value, remove);
+          let vmsd;
+          try {
+            vmsd = descriptionFromVmdesc(dev);
+          } catch (e) {
+            if (!(e instanceof VmstreamError) || e.code !== "BAD_VMDESC") throw e;
+            return;
+          }
+          const r = new ByteReader(sec.payload, { sticky: true });
+          const v = new WireInputVisitor(r);
+          const s: State = {};
+          loadState(v, vmsd, s, sec.version, sec.idstr);
+          if (v.error) expect(v.error).toBeInstanceOf(VmstreamError);
+          else {
+            const w = new ByteWriter();
+            saveState(new WireOutputVisitor(w), vmsd, s);
+            expect(w.concat()).toEqual(sec.payload.subarray(0, r.pos));
+          }
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -486,7 +556,7 @@ function mutate(root: Json, at: number, value: unknown, remove: boolean): void {
   const slots: { parent: Record<string, unknown> | unknown[]; key: string | number }[] = [];
   const walk = (x: unknown) => {
     if (Array.isArray(x)) x.forEach((y, i) => (slots.push({ parent: x, key: i }), walk(y)));
-    else if (x && typeof x === "object") for (const [k, y] of Object.entries(x)) (slots.push({ parent: x as Record<string, unknown>, key: k }), walk(y));
+    else if (x && typeof x === "object") for (const [k, y] of Object.entries(x)) slots.push({ parent: x as Record<string, unknown>, key: k }), walk(y);
   };
   walk(root);
   if (slots.length === 0) return;

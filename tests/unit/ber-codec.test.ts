@@ -3,9 +3,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { BerReader, ldexp } from "../../src/ber/reader.js";
-import {
-  BerWriter, CLASS_APPLICATION, CLASS_CONTEXT, CLASS_UNIVERSAL, T_OCTET_STRING, T_SEQUENCE, berTag,
-} from "../../src/ber/writer.js";
+import { BerWriter, berTag, CLASS_APPLICATION, CLASS_CONTEXT, CLASS_UNIVERSAL, T_OCTET_STRING, T_SEQUENCE } from "../../src/ber/writer.js";
 import { VmstreamError } from "../../src/io/errors.js";
 import { fromHex, toSpacedHex } from "../helpers/bytes.js";
 
@@ -364,13 +362,15 @@ describe("lengths", () => {
   });
 
   it("indefinite length and end-of-contents", () => {
-    expect(enc((w) => {
-      w.fork(T_SEQUENCE, true);
-      w.int(1);
-      w.fork(0xa0, true);
-      w.join();
-      w.join();
-    })).toBe("30 80 02 01 01 A0 00 00 00"); // an empty value gets the definite length 0
+    expect(
+      enc((w) => {
+        w.fork(T_SEQUENCE, true);
+        w.int(1);
+        w.fork(0xa0, true);
+        w.join();
+        w.join();
+      }),
+    ).toBe("30 80 02 01 01 A0 00 00 00"); // an empty value gets the definite length 0
     const r = reader("30 80 02 01 01 A0 80 00 00 00 00");
     r.header();
     expect(r.len).toBe(-1);

@@ -5,13 +5,13 @@
 // elsewhere they are skipped with the reason in the test name.
 import fc from "fast-check";
 import { afterAll, describe, expect } from "vitest";
-import { BerWriter, CLASS_APPLICATION, CLASS_CONTEXT, T_SEQUENCE, berTag, type Tag } from "../../src/ber/writer.js";
-import { BerOutputVisitor, type BerLengths } from "../../src/visitor/ber/index.js";
+import { BerWriter, berTag, CLASS_APPLICATION, CLASS_CONTEXT, T_SEQUENCE, type Tag } from "../../src/ber/writer.js";
+import { type BerLengths, BerOutputVisitor } from "../../src/visitor/ber/index.js";
 import { saveState } from "../../src/vmstate/engine.js";
 import { F } from "../../src/vmstate/fields.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";
 import { dev, devState } from "../helpers/ber-fixtures.js";
-import { SCHEMA, asn1DecodeDeep, asn1Decoding, loadWire, realX86Sections, removeTempFiles, run, saveBer, tempFile, unber } from "../helpers/ber-tools.js";
+import { asn1DecodeDeep, asn1Decoding, loadWire, realX86Sections, removeTempFiles, run, SCHEMA, saveBer, tempFile, unber } from "../helpers/ber-tools.js";
 import { arbVmsdAndState } from "../helpers/gen-vmstate.js";
 import { itIfInstalled, requireTool } from "../helpers/requires.js";
 
@@ -47,7 +47,31 @@ describe("the schema", () => {
     const r = run("asn1Parser", ["-o", out, "-n", "vmstream_asn1_tab", SCHEMA]);
     expect(r.status, r.stderr).toBe(0);
     const c = run("cat", [out]).stdout;
-    for (const t of ["Stream", "Header", "Item", "SectionStart", "SectionFull", "SectionPart", "SectionEnd", "Footer", "Command", "Eof", "VMDescription", "Configuration", "RamRecords", "RamPage", "RamXbzrle", "BlockRecords", "HtabRecords", "VMState", "Subsection", "Field", "Value", "Element", "NestedValue"]) {
+    for (const t of [
+      "Stream",
+      "Header",
+      "Item",
+      "SectionStart",
+      "SectionFull",
+      "SectionPart",
+      "SectionEnd",
+      "Footer",
+      "Command",
+      "Eof",
+      "VMDescription",
+      "Configuration",
+      "RamRecords",
+      "RamPage",
+      "RamXbzrle",
+      "BlockRecords",
+      "HtabRecords",
+      "VMState",
+      "Subsection",
+      "Field",
+      "Value",
+      "Element",
+      "NestedValue",
+    ]) {
       expect(c).toContain(`"${t}"`);
     }
   });
@@ -197,40 +221,53 @@ function wholeStream(indef: boolean): Uint8Array {
   w.join();
   open(T_SEQUENCE); // items
   state(w, configuration, { len: 4, name: Buffer.from("none") }, lengths, app(7, true));
-  section(1, 2, () => ram(() => {
-    open(app(32, true)); // MEM_SIZE
-    w.bigint(0x1082000n);
-    open(T_SEQUENCE);
-    open(T_SEQUENCE);
-    w.utf8("pc.ram");
-    w.bigint(0x1000000n);
-    w.join();
-    open(T_SEQUENCE);
-    w.utf8("mem");
-    w.bigint(0x1000000n);
-    w.bigint(0x200000n, ctx(0, false)); // pageSize
-    w.bigint(0n, ctx(1, false)); // mrAddr
-    w.join();
-    w.join();
-    w.join();
-  }), { idstr: "ram", instance: 0, version: 4 });
-  section(2, 2, () => ram(() => {
-    page(33, "pc.ram", 0n, () => w.int(0)); // zero page, new block
-    page(33, undefined, 0x1000n, () => w.int(0)); // zero page, CONTINUE
-    page(34, "/rom@etc/acpi/tables", 0n, () => w.octets(new Uint8Array(4096).fill(0xab)));
-    page(35, undefined, 0x7000n, () => {
-      w.int(1);
-      w.octets(Uint8Array.of(0x80, 0x1c, 0x02, 0x4c, 0x56));
-    });
-    page(36, undefined, 0x13000n, () => w.octets(Uint8Array.of(0x78, 0x01, 0x63, 0x00)));
-    w.bigint(0x80n, app(37, false)); // hook
-  }));
+  section(
+    1,
+    2,
+    () =>
+      ram(() => {
+        open(app(32, true)); // MEM_SIZE
+        w.bigint(0x1082000n);
+        open(T_SEQUENCE);
+        open(T_SEQUENCE);
+        w.utf8("pc.ram");
+        w.bigint(0x1000000n);
+        w.join();
+        open(T_SEQUENCE);
+        w.utf8("mem");
+        w.bigint(0x1000000n);
+        w.bigint(0x200000n, ctx(0, false)); // pageSize
+        w.bigint(0n, ctx(1, false)); // mrAddr
+        w.join();
+        w.join();
+        w.join();
+      }),
+    { idstr: "ram", instance: 0, version: 4 },
+  );
+  section(2, 2, () =>
+    ram(() => {
+      page(33, "pc.ram", 0n, () => w.int(0)); // zero page, new block
+      page(33, undefined, 0x1000n, () => w.int(0)); // zero page, CONTINUE
+      page(34, "/rom@etc/acpi/tables", 0n, () => w.octets(new Uint8Array(4096).fill(0xab)));
+      page(35, undefined, 0x7000n, () => {
+        w.int(1);
+        w.octets(Uint8Array.of(0x80, 0x1c, 0x02, 0x4c, 0x56));
+      });
+      page(36, undefined, 0x13000n, () => w.octets(Uint8Array.of(0x78, 0x01, 0x63, 0x00)));
+      w.bigint(0x80n, app(37, false)); // hook
+    }),
+  );
   section(3, 2, () => ram(() => {}));
-  section(1, 1, () => {
-    open(app(21, true)); // block START
-    w.null(app(43, false));
-    w.join();
-  }, { idstr: "block", instance: 0, version: 1 });
+  section(
+    1,
+    1,
+    () => {
+      open(app(21, true)); // block START
+      w.null(app(43, false));
+      w.join();
+    },
+    { idstr: "block", instance: 0, version: 1 },
+  );
   section(2, 1, () => {
     open(app(21, true));
     w.bigint(0n, app(42, false)); // progress 0
@@ -246,11 +283,16 @@ function wholeStream(indef: boolean): Uint8Array {
     w.null(app(43, false));
     w.join();
   });
-  section(1, 563, () => {
-    open(app(22, true)); // htab START: the shift only
-    w.int(21);
-    w.join();
-  }, { idstr: "spapr/htab", instance: 0, version: 1 });
+  section(
+    1,
+    563,
+    () => {
+      open(app(22, true)); // htab START: the shift only
+      w.int(21);
+      w.join();
+    },
+    { idstr: "spapr/htab", instance: 0, version: 1 },
+  );
   section(2, 563, () => {
     open(app(22, true));
     w.int(0);
@@ -276,7 +318,11 @@ function wholeStream(indef: boolean): Uint8Array {
   w.int(4);
   w.octets(new Uint8Array(0));
   w.join();
-  section(4, 4, () => state(w, globalstate, { size: 10, runstate: Buffer.from("prelaunch".padEnd(100, "\0")) }, lengths), { idstr: "globalstate", instance: 0, version: 1 });
+  section(4, 4, () => state(w, globalstate, { size: 10, runstate: Buffer.from("prelaunch".padEnd(100, "\0")) }, lengths), {
+    idstr: "globalstate",
+    instance: 0,
+    version: 1,
+  });
   w.join();
   w.join();
   section(4, 0, () => state(w, timer, { cpu_ticks_offset: 0n, cpu_clock_offset: -1n }, lengths), { idstr: "timer", instance: 0, version: 2 });
@@ -292,7 +338,31 @@ describe("whole streams decode against the schema", () => {
   for (const indef of [false, true]) {
     withLibtasn1(`asn1Decoding VMStream.Stream (${indef ? "indefinite" : "definite"} lengths)`, () => {
       const out = expectDecodes(wholeStream(indef), "Stream");
-      for (const s of ["name:configuration", "name:start", "name:part", "name:end", "name:full", "name:command", "name:eof", "name:vmdesc", "name:memSize", "name:zero", "name:page", "name:xbzrle", "name:compressed", "name:hook", "name:eos", "name:package", "name:progress", "name:htab", "name:opaque", "name:footer", "value:globalstate", "value:timer", "value:spapr/htab"]) {
+      for (const s of [
+        "name:configuration",
+        "name:start",
+        "name:part",
+        "name:end",
+        "name:full",
+        "name:command",
+        "name:eof",
+        "name:vmdesc",
+        "name:memSize",
+        "name:zero",
+        "name:page",
+        "name:xbzrle",
+        "name:compressed",
+        "name:hook",
+        "name:eos",
+        "name:package",
+        "name:progress",
+        "name:htab",
+        "name:opaque",
+        "name:footer",
+        "value:globalstate",
+        "value:timer",
+        "value:spapr/htab",
+      ]) {
         expect(out).toContain(s);
       }
       expect(out).toMatch(/name:bytes {2}type:OCT_STR {2}value:736cff/); // the non-UTF-8 idstr

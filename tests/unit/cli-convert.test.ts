@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { noneStream } from "../helpers/none-stream.js";
 import { sha256 } from "../helpers/bytes.js";
+import { noneStream } from "../helpers/none-stream.js";
 import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
@@ -19,12 +19,16 @@ function run(args: string[], input?: Uint8Array) {
 }
 
 describe("vmstream convert", () => {
-  it.each(["x86-pc-xbzrle", "x86-pc-block-zeroblocks", "ppc64-pseries"])("%s: QEMU -> QEMU is byte-identical (gzip input)", (name) => {
-    const out = join(tmp(), `${name}.mig`);
-    const r = run(["convert", FIX(`${name}.mig.gz`), out]);
-    expect(r.status, r.stderr).toBe(0);
-    expect(sha256(readFileSync(out))).toBe(sha256(gunzipSync(readFileSync(FIX(`${name}.mig.gz`)))));
-  }, 60_000);
+  it.each(["x86-pc-xbzrle", "x86-pc-block-zeroblocks", "ppc64-pseries"])(
+    "%s: QEMU -> QEMU is byte-identical (gzip input)",
+    (name) => {
+      const out = join(tmp(), `${name}.mig`);
+      const r = run(["convert", FIX(`${name}.mig.gz`), out]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(sha256(readFileSync(out))).toBe(sha256(gunzipSync(readFileSync(FIX(`${name}.mig.gz`)))));
+    },
+    60_000,
+  );
 
   it("reads stdin and writes stdout with - (the none stream)", () => {
     const r = run(["convert", "-", "-", "--to", "qemu"], noneStream());
@@ -32,21 +36,25 @@ describe("vmstream convert", () => {
     expect(sha256(r.stdout)).toBe(sha256(noneStream()));
   });
 
-  it.each(["x86-pc-64m", "ppc64-pseries"])("%s: QEMU -> BER -> QEMU is byte-identical (--to ber, then a BER input --to qemu)", (name) => {
-    const ber = join(tmp(), `${name}.ber`);
-    const back = join(tmp(), `${name}.back.mig`);
-    const a = run(["convert", FIX(`${name}.mig.gz`), ber, "--to", "ber"]);
-    expect(a.status, a.stderr).toBe(0);
-    const berBytes = readFileSync(ber);
-    expect(berBytes[0]).toBe(0x70); // [APPLICATION 16] Stream
-    const b = run(["convert", ber, back, "--to", "qemu"]);
-    expect(b.status, b.stderr).toBe(0);
-    expect(sha256(readFileSync(back))).toBe(sha256(gunzipSync(readFileSync(FIX(`${name}.mig.gz`)))));
-    // BER in, BER out: the same BER again
-    const again = join(tmp(), `${name}.again.ber`);
-    expect(run(["convert", ber, again, "--to", "ber"]).status).toBe(0);
-    expect(sha256(readFileSync(again))).toBe(sha256(berBytes));
-  }, 60_000);
+  it.each(["x86-pc-64m", "ppc64-pseries"])(
+    "%s: QEMU -> BER -> QEMU is byte-identical (--to ber, then a BER input --to qemu)",
+    (name) => {
+      const ber = join(tmp(), `${name}.ber`);
+      const back = join(tmp(), `${name}.back.mig`);
+      const a = run(["convert", FIX(`${name}.mig.gz`), ber, "--to", "ber"]);
+      expect(a.status, a.stderr).toBe(0);
+      const berBytes = readFileSync(ber);
+      expect(berBytes[0]).toBe(0x70); // [APPLICATION 16] Stream
+      const b = run(["convert", ber, back, "--to", "qemu"]);
+      expect(b.status, b.stderr).toBe(0);
+      expect(sha256(readFileSync(back))).toBe(sha256(gunzipSync(readFileSync(FIX(`${name}.mig.gz`)))));
+      // BER in, BER out: the same BER again
+      const again = join(tmp(), `${name}.again.ber`);
+      expect(run(["convert", ber, again, "--to", "ber"]).status).toBe(0);
+      expect(sha256(readFileSync(again))).toBe(sha256(berBytes));
+    },
+    60_000,
+  );
 
   it("--to ber through stdin/stdout (the none stream); bad --to, broken QEMU and broken BER input fail", () => {
     const ber = run(["convert", "-", "-", "--to", "ber"], noneStream());

@@ -2,14 +2,14 @@
 // a fixture sent over TCP on 127.0.0.1 (ephemeral ports) arrives complete, --out is byte-identical, --extract
 // matches the reference hashes, --forward through a second receive is a byte-exact tap, and a truncated,
 // garbled or interrupted migration makes both ends exit non-zero without leaving complete-looking output.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
-import { checkExtract } from "../helpers/extract-reference.js";
 import { sha256 } from "../helpers/bytes.js";
+import { checkExtract } from "../helpers/extract-reference.js";
 import { itIfInstalled, requireTool } from "../helpers/requires.js";
 import { suiteTempDir } from "../helpers/temp-dir.js";
 
@@ -36,10 +36,12 @@ function start(args: string[]): { proc: ChildProcess; done: Promise<Done>; stder
   let stderr = "";
   proc.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
   proc.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Done>((ok) => proc.on("close", (code) => {
-    children.delete(proc);
-    ok({ code, stdout, stderr });
-  }));
+  const done = new Promise<Done>((ok) =>
+    proc.on("close", (code) => {
+      children.delete(proc);
+      ok({ code, stdout, stderr });
+    }),
+  );
   return { proc, done, stderrSoFar: () => stderr };
 }
 
@@ -61,23 +63,31 @@ async function receive(extra: string[] = []): Promise<{ address: string; done: P
 const send = (file: string, to: string, extra: string[] = []) => start(["send", file, to, ...extra]).done;
 
 describe("vmstream send | receive over TCP", () => {
-  it.each(["x86-pc-xbzrle", "x86-pc-block"])("%s: exit 0 on both ends, --out identical to the input, --extract equal to the reference", async (name) => {
-    const out = join(tmp(), `${name}.mig`);
-    const dir = join(tmp(), `${name}-x`);
-    const r = await receive(["--out", out, "--extract", dir]);
-    const s = await send(FIX(`${name}.mig.gz`), r.address);
-    const d = await r.done;
-    expect(s.code, s.stderr).toBe(0);
-    expect(d.code, d.stderr).toBe(0);
-    const input = raw(name);
-    expect(s.stdout).toMatch(new RegExp(`^sent: ${input.length} bytes in .* MB/s\\) to tcp:127\\.0\\.0\\.1:\\d+, \\d+ sections, \\d+ devices, complete\\n$`));
-    expect(d.stdout).toMatch(new RegExp(`^complete: ${input.length} bytes in [\\d.]+ s \\([\\d.]+ MB/s\\), \\d+ sections, \\d+ devices, RAM pages: \\d+ zero, \\d+ normal, \\d+ xbzrle, \\d+ compressed, vmdesc\\n`));
-    if (name.includes("xbzrle")) expect(d.stdout).not.toMatch(/ 0 xbzrle/);
-    expect(sha256(readFileSync(out))).toBe(sha256(input));
-    expect(existsSync(out + ".partial")).toBe(false);
-    expect(checkExtract(dir, name)).toBeGreaterThan(0);
-    expect(existsSync(dir + ".partial")).toBe(false);
-  }, 60_000);
+  it.each(["x86-pc-xbzrle", "x86-pc-block"])(
+    "%s: exit 0 on both ends, --out identical to the input, --extract equal to the reference",
+    async (name) => {
+      const out = join(tmp(), `${name}.mig`);
+      const dir = join(tmp(), `${name}-x`);
+      const r = await receive(["--out", out, "--extract", dir]);
+      const s = await send(FIX(`${name}.mig.gz`), r.address);
+      const d = await r.done;
+      expect(s.code, s.stderr).toBe(0);
+      expect(d.code, d.stderr).toBe(0);
+      const input = raw(name);
+      expect(s.stdout).toMatch(new RegExp(`^sent: ${input.length} bytes in .* MB/s\\) to tcp:127\\.0\\.0\\.1:\\d+, \\d+ sections, \\d+ devices, complete\\n$`));
+      expect(d.stdout).toMatch(
+        new RegExp(
+          `^complete: ${input.length} bytes in [\\d.]+ s \\([\\d.]+ MB/s\\), \\d+ sections, \\d+ devices, RAM pages: \\d+ zero, \\d+ normal, \\d+ xbzrle, \\d+ compressed, vmdesc\\n`,
+        ),
+      );
+      if (name.includes("xbzrle")) expect(d.stdout).not.toMatch(/ 0 xbzrle/);
+      expect(sha256(readFileSync(out))).toBe(sha256(input));
+      expect(existsSync(out + ".partial")).toBe(false);
+      expect(checkExtract(dir, name)).toBeGreaterThan(0);
+      expect(existsSync(dir + ".partial")).toBe(false);
+    },
+    60_000,
+  );
 
   it("--forward through a second receive: a byte-exact tap, both exit 0", async () => {
     const name = "x86-pc-64m";
@@ -110,7 +120,10 @@ describe("vmstream send | receive over TCP", () => {
     const [da, db] = [await a.done, await b.done];
     expect(s.code).toBe(1);
     expect(s.stderr).toMatch(/send failed: .*at byte \d+/);
-    for (const [d, o, x] of [[da, out, dir], [db, outB, join(tmp(), "cut-b-x")]] as const) {
+    for (const [d, o, x] of [
+      [da, out, dir],
+      [db, outB, join(tmp(), "cut-b-x")],
+    ] as const) {
       expect(d.code).toBe(1);
       expect(d.stdout).toBe("");
       expect(d.stderr).toMatch(/migration failed: .*at byte \d+/);

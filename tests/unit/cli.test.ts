@@ -1,13 +1,13 @@
 // The `vmstream` command as a user runs it (the built dist/cli/main.js; `npm test` builds first).
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { checkExtract } from "../helpers/extract-reference.js";
 import { noneStream } from "../helpers/none-stream.js";
-import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
+import { memSize, page, RAM, StreamBuilder } from "../helpers/stream-builder.js";
 import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
@@ -36,22 +36,25 @@ describe("vmstream analyze", () => {
     expect(r.stdout).toBe(readFileSync(FIX("x86-pc-64m.analyze-desc.json"), "utf8"));
   });
 
-  it.each(["x86-pc-block", "x86-pc-block-zeroblocks", "x86-pc-xbzrle"])("goes on where the script fails: %s (device sections and RAM sizes as the patched script)", (name) => {
-    const r = run(["analyze", FIX(`${name}.mig.gz`)]);
-    expect(r.status).toBe(0);
-    const ours = JSON.parse(r.stdout) as Record<string, Record<string, unknown>>;
-    const patched = JSON.parse(readFileSync(FIX(`${name}.analyze-patched.json`), "utf8")) as Record<string, Record<string, unknown>>;
-    for (const [key, value] of Object.entries(patched)) {
-      if (key.startsWith("ram (")) expect(ours[key]!["section sizes"], key).toEqual(value["section sizes"]);
-      else if (key.startsWith("block (")) expect(ours[key], key).toBeDefined();
-      else expect(ours[key], key).toEqual(value);
-    }
-    if (name.includes("block")) {
-      const block = Object.entries(ours).find(([k]) => k.startsWith("block ("))![1] as { devices: Record<string, Record<string, string>> };
-      expect(Object.keys(block.devices)).toEqual(["ide0-hd0"]);
-      expect(block.devices["ide0-hd0"]!["bytes up to"]).toBe("0x0000000000800000");
-    }
-  });
+  it.each(["x86-pc-block", "x86-pc-block-zeroblocks", "x86-pc-xbzrle"])(
+    "goes on where the script fails: %s (device sections and RAM sizes as the patched script)",
+    (name) => {
+      const r = run(["analyze", FIX(`${name}.mig.gz`)]);
+      expect(r.status).toBe(0);
+      const ours = JSON.parse(r.stdout) as Record<string, Record<string, unknown>>;
+      const patched = JSON.parse(readFileSync(FIX(`${name}.analyze-patched.json`), "utf8")) as Record<string, Record<string, unknown>>;
+      for (const [key, value] of Object.entries(patched)) {
+        if (key.startsWith("ram (")) expect(ours[key]!["section sizes"], key).toEqual(value["section sizes"]);
+        else if (key.startsWith("block (")) expect(ours[key], key).toBeDefined();
+        else expect(ours[key], key).toEqual(value);
+      }
+      if (name.includes("block")) {
+        const block = Object.entries(ours).find(([k]) => k.startsWith("block ("))![1] as { devices: Record<string, Record<string, string>> };
+        expect(Object.keys(block.devices)).toEqual(["ide0-hd0"]);
+        expect(block.devices["ide0-hd0"]!["bytes up to"]).toBe("0x0000000000800000");
+      }
+    },
+  );
 
   it("--memory shows RAM by page, re-sent zero pages as zero", () => {
     const r = run(["analyze", "--memory", FIX("x86-pc-64m.mig.gz")]);
@@ -89,8 +92,12 @@ describe("vmstream dump", () => {
   });
 
   it("summarises block and htab sections", () => {
-    expect(run(["dump", FIX("x86-pc-block-zeroblocks.mig.gz")]).stdout).toMatch(/^# block: ide0-hd0 \(4 data \+ 4 zero chunks\); 9 progress records; \d+ sections$/m);
-    expect(run(["dump", FIX("ppc64-pseries.mig.gz")]).stdout).toMatch(/^# spapr\/htab: HPT 2\^21 bytes; 0 chunks, 0 valid and 0 invalidated entries; 3 sections$/m);
+    expect(run(["dump", FIX("x86-pc-block-zeroblocks.mig.gz")]).stdout).toMatch(
+      /^# block: ide0-hd0 \(4 data \+ 4 zero chunks\); 9 progress records; \d+ sections$/m,
+    );
+    expect(run(["dump", FIX("ppc64-pseries.mig.gz")]).stdout).toMatch(
+      /^# spapr\/htab: HPT 2\^21 bytes; 0 chunks, 0 valid and 0 invalidated entries; 3 sections$/m,
+    );
   });
 });
 
@@ -105,7 +112,11 @@ describe("vmstream extract", () => {
   it("keeps hostile block and device names inside DIR and follows no planted link", () => {
     const b = new StreamBuilder().header().config("pc-i440fx-7.2");
     b.start(2, "ram", 4, (s) => {
-      memSize(s, [["../../escape", 4096], ["/abs/path", 4096], ["..", 4096]]);
+      memSize(s, [
+        ["../../escape", 4096],
+        ["/abs/path", 4096],
+        ["..", 4096],
+      ]);
       page(s, RAM.PAGE, 0, "../../escape", new Uint8Array(4096).fill(0x41));
       page(s, RAM.PAGE, 0, "/abs/path", new Uint8Array(4096).fill(0x42));
       page(s, RAM.PAGE, 0, "..", new Uint8Array(4096).fill(0x43));

@@ -4,14 +4,13 @@
 // skips inside a package and truncated packages are VmstreamErrors with an offset.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { type ReencodeReport, reencodeStream, StreamConverter } from "../../src/convert/qemu.js";
+import { qemuToBer } from "../../src/convert/to-ber.js";
+import { joinChunks } from "../../src/io/chunks.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { CMD } from "../../src/savevm/constants.js";
 import { StreamEncoder } from "../../src/savevm/encoder.js";
-import { joinChunks } from "../../src/io/chunks.js";
-import { reencodeStream, type ReencodeReport } from "../../src/convert/qemu.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
-import { StreamConverter } from "../../src/convert/qemu.js";
-import { qemuToBer } from "../../src/convert/to-ber.js";
 import { decodeBytes } from "../../src/sections/stream.js";
 import { timers } from "../../src/vmstate/devices/index.js";
 import { thrownBy } from "../helpers/errors.js";

@@ -4,14 +4,14 @@
 // stays under 160 MB, far below the stream's size. Runs the built dist/ (`npm test` builds first).
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
 import { once } from "node:events";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { StreamBerConverter } from "../../src/convert/to-ber.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { StreamEncoder } from "../../src/savevm/encoder.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
-import { StreamBerConverter } from "../../src/convert/to-ber.js";
 import { SeededRandom } from "../helpers/random.js";
 
 const P = 4096;

@@ -5,34 +5,34 @@
 // bytes and report, holding at most one item's input. The CLI (dist/) writes OUT.partial and renames it only
 // when complete.
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync, inflateSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { type ReencodeOptions, type ReencodeReport, reencodeStream, StreamConverter } from "../../src/convert/qemu.js";
+import { type BerStreamReport, qemuToBer, StreamBerConverter } from "../../src/convert/to-ber.js";
+import { joinChunks } from "../../src/io/chunks.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { CMD } from "../../src/savevm/constants.js";
-import { StreamEncoder, framingForMachine } from "../../src/savevm/encoder.js";
+import { framingForMachine, StreamEncoder } from "../../src/savevm/encoder.js";
 import { BlockWriter } from "../../src/sections/block/writer.js";
-import { HtabWriter } from "../../src/sections/spapr-htab/writer.js";
-import { joinChunks } from "../../src/io/chunks.js";
-import { reencodeStream, type ReencodeOptions, type ReencodeReport } from "../../src/convert/qemu.js";
-import { RamWriter } from "../../src/sections/ram/writer.js";
-import { qemuToBer, type BerStreamReport } from "../../src/convert/to-ber.js";
-import { StreamBerConverter } from "../../src/convert/to-ber.js";
-import { StreamConverter } from "../../src/convert/qemu.js";
 import { registryFromMap } from "../../src/sections/device/registry.js";
+import { RamWriter } from "../../src/sections/ram/writer.js";
+import { HtabWriter } from "../../src/sections/spapr-htab/writer.js";
 import { decodeBytes } from "../../src/sections/stream.js";
 import { globalState, timers } from "../../src/vmstate/devices/index.js";
 import { encodeNoneStream } from "../helpers/encode-none.js";
-import { NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
 import { thrownBy } from "../helpers/errors.js";
 import { expectSame } from "../helpers/expect-bytes.js";
+import { NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
 import { suiteTempDir } from "../helpers/temp-dir.js";
 
 const dir = new URL("../fixtures/", import.meta.url);
-const fixtures = readdirSync(dir).filter((f) => f.endsWith(".mig.gz")).sort();
+const fixtures = readdirSync(dir)
+  .filter((f) => f.endsWith(".mig.gz"))
+  .sort();
 const load = (name: string) => new Uint8Array(gunzipSync(readFileSync(new URL(name, dir))));
 const inflate = (d: Uint8Array) => new Uint8Array(inflateSync(d));
 const devices = registryFromMap({ timer: timers, globalstate: globalState });
@@ -68,7 +68,8 @@ function drive<R>(c: PushConverter<R>, input: Uint8Array, sizes: readonly number
   }
 }
 
-const streamed = (input: Uint8Array, sizes: readonly number[], options: ReencodeOptions = {}) => drive<ReencodeReport>(new StreamConverter(options), input, sizes);
+const streamed = (input: Uint8Array, sizes: readonly number[], options: ReencodeOptions = {}) =>
+  drive<ReencodeReport>(new StreamConverter(options), input, sizes);
 
 /** Every live record kind, commands, a device; each section id used more than once. */
 function everyKindStream(): Uint8Array {
@@ -82,7 +83,10 @@ function everyKindStream(): Uint8Array {
   enc.configuration({ machine: "none", targetPageBits: 12 });
   enc.command(CMD.OPEN_RETURN_PATH);
   enc.begin("start", 7, "ram", 0, 4);
-  ram.memSize([{ name: "pc.ram", length: 0x40000n }, { name: "vga.vram", length: 0x4000n }]);
+  ram.memSize([
+    { name: "pc.ram", length: 0x40000n },
+    { name: "vga.vram", length: 0x4000n },
+  ]);
   ram.eos();
   enc.end();
   enc.begin("start", 8, "block", 0, 1);
@@ -134,25 +138,33 @@ function everyKindStream(): Uint8Array {
 describe("StreamConverter on the QEMU fixtures", () => {
   it("finds the fixtures", () => expect(fixtures.length).toBeGreaterThanOrEqual(5));
 
-  it.each(fixtures)("%s: the input's bytes and the in-memory replay's report, in 64 KiB pushes", (name) => {
-    const input = load(name);
-    const ref = reencodeStream(input, { decode: { inflate } });
-    const s = streamed(input, [65536], { decode: { inflate } });
-    expectSame(s.out, input);
-    expect(s.report).toEqual(ref.report);
-    expect(s.report.ramRecords).toBeGreaterThan(0);
-  }, 60_000);
+  it.each(fixtures)(
+    "%s: the input's bytes and the in-memory replay's report, in 64 KiB pushes",
+    (name) => {
+      const input = load(name);
+      const ref = reencodeStream(input, { decode: { inflate } });
+      const s = streamed(input, [65536], { decode: { inflate } });
+      expectSame(s.out, input);
+      expect(s.report).toEqual(ref.report);
+      expect(s.report.ramRecords).toBeGreaterThan(0);
+    },
+    60_000,
+  );
 
-  it.each(["x86-pc-64m.mig.gz", "x86-pc-block-zeroblocks.mig.gz", "ppc64-pseries.mig.gz"])("%s: random input chunking gives identical bytes", (name) => {
-    const input = load(name);
-    fc.assert(
-      fc.property(fc.array(fc.integer({ min: 1, max: 300_000 }), { minLength: 1, maxLength: 12 }), (sizes) => {
-        const s = streamed(input, sizes, { decode: { inflate } });
-        expectSame(s.out, input);
-      }),
-      { numRuns: 4 },
-    );
-  }, 120_000);
+  it.each(["x86-pc-64m.mig.gz", "x86-pc-block-zeroblocks.mig.gz", "ppc64-pseries.mig.gz"])(
+    "%s: random input chunking gives identical bytes",
+    (name) => {
+      const input = load(name);
+      fc.assert(
+        fc.property(fc.array(fc.integer({ min: 1, max: 300_000 }), { minLength: 1, maxLength: 12 }), (sizes) => {
+          const s = streamed(input, sizes, { decode: { inflate } });
+          expectSame(s.out, input);
+        }),
+        { numRuns: 4 },
+      );
+    },
+    120_000,
+  );
 
   it("the none stream pushed one byte at a time; x86-pc-64m's first 8 KiB (MEM_SIZE list and all) 3 bytes at a time", () => {
     const input = noneStream();
@@ -284,24 +296,28 @@ describe("StreamConverter on broken input", () => {
 describe("StreamBerConverter (QEMU -> BER as the input arrives)", () => {
   const streamedBer = (input: Uint8Array, sizes: readonly number[], options = {}) => drive<BerStreamReport>(new StreamBerConverter(options), input, sizes);
 
-  it.each(fixtures)("%s: qemuToBer's bytes and report in random chunkings; input held: one section at most", (name) => {
-    const input = load(name);
-    const ref = qemuToBer(input, { decode: { inflate } });
-    const refBytes = joinChunks(ref.chunks, ref.bytes);
-    // the largest item (section from its type byte to its footer) bounds what is held, plus one push
-    const r = decodeBytes(input, { inflate, materialize: false });
-    const largest = Math.max(...r.sections.map((x) => x.size));
-    r.dispose();
-    fc.assert(
-      fc.property(fc.array(fc.integer({ min: 1, max: 300_000 }), { minLength: 1, maxLength: 6 }), (sizes) => {
-        const s = streamedBer(input, sizes, { decode: { inflate } });
-        expectSame(s.out, refBytes);
-        expect(s.report).toEqual(ref.report);
-        expect(s.maxHeld).toBeLessThanOrEqual(largest + Math.max(...sizes));
-      }),
-      { numRuns: 3 },
-    );
-  }, 120_000);
+  it.each(fixtures)(
+    "%s: qemuToBer's bytes and report in random chunkings; input held: one section at most",
+    (name) => {
+      const input = load(name);
+      const ref = qemuToBer(input, { decode: { inflate } });
+      const refBytes = joinChunks(ref.chunks, ref.bytes);
+      // the largest item (section from its type byte to its footer) bounds what is held, plus one push
+      const r = decodeBytes(input, { inflate, materialize: false });
+      const largest = Math.max(...r.sections.map((x) => x.size));
+      r.dispose();
+      fc.assert(
+        fc.property(fc.array(fc.integer({ min: 1, max: 300_000 }), { minLength: 1, maxLength: 6 }), (sizes) => {
+          const s = streamedBer(input, sizes, { decode: { inflate } });
+          expectSame(s.out, refBytes);
+          expect(s.report).toEqual(ref.report);
+          expect(s.maxHeld).toBeLessThanOrEqual(largest + Math.max(...sizes));
+        }),
+        { numRuns: 3 },
+      );
+    },
+    120_000,
+  );
 
   it("synthetic streams: every record kind, old framings; the vmdesc known up front", () => {
     for (const b of [everyKindStream(), encodeNoneStream({ framing: framingForMachine("pc-i440fx-2.3") }), noneStream()]) {

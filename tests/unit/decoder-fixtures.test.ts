@@ -7,14 +7,14 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { descriptionFromVmdesc } from "../../src/vmstate/from-vmdesc.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { findVmdescTrailer } from "../../src/savevm/vmdesc.js";
 import { decodeFile, decodeNodeStream, readVmdescTrailer, validateFile } from "../../src/sections/node.js";
-import { StreamDecoder, blockOf, decodeBytes, htabOf, ramOf, type StreamDecoderOptions } from "../../src/sections/stream.js";
-import { digest, iterativeSequence } from "../helpers/result-digest.js";
+import { blockOf, decodeBytes, htabOf, ramOf, StreamDecoder, type StreamDecoderOptions } from "../../src/sections/stream.js";
+import { descriptionFromVmdesc } from "../../src/vmstate/from-vmdesc.js";
 import { sha256 } from "../helpers/bytes.js";
+import { digest, iterativeSequence } from "../helpers/result-digest.js";
 import { suiteTempDir } from "../helpers/temp-dir.js";
 
 interface Reference {
@@ -108,7 +108,12 @@ describe.each(fixtures)("$name", ({ name, gz, bytes, ref }) => {
     const blk = blockOf(r);
     if (ref.scan.block) {
       const want = ref.scan.block;
-      expect(blk!.records).toEqual({ device: want.records.DEVICE_BLOCK ?? 0, zero: want.records["DEVICE_BLOCK|ZERO_BLOCK"] ?? 0, progress: want.records.PROGRESS, eos: want.records.EOS });
+      expect(blk!.records).toEqual({
+        device: want.records.DEVICE_BLOCK ?? 0,
+        zero: want.records["DEVICE_BLOCK|ZERO_BLOCK"] ?? 0,
+        progress: want.records.PROGRESS,
+        eos: want.records.EOS,
+      });
       expect(blk!.devices.map((d) => [d.name, d.dataChunks, d.zeroChunks])).toEqual(
         Object.entries(want.devices).map(([n, d]) => [n, d.data_chunks, d.zero_chunks]),
       );
@@ -154,7 +159,13 @@ describe.each(fixtures)("$name", ({ name, gz, bytes, ref }) => {
     const head = bytes.subarray(0, Math.min(bytes.length, 1 << 18));
     const eventsOf = (n: number) => {
       const seen: string[] = [];
-      const d = new StreamDecoder({ kernels, onEvent: (e) => seen.push(e.type === "device" ? `device ${e.device.idstr} ${e.device.payloadSize}` : JSON.stringify(e, (_k, v) => (typeof v === "bigint" ? String(v) : v))) });
+      const d = new StreamDecoder({
+        kernels,
+        onEvent: (e) =>
+          seen.push(
+            e.type === "device" ? `device ${e.device.idstr} ${e.device.payloadSize}` : JSON.stringify(e, (_k, v) => (typeof v === "bigint" ? String(v) : v)),
+          ),
+      });
       for (let o = 0; o < head.length; o += n) d.push(head.subarray(o, o + n));
       d.dispose();
       return seen;

@@ -12,7 +12,7 @@ import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { decodeFile, readVmdescTrailer, validateFile } from "../../src/sections/node.js";
-import { StreamDecoder, decodeBytes, type StreamDecoderOptions } from "../../src/sections/stream.js";
+import { decodeBytes, StreamDecoder, type StreamDecoderOptions } from "../../src/sections/stream.js";
 import { digest } from "../helpers/result-digest.js";
 import { suiteTempDir } from "../helpers/temp-dir.js";
 

@@ -67,7 +67,7 @@ function writeGuestStream(file: string): number {
   };
   open();
   for (let i = 0; i < GUEST / P; i++) {
-    const data = (Math.imul(i, 0x9e3779b1) >>> 30) === 0; // a quarter of the pages, spread out
+    const data = Math.imul(i, 0x9e3779b1) >>> 30 === 0; // a quarter of the pages, spread out
     be32(0);
     be32(i * P + (data ? 0x08 : 0x02) + (first ? 0 : 0x20));
     if (first) {
@@ -130,7 +130,14 @@ describe("bounded memory", () => {
       r.dispose();`;
     const res = spawnSync(process.execPath, ["--input-type=module", "-e", child], { encoding: "utf8" });
     expect(res.stderr).toBe("");
-    const out = JSON.parse(res.stdout) as { ok: boolean; bytes: number; complete: boolean; records: { zero: number; normal: number }; kept: boolean[]; maxRssKiB: number };
+    const out = JSON.parse(res.stdout) as {
+      ok: boolean;
+      bytes: number;
+      complete: boolean;
+      records: { zero: number; normal: number };
+      kept: boolean[];
+      maxRssKiB: number;
+    };
     expect(out).toMatchObject({ ok: true, bytes: size, complete: true, kept: [false] });
     expect(out.records.normal + out.records.zero).toBe(GUEST / P);
     expect(out.records.normal).toBeGreaterThan(0.24 * (GUEST / P));

@@ -9,10 +9,10 @@ import { describe, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import { findVmdescTrailer } from "../../src/savevm/vmdesc.js";
-import { StreamDecoder, decodeBytes } from "../../src/sections/stream.js";
+import { decodeBytes, StreamDecoder } from "../../src/sections/stream.js";
 import { decodeOutcome, mutate } from "../helpers/mutate.js";
-import { StreamBuilder } from "../helpers/stream-builder.js";
 import { SeededRandom } from "../helpers/random.js";
+import { StreamBuilder } from "../helpers/stream-builder.js";
 
 const kernels = createKernels();
 const load = (name: string) => new Uint8Array(gunzipSync(readFileSync(new URL(`../fixtures/${name}.mig.gz`, import.meta.url))));
@@ -29,7 +29,11 @@ describe("mutations of real streams", () => {
   const x86 = load("x86-pc-64m");
   const phase = devicePhase(x86);
   // header + configuration + the 33 device sections + EOF (no vmdesc: the x86 descriptions decode them)
-  const devices = new StreamBuilder().header().config("pc-i440fx-7.2").bytes(x86.subarray(phase.start, phase.eof + 1)).build();
+  const devices = new StreamBuilder()
+    .header()
+    .config("pc-i440fx-7.2")
+    .bytes(x86.subarray(phase.start, phase.eof + 1))
+    .build();
   const devStart = devices.length - (phase.eof + 1 - phase.start);
 
   it("the device phase of x86-pc-64m: 10,000 mutations", () => {

@@ -3,15 +3,15 @@
 // chunking. Each case must end in success or a VmstreamError with an offset — never another exception, never
 // an INTERNAL error, never a hang. Seeded, so failures reproduce.
 import { describe, expect, it } from "vitest";
+import { analyzeDecoderOptions } from "../../src/analyze/report.js";
 import { createKernels } from "../../src/kernels/index.js";
 import { registryFromMap } from "../../src/sections/device/registry.js";
 import type { StreamDecoderOptions } from "../../src/sections/stream.js";
 import { x86Devices } from "../../src/vmstate/devices/index.js";
+import { toHex } from "../helpers/bytes.js";
 import { decodeOutcome, mutate } from "../helpers/mutate.js";
 import { NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
-import { analyzeDecoderOptions } from "../../src/analyze/report.js";
 import { SeededRandom } from "../helpers/random.js";
-import { toHex } from "../helpers/bytes.js";
 
 const describeFromVmdesc = analyzeDecoderOptions.describe!;
 
@@ -28,7 +28,7 @@ export const NONE_CASES_PER_STRATEGY = 20_000;
 
 describe("mutations of the -machine none stream", () => {
   it.each(STRATEGIES)("%s: %#", (_name, options) => {
-    const rng = new SeededRandom(0x9e3779b9 ^ options.toString().length ^ STRATEGIES.findIndex((s) => s[1] === options) * 7919);
+    const rng = new SeededRandom(0x9e3779b9 ^ options.toString().length ^ (STRATEGIES.findIndex((s) => s[1] === options) * 7919));
     const codes = new Map<string, number>();
     let ok = 0;
     let worst = 0;

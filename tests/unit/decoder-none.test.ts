@@ -2,17 +2,17 @@
 // the result, every split into two chunks, 1-byte chunks, the vmdesc given up front (nothing buffered),
 // truncation at every offset.
 import { describe, expect, it } from "vitest";
+import { analyzeDecoderOptions } from "../../src/analyze/report.js";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { DecodeResult, DecoderEvent } from "../../src/savevm/types.js";
 import { registryFromMap } from "../../src/sections/device/registry.js";
-import { StreamDecoder, decodeBytes, decodeStream, ramOf, validateBytes, validateStream, type StreamDecoderOptions } from "../../src/sections/stream.js";
+import { decodeBytes, decodeStream, ramOf, StreamDecoder, type StreamDecoderOptions, validateBytes, validateStream } from "../../src/sections/stream.js";
 import { x86Devices } from "../../src/vmstate/devices/index.js";
+import { sha256 } from "../helpers/bytes.js";
+import { thrownBy } from "../helpers/errors.js";
 import { NONE_OFFSETS, NONE_SHA256, NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
 import { digest } from "../helpers/result-digest.js";
-import { analyzeDecoderOptions } from "../../src/analyze/report.js";
-import { thrownBy } from "../helpers/errors.js";
-import { sha256 } from "../helpers/bytes.js";
 
 const describeFromVmdesc = analyzeDecoderOptions.describe!;
 
@@ -121,7 +121,6 @@ describe("the -machine none stream (wire-format §2.11)", () => {
     expect(digest(r)).toEqual(ref);
   });
 
-
   it("a live peer that keeps its socket open: the last device, EOF and the vmdesc decode before end() (no lookahead wait)", () => {
     for (const opts of [{ devices: registryFromMap(x86Devices) }, { vmdesc: NONE_VMDESC }] as StreamDecoderOptions[]) {
       const seen: string[] = [];
@@ -174,10 +173,12 @@ describe("the -machine none stream (wire-format §2.11)", () => {
     expect(bad.error?.code).toBe("EOF");
     expect(bad.error?.section?.idstr).toBe("ram");
     expect(bad.summary.sections).toBe(1);
-    const async = await decodeStream((async function* () {
-      yield bytes.subarray(0, 100);
-      yield bytes.subarray(100);
-    })());
+    const async = await decodeStream(
+      (async function* () {
+        yield bytes.subarray(0, 100);
+        yield bytes.subarray(100);
+      })(),
+    );
     expect(async.completeness.complete).toBe(true);
   });
 

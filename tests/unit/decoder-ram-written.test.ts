@@ -7,11 +7,11 @@ import { deflateSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
-import { BLK, DEC, DEC_STATUS, RAM_FLAG, createKernels, type Kernels } from "../../src/kernels/index.js";
+import { BLK, createKernels, DEC, DEC_STATUS, type Kernels, RAM_FLAG } from "../../src/kernels/index.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
-import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
-import { SeededRandom } from "../helpers/random.js";
 import { concat } from "../helpers/bytes.js";
+import { SeededRandom } from "../helpers/random.js";
+import { memSize, page, RAM, StreamBuilder } from "../helpers/stream-builder.js";
 
 const P = 4096;
 const backends = ["wasm-simd", "wasm-scalar", "js"] as const;
@@ -184,7 +184,12 @@ describe("RAM handler: materialised RAM with the bitmap", () => {
   /** header, configuration, START ram (MEM_SIZE), PART (records), END, EOF. */
   function stream(records: (b: StreamBuilder) => void): Uint8Array {
     const b = new StreamBuilder().header().config("pc-i440fx-7.2");
-    b.start(2, "ram", 4, (b) => memSize(b, [["pc.ram", 8 * P], ["rom", 2 * P]]).be64(RAM.EOS));
+    b.start(2, "ram", 4, (b) =>
+      memSize(b, [
+        ["pc.ram", 8 * P],
+        ["rom", 2 * P],
+      ]).be64(RAM.EOS),
+    );
     b.part(2, (b) => {
       records(b);
       b.be64(RAM.EOS);
@@ -200,7 +205,9 @@ describe("RAM handler: materialised RAM with the bitmap", () => {
       page(b, RAM.ZERO, 0, "pc.ram", [0]); // untouched
       page(b, RAM.PAGE, P, undefined, data);
       page(b, RAM.XBZRLE, 2 * P, undefined, [1, 0, 3, 0, 1, 9]);
-      b.be64(3 * P | RAM.COMPRESS | RAM.CONTINUE).be32(compressed.length).bytes(compressed);
+      b.be64((3 * P) | RAM.COMPRESS | RAM.CONTINUE)
+        .be32(compressed.length)
+        .bytes(compressed);
       page(b, RAM.ZERO, 4 * P, undefined, [0x33]);
       page(b, RAM.PAGE, 0, "rom", data);
       // now zero them all again

@@ -9,11 +9,11 @@ import { describe, expect, it } from "vitest";
 import { analyzeDecoderOptions } from "../../src/analyze/report.js";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels, type Kernels } from "../../src/kernels/index.js";
-import { MigrationDestination, receiveMigration, type DestinationProgress, type MigrationDestinationOptions } from "../../src/migration/destination.js";
+import { type DestinationProgress, MigrationDestination, type MigrationDestinationOptions, receiveMigration } from "../../src/migration/destination.js";
 import type { RamBlockData } from "../../src/sections/ram/format.js";
 import { sha256 } from "../helpers/bytes.js";
-import { noneStream, NONE_OFFSETS } from "../helpers/none-stream.js";
-import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
+import { NONE_OFFSETS, noneStream } from "../helpers/none-stream.js";
+import { memSize, page, RAM, StreamBuilder } from "../helpers/stream-builder.js";
 
 const P = 4096;
 const FIX = (f: string) => fileURLToPath(new URL(`../fixtures/${f}`, import.meta.url));
@@ -90,7 +90,12 @@ describe("MigrationDestination", () => {
     expect(d.status).toBe("receiving");
     expect(mid.phase).toBe("iterate");
     expect(mid.pages.normal + mid.pages.xbzrle).toBeGreaterThan(1000);
-    expect(d.ram()!.blocks.find((b) => b.name === "pc.ram")!.data!.some((x) => x !== 0)).toBe(true);
+    expect(
+      d
+        .ram()!
+        .blocks.find((b) => b.name === "pc.ram")!
+        .data!.some((x) => x !== 0),
+    ).toBe(true);
     for (let o = half; o < bytes.length; o += 1 << 20) d.push(bytes.subarray(o, Math.min(bytes.length, o + (1 << 20))));
     const r = d.end();
     expect(r.status, r.error?.message).toBe("complete");
@@ -202,12 +207,21 @@ describe("MigrationDestination", () => {
     );
     // and a real stream, in random splits
     const realWhole = run(X86, { ...opts, materialize: { ram: true } });
-    const digest = (r: typeof realWhole.r) => ({ status: r.status, progress: r.progress, summary: { ...r.summary, live: undefined }, ram: r.ram!.blocks.map((b) => sha256(b.data!)) });
+    const digest = (r: typeof realWhole.r) => ({
+      status: r.status,
+      progress: r.progress,
+      summary: { ...r.summary, live: undefined },
+      ram: r.ram!.blocks.map((b) => sha256(b.data!)),
+    });
     const want = digest(realWhole.r);
     realWhole.r.dispose();
     fc.assert(
       fc.property(fc.uniqueArray(fc.integer({ min: 1, max: X86.length - 1 }), { minLength: 1, maxLength: 40 }), (cuts) => {
-        const { r } = run(X86, { ...opts, materialize: { ram: true } }, cuts.sort((a, b) => a - b));
+        const { r } = run(
+          X86,
+          { ...opts, materialize: { ram: true } },
+          cuts.sort((a, b) => a - b),
+        );
         expect(digest(r)).toEqual(want);
         r.dispose();
       }),
@@ -252,7 +266,10 @@ describe("MigrationDestination", () => {
       const k = createKernels();
       const b = new StreamBuilder().header().config("pc-i440fx-7.2");
       b.start(2, "ram", 4, (s) => {
-        memSize(s, [["pc.ram", 4 * P], ["other", 2 * P]]);
+        memSize(s, [
+          ["pc.ram", 4 * P],
+          ["other", 2 * P],
+        ]);
         page(s, RAM.ZERO, 0, "pc.ram", [0]);
         page(s, RAM.ZERO, P, undefined, [0x5a]);
         page(s, RAM.PAGE, 2 * P, undefined, new Uint8Array(P).fill(7));
@@ -262,7 +279,11 @@ describe("MigrationDestination", () => {
       b.end(2, (s) => s.be64(RAM.EOS)).eof();
       const host = k.alloc(4 * P, 4096);
       k.u8.fill(0xff, host, host + 4 * P);
-      const r = run(b.build(), { kernels: k, materialize: { ram: true }, ramBlock: (name, length) => (name === "pc.ram" ? { name, ptr: host, length } : undefined) }).r;
+      const r = run(b.build(), {
+        kernels: k,
+        materialize: { ram: true },
+        ramBlock: (name, length) => (name === "pc.ram" ? { name, ptr: host, length } : undefined),
+      }).r;
       expect(r.status, r.error?.message).toBe("complete");
       const mem = k.u8;
       expect(mem.subarray(host, host + P).every((x) => x === 0)).toBe(true);

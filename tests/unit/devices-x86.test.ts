@@ -6,11 +6,22 @@ import { describe, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { WireInputVisitor } from "../../src/visitor/wire.js";
+import {
+  apic,
+  fdcCore,
+  fdcReconstructPhase,
+  fwCfg,
+  hpet,
+  kbdOutportDefault,
+  piix3,
+  runStateName,
+  serialIsa,
+  x86DeviceForIdstr,
+  x86DeviceList,
+  x86Devices,
+} from "../../src/vmstate/devices/index.js";
 import { loadState } from "../../src/vmstate/engine.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";
-import {
-  fwCfg, hpet, apic, piix3, serialIsa, x86DeviceForIdstr, x86DeviceList, x86Devices, runStateName, fdcCore, fdcReconstructPhase, kbdOutportDefault,
-} from "../../src/vmstate/devices/index.js";
 import { type DeviceSection, qemuJsonText, readStream } from "../helpers/stream-sections.js";
 import { describedSave } from "../helpers/vmdesc-text.js";
 
@@ -133,7 +144,9 @@ describe("x86 device descriptions", () => {
     const ser = load(serialIsa, section("serial")).s;
     ser.state.recv_fifo = { data: new Uint8Array(16).fill(0x41), head: 0, num: 3 };
     const withFifo = save(serialIsa, ser, "serial", 0);
-    expect(withFifo.json).toContain(`{"vmsd_name": "serial/recv_fifo", "version": 1, "fields": [{"name": "recv_fifo", "type": "struct", "struct": {"vmsd_name": "Fifo8", "version": 1, "fields": [{"name": "data", "type": "buffer", "size": 16}, {"name": "head", "type": "uint32", "size": 4}, {"name": "num", "type": "uint32", "size": 4}]}, "size": 24}]}`);
+    expect(withFifo.json).toContain(
+      `{"vmsd_name": "serial/recv_fifo", "version": 1, "fields": [{"name": "recv_fifo", "type": "struct", "struct": {"vmsd_name": "Fifo8", "version": 1, "fields": [{"name": "data", "type": "buffer", "size": 16}, {"name": "head", "type": "uint32", "size": 4}, {"name": "num", "type": "uint32", "size": 4}]}, "size": 24}]}`,
+    );
     // And it loads back, subsection and all.
     const again = load(serialIsa, { ...section("serial"), payload: withFifo.bytes });
     expect(again.v.error).toBeUndefined();

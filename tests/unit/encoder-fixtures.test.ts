@@ -1,6 +1,6 @@
 // Re-encoding every real QEMU 7.2 fixture through the model (decode -> StreamEncoder + section writers +
 // device walks) gives the original stream back, byte for byte.
-import { readFileSync, readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { gunzipSync, inflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { reencodeStream } from "../../src/convert/qemu.js";
@@ -8,7 +8,9 @@ import { joinChunks } from "../../src/io/chunks.js";
 import { sha256 } from "../helpers/bytes.js";
 
 const dir = new URL("../fixtures/", import.meta.url);
-const fixtures = readdirSync(dir).filter((f) => f.endsWith(".mig.gz")).sort();
+const fixtures = readdirSync(dir)
+  .filter((f) => f.endsWith(".mig.gz"))
+  .sort();
 const inflate = (d: Uint8Array) => new Uint8Array(inflateSync(d));
 
 describe("re-encoding the QEMU fixtures", () => {
@@ -48,7 +50,8 @@ describe("a new stream from the model (encodeFromModel)", () => {
       const rb = ramOf(b)!.blocks;
       expect(rb.map((x) => [x.name, x.length])).toEqual(ra.map((x) => [x.name, x.length]));
       for (let i = 0; i < ra.length; i++) expect(sha256(rb[i]!.data!)).toBe(sha256(ra[i]!.data!));
-      const payload = (buf: Uint8Array, d: { payloadOffset: number; payloadSize: number }) => sha256(buf.subarray(d.payloadOffset, d.payloadOffset + d.payloadSize));
+      const payload = (buf: Uint8Array, d: { payloadOffset: number; payloadSize: number }) =>
+        sha256(buf.subarray(d.payloadOffset, d.payloadOffset + d.payloadSize));
       expect(b.devices.map((d) => [d.idstr, d.instanceId, payload(out, d)])).toEqual(a.devices.map((d) => [d.idstr, d.instanceId, payload(input, d)]));
     } finally {
       a.dispose();

@@ -1,21 +1,21 @@
 // The framing encoder: the none stream from scratch byte for byte, the machine-type switches, a synthetic
 // stream with every record kind that the decoder reads back and the re-encoder reproduces.
 import { describe, expect, it } from "vitest";
+import { reencodeStream } from "../../src/convert/qemu.js";
+import { joinChunks } from "../../src/io/chunks.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { CMD } from "../../src/savevm/constants.js";
-import { StreamEncoder, framingForMachine } from "../../src/savevm/encoder.js";
+import { framingForMachine, StreamEncoder } from "../../src/savevm/encoder.js";
 import { BlockWriter } from "../../src/sections/block/writer.js";
-import { HtabWriter } from "../../src/sections/spapr-htab/writer.js";
-import { joinChunks } from "../../src/io/chunks.js";
-import { reencodeStream } from "../../src/convert/qemu.js";
-import { liveRecords, recordsAt } from "../helpers/records.js";
+import { registryFromMap } from "../../src/sections/device/registry.js";
 import type { RamRecord } from "../../src/sections/ram/format.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
-import { registryFromMap } from "../../src/sections/device/registry.js";
+import { HtabWriter } from "../../src/sections/spapr-htab/writer.js";
 import { blockOf, decodeBytes, htabOf, ramOf } from "../../src/sections/stream.js";
 import { globalState, timers } from "../../src/vmstate/devices/index.js";
 import { encodeNoneStream } from "../helpers/encode-none.js";
 import { NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
+import { liveRecords, recordsAt } from "../helpers/records.js";
 
 const devices = registryFromMap({ timer: timers, globalstate: globalState });
 
@@ -120,7 +120,10 @@ describe("a synthetic stream with every record kind", () => {
     blk.eos();
     enc.end();
     enc.begin("start", 2, "ram", 0, 4);
-    ram.memSize([{ name: "pc.ram", length: 0x10000n }, { name: "rom", length: 0x2000n }]);
+    ram.memSize([
+      { name: "pc.ram", length: 0x10000n },
+      { name: "rom", length: 0x2000n },
+    ]);
     ram.eos();
     enc.end();
     enc.begin("start", 5, "spapr/htab", 0, 1);

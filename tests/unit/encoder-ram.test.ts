@@ -2,9 +2,9 @@
 // detection, CONTINUE, send bitmap) decodes to the same RAM; the XBZRLE cache behaves as QEMU's (miss -> normal
 // page + insert, hit -> XBZRLE or nothing when unchanged, overflow -> normal page, aliasing evicts).
 import { describe, expect, it } from "vitest";
+import { ByteWriter } from "../../src/io/writer.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { Kernels } from "../../src/kernels/types.js";
-import { ByteWriter } from "../../src/io/writer.js";
 import { StreamEncoder } from "../../src/savevm/encoder.js";
 import { RamWriter, XbzrleCache } from "../../src/sections/ram/writer.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
@@ -20,7 +20,10 @@ function setup(k: Kernels, pages: number) {
   enc.header();
   enc.configuration({ machine: "none" });
   enc.begin("start", 2, "ram", 0, 4);
-  ram.memSize([{ name: "pc.ram", length: BigInt(pages * PS) }, { name: "small", length: BigInt(2 * PS) }]);
+  ram.memSize([
+    { name: "pc.ram", length: BigInt(pages * PS) },
+    { name: "small", length: BigInt(2 * PS) },
+  ]);
   ram.eos();
   enc.end();
   return { ptr, w, enc, ram, block: { name: "pc.ram", ptr, length: pages * PS } };

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { eofError, isVmstreamError, VmstreamError } from "../../src/io/errors.js";
 import { ByteReader } from "../../src/io/reader.js";
-import { VmstreamError, eofError, isVmstreamError } from "../../src/io/errors.js";
-import { thrownBy } from "../helpers/errors.js";
 import { fromHex, toHex } from "../helpers/bytes.js";
+import { thrownBy } from "../helpers/errors.js";
 
 const rd = (h: string, opts?: ConstructorParameters<typeof ByteReader>[1]): ByteReader => new ByteReader(fromHex(h), opts);
 
@@ -231,9 +231,7 @@ describe("ByteReader EOF at every offset (throwing mode)", () => {
           const e = thrownBy(() => read(r));
           expect(e.code).toBe("EOF");
           expect(e.offset).toBe(BASE + start);
-          expect(e.message).toBe(
-            `unexpected end of stream at byte ${BASE + start}: need ${width} byte${width === 1 ? "" : "s"}, ${left} left`,
-          );
+          expect(e.message).toBe(`unexpected end of stream at byte ${BASE + start}: need ${width} byte${width === 1 ? "" : "s"}, ${left} left`);
           // a failed read changes nothing, and the reader is not poisoned in throwing mode
           expect(r.pos).toBe(start);
           expect(r.error).toBeUndefined();
@@ -360,9 +358,7 @@ describe("VmstreamError", () => {
       path: "PIIX3.PCIDevice.config",
       detail: "need 4 bytes, 2 left",
     });
-    expect(e.message).toBe(
-      "unexpected end of stream at byte 1234 (section 0000:00:01.0/PIIX3 id 12, field PIIX3.PCIDevice.config): need 4 bytes, 2 left",
-    );
+    expect(e.message).toBe("unexpected end of stream at byte 1234 (section 0000:00:01.0/PIIX3 id 12, field PIIX3.PCIDevice.config): need 4 bytes, 2 left");
     expect(e.name).toBe("VmstreamError");
     expect(e.code).toBe("EOF");
     expect(e.summary).toBe("unexpected end of stream");
@@ -372,9 +368,7 @@ describe("VmstreamError", () => {
     expect(String(e.stack).startsWith("VmstreamError: unexpected end of stream at byte 1234")).toBe(true);
   });
   it("instance id and partial context", () => {
-    expect(new VmstreamError("X", "bad", { section: { idstr: "cpu", id: 3, instanceId: 1 } }).message).toBe(
-      "bad (section cpu id 3 instance 1)",
-    );
+    expect(new VmstreamError("X", "bad", { section: { idstr: "cpu", id: 3, instanceId: 1 } }).message).toBe("bad (section cpu id 3 instance 1)");
     expect(new VmstreamError("X", "bad", { path: "a.b" }).message).toBe("bad (field a.b)");
     expect(new VmstreamError("X", "bad").message).toBe("bad");
     expect(new VmstreamError("X", "bad", { offset: 0 }).message).toBe("bad at byte 0");

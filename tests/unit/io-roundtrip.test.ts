@@ -26,9 +26,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }).map((v): Op => ({ t: "sbe32", v })),
   fc.float().map((v): Op => ({ t: "f32be", v })),
   fc.double().map((v): Op => ({ t: "f64be", v })),
-  fc
-    .oneof(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.constantFrom(0n, 2n ** 53n + 1n, 2n ** 63n, 2n ** 64n - 1n))
-    .map((v): Op => ({ t: "be64", v })),
+  fc.oneof(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.constantFrom(0n, 2n ** 53n + 1n, 2n ** 63n, 2n ** 64n - 1n)).map((v): Op => ({ t: "be64", v })),
   fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((v): Op => ({ t: "sbe64", v })),
   fc.tuple(u32, u32).map(([hi, lo]): Op => ({ t: "be64hl", hi, lo })),
   fc.integer({ min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }).map((v): Op => ({ t: "be64n", v })),
@@ -188,77 +186,72 @@ describe("ByteWriter -> ByteReader round trip (fast-check)", () => {
 
   it("a truncated stream fails at the offset of the first op that does not fit (both modes)", () => {
     fc.assert(
-      fc.property(
-        fc.array(opArb, { minLength: 1, maxLength: 30 }),
-        fc.nat(),
-        fc.nat({ max: 1 << 20 }),
-        (ops, cutSeed, base) => {
-          const w = new ByteWriter();
-          for (const op of ops) write(w, op);
-          const all = w.finish();
-          const cut = cutSeed % all.length || 0;
-          const truncated = all.subarray(0, cut);
+      fc.property(fc.array(opArb, { minLength: 1, maxLength: 30 }), fc.nat(), fc.nat({ max: 1 << 20 }), (ops, cutSeed, base) => {
+        const w = new ByteWriter();
+        for (const op of ops) write(w, op);
+        const all = w.finish();
+        const cut = cutSeed % all.length || 0;
+        const truncated = all.subarray(0, cut);
 
-          // the first op whose bytes are not all there, and its offset
-          let failAt = 0;
-          let failIndex = -1;
-          for (let i = 0; i < ops.length; i++) {
-            const n = size(ops[i]!);
-            if (failAt + n > cut) {
-              failIndex = i;
-              break;
-            }
-            failAt += n;
+        // the first op whose bytes are not all there, and its offset
+        let failAt = 0;
+        let failIndex = -1;
+        for (let i = 0; i < ops.length; i++) {
+          const n = size(ops[i]!);
+          if (failAt + n > cut) {
+            failIndex = i;
+            break;
           }
-          if (failIndex < 0) return; // all ops fit (the cut fell in an empty tail)
+          failAt += n;
+        }
+        if (failIndex < 0) return; // all ops fit (the cut fell in an empty tail)
 
-          const sticky = new ByteReader(truncated, { sticky: true, baseOffset: base });
-          for (let i = 0; i < failIndex; i++) readAndCheck(sticky, ops[i]!);
-          expect(sticky.ok).toBe(true);
-          const op = ops[failIndex]!;
-          // the failing op returns its default and records the error
-          switch (op.t) {
-            case "be64hl":
-              sticky.be64hl();
-              expect([sticky.hi, sticky.lo]).toEqual([0, 0]);
-              break;
-            case "cstr":
-              expect(sticky.cstr(true)).toBe("");
-              break;
-            case "cstrRaw":
-              expect(sticky.cstrRaw().length).toBe(0);
-              break;
-            case "bytes":
-            case "borrow":
-              expect(sticky.bytes(op.v.length).length).toBe(0);
-              break;
-            case "zeros":
-              expect(sticky.bytes(op.n).length).toBe(0);
-              break;
-            case "be64n":
-              expect(sticky.sbe64n()).toBe(0);
-              break;
-            case "be64":
-            case "sbe64":
-              expect(sticky[op.t]()).toBe(0n);
-              break;
-            default:
-              expect(sticky[op.t]()).toBe(0);
-          }
-          // later reads do nothing
-          for (let i = failIndex + 1; i < ops.length; i++) expect(sticky.u8()).toBe(0);
-          expect(sticky.error?.code).toBe("EOF");
-          expect(sticky.error?.offset).toBe(base + failAt);
+        const sticky = new ByteReader(truncated, { sticky: true, baseOffset: base });
+        for (let i = 0; i < failIndex; i++) readAndCheck(sticky, ops[i]!);
+        expect(sticky.ok).toBe(true);
+        const op = ops[failIndex]!;
+        // the failing op returns its default and records the error
+        switch (op.t) {
+          case "be64hl":
+            sticky.be64hl();
+            expect([sticky.hi, sticky.lo]).toEqual([0, 0]);
+            break;
+          case "cstr":
+            expect(sticky.cstr(true)).toBe("");
+            break;
+          case "cstrRaw":
+            expect(sticky.cstrRaw().length).toBe(0);
+            break;
+          case "bytes":
+          case "borrow":
+            expect(sticky.bytes(op.v.length).length).toBe(0);
+            break;
+          case "zeros":
+            expect(sticky.bytes(op.n).length).toBe(0);
+            break;
+          case "be64n":
+            expect(sticky.sbe64n()).toBe(0);
+            break;
+          case "be64":
+          case "sbe64":
+            expect(sticky[op.t]()).toBe(0n);
+            break;
+          default:
+            expect(sticky[op.t]()).toBe(0);
+        }
+        // later reads do nothing
+        for (let i = failIndex + 1; i < ops.length; i++) expect(sticky.u8()).toBe(0);
+        expect(sticky.error?.code).toBe("EOF");
+        expect(sticky.error?.offset).toBe(base + failAt);
 
-          const throwing = new ByteReader(truncated, { baseOffset: base });
-          const caught = thrownBy(() => {
-            for (const op of ops) readAndCheck(throwing, op);
-          });
-          expect(caught.code).toBe("EOF");
-          expect(caught.offset).toBe(base + failAt);
-          expect(throwing.pos).toBe(failAt);
-        },
-      ),
+        const throwing = new ByteReader(truncated, { baseOffset: base });
+        const caught = thrownBy(() => {
+          for (const op of ops) readAndCheck(throwing, op);
+        });
+        expect(caught.code).toBe("EOF");
+        expect(caught.offset).toBe(base + failAt);
+        expect(throwing.pos).toBe(failAt);
+      }),
       { numRuns: 300 },
     );
   });

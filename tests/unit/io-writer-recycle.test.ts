@@ -50,7 +50,7 @@ describe("ByteWriter recycling", () => {
     const w = new ByteWriter({ initialCapacity: 4096 });
     const kept: { c: Uint8Array; copy: Uint8Array }[] = [];
     const buffers = new Set<ArrayBufferLike>();
-    for (let i = 0; i < 100; i++) for (const c of batch(w, i)) (kept.push({ c, copy: c.slice() }), buffers.add(c.buffer));
+    for (let i = 0; i < 100; i++) for (const c of batch(w, i)) kept.push({ c, copy: c.slice() }), buffers.add(c.buffer);
     for (const k of kept) expect(same(k.c, k.copy)).toBe(true);
     expect(buffers.size).toBeGreaterThan(50);
     expect(w.freeBuffers).toBe(0);

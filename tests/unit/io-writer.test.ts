@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ByteWriter, GatherWriter } from "../../src/io/writer.js";
-import { thrownBy } from "../helpers/errors.js";
 import { toHex } from "../helpers/bytes.js";
+import { thrownBy } from "../helpers/errors.js";
 
 function bytesOf(f: (w: ByteWriter) => void): string {
   const w = new ByteWriter();
@@ -65,9 +65,7 @@ describe("ByteWriter signed puts", () => {
   it("s8 / sbe16 / sbe32", () => {
     expect(bytesOf((w) => [-1, -128, 127, 0].forEach((v) => w.s8(v)))).toBe("ff807f00");
     expect(bytesOf((w) => [-1, -32768, 32767].forEach((v) => w.sbe16(v)))).toBe("ffff80007fff");
-    expect(bytesOf((w) => [-1, -(2 ** 31), 2 ** 31 - 1, -2].forEach((v) => w.sbe32(v)))).toBe(
-      "ffffffff800000007ffffffffffffffe",
-    );
+    expect(bytesOf((w) => [-1, -(2 ** 31), 2 ** 31 - 1, -2].forEach((v) => w.sbe32(v)))).toBe("ffffffff800000007ffffffffffffffe");
   });
   it("sbe64", () => {
     expect(bytesOf((w) => w.sbe64(-1n))).toBe("ffffffffffffffff");
@@ -147,9 +145,7 @@ describe("ByteWriter byte runs and counted strings", () => {
   });
   it("cstr encodes strings as UTF-8 and takes bytes as is", () => {
     expect(bytesOf((w) => w.cstr("ram"))).toBe("0372616d");
-    expect(bytesOf((w) => w.cstr("0000:00:01.0/PIIX3"))).toBe(
-      "12" + toHex(new TextEncoder().encode("0000:00:01.0/PIIX3")),
-    );
+    expect(bytesOf((w) => w.cstr("0000:00:01.0/PIIX3"))).toBe("12" + toHex(new TextEncoder().encode("0000:00:01.0/PIIX3")));
     expect(bytesOf((w) => w.cstr("é€"))).toBe("05c3a9e282ac");
     expect(bytesOf((w) => w.cstr(new Uint8Array([0, 0xff])))).toBe("0200ff");
     // 128 two-byte characters = 256 bytes

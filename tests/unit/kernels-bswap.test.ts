@@ -1,8 +1,9 @@
 // Differential tests of bswap16/32/64: every backend (wasm-simd, wasm-scalar, js with Buffer,
 // js without Buffer) against a DataView reference; bytes around the array stay untouched.
-import { beforeAll, describe, expect, it, vi } from "vitest";
+
 import fc from "fast-check";
-import { createKernels, simdSupported, type BackendName, type Kernels } from "../../src/kernels/index.js";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { type BackendName, createKernels, type Kernels, simdSupported } from "../../src/kernels/index.js";
 import { SeededRandom } from "../helpers/random.js";
 
 type Width = 2 | 4 | 8;

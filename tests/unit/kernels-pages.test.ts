@@ -1,8 +1,9 @@
 // Differential tests of zeroPages / changedPages: every backend (wasm-simd, wasm-scalar, js with
 // Buffer, js without Buffer) against a plain reference written here, on the same inputs.
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+
 import fc from "fast-check";
-import { createKernels, simdSupported, type BackendName, type Kernels } from "../../src/kernels/index.js";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { type BackendName, createKernels, type Kernels, simdSupported } from "../../src/kernels/index.js";
 import { SeededRandom } from "../helpers/random.js";
 
 type PagesModule = typeof import("../../src/kernels/js/pages.js");
@@ -184,7 +185,14 @@ type PageKind =
 
 const pageKind: fc.Arbitrary<PageKind> = fc.oneof(
   { weight: 4, arbitrary: fc.constant<PageKind>({ t: "zero" }) },
-  { weight: 3, arbitrary: fc.record({ t: fc.constant("one" as const), at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), v: fc.integer({ min: 1, max: 255 }) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      t: fc.constant("one" as const),
+      at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+      v: fc.integer({ min: 1, max: 255 }),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ t: fc.constant("random" as const), seed: fc.integer() }) },
   { weight: 1, arbitrary: fc.constant<PageKind>({ t: "first" }) },
   { weight: 1, arbitrary: fc.constant<PageKind>({ t: "last" }) },
@@ -239,14 +247,9 @@ describe("zeroPages", () => {
 
   it("matches the reference on random page mixes (any n, page size, misalignment)", () => {
     fc.assert(
-      fc.property(
-        pageSizeArb,
-        fc.array(pageKind, { minLength: 0, maxLength: 40 }),
-        fc.integer({ min: 0, max: 63 }),
-        (ps, kinds, misalign) => {
-          checkZero(buildPages(kinds, ps), kinds.length, ps, misalign);
-        },
-      ),
+      fc.property(pageSizeArb, fc.array(pageKind, { minLength: 0, maxLength: 40 }), fc.integer({ min: 0, max: 63 }), (ps, kinds, misalign) => {
+        checkZero(buildPages(kinds, ps), kinds.length, ps, misalign);
+      }),
       { numRuns: 120 },
     );
   });
@@ -277,7 +280,19 @@ describe("zeroPages", () => {
     });
 
     it(`first byte, last byte, and the -0.0 word (ps=${ps})`, () => {
-      const kinds: PageKind[] = [{ t: "first" }, { t: "zero" }, { t: "last" }, { t: "word", at: 0 }, { t: "word", at: 0.999 }, { t: "zero" }, { t: "zero" }, { t: "zero" }, { t: "first" }, { t: "zero" }, { t: "last" }];
+      const kinds: PageKind[] = [
+        { t: "first" },
+        { t: "zero" },
+        { t: "last" },
+        { t: "word", at: 0 },
+        { t: "word", at: 0.999 },
+        { t: "zero" },
+        { t: "zero" },
+        { t: "zero" },
+        { t: "first" },
+        { t: "zero" },
+        { t: "last" },
+      ];
       checkZero(buildPages(kinds, ps), kinds.length, ps, 0);
       checkZero(buildPages(kinds, ps), kinds.length, ps, 5);
     });

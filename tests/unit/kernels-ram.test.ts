@@ -3,9 +3,9 @@
 import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { createKernels, DEC, DEC_STATUS, ENC, RAM_ENCODE, RAM_FLAG, SLOT_INSERT, type Kernels } from "../../src/kernels/index.js";
-import { SeededRandom } from "../helpers/random.js";
+import { createKernels, DEC, DEC_STATUS, ENC, type Kernels, RAM_ENCODE, RAM_FLAG, SLOT_INSERT } from "../../src/kernels/index.js";
 import { concat, fromHex } from "../helpers/bytes.js";
+import { SeededRandom } from "../helpers/random.js";
 
 const backends = ["wasm-simd", "wasm-scalar", "js"] as const;
 const K: Kernels[] = backends.map((backend) => createKernels({ backend }));
@@ -128,8 +128,13 @@ interface EncModel {
 }
 
 function refEncode(
-  block: Uint8Array, pages: number[], name: Uint8Array, options: number,
-  slots: Uint32Array | null, cache: Uint8Array | null, pageSize = P,
+  block: Uint8Array,
+  pages: number[],
+  name: Uint8Array,
+  options: number,
+  slots: Uint32Array | null,
+  cache: Uint8Array | null,
+  pageSize = P,
 ): EncModel {
   const parts: Uint8Array[] = [];
   const c = { zero: 0, normal: 0, xbzrle: 0, unchanged: 0, overflow: 0, xbzrleBytes: 0 };
@@ -197,7 +202,13 @@ function refDecode(s: Uint8Array, blocks: RefBlock[], block: number, pageSize = 
   let pos = 0;
   let records = 0;
   const done = (status: number, hdr = 0n, errAt = pos): DecResult => ({
-    status, block, consumed: pos, records, errAt, hdrHi: Number(hdr >> 32n), hdrLo: Number(hdr & 0xffffffffn),
+    status,
+    block,
+    consumed: pos,
+    records,
+    errAt,
+    hdrHi: Number(hdr >> 32n),
+    hdrLo: Number(hdr & 0xffffffffn),
   });
   for (;;) {
     const rem = s.length - pos;
@@ -263,7 +274,10 @@ function refDecode(s: Uint8Array, blocks: RefBlock[], block: number, pageSize = 
 class Arena {
   readonly base: number;
   private top: number;
-  constructor(readonly k: Kernels, readonly size: number) {
+  constructor(
+    readonly k: Kernels,
+    readonly size: number,
+  ) {
     this.base = k.alloc(size);
     this.top = this.base;
     k.u8.fill(0, this.base, this.base + size);
@@ -381,8 +395,12 @@ function pagesOf(c: EncCall): number[] {
 
 function expectCounts(st: number[], m: EncModel): void {
   expect({
-    zero: st[ENC.ZERO], normal: st[ENC.NORMAL], xbzrle: st[ENC.XBZRLE], unchanged: st[ENC.UNCHANGED],
-    overflow: st[ENC.OVERFLOW], xbzrleBytes: st[ENC.XBZRLE_BYTES],
+    zero: st[ENC.ZERO],
+    normal: st[ENC.NORMAL],
+    xbzrle: st[ENC.XBZRLE],
+    unchanged: st[ENC.UNCHANGED],
+    overflow: st[ENC.OVERFLOW],
+    xbzrleBytes: st[ENC.XBZRLE_BYTES],
   }).toEqual(m.counts);
   expect(st[ENC.CONTINUE]).toBe(m.cont ? 1 : 0);
 }
@@ -391,7 +409,7 @@ function expectCounts(st: number[], m: EncModel): void {
 const zeroPage = () => new Uint8Array(P);
 function nearZeroPage(seed: number): Uint8Array {
   const p = new Uint8Array(P);
-  new DataView(p.buffer).setUint32(P - 64 + ((seed % 15) * 4), (seed | 1) >>> 0);
+  new DataView(p.buffer).setUint32(P - 64 + (seed % 15) * 4, (seed | 1) >>> 0);
   return p;
 }
 const randPage = (seed: number) => randomBytes(P, seed);
@@ -412,7 +430,8 @@ describe("ramEncode", () => {
     const expected = concat([
       fromHex("0000000000000002 06 70632e72616d 00"), // ZERO at 0, "pc.ram"
       fromHex("0000000000001022 00"), // ZERO at 0x1000, CONTINUE
-      fromHex("0000000000002028"), r, // PAGE at 0x2000, CONTINUE
+      fromHex("0000000000002028"),
+      r, // PAGE at 0x2000, CONTINUE
       fromHex("0000000000003022 00"),
     ]);
     expectSame(out.bytes, expected);
@@ -508,7 +527,14 @@ describe("ramEncode", () => {
     const block = blockOf(pages);
     const map = randomBytes(Math.ceil(n / 8), 77);
     map[map.length - 1]! &= (1 << (n & 7)) - 1;
-    for (const [first, end] of [[0, n], [5, 131], [64, 128], [63, 65], [130, 150], [149, 150]] as const) {
+    for (const [first, end] of [
+      [0, n],
+      [5, 131],
+      [64, 128],
+      [63, 65],
+      [130, 150],
+      [149, 150],
+    ] as const) {
       const call: EncCall = { block, first, end, sendMap: map, name: pcram, outCap: 1 << 22, options: 1 };
       const out = encodeAll(call);
       const m = refEncode(block, pagesOf(call), pcram, 1, null, null);
@@ -601,8 +627,15 @@ describe("ramEncode", () => {
           const sendMap = useMap ? randomBytes(Math.ceil(n / 8), seed + 5) : undefined;
           const first = r.u32() % n;
           const call: EncCall = {
-            block, pageSize: ps, first, end: n, sendMap, name: enc.encode("blk"), options,
-            slots: useSlots ? slots : undefined, cache: useSlots ? cache : undefined,
+            block,
+            pageSize: ps,
+            first,
+            end: n,
+            sendMap,
+            name: enc.encode("blk"),
+            options,
+            slots: useSlots ? slots : undefined,
+            cache: useSlots ? cache : undefined,
             outCap: 8 + 1 + 255 + 3 + ps + extra * 700,
           };
           const small = encodeAll(call, true);
@@ -737,7 +770,10 @@ function decodeAll(blocks: DecBlock[], stream: Uint8Array, cuts: number[] = [], 
   const o = outs[0]!;
   expect(o.status).toBe(r.status);
   expect(o.state).toEqual([r.block < 0 ? 0xffffffff : r.block, r.consumed, r.records, r.errAt, r.hdrHi, r.hdrLo >>> 0]);
-  expectSame(o.blocks, ref.map((b) => b.data));
+  expectSame(
+    o.blocks,
+    ref.map((b) => b.data),
+  );
   expect(o.counts).toEqual(ref.map((b) => b.counts));
   return o;
 }
@@ -761,13 +797,22 @@ describe("ramDecode", () => {
       EOS,
       rec(0x1000, RAM_FLAG.ZERO, pcram, [7]),
     ]);
-    const o = decodeAll([{ name: pcram, pages: 4, init }, { name: rom, pages: 1 }], stream);
+    const o = decodeAll(
+      [
+        { name: pcram, pages: 4, init },
+        { name: rom, pages: 1 },
+      ],
+      stream,
+    );
     expect(o.status).toBe(DEC_STATUS.EOS);
     expect(o.state[DEC.BLOCK]).toBe(1);
     expect(o.state[DEC.RECORDS]).toBe(6);
     expect(o.state[DEC.CONSUMED]).toBe(stream.length - 9 - 6 - 1);
     expectSame(o.blocks[0], concat([zeroPage(), r, new Uint8Array(P).fill(0x5a), target]));
-    expect(o.counts).toEqual([[2, 1, 1], [0, 1, 0]]);
+    expect(o.counts).toEqual([
+      [2, 1, 1],
+      [0, 1, 0],
+    ]);
   });
 
   it("OTHER stops before MEM_SIZE, COMPRESS_PAGE, HOOK, EOS variants and unknown flags", () => {
@@ -781,7 +826,11 @@ describe("ramDecode", () => {
   });
 
   it("NEED_MORE at every cut of a record, CONSUMED at its start", () => {
-    const stream = concat([rec(0, RAM_FLAG.PAGE, pcram, randPage(3)), rec(0x1000, RAM_FLAG.XBZRLE, null, xbzBody([0, 2, 1, 2])), rec(0, RAM_FLAG.ZERO, null, [0])]);
+    const stream = concat([
+      rec(0, RAM_FLAG.PAGE, pcram, randPage(3)),
+      rec(0x1000, RAM_FLAG.XBZRLE, null, xbzBody([0, 2, 1, 2])),
+      rec(0, RAM_FLAG.ZERO, null, [0]),
+    ]);
     const bounds = [0, 15 + P, 15 + P + 15, stream.length];
     for (let cut = 0; cut <= stream.length; cut += cut < 40 || cut > P ? 1 : 97) {
       const o = decodeAll([{ name: pcram, pages: 2 }], stream.subarray(0, cut));
@@ -793,7 +842,10 @@ describe("ramDecode", () => {
   });
 
   it("errors: unknown block, CONTINUE without a block, offsets at/after the end (64-bit)", () => {
-    const blocks: DecBlock[] = [{ name: pcram, pages: 2 }, { name: new Uint8Array(0), pages: 1 }];
+    const blocks: DecBlock[] = [
+      { name: pcram, pages: 2 },
+      { name: new Uint8Array(0), pages: 1 },
+    ];
     const hdrOf = (r: Uint8Array) => {
       const hdr = new DataView(r.buffer).getBigUint64(0);
       return [Number(hdr >> 32n), Number(hdr & 0xffffffffn)];
@@ -833,7 +885,10 @@ describe("ramDecode", () => {
     expect(o.counts).toEqual([[1, 1, 0]]);
     o = decodeAll([big], concat([rec(0x3_0000_1000n, RAM_FLAG.ZERO, pcram, [0]), EOS]));
     expect(o.status).toBe(DEC_STATUS.ERR_OFFSET);
-    o = decodeAll([{ ...big, lenHi: 0xffffffff, lenLo: 0xfffff000 }], concat([rec(0xffff_ffff_ffff_e000n, RAM_FLAG.ZERO, pcram, [0]), rec(0xffff_ffff_ffff_f000n, RAM_FLAG.ZERO, null, [0]), EOS]));
+    o = decodeAll(
+      [{ ...big, lenHi: 0xffffffff, lenLo: 0xfffff000 }],
+      concat([rec(0xffff_ffff_ffff_e000n, RAM_FLAG.ZERO, pcram, [0]), rec(0xffff_ffff_ffff_f000n, RAM_FLAG.ZERO, null, [0]), EOS]),
+    );
     expect(o.status).toBe(DEC_STATUS.ERR_OFFSET);
     expect(o.counts).toEqual([[1, 0, 0]]);
   });
@@ -893,48 +948,78 @@ describe("ramDecode", () => {
       rec(0, RAM_FLAG.PAGE, rom, randPage(2)),
       EOS,
     ]);
-    const o = decodeAll([{ name: pcram, pages: 3, materialised: false }, { name: rom, pages: 1 }], stream);
+    const o = decodeAll(
+      [
+        { name: pcram, pages: 3, materialised: false },
+        { name: rom, pages: 1 },
+      ],
+      stream,
+    );
     expect(o.status).toBe(DEC_STATUS.EOS);
-    expect(o.counts).toEqual([[1, 0, 1], [0, 2, 0]]);
+    expect(o.counts).toEqual([
+      [1, 0, 1],
+      [0, 2, 0],
+    ]);
     expectSame(o.blocks[1], stream.subarray(stream.length - 8 - P, stream.length - 8));
   });
 
   it("the current block persists across calls (CONTINUE first), BLOCK in/out", () => {
     const stream = concat([rec(0x1000, RAM_FLAG.ZERO, null, [1]), EOS]);
-    const o = decodeAll([{ name: pcram, pages: 1 }, { name: rom, pages: 2 }], stream, [], 1);
+    const o = decodeAll(
+      [
+        { name: pcram, pages: 1 },
+        { name: rom, pages: 2 },
+      ],
+      stream,
+      [],
+      1,
+    );
     expect(o.status).toBe(DEC_STATUS.EOS);
-    expect(o.counts).toEqual([[0, 0, 0], [1, 0, 0]]);
+    expect(o.counts).toEqual([
+      [0, 0, 0],
+      [1, 0, 0],
+    ]);
   });
 
   it("round trip: encode -> decode into a fresh block reproduces RAM (with XBZRLE against the destination's old pages)", () => {
     fc.assert(
-      fc.property(fc.array(fc.constantFrom("zero", "near", "rand", "same", "small", "many"), { minLength: 1, maxLength: 20 }), fc.integer({ min: 0, max: 1e6 }), (ks, seed) => {
-        const n = ks.length;
-        const r = new SeededRandom(seed + 3);
-        const old = randomBytes(n * P, seed);
-        const slots = new Uint32Array(n);
-        const pages = ks.map((kind, i) => {
-          const o = old.subarray(i * P, (i + 1) * P);
-          slots[i] = r.u32() % 4 === 0 ? (i + 1) | SLOT_INSERT : r.u32() % 3 === 0 ? 0 : i + 1;
-          if (kind === "zero") return zeroPage();
-          if (kind === "near") return nearZeroPage(i);
-          if (kind === "rand") return randPage(seed + i);
-          const pg = o.slice();
-          if (kind === "small") pg[r.u32() % P]! ^= 1;
-          if (kind === "many") for (let j = 0; j < 40; j++) pg[r.u32() % P]! ^= 0x80;
-          return pg;
-        });
-        const block = concat(pages);
-        const out = encodeAll({ block, first: 0, end: n, name: pcram, slots, cache: old, outCap: n * (P + 300), options: r.u32() & 1 });
-        const stream = concat([out.bytes, EOS]);
-        // The destination holds what it was last sent: the cache contents for slotted pages.
-        const dest = new Uint8Array(n * P);
-        for (let i = 0; i < n; i++) if (slots[i] && !(slots[i]! & SLOT_INSERT)) dest.set(old.subarray(i * P, (i + 1) * P), i * P);
-        const o = decodeAll([{ name: rom, pages: 1 }, { name: pcram, pages: n, init: dest }], stream);
-        expect(o.status).toBe(DEC_STATUS.EOS);
-        expectSame(o.blocks[1], block);
-        expect(o.counts[1]).toEqual([out.state[ENC.ZERO], out.state[ENC.NORMAL], out.state[ENC.XBZRLE]]);
-      }),
+      fc.property(
+        fc.array(fc.constantFrom("zero", "near", "rand", "same", "small", "many"), { minLength: 1, maxLength: 20 }),
+        fc.integer({ min: 0, max: 1e6 }),
+        (ks, seed) => {
+          const n = ks.length;
+          const r = new SeededRandom(seed + 3);
+          const old = randomBytes(n * P, seed);
+          const slots = new Uint32Array(n);
+          const pages = ks.map((kind, i) => {
+            const o = old.subarray(i * P, (i + 1) * P);
+            slots[i] = r.u32() % 4 === 0 ? (i + 1) | SLOT_INSERT : r.u32() % 3 === 0 ? 0 : i + 1;
+            if (kind === "zero") return zeroPage();
+            if (kind === "near") return nearZeroPage(i);
+            if (kind === "rand") return randPage(seed + i);
+            const pg = o.slice();
+            if (kind === "small") pg[r.u32() % P]! ^= 1;
+            if (kind === "many") for (let j = 0; j < 40; j++) pg[r.u32() % P]! ^= 0x80;
+            return pg;
+          });
+          const block = concat(pages);
+          const out = encodeAll({ block, first: 0, end: n, name: pcram, slots, cache: old, outCap: n * (P + 300), options: r.u32() & 1 });
+          const stream = concat([out.bytes, EOS]);
+          // The destination holds what it was last sent: the cache contents for slotted pages.
+          const dest = new Uint8Array(n * P);
+          for (let i = 0; i < n; i++) if (slots[i] && !(slots[i]! & SLOT_INSERT)) dest.set(old.subarray(i * P, (i + 1) * P), i * P);
+          const o = decodeAll(
+            [
+              { name: rom, pages: 1 },
+              { name: pcram, pages: n, init: dest },
+            ],
+            stream,
+          );
+          expect(o.status).toBe(DEC_STATUS.EOS);
+          expectSame(o.blocks[1], block);
+          expect(o.counts[1]).toEqual([out.state[ENC.ZERO], out.state[ENC.NORMAL], out.state[ENC.XBZRLE]]);
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -945,7 +1030,18 @@ describe("ramDecode", () => {
     const recs: Uint8Array[] = [
       rec(0, RAM_FLAG.ZERO, pcram, [0]),
       rec(0x1000, RAM_FLAG.PAGE, null, randPage(71)),
-      rec(0x2000, RAM_FLAG.XBZRLE, null, xbzBody(refXbzrleEncode(init.subarray(2 * P, 3 * P), init.subarray(2 * P, 3 * P).map((v, i) => (i % 50 ? v : ~v)), P) as number[])),
+      rec(
+        0x2000,
+        RAM_FLAG.XBZRLE,
+        null,
+        xbzBody(
+          refXbzrleEncode(
+            init.subarray(2 * P, 3 * P),
+            init.subarray(2 * P, 3 * P).map((v, i) => (i % 50 ? v : ~v)),
+            P,
+          ) as number[],
+        ),
+      ),
       rec(0, RAM_FLAG.PAGE, rom, randPage(72)),
       rec(0x3000, RAM_FLAG.ZERO, pcram, [0x11]),
       rec(0x4000, RAM_FLAG.XBZRLE, null, xbzBody([0x10, 3, 1, 2, 3])),
@@ -953,7 +1049,11 @@ describe("ramDecode", () => {
       rec(0x1000, RAM_FLAG.ZERO, enc.encode("x"), [0]),
       rec(0x5000, RAM_FLAG.PAGE, pcram, randPage(73)),
     ];
-    const blocks: DecBlock[] = [{ name: pcram, pages: 6, init }, { name: rom, pages: 1 }, { name: enc.encode("x"), pages: 2, materialised: false }];
+    const blocks: DecBlock[] = [
+      { name: pcram, pages: 6, init },
+      { name: rom, pages: 1 },
+      { name: enc.encode("x"), pages: 2, materialised: false },
+    ];
     const tails = [EOS, be64(0x1082004n), rec(0x6000, RAM_FLAG.ZERO, null, [0]), rec(0, RAM_FLAG.XBZRLE, null, xbzBody([0, 0]))];
     const whole = tails.map((t) => decodeAll(blocks, concat([...recs, t, rec(0, RAM_FLAG.ZERO, null, [1])])));
     fc.assert(
@@ -1001,7 +1101,16 @@ describe("ramDecode", () => {
           }
         });
         const stream = concat(parts);
-        decodeAll([{ name: pcram, pages: 4, init }, { name: rom, pages: 4, materialised: mat }, { name: new Uint8Array(0), pages: 2 }], stream, [], start);
+        decodeAll(
+          [
+            { name: pcram, pages: 4, init },
+            { name: rom, pages: 4, materialised: mat },
+            { name: new Uint8Array(0), pages: 2 },
+          ],
+          stream,
+          [],
+          start,
+        );
       }),
       { numRuns: 400 },
     );

@@ -1,13 +1,14 @@
 // XBZRLE kernels (wire-format §6): every backend against a byte-loop reference written from the
 // §6.2/§6.3 pseudo-code, and against each other (identical return values and identical bytes,
 // including the bytes an overflowing encode leaves in its output window).
-import { beforeAll, describe, expect, it } from "vitest";
+
 import fc from "fast-check";
-import { createKernels, LinearMemory, simdSupported, XBZRLE_ERR, type BackendName } from "../../src/kernels/index.js";
-import { instantiateKernels } from "../../src/kernels/wasm.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { type BackendName, createKernels, LinearMemory, simdSupported, XBZRLE_ERR } from "../../src/kernels/index.js";
 import { jsKernelFunctions } from "../../src/kernels/js/index.js";
-import { SeededRandom } from "../helpers/random.js";
+import { instantiateKernels } from "../../src/kernels/wasm.js";
 import { toHex } from "../helpers/bytes.js";
+import { SeededRandom } from "../helpers/random.js";
 
 // ---------------------------------------------------------------------------------------------
 // Reference (byte loops, straight from the pseudo-code)
@@ -241,8 +242,11 @@ describe("xbzrle: QEMU 7.2 unit test cases (tests/unit/test-xbzrle.c)", () => {
     // One changed byte at offset v: zrun v, nzrun 1, the byte.
     for (const be of bes) {
       const { base } = be;
-      const o = base + OLD_AT, w = base + NEW_AT, out = base + OUT_AT;
-      const src = base + SRC_AT, page = base + PAGE_AT;
+      const o = base + OLD_AT,
+        w = base + NEW_AT,
+        out = base + OUT_AT;
+      const src = base + SRC_AT,
+        page = base + PAGE_AT;
       be.u8().fill(0, o, o + P);
       be.u8().fill(0, w, w + P);
       be.u8().fill(0, page, page + P);
@@ -274,7 +278,9 @@ describe("xbzrle: QEMU 7.2 unit test cases (tests/unit/test-xbzrle.c)", () => {
     const P = 16384;
     for (const be of bes) {
       const { base } = be;
-      const o = base + OLD_AT, w = base + NEW_AT, out = base + OUT_AT;
+      const o = base + OLD_AT,
+        w = base + NEW_AT,
+        out = base + OUT_AT;
       be.u8().fill(0, o, o + P);
       be.u8().fill(0, w, w + P);
       for (let v = 1; v < P; v++) {
@@ -283,7 +289,13 @@ describe("xbzrle: QEMU 7.2 unit test cases (tests/unit/test-xbzrle.c)", () => {
         const n = be.enc(o, w, out, P + 4, P);
         const head = [0, ...ulebRef(v)];
         const ok = n === head.length + v && head.every((b, i) => u8[out + i] === b) && u8[out + head.length] === 3 && u8[out + n - 1] === 3;
-        if (!ok) expect({ be: be.name, v, n, head: toHex(u8.slice(out, out + 3)) }).toEqual({ be: be.name, v, n: head.length + v, head: toHex(Uint8Array.from(head)) });
+        if (!ok)
+          expect({ be: be.name, v, n, head: toHex(u8.slice(out, out + 3)) }).toEqual({
+            be: be.name,
+            v,
+            n: head.length + v,
+            head: toHex(Uint8Array.from(head)),
+          });
       }
     }
   });
@@ -449,7 +461,11 @@ describe("xbzrle: the limit", () => {
   }
 
   it("with a trailing equal run, the loop's d + 2 test needs limit >= L + 2", () => {
-    const [o, n] = pagesWith([[10, 5], [300, 40], [1000, 200]]);
+    const [o, n] = pagesWith([
+      [10, 5],
+      [300, 40],
+      [1000, 200],
+    ]);
     const L = encodeAll(o, n, 4096).ret;
     expect(L).toBe(1 + 1 + 5 + 2 + 1 + 40 + 2 + 2 + 200);
     expect(encodeAll(o, n, L - 1).ret).toBe(-1);
@@ -459,7 +475,10 @@ describe("xbzrle: the limit", () => {
   });
 
   it("with the last byte changed, limit = L is accepted", () => {
-    const [o, n] = pagesWith([[10, 5], [4000, 96]]);
+    const [o, n] = pagesWith([
+      [10, 5],
+      [4000, 96],
+    ]);
     const L = encodeAll(o, n, 4096).ret;
     expect(L).toBe(1 + 1 + 5 + 2 + 1 + 96);
     expect(encodeAll(o, n, L - 1).ret).toBe(-1);
@@ -473,10 +492,24 @@ describe("xbzrle: the limit", () => {
     // Data test: after both lengths, d + n <= limit.
     const cases: Array<Array<[number, number]>> = [
       [[0, 1]],
-      [[0, 3], [4095, 1]],
-      [[200, 1], [202, 1], [204, 1]],
-      [[5, 127], [1000, 128], [3000, 1]],
-      [[130, 2], [4094, 2]],
+      [
+        [0, 3],
+        [4095, 1],
+      ],
+      [
+        [200, 1],
+        [202, 1],
+        [204, 1],
+      ],
+      [
+        [5, 127],
+        [1000, 128],
+        [3000, 1],
+      ],
+      [
+        [130, 2],
+        [4094, 2],
+      ],
     ];
     for (const c of cases) {
       const [o, n] = pagesWith(c);
@@ -489,11 +522,23 @@ describe("xbzrle: the limit", () => {
   it("small limits never write at or past outPtr + limit (sentinels)", () => {
     const o = randomPage(4096, 5);
     const patterns = [
-      (p: Uint8Array) => { for (let i = 0; i < 4096; i += 2) p[i] ^= 1; },
-      (p: Uint8Array) => { for (let i = 0; i < 4096; i++) p[i] ^= 0x10; },
-      (p: Uint8Array) => { for (let i = 500; i < 900; i++) p[i] ^= 0x10; },
-      (p: Uint8Array) => { p[4095] ^= 1; },
-      (p: Uint8Array) => { p[0] ^= 1; p[200] ^= 1; for (let i = 300; i < 340; i++) p[i] ^= 3; },
+      (p: Uint8Array) => {
+        for (let i = 0; i < 4096; i += 2) p[i] ^= 1;
+      },
+      (p: Uint8Array) => {
+        for (let i = 0; i < 4096; i++) p[i] ^= 0x10;
+      },
+      (p: Uint8Array) => {
+        for (let i = 500; i < 900; i++) p[i] ^= 0x10;
+      },
+      (p: Uint8Array) => {
+        p[4095] ^= 1;
+      },
+      (p: Uint8Array) => {
+        p[0] ^= 1;
+        p[200] ^= 1;
+        for (let i = 300; i < 340; i++) p[i] ^= 3;
+      },
     ];
     for (const f of patterns) {
       const n = o.slice();
@@ -570,7 +615,11 @@ describe("xbzrle: malformed decoder input", () => {
 // ---------------------------------------------------------------------------------------------
 // Properties
 
-type Pattern = { kind: "words"; count: number } | { kind: "clusters"; count: number; len: number } | { kind: "random"; p: number } | { kind: "tail"; len: number };
+type Pattern =
+  | { kind: "words"; count: number }
+  | { kind: "clusters"; count: number; len: number }
+  | { kind: "random"; p: number }
+  | { kind: "tail"; len: number };
 
 const patternArb: fc.Arbitrary<Pattern> = fc.oneof(
   fc.record({ kind: fc.constant("words" as const), count: fc.integer({ min: 0, max: 12 }) }),
@@ -649,17 +698,12 @@ describe("xbzrle: properties", () => {
       fc.integer({ min: 1, max: 40 }).map((v) => [v, ...new Array<number>(v).fill(0x5c)]),
     );
     fc.assert(
-      fc.property(
-        fc.constantFrom(4096, 64, 128, 100, 17),
-        fc.array(tokenArb, { maxLength: 24 }),
-        fc.integer({ min: 0, max: 7 }),
-        (P, tokens, shift) => {
-          const src = Uint8Array.from(tokens.flat());
-          const page = randomPage(P, src.length + P);
-          const d = decodeAll(src, page, { src: shift, page: 7 - shift }, backendsFor(P));
-          if (d.ret < 0) expect(bytesEqual(d.bytes.subarray(GUARD, GUARD + P), page)).toBe(true);
-        },
-      ),
+      fc.property(fc.constantFrom(4096, 64, 128, 100, 17), fc.array(tokenArb, { maxLength: 24 }), fc.integer({ min: 0, max: 7 }), (P, tokens, shift) => {
+        const src = Uint8Array.from(tokens.flat());
+        const page = randomPage(P, src.length + P);
+        const d = decodeAll(src, page, { src: shift, page: 7 - shift }, backendsFor(P));
+        if (d.ret < 0) expect(bytesEqual(d.bytes.subarray(GUARD, GUARD + P), page)).toBe(true);
+      }),
       { numRuns: 2000 },
     );
   });

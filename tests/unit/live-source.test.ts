@@ -5,12 +5,12 @@
 import { describe, expect, it } from "vitest";
 import { createKernels } from "../../src/kernels/index.js";
 import type { Kernels } from "../../src/kernels/types.js";
+import { LiveMigrationError, type LiveSourceOptions, runLiveSource } from "../../src/migration/live.js";
 import { GuestWorkload } from "../../src/migration/simulate.js";
-import { LiveMigrationError, runLiveSource, type LiveSourceOptions } from "../../src/migration/live.js";
 import { MigrationSource, type MigrationSourceOptions } from "../../src/migration/source.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
-import { thrownByAsync } from "../helpers/errors.js";
 import { concat } from "../helpers/bytes.js";
+import { thrownByAsync } from "../helpers/errors.js";
 
 const PS = 4096;
 const MiB = 1048576;
@@ -33,7 +33,18 @@ function rig(o: { ramMiB?: number; writesPerTurn?: number; seed?: number; source
   const guest = new GuestWorkload(k, ptr, { ramBytes: ram, dirtyRate: 1, workingSetPages: 256, hotPages: 32, seed: o.seed ?? 1 });
   guest.init();
   const create = (sink: (c: Uint8Array) => void) =>
-    new MigrationSource({ kernels: k, blocks: [{ name: "pc.ram", ptr, length: ram }], bandwidth: 1e9, downtimeTarget: 0, maxRounds: 6, dirtyLog: () => guest.takeDirtyLog(), ...o.source }, sink);
+    new MigrationSource(
+      {
+        kernels: k,
+        blocks: [{ name: "pc.ram", ptr, length: ram }],
+        bandwidth: 1e9,
+        downtimeTarget: 0,
+        maxRounds: 6,
+        dirtyLog: () => guest.takeDirtyLog(),
+        ...o.source,
+      },
+      sink,
+    );
   return { k, ptr, ram, guest, create, run: () => guest.run(o.writesPerTurn ?? 20) };
 }
 
@@ -101,7 +112,15 @@ describe("runLiveSource", () => {
   it("a dirty rate above what one round can send stops at maxRounds with a correct stream", async () => {
     const g = rig({ ramMiB: 4, writesPerTurn: 200 });
     const t = collector();
-    const r = await runLiveSource(g.create, { write: t.write, letGuestRun: g.run, partBytes: 64 << 10, roundBytes: 128 << 10, downtimeTarget: 0, maxRounds: 3, pause: () => void (g.guest.paused = true) });
+    const r = await runLiveSource(g.create, {
+      write: t.write,
+      letGuestRun: g.run,
+      partBytes: 64 << 10,
+      roundBytes: 128 << 10,
+      downtimeTarget: 0,
+      maxRounds: 3,
+      pause: () => void (g.guest.paused = true),
+    });
     expect(r.reason).toBe("max-rounds");
     expect(r.converged).toBe(false);
     expect(r.rounds).toHaveLength(3);
@@ -144,7 +163,14 @@ describe("runLiveSource", () => {
         src.sync = (e?: number) => (busy(30), sync(e));
         return src;
       },
-      { write: collector().write, letGuestRun: logged.run, partBytes: 256 << 10, downtimeTarget: 0.02, maxRounds: 3, pause: () => void (logged.guest.paused = true) },
+      {
+        write: collector().write,
+        letGuestRun: logged.run,
+        partBytes: 256 << 10,
+        downtimeTarget: 0.02,
+        maxRounds: 3,
+        pause: () => void (logged.guest.paused = true),
+      },
     );
     expect(r3.reason).toBe("max-rounds");
   });
@@ -154,7 +180,11 @@ describe("runLiveSource", () => {
     const t = collector();
     let src: MigrationSource | undefined;
     const r = await runLiveSource((s) => (src = g.create(s)), {
-      write: t.write, letGuestRun: g.run, partBytes: 64 << 10, downtimeTarget: 0, maxRounds: 50,
+      write: t.write,
+      letGuestRun: g.run,
+      partBytes: 64 << 10,
+      downtimeTarget: 0,
+      maxRounds: 50,
       onRound: (x) => x.round === 2 && src!.forceSwitch(),
       pause: () => void (g.guest.paused = true),
     });
@@ -171,11 +201,12 @@ describe("runLiveSource", () => {
       const scratch = g.k.alloc(8 << 20, 64);
       const t = collector();
       const r = await runLiveSource(
-        (sink) => g.create((c) => {
-          const v = g.k.u8.subarray(scratch, scratch + c.length);
-          v.set(c);
-          sink(v);
-        }),
+        (sink) =>
+          g.create((c) => {
+            const v = g.k.u8.subarray(scratch, scratch + c.length);
+            v.set(c);
+            sink(v);
+          }),
         { write: t.write, letGuestRun: g.run, partBytes: 128 << 10, downtimeTarget: 0.001, maxRounds: 4, copy, pause: () => void (g.guest.paused = true) },
       );
       return { r, t, g };
@@ -192,7 +223,13 @@ describe("runLiveSource", () => {
   it("chunks of the encoder's own buffers are not copied in auto mode", async () => {
     const g = rig({ ramMiB: 2 });
     const t = collector();
-    const r = await runLiveSource(g.create, { write: t.write, letGuestRun: g.run, downtimeTarget: 0.001, maxRounds: 3, pause: () => void (g.guest.paused = true) });
+    const r = await runLiveSource(g.create, {
+      write: t.write,
+      letGuestRun: g.run,
+      downtimeTarget: 0.001,
+      maxRounds: 3,
+      pause: () => void (g.guest.paused = true),
+    });
     expect(r.copiedBytes).toBe(0);
     expect(Buffer.compare(destRam(t.bytes()), g.k.u8.subarray(g.ptr, g.ptr + g.ram))).toBe(0);
   });
@@ -232,7 +269,10 @@ describe("runLiveSource", () => {
     let paused = 0;
     const p = runLiveSource(g.create, {
       write: () => (++n === 5 ? Promise.reject(new Error("connection reset")) : undefined),
-      letGuestRun: g.run, partBytes: 64 << 10, downtimeTarget: 0.001, maxRounds: 5,
+      letGuestRun: g.run,
+      partBytes: 64 << 10,
+      downtimeTarget: 0.001,
+      maxRounds: 5,
       pause: () => void paused++,
       resume: () => void paused--,
     });
@@ -248,12 +288,17 @@ describe("runLiveSource", () => {
     const g = rig({ ramMiB: 2 });
     let paused = false;
     let resumed = 0;
-    const e = await thrownByAsync(runLiveSource(g.create, {
-      write: () => (paused ? Promise.reject(new Error("broken pipe")) : undefined),
-      letGuestRun: g.run, downtimeTarget: 0.001, maxRounds: 3,
-      pause: async () => void (paused = g.guest.paused = true),
-      resume: async () => void (resumed++, (g.guest.paused = false)),
-    }), LiveMigrationError);
+    const e = await thrownByAsync(
+      runLiveSource(g.create, {
+        write: () => (paused ? Promise.reject(new Error("broken pipe")) : undefined),
+        letGuestRun: g.run,
+        downtimeTarget: 0.001,
+        maxRounds: 3,
+        pause: async () => void (paused = g.guest.paused = true),
+        resume: async () => void (resumed++, (g.guest.paused = false)),
+      }),
+      LiveMigrationError,
+    );
     expect(e.stage).toBe("complete");
     expect(e.paused).toBe(true);
     expect(e.resumed).toBe(true);
@@ -265,10 +310,17 @@ describe("runLiveSource", () => {
   it("a failing end() (the last bytes never left) is a failure too, with the guest resumed", async () => {
     const g = rig({ ramMiB: 1 });
     let resumed = false;
-    const e = await thrownByAsync(runLiveSource(g.create, {
-      write: () => undefined, end: () => Promise.reject(new Error("socket closed")), downtimeTarget: 1, maxRounds: 2,
-      resume: () => void (resumed = true), pause: () => undefined,
-    }), LiveMigrationError);
+    const e = await thrownByAsync(
+      runLiveSource(g.create, {
+        write: () => undefined,
+        end: () => Promise.reject(new Error("socket closed")),
+        downtimeTarget: 1,
+        maxRounds: 2,
+        resume: () => void (resumed = true),
+        pause: () => undefined,
+      }),
+      LiveMigrationError,
+    );
     expect(e.stage).toBe("complete");
     expect(resumed).toBe(true);
   });
@@ -277,20 +329,34 @@ describe("runLiveSource", () => {
     const g = rig({ ramMiB: 2 });
     const ac = new AbortController();
     let n = 0;
-    const e = await thrownByAsync(runLiveSource(g.create, {
-      // the 3rd write never completes (a stuck peer): only the abort ends the wait
-      write: () => (++n === 3 ? (setTimeout(() => ac.abort(new Error("user")), 5), new Promise<void>(() => {})) : undefined),
-      letGuestRun: g.run, partBytes: 64 << 10, downtimeTarget: 0.001, maxRounds: 5, signal: ac.signal,
-    }), LiveMigrationError);
+    const e = await thrownByAsync(
+      runLiveSource(g.create, {
+        // the 3rd write never completes (a stuck peer): only the abort ends the wait
+        write: () => (++n === 3 ? (setTimeout(() => ac.abort(new Error("user")), 5), new Promise<void>(() => {})) : undefined),
+        letGuestRun: g.run,
+        partBytes: 64 << 10,
+        downtimeTarget: 0.001,
+        maxRounds: 5,
+        signal: ac.signal,
+      }),
+      LiveMigrationError,
+    );
     expect(e.code).toBe("ABORTED");
 
     const g2 = rig({ ramMiB: 1 });
     const ac2 = new AbortController();
     let resumed = false;
-    const e2 = await thrownByAsync(runLiveSource(g2.create, {
-      write: () => undefined, downtimeTarget: 1, maxRounds: 2, signal: ac2.signal,
-      pause: () => ac2.abort(), resume: () => void (resumed = true),
-    }), LiveMigrationError);
+    const e2 = await thrownByAsync(
+      runLiveSource(g2.create, {
+        write: () => undefined,
+        downtimeTarget: 1,
+        maxRounds: 2,
+        signal: ac2.signal,
+        pause: () => ac2.abort(),
+        resume: () => void (resumed = true),
+      }),
+      LiveMigrationError,
+    );
     expect(e2.code).toBe("ABORTED");
     expect(e2.paused).toBe(true);
     expect(resumed).toBe(true);
@@ -342,7 +408,11 @@ describe("runLiveSource", () => {
     const t = delayedTransport();
     let atPause: Uint8Array | undefined;
     const r = await runLiveSource(g.create, {
-      write: t.write, letGuestRun: g.run, partBytes: 512 << 10, downtimeTarget: 0.0005, maxRounds: 6,
+      write: t.write,
+      letGuestRun: g.run,
+      partBytes: 512 << 10,
+      downtimeTarget: 0.0005,
+      maxRounds: 6,
       pause: () => {
         g.guest.paused = true;
         atPause = g.k.u8.slice(g.ptr, g.ptr + g.ram);
@@ -359,7 +429,11 @@ describe("runLiveSource", () => {
     const g = rig({ ramMiB: 8, writesPerTurn: 30, seed: 5 });
     const t = delayedTransport(true);
     await runLiveSource(g.create, {
-      write: t.write, letGuestRun: g.run, partBytes: 512 << 10, downtimeTarget: 0.0005, maxRounds: 6,
+      write: t.write,
+      letGuestRun: g.run,
+      partBytes: 512 << 10,
+      downtimeTarget: 0.0005,
+      maxRounds: 6,
       pause: () => void (g.guest.paused = true),
     });
     expect(t.changed()).toBeGreaterThan(0);
@@ -369,10 +443,15 @@ describe("runLiveSource", () => {
     const g = rig({ ramMiB: 4, writesPerTurn: 10, seed: 6 });
     const t = collector(); // keeps every chunk and never reports one written
     const reuse = reuseCounter();
-    const r = await runLiveSource(
-      (sink) => g.create((c) => (reuse.see(c), sink(c))),
-      { write: t.write, letGuestRun: g.run, partBytes: 256 << 10, downtimeTarget: 0.001, maxRounds: 3, copy: "always", pause: () => void (g.guest.paused = true) },
-    );
+    const r = await runLiveSource((sink) => g.create((c) => (reuse.see(c), sink(c))), {
+      write: t.write,
+      letGuestRun: g.run,
+      partBytes: 256 << 10,
+      downtimeTarget: 0.001,
+      maxRounds: 3,
+      copy: "always",
+      pause: () => void (g.guest.paused = true),
+    });
     expect(r.copiedBytes).toBe(r.totalBytes);
     expect(new Set(t.chunks.map((c) => c.buffer)).size).toBe(t.chunks.length); // each a copy of its own
     expect(reuse.count).toBeGreaterThan(0); // the encoder's buffers served again
@@ -382,7 +461,16 @@ describe("runLiveSource", () => {
   it("bad options: a RANGE VmstreamError, nothing written", async () => {
     const g = rig({ ramMiB: 1 });
     let n = 0;
-    for (const bad of [{ bandwidth: 0 }, { bandwidth: -1 }, { maxRounds: 0 }, { maxRounds: 1.5 }, { partBytes: 0 }, { downtimeTarget: -1 }, { roundBytes: 0 }, { roundSeconds: Number.NaN }]) {
+    for (const bad of [
+      { bandwidth: 0 },
+      { bandwidth: -1 },
+      { maxRounds: 0 },
+      { maxRounds: 1.5 },
+      { partBytes: 0 },
+      { downtimeTarget: -1 },
+      { roundBytes: 0 },
+      { roundSeconds: Number.NaN },
+    ]) {
       const e = await runLiveSource(g.create, { write: () => void n++, ...bad }).catch((x: unknown) => x);
       expect(e, JSON.stringify(bad)).toMatchObject({ name: "VmstreamError", code: "RANGE" });
     }

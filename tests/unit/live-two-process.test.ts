@@ -4,7 +4,7 @@
 // Broken transfers: the destination killed mid-stream (the source fails, its guest keeps running), the source's
 // socket destroyed in the complete phase (the source fails and resumes its paused guest; the destination reports
 // failed, never complete).
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -44,11 +44,14 @@ function peer(args: string[]): Peer {
   createInterface({ input: child.stdout! }).on("line", (s) => {
     const l = JSON.parse(s) as Line;
     lines.push(l);
-    for (const w of waiters.filter((x) => x.event === l.event)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(l));
+    for (const w of waiters.filter((x) => x.event === l.event)) waiters.splice(waiters.indexOf(w), 1), w.resolve(l);
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once("exit", (code, signal) => res({ code, signal })));
   return {
-    child, lines, exited, stderr: () => err,
+    child,
+    lines,
+    exited,
+    stderr: () => err,
     next: (event) => {
       const l = lines.find((x) => x.event === event);
       if (l) return Promise.resolve(l);
@@ -69,7 +72,11 @@ async function migrate(destArgs: string[], sourceArgs: string[]) {
   return { source, dest, sExit: s, dExit: d, sResult: result(source), dResult: result(dest) };
 }
 
-interface Round { round: number; pagesSent: number; dirtied: number }
+interface Round {
+  round: number;
+  pagesSent: number;
+  dirtied: number;
+}
 
 /** `vmstream receive tcp:127.0.0.1:0 --extract DIR` as the destination; the source peer connects to it. */
 async function migrateToCli(sourceArgs: string[]) {
@@ -99,7 +106,10 @@ describe("two processes over TCP (the built dist/: npm run build)", () => {
     { name: "dirty scan against a shadow, XBZRLE", args: ["--dirty", "scan", "--xbzrle-mib", "4"] },
   ]) {
     it(`a live guest migrates; the destination RAM equals the source RAM at the pause (${mode.name})`, async () => {
-      const m = await migrate([], ["--ram-mib", "32", "--bandwidth-mib", "32", "--dirty-rate", "5000", "--downtime-ms", "5", "--max-rounds", "30", ...mode.args]);
+      const m = await migrate(
+        [],
+        ["--ram-mib", "32", "--bandwidth-mib", "32", "--dirty-rate", "5000", "--downtime-ms", "5", "--max-rounds", "30", ...mode.args],
+      );
       const ctx = `source: ${m.source.stderr()} dest: ${m.dest.stderr()}`;
       expect(m.sResult, ctx).toMatchObject({ status: "complete" });
       expect(m.dResult, ctx).toMatchObject({ status: "complete" });
@@ -118,7 +128,20 @@ describe("two processes over TCP (the built dist/: npm run build)", () => {
   }
 
   it("to `vmstream receive --extract`: the extracted RAM equals the source RAM at the pause", async () => {
-    const m = await migrateToCli(["--ram-mib", "32", "--bandwidth-mib", "32", "--dirty-rate", "5000", "--downtime-ms", "5", "--dirty", "scan", "--xbzrle-mib", "4"]);
+    const m = await migrateToCli([
+      "--ram-mib",
+      "32",
+      "--bandwidth-mib",
+      "32",
+      "--dirty-rate",
+      "5000",
+      "--downtime-ms",
+      "5",
+      "--dirty",
+      "scan",
+      "--xbzrle-mib",
+      "4",
+    ]);
     expect(m.sResult, m.stderr()).toMatchObject({ status: "complete" });
     expect(m.code, m.stderr()).toBe(0);
     expect((m.sResult!.rounds as Round[]).length).toBeGreaterThan(1);
@@ -140,7 +163,10 @@ describe("two processes over TCP (the built dist/: npm run build)", () => {
   });
 
   it("the source's socket destroyed in the complete phase: the source resumes its paused guest, the destination reports failed", async () => {
-    const m = await migrate([], ["--ram-mib", "32", "--bandwidth-mib", "32", "--dirty-rate", "20000", "--max-rounds", "2", "--downtime-ms", "0", "--break-after-pause"]);
+    const m = await migrate(
+      [],
+      ["--ram-mib", "32", "--bandwidth-mib", "32", "--dirty-rate", "20000", "--max-rounds", "2", "--downtime-ms", "0", "--break-after-pause"],
+    );
     expect(m.source.lines.some((l) => l.event === "paused")).toBe(true);
     expect(m.sResult).toMatchObject({ status: "failed", stage: "complete", paused: true, resumed: true, guestPaused: false });
     expect(m.sResult!.guestWritesAfter as number).toBeGreaterThan(0);
@@ -152,7 +178,19 @@ describe("two processes over TCP (the built dist/: npm run build)", () => {
   });
 
   it("the same break against `vmstream receive --extract`: exit 1, nothing extracted", async () => {
-    const m = await migrateToCli(["--ram-mib", "32", "--bandwidth-mib", "32", "--dirty-rate", "20000", "--max-rounds", "2", "--downtime-ms", "0", "--break-after-pause"]);
+    const m = await migrateToCli([
+      "--ram-mib",
+      "32",
+      "--bandwidth-mib",
+      "32",
+      "--dirty-rate",
+      "20000",
+      "--max-rounds",
+      "2",
+      "--downtime-ms",
+      "0",
+      "--break-after-pause",
+    ]);
     expect(m.sResult).toMatchObject({ status: "failed", stage: "complete", paused: true, resumed: true, guestPaused: false });
     expect(m.code).toBe(1);
     expect(existsSync(m.extract)).toBe(false);

@@ -11,21 +11,21 @@ import { describe, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { Kernels } from "../../src/kernels/types.js";
-import { MigrationSource, type MigrationSourceOptions, type RoundProgress } from "../../src/migration/source.js";
 import { simulate } from "../../src/migration/simulate.js";
-import { type BlockDeviceSource } from "../../src/sections/block/source.js";
-import { type HtabSource } from "../../src/sections/spapr-htab/source.js";
-import { type SectionProgress } from "../../src/sections/iterative.js";
-import type { BlockResult } from "../../src/sections/block/handler.js";
-import { liveRecords, recordsAt } from "../helpers/records.js";
+import { MigrationSource, type MigrationSourceOptions, type RoundProgress } from "../../src/migration/source.js";
+import type { DecodeResult } from "../../src/savevm/types.js";
 import type { BlockRecord } from "../../src/sections/block/format.js";
+import type { BlockResult } from "../../src/sections/block/handler.js";
+import { type BlockDeviceSource } from "../../src/sections/block/source.js";
+import { type SectionProgress } from "../../src/sections/iterative.js";
 import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
 import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
+import { type HtabSource } from "../../src/sections/spapr-htab/source.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
-import type { DecodeResult } from "../../src/savevm/types.js";
+import { concat } from "../helpers/bytes.js";
 import { thrownBy } from "../helpers/errors.js";
 import { SeededRandom } from "../helpers/random.js";
-import { concat } from "../helpers/bytes.js";
+import { liveRecords, recordsAt } from "../helpers/records.js";
 
 const PS = 4096;
 const MiB = 1 << 20;
@@ -211,7 +211,17 @@ describe("MigrationSource with block and spapr/htab sections", () => {
     ["wasm-scalar", "k"],
   ] as const)("scan mode, changes between any steps: the destination equals the source (%s, data in %s memory)", (backend, where) => {
     // 8 MiB a round: every section finishes its first pass early, later rounds carry changes
-    const g = rig({ backend, disks: [{ size: 3 * MiB, where }, { size: 1536 * 1024, where }], htabShift: 18, htabWhere: where, seed: 3, engine: { bandwidth: 32 * MiB } });
+    const g = rig({
+      backend,
+      disks: [
+        { size: 3 * MiB, where },
+        { size: 1536 * 1024, where },
+      ],
+      htabShift: 18,
+      htabWhere: where,
+      seed: 3,
+      engine: { bandwidth: 32 * MiB },
+    });
     const rnd = new SeededRandom(99);
     const s = g.src;
     s.setup();
@@ -316,7 +326,13 @@ describe("MigrationSource with block and spapr/htab sections", () => {
   });
 
   it("two devices: the bulk pass goes device by device; the PROGRESS percentage counts the sectors of both", () => {
-    const g = rig({ disks: [{ size: 2 * MiB, where: "host" }, { size: 2 * MiB, where: "host" }], engine: { bandwidth: 1e12 } });
+    const g = rig({
+      disks: [
+        { size: 2 * MiB, where: "host" },
+        { size: 2 * MiB, where: "host" },
+      ],
+      engine: { bandwidth: 1e12 },
+    });
     g.src.setup();
     g.src.iterate();
     g.src.sync();
@@ -326,7 +342,15 @@ describe("MigrationSource with block and spapr/htab sections", () => {
     const part = r.sections.find((x) => x.idstr === "block" && x.type === "part")!;
     const recs = recordsAt<BlockRecord>(liveRecords(bytes), part.offset);
     expect(recs.map((x) => (x.flags === 4 ? `p${x.value}` : x.flags === 2 ? "eos" : `${new TextDecoder().decode(x.name)}@${x.value}`))).toEqual([
-      "p0", "drive0@0", "p25", "drive0@2048", "p50", "drive1@0", "p75", "drive1@2048", "eos",
+      "p0",
+      "drive0@0",
+      "p25",
+      "drive0@2048",
+      "p50",
+      "drive1@0",
+      "p75",
+      "drive1@2048",
+      "eos",
     ]);
     r.dispose();
     g.src.dispose();
@@ -370,7 +394,16 @@ describe("MigrationSource with block and spapr/htab sections", () => {
     for (let i = 0; i < t.length / HPTE; i++) t.set(hpte(i, 3), i * HPTE);
     const chunks: Uint8Array[] = [];
     const src = new MigrationSource(
-      { kernels: k, blocks: [{ name: "pc.ram", ptr: ram, length: 16 * PS }], bandwidth: 1e12, downtimeTarget: 0, maxRounds: 5, htab: { hpt: t }, ramSectionId: 2, machine: "pseries-7.2" },
+      {
+        kernels: k,
+        blocks: [{ name: "pc.ram", ptr: ram, length: 16 * PS }],
+        bandwidth: 1e12,
+        downtimeTarget: 0,
+        maxRounds: 5,
+        htab: { hpt: t },
+        ramSectionId: 2,
+        machine: "pseries-7.2",
+      },
       (c) => chunks.push(c.slice()),
     );
     src.setup();
@@ -454,7 +487,13 @@ describe("MigrationSource with block and spapr/htab sections", () => {
 
 describe("MigrationSource rounds with several sections", () => {
   it("the round's budget caps all sections together (at most one record over); a section that still has work ends the round", () => {
-    const g = rig({ disks: [{ size: 5 * MiB + 512 * 7, where: "host" }], htabShift: 18, ramPages: 256, seed: 5, engine: { bandwidth: 6 * MiB, roundTime: 0.25, maxRounds: 30 } });
+    const g = rig({
+      disks: [{ size: 5 * MiB + 512 * 7, where: "host" }],
+      htabShift: 18,
+      ramPages: 256,
+      seed: 5,
+      engine: { bandwidth: 6 * MiB, roundTime: 0.25, maxRounds: 30 },
+    });
     const rnd = new SeededRandom(5);
     const rounds: RoundProgress[] = [];
     const out = g.src.run(() => mutate(g, rnd, 6));
@@ -503,7 +542,11 @@ describe("MigrationSource rounds with several sections", () => {
   it("convergence counts block and htab pending bytes; a disk the host keeps writing stops at maxRounds", () => {
     // RAM alone would converge after its first pass; the disk keeps one chunk dirty every round
     const mk = (keepWriting: boolean) => {
-      const g = rig({ disks: [{ size: 4 * MiB, where: "host" }], htabShift: 18, engine: { bandwidth: 64 * MiB, roundTime: 0.1, downtimeTarget: 0.005, maxRounds: 8 } });
+      const g = rig({
+        disks: [{ size: 4 * MiB, where: "host" }],
+        htabShift: 18,
+        engine: { bandwidth: 64 * MiB, roundTime: 0.1, downtimeTarget: 0.005, maxRounds: 8 },
+      });
       let i = 0;
       const out = g.src.run(() => {
         if (keepWriting) g.disks[0]!.bytes()[(i++ % 4) * MiB] ^= 1;
@@ -620,7 +663,16 @@ describe("MigrationSource options", () => {
     expect(code(() => make({ blockDevices: [{ name: "d", data: new Uint8Array(1000) }] }))).toBe("RANGE");
     expect(code(() => make({ blockDevices: [{ name: "", data: new Uint8Array(512) }] }))).toBe("RANGE");
     expect(code(() => make({ blockDevices: [{ name: "x".repeat(256), data: new Uint8Array(512) }] }))).toBe("RANGE");
-    expect(code(() => make({ blockDevices: [{ name: "d", data: new Uint8Array(512) }, { name: "d", data: new Uint8Array(512) }] }))).toBe("RANGE");
+    expect(
+      code(() =>
+        make({
+          blockDevices: [
+            { name: "d", data: new Uint8Array(512) },
+            { name: "d", data: new Uint8Array(512) },
+          ],
+        }),
+      ),
+    ).toBe("RANGE");
     expect(code(() => make({ blockDevices: [{ name: "d", data: { ptr: k.u8.length - 512, length: 4096 } }] }))).toBe("RANGE");
     expect(code(() => make({ htab: { hpt: new Uint8Array(2 ** 17) } }))).toBe("RANGE");
     expect(code(() => make({ htab: { hpt: new Uint8Array(3 * 2 ** 18) } }))).toBe("RANGE");
@@ -648,7 +700,19 @@ describe("MigrationSource options", () => {
 
 describe("simulate with a disk", () => {
   it.each([false, true])("the guest writes RAM and disk; the destination RAM and disk are verified (host logs: %s)", (dirtyLog) => {
-    const o = { ramMiB: 8, dirtyRate: 2000, bandwidth: 64 * MiB, downtimeTarget: 0.005, maxRounds: 20, seed: 4, diskMiB: 12, diskWriteRate: 30, zeroBlocks: true, dirtyLog, verify: true };
+    const o = {
+      ramMiB: 8,
+      dirtyRate: 2000,
+      bandwidth: 64 * MiB,
+      downtimeTarget: 0.005,
+      maxRounds: 20,
+      seed: 4,
+      diskMiB: 12,
+      diskWriteRate: 30,
+      zeroBlocks: true,
+      dirtyLog,
+      verify: true,
+    };
     const r = simulate(o);
     expect(r.verified).toBe(true);
     expect(r.disk).toMatchObject({ bytes: 12 * MiB, verified: true });
@@ -671,7 +735,23 @@ describe("vmstream simulate --disk-mib", () => {
   };
 
   it("adds the disk columns and checks the destination disk", () => {
-    const r = run(["simulate", "--ram-mib", "8", "--dirty-rate", "2000", "--bandwidth", "64", "--downtime-ms", "5", "--disk-mib", "12", "--disk-write-rate", "30", "--zero-blocks", "--csv"]);
+    const r = run([
+      "simulate",
+      "--ram-mib",
+      "8",
+      "--dirty-rate",
+      "2000",
+      "--bandwidth",
+      "64",
+      "--downtime-ms",
+      "5",
+      "--disk-mib",
+      "12",
+      "--disk-write-rate",
+      "30",
+      "--zero-blocks",
+      "--csv",
+    ]);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     const lines = r.stdout.trimEnd().split("\n");

@@ -6,12 +6,12 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it, vi } from "vitest";
 import { createKernels } from "../../src/kernels/index.js";
-import { MigrationSource, type RoundProgress } from "../../src/migration/source.js";
 import { simulate } from "../../src/migration/simulate.js";
+import { MigrationSource, type RoundProgress } from "../../src/migration/source.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { timers } from "../../src/vmstate/devices/index.js";
-import { SeededRandom } from "../helpers/random.js";
 import { concat } from "../helpers/bytes.js";
+import { SeededRandom } from "../helpers/random.js";
 
 const PS = 4096;
 const MiB = 1048576;
@@ -56,7 +56,17 @@ describe("simulate", () => {
   });
 
   it("forceSwitch() switches over after the current round", () => {
-    const r = simulate({ ramMiB: 16, dirtyRate: 100000, locality: 0, bandwidth: 50 * MiB, downtimeTarget: 0.001, maxRounds: 50, forceAfterRounds: 2, seed: 3, verify: true });
+    const r = simulate({
+      ramMiB: 16,
+      dirtyRate: 100000,
+      locality: 0,
+      bandwidth: 50 * MiB,
+      downtimeTarget: 0.001,
+      maxRounds: 50,
+      forceAfterRounds: 2,
+      seed: 3,
+      verify: true,
+    });
     expect(r.reason).toBe("forced");
     expect(r.rounds).toHaveLength(2);
     expect(r.verified).toBe(true);
@@ -65,7 +75,14 @@ describe("simulate", () => {
   it("respects the bandwidth cap per round (budget + at most one page record)", () => {
     const rounds: RoundProgress[] = [];
     const r = simulate({
-      ramMiB: 16, dirtyRate: 20000, locality: 0.5, bandwidth: 20 * MiB, roundTime: 0.05, downtimeTarget: 0.001, maxRounds: 8, seed: 11,
+      ramMiB: 16,
+      dirtyRate: 20000,
+      locality: 0.5,
+      bandwidth: 20 * MiB,
+      roundTime: 0.05,
+      downtimeTarget: 0.001,
+      maxRounds: 8,
+      seed: 11,
       onProgress: (p) => rounds.push(p),
     });
     expect(rounds).toHaveLength(r.rounds.length + 1);
@@ -80,7 +97,18 @@ describe("simulate", () => {
   });
 
   it("XBZRLE: with a cache and a few-words workload, later rounds carry XBZRLE records and fewer bytes", () => {
-    const o = { ramMiB: 16, workingSetMiB: 4, dirtyRate: 5000, locality: 0.9, writeBytes: 16, bandwidth: 64 * MiB, downtimeTarget: 0, maxRounds: 6, seed: 5, verify: true };
+    const o = {
+      ramMiB: 16,
+      workingSetMiB: 4,
+      dirtyRate: 5000,
+      locality: 0.9,
+      writeBytes: 16,
+      bandwidth: 64 * MiB,
+      downtimeTarget: 0,
+      maxRounds: 6,
+      seed: 5,
+      verify: true,
+    };
     const plain = simulate(o);
     const x = simulate({ ...o, xbzrleCacheBytes: 8 * MiB });
     expect(plain.verified).toBe(true);
@@ -107,7 +135,17 @@ describe("simulate", () => {
   it("uses the host-supplied dirty log instead of the scan", () => {
     const k = createKernels({ backend: "js" });
     const spy = vi.spyOn(k, "changedPages");
-    const r = simulate({ kernels: k, dirtyLog: true, ramMiB: 16, dirtyRate: 3000, bandwidth: 64 * MiB, downtimeTarget: 0.002, maxRounds: 10, seed: 9, verify: true });
+    const r = simulate({
+      kernels: k,
+      dirtyLog: true,
+      ramMiB: 16,
+      dirtyRate: 3000,
+      bandwidth: 64 * MiB,
+      downtimeTarget: 0.002,
+      maxRounds: 10,
+      seed: 9,
+      verify: true,
+    });
     expect(spy).not.toHaveBeenCalled();
     expect(r.rounds.every((p) => p.dirtySource === "log")).toBe(true);
     expect(r.verified).toBe(true);
@@ -128,7 +166,11 @@ describe("MigrationSource", () => {
     const block = { name: "pc.ram", ptr, length: pages * PS };
     const src = new MigrationSource(
       {
-        kernels: k, blocks: [block], bandwidth: 10 * pages * PS, downtimeTarget: 0, maxRounds: 3,
+        kernels: k,
+        blocks: [block],
+        bandwidth: 10 * pages * PS,
+        downtimeTarget: 0,
+        maxRounds: 3,
         dirtyLog: () => logs.shift(),
         devices: [{ idstr: "timer", description: timers, state: { cpu_ticks_offset: 5n, cpu_clock_offset: -7n } }],
         pause: () => {
@@ -237,13 +279,32 @@ describe("vmstream simulate", () => {
     expect(lines[0]).toMatch(/^round\s+phase\s+time_s\s+bytes\s+zero\s+normal\s+xbzrle\s+unchanged\s+dirty_pages\s+dirty_rate\s+expected_downtime_ms$/);
     expect(lines[1]).toMatch(/^\s+1\s+iterate\s/);
     expect(lines[lines.length - 2]).toMatch(/\scomplete\s/);
-    expect(lines[lines.length - 1]).toMatch(/^converged after \d+ rounds: [\d.]+ MB in [\d.]+ s; downtime expected [\d.]+ ms, actual [\d.]+ ms; destination RAM verified$/);
+    expect(lines[lines.length - 1]).toMatch(
+      /^converged after \d+ rounds: [\d.]+ MB in [\d.]+ s; downtime expected [\d.]+ ms, actual [\d.]+ ms; destination RAM verified$/,
+    );
     // deterministic
-    expect(run(["simulate", "--ram-mib", "16", "--dirty-rate", "3000", "--bandwidth", "64", "--downtime-ms", "5", "--xbzrle-cache-mib", "4", "--seed", "1"]).stdout).toBe(r.stdout);
+    expect(
+      run(["simulate", "--ram-mib", "16", "--dirty-rate", "3000", "--bandwidth", "64", "--downtime-ms", "5", "--xbzrle-cache-mib", "4", "--seed", "1"]).stdout,
+    ).toBe(r.stdout);
   });
 
   it("--csv prints CSV; a dirty rate above the bandwidth is forced at --max-rounds", () => {
-    const r = run(["simulate", "--ram-mib", "16", "--dirty-rate", "100000", "--locality", "0", "--bandwidth", "32", "--downtime-ms", "1", "--max-rounds", "3", "--csv"]);
+    const r = run([
+      "simulate",
+      "--ram-mib",
+      "16",
+      "--dirty-rate",
+      "100000",
+      "--locality",
+      "0",
+      "--bandwidth",
+      "32",
+      "--downtime-ms",
+      "1",
+      "--max-rounds",
+      "3",
+      "--csv",
+    ]);
     expect(r.status).toBe(0);
     const lines = r.stdout.trimEnd().split("\n");
     expect(lines[0]).toBe("round,phase,time_s,bytes,zero,normal,xbzrle,unchanged,dirty_pages,dirty_rate,expected_downtime_ms");

@@ -7,8 +7,8 @@ import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import { MigrationSource, type MigrationSourceOptions } from "../../src/migration/source.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
-import { SeededRandom } from "../helpers/random.js";
 import { concat } from "../helpers/bytes.js";
+import { SeededRandom } from "../helpers/random.js";
 
 const PS = 4096;
 

@@ -5,13 +5,13 @@ import { describe, expect, it } from "vitest";
 import { createKernels } from "../../src/kernels/index.js";
 import { CMD } from "../../src/savevm/constants.js";
 import { registryFromMap } from "../../src/sections/device/registry.js";
-import { StreamDecoder, decodeBytes, ramOf, validateBytes, type StreamDecoderOptions } from "../../src/sections/stream.js";
+import { decodeBytes, ramOf, StreamDecoder, type StreamDecoderOptions, validateBytes } from "../../src/sections/stream.js";
 import { x86Devices } from "../../src/vmstate/devices/index.js";
 import { F } from "../../src/vmstate/fields.js";
 import type { VMStateDescription } from "../../src/vmstate/types.js";
-import { NONE_OFFSETS, NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
-import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
 import { thrownBy } from "../helpers/errors.js";
+import { NONE_OFFSETS, NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
+import { memSize, page, RAM, StreamBuilder } from "../helpers/stream-builder.js";
 
 const kernels = createKernels();
 const decode = (bytes: Uint8Array, options: StreamDecoderOptions = {}) => decodeBytes(bytes, { kernels, ...options });
@@ -55,7 +55,9 @@ describe("header and configuration", () => {
     const d = new StreamDecoder({ kernels });
     expect(() => d.push(huge)).toThrow(/configuration machine name too long at byte 9/);
     const cfg = (sub: (b: StreamBuilder) => void) => decode(new StreamBuilder().header().config("pc", sub).eof().build());
-    expect(thrownBy(() => cfg((b) => b.subsection("configuration/capabilities", 1, (b) => b.be32(1).cstr("warp-drive")))).message).toMatch(/unknown capability "warp-drive"/);
+    expect(thrownBy(() => cfg((b) => b.subsection("configuration/capabilities", 1, (b) => b.be32(1).cstr("warp-drive")))).message).toMatch(
+      /unknown capability "warp-drive"/,
+    );
     expect(thrownBy(() => cfg((b) => b.subsection("configuration/capabilities", 1, (b) => b.be32(1000))))).toMatchObject({ code: "BAD_VALUE" });
     expect(thrownBy(() => cfg((b) => b.subsection("configuration/bogus", 1, () => {}))).code).toBe("UNKNOWN_SUBSECTION");
     expect(thrownBy(() => cfg((b) => b.subsection("configuration/target-page-bits", 1, (b) => b.be32(40)))).message).toMatch(/outside 10..16/);
@@ -92,7 +94,9 @@ describe("sections and footers", () => {
     const b2 = new StreamBuilder().header();
     b2.footers = false;
     b2.full(5, "dev", 2, (b) => b.be32(7).u8(9)); // footers detected absent here
-    b2.full(6, "dev", 2, (b) => b.be32(7).u8(9)).u8(0x7e).be32(6);
+    b2.full(6, "dev", 2, (b) => b.be32(7).u8(9))
+      .u8(0x7e)
+      .be32(6);
     expect(thrownBy(() => decode(b2.eof().build(), { devices })).message).toMatch(/unknown section type at byte 52: 0x7e/);
   });
 
@@ -100,7 +104,9 @@ describe("sections and footers", () => {
     const withFooter = (id: number, marker = 0x7e) => {
       const b = new StreamBuilder().header().config("pc");
       b.footers = false;
-      b.start(2, "ram", 4, (b) => b.be64(4).be64(RAM.EOS)).u8(marker).be32(id);
+      b.start(2, "ram", 4, (b) => b.be64(4).be64(RAM.EOS))
+        .u8(marker)
+        .be32(id);
       return b.eof().build();
     };
     const e1 = thrownBy(() => decode(withFooter(3)));
@@ -121,8 +127,22 @@ describe("sections and footers", () => {
       return b.eof().build();
     };
     expect(thrownBy(() => decode(s((b) => b.part(9, () => {})))).message).toMatch(/never started.*section id 9/);
-    expect(thrownBy(() => decode(s((b) => b.full(5, "dev", 2, (b) => b.be32(1).u8(2)).part(5, () => {})), { devices })).message).toMatch(/not iterative/);
-    expect(thrownBy(() => decode(s((b) => b.start(5, "dev", 2, () => {})), { devices })).message).toMatch(/START section for a section that is not iterative/);
+    expect(
+      thrownBy(() =>
+        decode(
+          s((b) => b.full(5, "dev", 2, (b) => b.be32(1).u8(2)).part(5, () => {})),
+          { devices },
+        ),
+      ).message,
+    ).toMatch(/not iterative/);
+    expect(
+      thrownBy(() =>
+        decode(
+          s((b) => b.start(5, "dev", 2, () => {})),
+          { devices },
+        ),
+      ).message,
+    ).toMatch(/START section for a section that is not iterative/);
     expect(thrownBy(() => decode(s((b) => b.start(2, "ram", 4, () => {}, 1)))).message).toMatch(/unknown section instance/);
     expect(thrownBy(() => decode(s((b) => b.start(2, "spapr/htab", 2, () => {})))).code).toBe("BAD_VERSION");
     expect(thrownBy(() => decode(s((b) => b.u8(0x05)))).message).toMatch(/unknown section type.*0x05/);
@@ -212,11 +232,17 @@ describe("commands", () => {
 
   it("a postcopy stream: return path, PING, ADVISE, DISCARD, PACKAGED(LISTEN, devices, PING, RUN), pages after RUN", () => {
     const pkg = new StreamBuilder();
-    pkg.command(CMD.POSTCOPY_LISTEN).full(5, "dev", 2, (b) => b.be32(1).u8(2)).command(CMD.PING, be32(3)).command(CMD.POSTCOPY_RUN);
+    pkg
+      .command(CMD.POSTCOPY_LISTEN)
+      .full(5, "dev", 2, (b) => b.be32(1).u8(2))
+      .command(CMD.PING, be32(3))
+      .command(CMD.POSTCOPY_RUN);
     pkg.bytes([0xde, 0xad]); // dropped: QEMU leaves the package's loop at RUN
     const body = pkg.build();
     const b = new StreamBuilder().header().config("pc");
-    b.command(CMD.OPEN_RETURN_PATH).command(CMD.PING, be32(1)).command(CMD.POSTCOPY_ADVISE, [...be64(4096), ...be64(4096)]);
+    b.command(CMD.OPEN_RETURN_PATH)
+      .command(CMD.PING, be32(1))
+      .command(CMD.POSTCOPY_ADVISE, [...be64(4096), ...be64(4096)]);
     ramSetup(b);
     b.command(CMD.POSTCOPY_RAM_DISCARD, [0, 6, ...enc("pc.ram"), 0, ...be64(0), ...be64(8192)]);
     b.command(CMD.PING, be32(2));
@@ -226,13 +252,25 @@ describe("commands", () => {
     const bytes = b.eof().build();
     const r = decode(bytes, { devices });
     expect(r.commands.map((c) => [c.name, c.depth])).toEqual([
-      ["OPEN_RETURN_PATH", 0], ["PING", 0], ["POSTCOPY_ADVISE", 0], ["POSTCOPY_RAM_DISCARD", 0], ["PING", 0], ["PACKAGED", 0],
-      ["POSTCOPY_LISTEN", 1], ["PING", 1], ["POSTCOPY_RUN", 1],
+      ["OPEN_RETURN_PATH", 0],
+      ["PING", 0],
+      ["POSTCOPY_ADVISE", 0],
+      ["POSTCOPY_RAM_DISCARD", 0],
+      ["PING", 0],
+      ["PACKAGED", 0],
+      ["POSTCOPY_LISTEN", 1],
+      ["PING", 1],
+      ["POSTCOPY_RUN", 1],
     ]);
     expect(r.commands[2]!.fields).toEqual({ pageSizeSummary: 4096n, targetPageSize: 4096n });
     expect(r.commands[3]!.fields).toEqual({ block: "pc.ram", ranges: [{ start: 0n, length: 8192n }] });
     expect(r.commands[5]!.fields).toEqual({ size: body.length });
-    expect(r.sections.map((s) => [s.type, s.idstr, s.depth])).toEqual([["start", "ram", 0], ["full", "dev", 1], ["part", "ram", 0], ["end", "ram", 0]]);
+    expect(r.sections.map((s) => [s.type, s.idstr, s.depth])).toEqual([
+      ["start", "ram", 0],
+      ["full", "dev", 1],
+      ["part", "ram", 0],
+      ["end", "ram", 0],
+    ]);
     expect(r.devices[0]!.state).toEqual({ a: 1, b: 2 });
     for (let i = 0; i <= bytes.length; i += 3) {
       const d = new StreamDecoder({ kernels, devices });
@@ -243,11 +281,13 @@ describe("commands", () => {
   });
 
   it("every command id is validated", () => {
-    const s = (f: (b: StreamBuilder) => void, opts: StreamDecoderOptions = {}) => () => {
-      const b = new StreamBuilder().header().config("pc");
-      f(b);
-      return decode(b.eof().build(), opts);
-    };
+    const s =
+      (f: (b: StreamBuilder) => void, opts: StreamDecoderOptions = {}) =>
+      () => {
+        const b = new StreamBuilder().header().config("pc");
+        f(b);
+        return decode(b.eof().build(), opts);
+      };
     expect(thrownBy(s((b) => b.command(0))).message).toMatch(/unknown command.*command 0/);
     expect(thrownBy(s((b) => b.command(11))).message).toMatch(/command 11/);
     expect(thrownBy(s((b) => b.command(CMD.OPEN_RETURN_PATH, [0]))).message).toMatch(/bad OPEN_RETURN_PATH command.*length 1, expected 0/);

@@ -5,15 +5,20 @@ import { deflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import { createKernels } from "../../src/kernels/index.js";
-import { StreamDecoder, blockOf, decodeBytes, dirtyBitmapOf, htabOf, ramOf, type StreamDecoderOptions } from "../../src/sections/stream.js";
-import { RAM, StreamBuilder, memSize, page } from "../helpers/stream-builder.js";
+import { blockOf, decodeBytes, dirtyBitmapOf, htabOf, ramOf, StreamDecoder, type StreamDecoderOptions } from "../../src/sections/stream.js";
 import { thrownBy } from "../helpers/errors.js";
+import { memSize, page, RAM, StreamBuilder } from "../helpers/stream-builder.js";
 
 const kernels = createKernels();
 const P = 4096;
 
 /** header, configuration, START ram (payload), then `rest`, EOF; no device sections. */
-function ramStream(setup: (b: StreamBuilder) => void, rest: (b: StreamBuilder) => void = () => {}, machine = "pc-i440fx-7.2", config?: (b: StreamBuilder) => void): Uint8Array {
+function ramStream(
+  setup: (b: StreamBuilder) => void,
+  rest: (b: StreamBuilder) => void = () => {},
+  machine = "pc-i440fx-7.2",
+  config?: (b: StreamBuilder) => void,
+): Uint8Array {
   const b = new StreamBuilder().header().config(machine, config);
   b.start(2, "ram", 4, setup);
   rest(b);
@@ -29,7 +34,11 @@ const fill = (n: number, v: number) => new Array<number>(n).fill(v);
 describe("ram", () => {
   it("MEM_SIZE, PAGE, ZERO (any fill byte), CONTINUE carried across sections, EOS; materialised", () => {
     const bytes = ramStream(
-      (b) => memSize(b, [["pc.ram", 4 * P], ["rom", P]]).be64(RAM.EOS),
+      (b) =>
+        memSize(b, [
+          ["pc.ram", 4 * P],
+          ["rom", P],
+        ]).be64(RAM.EOS),
       (b) => {
         b.part(2, (b) => {
           page(b, RAM.PAGE, 0, "pc.ram", fill(P, 0xaa));
@@ -85,30 +94,86 @@ describe("ram", () => {
 
   it("MEM_SIZE variants: postcopy page size (option), x-ignore-shared address (configuration), both", () => {
     const cfgShared = (b: StreamBuilder) => b.subsection("configuration/capabilities", 1, (b) => b.be32(1).cstr("x-ignore-shared"));
-    const r1 = decode(ramStream((b) => memSize(b, [["mem", 2 * P, 0x200000]]).be64(RAM.EOS)), { ram: { blockPageSize: true } });
+    const r1 = decode(
+      ramStream((b) => memSize(b, [["mem", 2 * P, 0x200000]]).be64(RAM.EOS)),
+      { ram: { blockPageSize: true } },
+    );
     expect(ramOf(r1)!.blocks[0]).toMatchObject({ name: "mem", length: BigInt(2 * P), pageSize: 0x200000n });
-    const r2 = decode(ramStream((b) => memSize(b, [["mem", P, 0], ["pc.bios", P, 0xfffc0000]]).be64(RAM.EOS), undefined, "pc-i440fx-7.2", cfgShared));
+    const r2 = decode(
+      ramStream(
+        (b) =>
+          memSize(b, [
+            ["mem", P, 0],
+            ["pc.bios", P, 0xfffc0000],
+          ]).be64(RAM.EOS),
+        undefined,
+        "pc-i440fx-7.2",
+        cfgShared,
+      ),
+    );
     expect(r2.configuration?.capabilities).toEqual(["x-ignore-shared"]);
     expect(ramOf(r2)!.blocks.map((x) => x.mrAddr)).toEqual([0n, 0xfffc0000n]);
-    const r3 = decode(ramStream((b) => memSize(b, [["a", P, 4096, 0x1000], ["b", P, 0x200000, 0x2000]]).be64(RAM.EOS), undefined, "pc", cfgShared), {
-      ram: { blockPageSize: (n) => n === "a" || n === "b" },
-    });
-    expect(ramOf(r3)!.blocks.map((x) => [x.pageSize, x.mrAddr])).toEqual([[4096n, 0x1000n], [0x200000n, 0x2000n]]);
+    const r3 = decode(
+      ramStream(
+        (b) =>
+          memSize(b, [
+            ["a", P, 4096, 0x1000],
+            ["b", P, 0x200000, 0x2000],
+          ]).be64(RAM.EOS),
+        undefined,
+        "pc",
+        cfgShared,
+      ),
+      {
+        ram: { blockPageSize: (n) => n === "a" || n === "b" },
+      },
+    );
+    expect(ramOf(r3)!.blocks.map((x) => [x.pageSize, x.mrAddr])).toEqual([
+      [4096n, 0x1000n],
+      [0x200000n, 0x2000n],
+    ]);
   });
 
   it("MEM_SIZE: overshoot, duplicate or empty names, a changed repeat are errors; total 0 has no entries", () => {
-    const over = ramStream((b) => b.be64(BigInt(P) | 4n).cstr("pc.ram").be64(2 * P).be64(RAM.EOS));
+    const over = ramStream((b) =>
+      b
+        .be64(BigInt(P) | 4n)
+        .cstr("pc.ram")
+        .be64(2 * P)
+        .be64(RAM.EOS),
+    );
     expect(thrownBy(() => decode(over)).message).toMatch(/exceed the MEM_SIZE total at byte \d+ \(section ram id 2/);
-    expect(thrownBy(() => decode(ramStream((b) => memSize(b, [["x", P], ["x", P]]).be64(RAM.EOS)))).message).toMatch(/listed twice/);
+    expect(
+      thrownBy(() =>
+        decode(
+          ramStream((b) =>
+            memSize(b, [
+              ["x", P],
+              ["x", P],
+            ]).be64(RAM.EOS),
+          ),
+        ),
+      ).message,
+    ).toMatch(/listed twice/);
     expect(thrownBy(() => decode(ramStream((b) => memSize(b, [["", P]]).be64(RAM.EOS)))).message).toMatch(/empty RAM block name/);
-    const repeat = ramStream((b) => memSize(b, [["x", P]]).be64(RAM.EOS), (b) => b.part(2, (b) => memSize(b, [["x", 2 * P]]).be64(RAM.EOS)));
+    const repeat = ramStream(
+      (b) => memSize(b, [["x", P]]).be64(RAM.EOS),
+      (b) => b.part(2, (b) => memSize(b, [["x", 2 * P]]).be64(RAM.EOS)),
+    );
     expect(thrownBy(() => decode(repeat)).message).toMatch(/length changed/);
-    const same = ramStream((b) => memSize(b, [["x", P]]).be64(RAM.EOS), (b) => b.part(2, (b) => memSize(b, [["x", P]]).be64(RAM.EOS)));
+    const same = ramStream(
+      (b) => memSize(b, [["x", P]]).be64(RAM.EOS),
+      (b) => b.part(2, (b) => memSize(b, [["x", P]]).be64(RAM.EOS)),
+    );
     expect(ramOf(decode(same))!.records.memSize).toBe(2);
   });
 
   it("page records: unknown block, CONTINUE before a block, offset past the block, bad XBZRLE are errors naming the record", () => {
-    const base = (rec: (b: StreamBuilder) => void) => ramStream((b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS), (b) => b.part(2, (b) => (rec(b), b.be64(RAM.EOS))));
+    const base = (rec: (b: StreamBuilder) => void) =>
+      ramStream(
+        (b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS),
+        (b) => b.part(2, (b) => (rec(b), b.be64(RAM.EOS))),
+      );
     const e1 = thrownBy(() => decode(base((b) => page(b, RAM.ZERO, 0, "nope", [0]))));
     expect(e1.message).toMatch(/unknown RAM block at byte \d+ \(section ram id 2 instance 0\): "nope"/);
     expect(thrownBy(() => decode(base((b) => page(b, RAM.ZERO, 0, undefined, [0])))).message).toMatch(/CONTINUE before any block/);
@@ -134,7 +199,9 @@ describe("ram", () => {
     const content = new Uint8Array(P).map((_, i) => i * 7);
     const z = deflateSync(content, { level: 1 });
     const comp = (b: StreamBuilder, data: Uint8Array, len = data.length) => {
-      b.be64(P | RAM.COMPRESS | RAM.CONTINUE).be32(len).bytes(data);
+      b.be64(P | RAM.COMPRESS | RAM.CONTINUE)
+        .be32(len)
+        .bytes(data);
     };
     const bytes = ramStream(
       (b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS),
@@ -145,11 +212,20 @@ describe("ram", () => {
     expect(ramOf(r)!.blocks[0]!.pages.compressed).toBe(1);
     expect(ramOf(r)!.blocks[0]!.data!.subarray(P)).toEqual(content);
     r.dispose();
-    const short = ramStream((b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS), (b) => b.part(2, (b) => (page(b, RAM.ZERO, 0, "pc.ram", [0]), comp(b, deflateSync(new Uint8Array(100))), b.be64(RAM.EOS))));
+    const short = ramStream(
+      (b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS),
+      (b) => b.part(2, (b) => (page(b, RAM.ZERO, 0, "pc.ram", [0]), comp(b, deflateSync(new Uint8Array(100))), b.be64(RAM.EOS))),
+    );
     expect(thrownBy(() => decode(short, { inflate: nodeInflate })).message).toMatch(/inflate to one page/);
-    const long = ramStream((b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS), (b) => b.part(2, (b) => (page(b, RAM.ZERO, 0, "pc.ram", [0]), comp(b, deflateSync(new Uint8Array(2 * P))), b.be64(RAM.EOS))));
+    const long = ramStream(
+      (b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS),
+      (b) => b.part(2, (b) => (page(b, RAM.ZERO, 0, "pc.ram", [0]), comp(b, deflateSync(new Uint8Array(2 * P))), b.be64(RAM.EOS))),
+    );
     expect(thrownBy(() => decode(long, { inflate: nodeInflate })).message).toMatch(/does not inflate/);
-    const huge = ramStream((b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS), (b) => b.part(2, (b) => (page(b, RAM.ZERO, 0, "pc.ram", [0]), b.be64(P | RAM.COMPRESS | RAM.CONTINUE).be32(4111))));
+    const huge = ramStream(
+      (b) => memSize(b, [["pc.ram", 2 * P]]).be64(RAM.EOS),
+      (b) => b.part(2, (b) => (page(b, RAM.ZERO, 0, "pc.ram", [0]), b.be64(P | RAM.COMPRESS | RAM.CONTINUE).be32(4111))),
+    );
     expect(thrownBy(() => decode(huge, { inflate: nodeInflate })).message).toMatch(/compressBound.*4111 > 4110/);
   });
 
@@ -172,10 +248,14 @@ describe("block", () => {
   it("DEVICE_BLOCK with data and ZERO_BLOCK, PROGRESS, EOS; images grow to the furthest chunk", () => {
     const bytes = blockStream((b) => {
       b.be64(4);
-      b.be64(BigInt(2048 << 9) | 1n).cstr("drv0").bytes(fill(MiB, 0xa5));
+      b.be64(BigInt(2048 << 9) | 1n)
+        .cstr("drv0")
+        .bytes(fill(MiB, 0xa5));
       b.be64(BigInt(33 << 9) | 4n);
       b.be64(BigInt(0) | 9n).cstr("drv0");
-      b.be64(BigInt(0) | 1n).cstr("drv1").bytes(fill(MiB, 1));
+      b.be64(BigInt(0) | 1n)
+        .cstr("drv1")
+        .bytes(fill(MiB, 1));
       b.be64(BigInt(100 << 9) | 4n);
     });
     const r = decode(bytes, { materialize: { block: true } });
@@ -219,7 +299,16 @@ describe("spapr/htab", () => {
   it("shift header, chunks of valid and invalidated entries, end markers; materialised HPT", () => {
     const bytes = htabStream(
       (b) => b.be32(18),
-      (b) => b.be32(0).be32(5).be16(2).be16(0).bytes([...hpte(1), ...hpte(2)]).be32(0).be16(0).be16(0),
+      (b) =>
+        b
+          .be32(0)
+          .be32(5)
+          .be16(2)
+          .be16(0)
+          .bytes([...hpte(1), ...hpte(2)])
+          .be32(0)
+          .be16(0)
+          .be16(0),
       (b) => b.be32(0).be32(6).be16(0).be16(3).be32(9).be16(1).be16(1).bytes(hpte(3)).be32(0).be16(0).be16(0),
     );
     const r = decode(bytes, { materialize: { htab: true } });
@@ -233,17 +322,51 @@ describe("spapr/htab", () => {
   });
 
   it("0xFFFFFFFF = no HPT with nothing after it; bounds in 64 bits; shift range; chunks without an HPT", () => {
-    expect(htabOf(decode(htabStream((b) => b.be32(0xffffffff), (b) => b.be32(0xffffffff))))).toMatchObject({ shift: undefined, chunks: 0 });
+    expect(
+      htabOf(
+        decode(
+          htabStream(
+            (b) => b.be32(0xffffffff),
+            (b) => b.be32(0xffffffff),
+          ),
+        ),
+      ),
+    ).toMatchObject({ shift: undefined, chunks: 0 });
     expect(thrownBy(() => decode(htabStream((b) => b.be32(17)))).code).toBe("RANGE");
     expect(thrownBy(() => decode(htabStream((b) => b.be32(47)))).code).toBe("RANGE");
     // index near 2^32 would wrap QEMU's 32-bit check
-    const wrap = htabStream((b) => b.be32(18), (b) => b.be32(0).be32(0xffffffff).be16(1).be16(0).bytes(hpte(1)).be32(0).be16(0).be16(0));
+    const wrap = htabStream(
+      (b) => b.be32(18),
+      (b) => b.be32(0).be32(0xffffffff).be16(1).be16(0).bytes(hpte(1)).be32(0).be16(0).be16(0),
+    );
     expect(thrownBy(() => decode(wrap)).message).toMatch(/out of bounds/);
-    const edge = htabStream((b) => b.be32(18), (b) => b.be32(0).be32((1 << 14) - 1).be16(1).be16(0).bytes(hpte(1)).be32(0).be16(0).be16(0));
+    const edge = htabStream(
+      (b) => b.be32(18),
+      (b) =>
+        b
+          .be32(0)
+          .be32((1 << 14) - 1)
+          .be16(1)
+          .be16(0)
+          .bytes(hpte(1))
+          .be32(0)
+          .be16(0)
+          .be16(0),
+    );
     expect(htabOf(decode(edge))!.valid).toBe(1);
-    const none = htabStream((b) => b.be32(0xffffffff), (b) => b.be32(0).be32(1).be16(1).be16(0).bytes(hpte(1)).be32(0).be16(0).be16(0));
+    const none = htabStream(
+      (b) => b.be32(0xffffffff),
+      (b) => b.be32(0).be32(1).be16(1).be16(0).bytes(hpte(1)).be32(0).be16(0).be16(0),
+    );
     expect(thrownBy(() => decode(none)).message).toMatch(/no hash page table/);
-    expect(thrownBy(() => decode(htabStream((b) => b.be32(30)), { materialize: true, limits: { htabBytes: 1 << 20 } })).code).toBe("LIMIT");
+    expect(
+      thrownBy(() =>
+        decode(
+          htabStream((b) => b.be32(30)),
+          { materialize: true, limits: { htabBytes: 1 << 20 } },
+        ),
+      ).code,
+    ).toBe("LIMIT");
   });
 });
 
@@ -251,19 +374,30 @@ describe("dirty-bitmap", () => {
   it("names, START, BITS (with and without ZEROES), COMPLETE, EOS; extra flag bytes as QEMU 7.2 reads them", () => {
     const b = new StreamBuilder().header().config("pc");
     b.start(3, "dirty-bitmap", 1, (b) => {
-      b.u8(0x08 | 0x04 | 0x10).cstr("node0").cstr("bm0").be32(65536).u8(1);
+      b.u8(0x08 | 0x04 | 0x10)
+        .cstr("node0")
+        .cstr("bm0")
+        .be32(65536)
+        .u8(1);
       b.u8(0x01);
     });
     b.part(3, (b) => {
       b.u8(0x40).be64(0).be32(128).be64(16).bytes(fill(16, 0xff));
-      b.u8(0x40 | 0x02).be64(128).be32(128);
-      b.u8(0x80).u8(0x40 | 0x02).be64(256).be32(64); // EXTRA_FLAGS: the second byte replaces the first
+      b.u8(0x40 | 0x02)
+        .be64(128)
+        .be32(128);
+      b.u8(0x80)
+        .u8(0x40 | 0x02)
+        .be64(256)
+        .be32(64); // EXTRA_FLAGS: the second byte replaces the first
       b.u8(0x01);
     });
     b.end(3, (b) => b.u8(0x20 | 0x01));
     const r = decode(b.eof().build());
     expect(dirtyBitmapOf(r)).toEqual({
-      bitmaps: [{ node: "node0", name: "bm0", granularity: 65536, startFlags: 1, bitsRecords: 1, zeroRecords: 2, bufferBytes: 16, sectors: 320, complete: true }],
+      bitmaps: [
+        { node: "node0", name: "bm0", granularity: 65536, startFlags: 1, bitsRecords: 1, zeroRecords: 2, bufferBytes: 16, sectors: 320, complete: true },
+      ],
       records: 7,
       sections: 3,
     });

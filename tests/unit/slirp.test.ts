@@ -2,15 +2,14 @@
 // 131 bytes QEMU 7.2 was observed to write, it prints the DESIGN.md trace line, and a state with a
 // guestfwd TCP socket round-trips with the layout of libslirp's state.c.
 import { describe, expect, it } from "vitest";
-import { AnalyzeVisitor } from "../../src/visitor/analyze.js";
 import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";
+import { AnalyzeVisitor } from "../../src/visitor/analyze.js";
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
-import { loadState, saveState } from "../../src/vmstate/engine.js";
+import { SLIRP_BOOTP_CLIENTS, slirp, slirpBootpClient, slirpSocket, slirpTcp } from "../../src/vmstate/devices/index.js";
+import { fixedWireSize, loadState, saveState } from "../../src/vmstate/engine.js";
 import { assertSymmetry, prettyPrint } from "../../src/vmstate/symmetry.js";
 import type { State } from "../../src/vmstate/types.js";
-import { fixedWireSize } from "../../src/vmstate/engine.js";
-import { SLIRP_BOOTP_CLIENTS, slirp, slirpBootpClient, slirpSocket, slirpTcp } from "../../src/vmstate/devices/index.js";
 
 const MAC = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06];
 

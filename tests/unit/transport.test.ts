@@ -8,9 +8,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
-import {
-  StreamWriter, connectTcp, formatEndpoint, listenTcp, openInput, openOutput, parseEndpoint, type Endpoint,
-} from "../../src/migration/transport.js";
+import { connectTcp, type Endpoint, formatEndpoint, listenTcp, openInput, openOutput, parseEndpoint, StreamWriter } from "../../src/migration/transport.js";
 import { thrownByAsync } from "../helpers/errors.js";
 import { suiteTempDir } from "../helpers/temp-dir.js";
 

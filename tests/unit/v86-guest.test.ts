@@ -1,10 +1,10 @@
 // The boot-sector guest (bytes built without a toolchain) and the v86 adapter: boot, RAM view, RAM-less state.
 import { afterAll, describe, expect, it } from "vitest";
-import { GUEST, guestBootSector, guestDiskImage, parseGuestLines } from "../../src/v86/guest.js";
-import { checkConfig, decodeStateSection, encodeStateSection, findBios, V86Machine, type V86MachineConfig } from "../../src/v86/adapter.js";
 import { VmstreamError } from "../../src/io/errors.js";
-import { describeV86 } from "../helpers/v86.js";
+import { checkConfig, decodeStateSection, encodeStateSection, findBios, V86Machine, type V86MachineConfig } from "../../src/v86/adapter.js";
+import { GUEST, guestBootSector, guestDiskImage, parseGuestLines } from "../../src/v86/guest.js";
 import { thrownBy } from "../helpers/errors.js";
+import { describeV86 } from "../helpers/v86.js";
 
 describe("v86 guest image", () => {
   it("is a 512-byte boot sector with the signature, the strings inside, and code that fits", () => {
@@ -34,7 +34,14 @@ describe("v86 guest image", () => {
 });
 
 describe("v86/state section payload", () => {
-  const config: V86MachineConfig = { v86: "0.5.462+g5f9a90f", stateVersion: 6, memorySize: 32 << 20, vgaMemorySize: 256 << 10, devices: { hda: 65536 }, biosSha256: "ab" };
+  const config: V86MachineConfig = {
+    v86: "0.5.462+g5f9a90f",
+    stateVersion: 6,
+    memorySize: 32 << 20,
+    vgaMemorySize: 256 << 10,
+    devices: { hda: 65536 },
+    biosSha256: "ab",
+  };
   const fakeState = () => {
     const s = new Uint8Array(4096);
     const dv = new DataView(s.buffer);

@@ -4,9 +4,9 @@
 import { afterAll, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
 import { GUEST, migrateV86Source, parseGuestLines, V86Machine } from "../../src/v86/index.js";
-import { describeV86, startPeer, type V86Peer } from "../helpers/v86.js";
-import { thrownByAsync } from "../helpers/errors.js";
 import { sha256 } from "../helpers/bytes.js";
+import { thrownByAsync } from "../helpers/errors.js";
+import { describeV86, startPeer, type V86Peer } from "../helpers/v86.js";
 
 const MIB = 32;
 
@@ -38,14 +38,18 @@ describeV86("v86 live migration between two processes", () => {
     let pausedSha = "";
     let pausedCounter = 0;
     const rounds: number[] = [];
-    const r = await migrateV86Source(src, { port }, {
-      verify: true,
-      onRound: (x) => rounds.push(x.round),
-      onPaused: (m) => {
-        pausedSha = sha256(m.ramView());
-        pausedCounter = new DataView(m.ramView().buffer, m.ramOffset).getUint32(GUEST.counter, true);
+    const r = await migrateV86Source(
+      src,
+      { port },
+      {
+        verify: true,
+        onRound: (x) => rounds.push(x.round),
+        onPaused: (m) => {
+          pausedSha = sha256(m.ramView());
+          pausedCounter = new DataView(m.ramView().buffer, m.ramOffset).getUint32(GUEST.counter, true);
+        },
       },
-    });
+    );
     expect(r.reply.ok).toBe(true);
     expect(rounds.length).toBeGreaterThan(0);
     expect(r.ramMatches).toBe(true);

@@ -6,9 +6,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { VmstreamError } from "../../src/io/errors.js";
-import { GUEST, parseGuestLines, restoreSnapshot, saveSnapshot, V86Machine, type SnapshotStats } from "../../src/v86/index.js";
-import { describeV86 } from "../helpers/v86.js";
+import { GUEST, parseGuestLines, restoreSnapshot, type SnapshotStats, saveSnapshot, V86Machine } from "../../src/v86/index.js";
 import { suiteTempDir } from "../helpers/temp-dir.js";
+import { describeV86 } from "../helpers/v86.js";
 
 const MAIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const cli = (...args: string[]) => spawnSync(process.execPath, [MAIN, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });

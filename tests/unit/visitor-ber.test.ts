@@ -6,15 +6,15 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { BerReader } from "../../src/ber/reader.js";
 import { BerWriter } from "../../src/ber/writer.js";
-import { BerInputVisitor, BerOutputVisitor, type BerLengths } from "../../src/visitor/ber/index.js";
+import { BerInputVisitor, type BerLengths, BerOutputVisitor } from "../../src/visitor/ber/index.js";
 import type { Visitor } from "../../src/visitor/visitor.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import { F } from "../../src/vmstate/fields.js";
 import type { Field, State, VMStateDescription } from "../../src/vmstate/types.js";
-import { berRootFieldNames, berRootFields, loadBer, loadWire, realX86Sections, saveBer, saveWire } from "../helpers/ber-tools.js";
-import { SCALAR_TYPES, arbVmsdAndState } from "../helpers/gen-vmstate.js";
 import { dev, devState, elem, pci } from "../helpers/ber-fixtures.js";
+import { berRootFieldNames, berRootFields, loadBer, loadWire, realX86Sections, saveBer, saveWire } from "../helpers/ber-tools.js";
 import { toSpacedHex } from "../helpers/bytes.js";
+import { arbVmsdAndState, SCALAR_TYPES } from "../helpers/gen-vmstate.js";
 
 const LENGTHS: readonly BerLengths[] = ["auto", "definite", "indefinite"];
 
@@ -52,12 +52,8 @@ describe("BER out -> in", () => {
 
   it("golden bytes of a one-field struct", () => {
     const i8259: VMStateDescription = { name: "i8259", version: 3, fields: [F.uint8("irr")] };
-    expect(toSpacedHex(saveBer(i8259, { irr: 5 }, "definite"))).toBe(
-      "72 16 0C 05 69 38 32 35 39 02 01 03 30 0A 30 08 0C 03 69 72 72 84 01 05",
-    );
-    expect(toSpacedHex(saveBer(i8259, { irr: 5 }, "auto"))).toBe(
-      "72 80 0C 05 69 38 32 35 39 02 01 03 30 80 30 08 0C 03 69 72 72 84 01 05 00 00 00 00",
-    );
+    expect(toSpacedHex(saveBer(i8259, { irr: 5 }, "definite"))).toBe("72 16 0C 05 69 38 32 35 39 02 01 03 30 0A 30 08 0C 03 69 72 72 84 01 05");
+    expect(toSpacedHex(saveBer(i8259, { irr: 5 }, "auto"))).toBe("72 80 0C 05 69 38 32 35 39 02 01 03 30 80 30 08 0C 03 69 72 72 84 01 05 00 00 00 00");
   });
 
   it("writes info names and subsections as the schema says", () => {
@@ -120,7 +116,11 @@ describe("BER out -> in", () => {
 
   it("output reports values out of range for their type (RANGE, with the path)", () => {
     const d: VMStateDescription = { name: "d", version: 1, fields: [F.uint8("a"), F.int16("b")] };
-    for (const [s, path] of [[{ a: 256, b: 0 }, "d.a"], [{ a: 1, b: 40000 }, "d.b"], [{ a: 1.5, b: 0 }, "d.a"]] as const) {
+    for (const [s, path] of [
+      [{ a: 256, b: 0 }, "d.a"],
+      [{ a: 1, b: 40000 }, "d.b"],
+      [{ a: 1.5, b: 0 }, "d.a"],
+    ] as const) {
       const v = new BerOutputVisitor();
       saveState(v, d, s);
       expect(v.error?.code).toBe("RANGE");
@@ -202,7 +202,11 @@ describe("every mismatch is reported with its path", () => {
   };
   const s: State = { last_irr: 1, irr: -2, imr: 3, elcr: [1, 2, 3, 4], pci: { config: new Uint8Array(16), irq: [0, 0, 0, 0] }, buf: new Uint8Array(8), s: 5 };
   const bytes = saveBer(base, s);
-  const replace = (i: number, f: Field): VMStateDescription => withFields(base, base.fields.map((x, k) => (k === i ? f : x)));
+  const replace = (i: number, f: Field): VMStateDescription =>
+    withFields(
+      base,
+      base.fields.map((x, k) => (k === i ? f : x)),
+    );
 
   it("base loads cleanly", () => {
     expect(loadBer(base, bytes).error).toBeUndefined();
@@ -221,7 +225,13 @@ describe("every mismatch is reported with its path", () => {
     ["buffer size", 5, F.buffer("buf", 9), "i8259.buf", "stream has 8 bytes, this side expects 9"],
     ["struct renamed", 4, F.struct("pci", { ...pci, name: "PCIDev" }), "i8259.pci", "stream has struct PCIDevice, this side expects struct PCIDev"],
     ["nested struct version", 4, F.struct("pci", { ...pci, version: 3 }), "i8259.pci", "stream has PCIDevice version 2, this side expects version 3"],
-    ["nested field type", 4, F.struct("pci", withFields(pci, [pci.fields[0]!, F.array("irq", "uint32", 4)])), "i8259.PCIDevice.irq(4)(4).[0]", "stream has int32, this side expects uint32"],
+    [
+      "nested field type",
+      4,
+      F.struct("pci", withFields(pci, [pci.fields[0]!, F.array("irq", "uint32", 4)])),
+      "i8259.PCIDevice.irq(4)(4).[0]",
+      "stream has int32, this side expects uint32",
+    ],
   ] as const)("%s", (_what, i, f, path, detail) => {
     const e = loadFails(replace(i, f as Field), bytes);
     expect(e.code).toBe("MISMATCH");
@@ -239,7 +249,13 @@ describe("every mismatch is reported with its path", () => {
   });
 
   it("extra field: the stream has a field this side does not", () => {
-    const e = loadFails(withFields(base, base.fields.filter((f) => f.name !== "irr")), bytes);
+    const e = loadFails(
+      withFields(
+        base,
+        base.fields.filter((f) => f.name !== "irr"),
+      ),
+      bytes,
+    );
     expect([e.code, e.path, e.summary]).toEqual(["MISMATCH", "i8259.irr", "unexpected field irr"]);
     const last = loadFails(withFields(base, base.fields.slice(0, -1)), bytes);
     expect([last.code, last.path, last.summary]).toEqual(["MISMATCH", "i8259.buf", "unexpected field buf"]);
@@ -271,7 +287,16 @@ describe("every mismatch is reported with its path", () => {
     // A field this side does not know at all, left out by the sender: nothing to read, loads.
     expect(loadBer(base, out).error).toBeUndefined();
     // Same name twice (QEMU's VMSTATE_UNUSED, fw_cfg's two cur_offset), the first gated out.
-    const dup: VMStateDescription = { name: "d", version: 2, fields: [F.unused(2, { version: 3 }), F.unused(4), { kind: "scalar", name: "c", key: "c0", type: "uint16", test: () => false }, { kind: "scalar", name: "c", key: "c1", type: "uint32" }] };
+    const dup: VMStateDescription = {
+      name: "d",
+      version: 2,
+      fields: [
+        F.unused(2, { version: 3 }),
+        F.unused(4),
+        { kind: "scalar", name: "c", key: "c0", type: "uint16", test: () => false },
+        { kind: "scalar", name: "c", key: "c1", type: "uint32" },
+      ],
+    };
     const { s: got, error } = loadBer(dup, saveBer(dup, { c0: 1, c1: 70000 }));
     expect(error).toBeUndefined();
     expect(got).toEqual({ c1: 70000 });
@@ -415,11 +440,17 @@ describe("properties", () => {
       const p = `${R}.${f.name}`;
       // A GTree is two fields in the stream: its node count "nnodes", then the nodes.
       out.push({ what: `drop ${f.name}`, dest: at(i, undefined), path: f.kind === "gtree" ? `${R}.nnodes` : p, codes: ["MISMATCH"] });
-      out.push({ what: `add before ${f.name}`, dest: withFields(vmsd, [...vmsd.fields.slice(0, i), F.uint8("zadded"), ...vmsd.fields.slice(i)]), path: `${R}.zadded`, codes: ["MISMATCH"] });
+      out.push({
+        what: `add before ${f.name}`,
+        dest: withFields(vmsd, [...vmsd.fields.slice(0, i), F.uint8("zadded"), ...vmsd.fields.slice(i)]),
+        path: `${R}.zadded`,
+        codes: ["MISMATCH"],
+      });
       const gate = { ...(f.version !== undefined ? { version: f.version } : {}), ...(f.test ? { test: f.test } : {}) };
       if (f.kind === "scalar") {
         for (const t of SCALAR_TYPES) {
-          if (t !== f.type) out.push({ what: `${f.name}: ${f.type} -> ${t}`, dest: at(i, { kind: "scalar", name: f.name, type: t, ...gate }), path: p, codes: ["MISMATCH"] });
+          if (t !== f.type)
+            out.push({ what: `${f.name}: ${f.type} -> ${t}`, dest: at(i, { kind: "scalar", name: f.name, type: t, ...gate }), path: p, codes: ["MISMATCH"] });
         }
       }
       if (f.kind === "array" && typeof f.count === "number") {
@@ -436,8 +467,19 @@ describe("properties", () => {
       }
     });
     out.push({ what: "add at the end", dest: withFields(vmsd, [...vmsd.fields, F.uint8("zadded")]), path: `${R}.zadded`, codes: ["MISMATCH"] });
-    if (vmsd.version > 0) out.push({ what: "root version too new", dest: { ...vmsd, version: vmsd.version - 1 }, message: `${R}: version ${vmsd.version} is too new`, codes: ["BAD_VERSION"] });
-    out.push({ what: "root version too old", dest: { ...vmsd, version: vmsd.version + 1, minimumVersion: vmsd.version + 1 }, message: `${R}: version ${vmsd.version} is too old`, codes: ["BAD_VERSION"] });
+    if (vmsd.version > 0)
+      out.push({
+        what: "root version too new",
+        dest: { ...vmsd, version: vmsd.version - 1 },
+        message: `${R}: version ${vmsd.version} is too new`,
+        codes: ["BAD_VERSION"],
+      });
+    out.push({
+      what: "root version too old",
+      dest: { ...vmsd, version: vmsd.version + 1, minimumVersion: vmsd.version + 1 },
+      message: `${R}: version ${vmsd.version} is too old`,
+      codes: ["BAD_VERSION"],
+    });
     return out;
   }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { JsonInputVisitor, JsonVisitor, fromHex, toHex, type JsonStructNode } from "../../src/visitor/json.js";
-import { F } from "../../src/vmstate/fields.js";
+import { fromHex, JsonInputVisitor, type JsonStructNode, JsonVisitor, toHex } from "../../src/visitor/json.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
+import { F } from "../../src/vmstate/fields.js";
 import { fromJSON, toJSON } from "../../src/vmstate/symmetry.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";
 
@@ -34,7 +34,13 @@ const dev: VMStateDescription = {
     F.bitmap("bm", 64),
   ],
   subsections: [
-    { name: "dev/extra", version: 2, needed: (s) => s.extra !== undefined, fields: [F.uint16("extra")], subsections: [{ name: "dev/extra/more", version: 1, fields: [F.bool("more")] }] },
+    {
+      name: "dev/extra",
+      version: 2,
+      needed: (s) => s.extra !== undefined,
+      fields: [F.uint16("extra")],
+      subsections: [{ name: "dev/extra/more", version: 1, fields: [F.bool("more")] }],
+    },
     { name: "dev/never", version: 1, needed: () => false, fields: [F.uint8("never")] },
   ],
 };
@@ -107,7 +113,12 @@ describe("JsonVisitor: the values shape", () => {
     expect(j.fields.fpr).toEqual({ type: "float64", info: "CPU_Double_U", value: "Infinity" });
     expect(j.fields.levels).toEqual({ type: "array", elemType: "int32", elemSize: 4, value: [1, -1] });
     expect(j.fields.ptrs).toEqual({ type: "array", elemType: "uint16", elemSize: 2, value: [7, null, 9] });
-    expect(j.fields.queue).toEqual({ type: "array", elemType: "qtailq", elemSize: 0, value: [{ vmsd: "req", version: 1, fields: { tag: { type: "uint32", value: 5 } } }] });
+    expect(j.fields.queue).toEqual({
+      type: "array",
+      elemType: "qtailq",
+      elemSize: 0,
+      value: [{ vmsd: "req", version: 1, fields: { tag: { type: "uint32", value: 5 } } }],
+    });
     expect(j.fields.bm).toEqual({ type: "array", elemType: "bitmap", elemSize: 8, value: ["9223372036854775809"] });
   });
 
@@ -201,7 +212,12 @@ describe("JsonInputVisitor: JSON round-trips", () => {
     const d: VMStateDescription = {
       name: "fw_cfg",
       version: 2,
-      fields: [F.uint32("cur_offset", { key: "a", version: 2 }), F.uint32("cur_offset", { key: "b", test: (s) => s.on }), F.bool("on"), F.uint32("cur_offset", { key: "c" })],
+      fields: [
+        F.uint32("cur_offset", { key: "a", version: 2 }),
+        F.uint32("cur_offset", { key: "b", test: (s) => s.on }),
+        F.bool("on"),
+        F.uint32("cur_offset", { key: "c" }),
+      ],
     };
     const j = toJSON(d, { a: 1, b: 2, on: false, c: 3 });
     expect(j.fields).toEqual({ cur_offset: 1, on: false, "cur_offset[2]": 3 });

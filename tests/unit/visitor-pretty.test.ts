@@ -1,20 +1,26 @@
 import { describe, expect, it } from "vitest";
-import { PrettyVisitor, hexOfFloat, hexOfInt } from "../../src/visitor/pretty.js";
-import { F } from "../../src/vmstate/fields.js";
+import { hexOfFloat, hexOfInt, PrettyVisitor } from "../../src/visitor/pretty.js";
+import type { Visitor } from "../../src/visitor/visitor.js";
 import { saveState } from "../../src/vmstate/engine.js";
+import { F } from "../../src/vmstate/fields.js";
 import { prettyPrint } from "../../src/vmstate/symmetry.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";
-import type { Visitor } from "../../src/visitor/visitor.js";
 
 // A local PIIX3 in the shape of QEMU 7.2's hw/isa/piix3.c + hw/pci/pci.c.
-const pciIrqState = F.custom("irq_state", "pci irq state", 16, (v: Visitor, name: string, value: unknown) => {
-  const arr = (value as number[] | undefined) ?? [0, 0, 0, 0];
-  const out: number[] = [];
-  const n = v.startArray(name, 4, 4, "uint32");
-  for (let i = 0; i < n; i++) out.push(v.uint32(i, arr[i] ?? 0));
-  v.endArray();
-  return out;
-}, { version: 2 });
+const pciIrqState = F.custom(
+  "irq_state",
+  "pci irq state",
+  16,
+  (v: Visitor, name: string, value: unknown) => {
+    const arr = (value as number[] | undefined) ?? [0, 0, 0, 0];
+    const out: number[] = [];
+    const n = v.startArray(name, 4, 4, "uint32");
+    for (let i = 0; i < n; i++) out.push(v.uint32(i, arr[i] ?? 0));
+    v.endArray();
+    return out;
+  },
+  { version: 2 },
+);
 
 const PCIDevice: VMStateDescription = {
   name: "PCIDevice",
@@ -97,7 +103,11 @@ describe("PrettyVisitor: the DESIGN.md trace lines", () => {
 
   it("the element size defaults to the struct's fixed wire size, and a uint8 array prints like a buffer", () => {
     const client2: VMStateDescription = { name: "bootp_client", version: 1, fields: [F.uint16("allocated"), F.array("macaddr", "uint8", 6)] };
-    const d: VMStateDescription = { name: "slirp", version: 4, fields: [F.struct("bootp", { name: "bootp", version: 1, fields: [F.structArray("bootp_clients", client2, 2)] })] };
+    const d: VMStateDescription = {
+      name: "slirp",
+      version: 4,
+      fields: [F.struct("bootp", { name: "bootp", version: 1, fields: [F.structArray("bootp_clients", client2, 2)] })],
+    };
     const lines = prettyPrint(d, { bootp: { bootp_clients: [{ allocated: 0, macaddr: [1, 0, 0, 0, 0, 0] }, {}] } });
     expect(lines[1]).toBe("slirp.bootp.bootp_clients(2)(8).[0].macaddr(6)(1).[0] = (uint8) 0x1");
   });
@@ -117,15 +127,39 @@ describe("PrettyVisitor: values", () => {
     name: "v",
     version: 1,
     fields: [
-      F.int8("i8"), F.int16("i16"), F.int32("i32"), F.int64("i64"),
-      F.uint8("u8"), F.uint16("u16"), F.uint32("u32"), F.uint64("u64"),
-      F.bool("t"), F.bool("f"), F.float32("f32"), F.float64("f64"), F.cpuDouble("fpr"), F.timer("tm"),
+      F.int8("i8"),
+      F.int16("i16"),
+      F.int32("i32"),
+      F.int64("i64"),
+      F.uint8("u8"),
+      F.uint16("u16"),
+      F.uint32("u32"),
+      F.uint64("u64"),
+      F.bool("t"),
+      F.bool("f"),
+      F.float32("f32"),
+      F.float64("f64"),
+      F.cpuDouble("fpr"),
+      F.timer("tm"),
       F.int32Equal("eq"),
     ],
   };
   const s: State = {
-    i8: -1, i16: -2, i32: -1, i64: -1n, u8: 0xab, u16: 0xbeef, u32: 0xdeadbeef, u64: 0xffffffffffffffffn,
-    t: true, f: false, f32: 1.5, f64: 1, fpr: -2, tm: -1n, eq: 7,
+    i8: -1,
+    i16: -2,
+    i32: -1,
+    i64: -1n,
+    u8: 0xab,
+    u16: 0xbeef,
+    u32: 0xdeadbeef,
+    u64: 0xffffffffffffffffn,
+    t: true,
+    f: false,
+    f32: 1.5,
+    f64: 1,
+    fpr: -2,
+    tm: -1n,
+    eq: 7,
   };
 
   it("negative integers as two's complement of the width, no padding, lowercase", () => {
@@ -189,7 +223,12 @@ describe("PrettyVisitor: structure", () => {
       fields: [F.uint16("cur_entry"), F.uint32("cur_offset", { key: "off" })],
       subsections: [
         { name: "fw_cfg/dma", version: 0, needed: (s) => s.dmaEnabled, fields: [F.uint64("dma_addr")] },
-        { name: "fw_cfg/acpi_mr", version: 1, fields: [F.uint64("table_mr_size")], subsections: [{ name: "fw_cfg/acpi_mr/x", version: 1, fields: [F.uint8("y")] }] },
+        {
+          name: "fw_cfg/acpi_mr",
+          version: 1,
+          fields: [F.uint64("table_mr_size")],
+          subsections: [{ name: "fw_cfg/acpi_mr/x", version: 1, fields: [F.uint8("y")] }],
+        },
       ],
     };
     const lines = prettyPrint(fwcfg, { cur_entry: 1, off: 2, dmaEnabled: true, dma_addr: 0x1000n, table_mr_size: 0x20000n, y: 3 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
-import { ByteReader } from "../../src/io/reader.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import { F } from "../../src/vmstate/fields.js";
 import { QemuJsonWriter } from "../../src/vmstate/json-writer.js";

@@ -18,7 +18,12 @@ const SOME = Math.ceil(RUNS / 3);
 function hasSubsections(d: VMStateDescription): boolean {
   if (d.subsections?.length) return true;
   return d.fields.some((f) =>
-    f.kind === "struct" || f.kind === "structArray" || f.kind === "list" ? hasSubsections(f.vmsd) : f.kind === "pointerArray" && typeof f.elem !== "string" ? hasSubsections(f.elem) : false);
+    f.kind === "struct" || f.kind === "structArray" || f.kind === "list"
+      ? hasSubsections(f.vmsd)
+      : f.kind === "pointerArray" && typeof f.elem !== "string"
+        ? hasSubsections(f.elem)
+        : false,
+  );
 }
 
 function save(vmsd: VMStateDescription, state: State): { bytes: Uint8Array; trace: TraceVisitor } {
@@ -69,12 +74,38 @@ describe("generated descriptions and states", () => {
         walk(s);
       }
     };
-    fc.assert(fc.property(arbDescription(), (d) => void walk(d)), { numRuns: 400, seed: 42 });
+    fc.assert(
+      fc.property(arbDescription(), (d) => void walk(d)),
+      { numRuns: 400, seed: 42 },
+    );
     for (const k of [
-      "scalar", "array", "buffer", "unused", "struct", "structArray", "pointerArray", "bitmap", "list", "custom",
-      "scalar:bool", "scalar:int64", "scalar:uint64", "scalar:float32", "scalar:float64", "scalar:int8",
-      "scalar:uint32:equal", "scalar:int32:le", "test-gated", "version-gated", "varray", "vbuffer", "vstruct",
-      "pointerArray:struct", "subsection", "nested subsection", "needed",
+      "scalar",
+      "array",
+      "buffer",
+      "unused",
+      "struct",
+      "structArray",
+      "pointerArray",
+      "bitmap",
+      "list",
+      "custom",
+      "scalar:bool",
+      "scalar:int64",
+      "scalar:uint64",
+      "scalar:float32",
+      "scalar:float64",
+      "scalar:int8",
+      "scalar:uint32:equal",
+      "scalar:int32:le",
+      "test-gated",
+      "version-gated",
+      "varray",
+      "vbuffer",
+      "vstruct",
+      "pointerArray:struct",
+      "subsection",
+      "nested subsection",
+      "needed",
     ]) {
       expect(kinds, k).toContain(k);
     }
@@ -119,18 +150,22 @@ describe("wire round trip properties", () => {
 
   it("a truncated stream fails (EOF) without throwing, or stops where a subsection would start", () => {
     fc.assert(
-      fc.property(arbVmsdAndState().filter(({ vmsd, state }) => save(vmsd, state).bytes.length > 0), fc.nat(), ({ vmsd, state }, cut) => {
-        const { bytes } = save(vmsd, state);
-        const short = bytes.subarray(0, cut % bytes.length);
-        const r = new ByteReader(short, { sticky: true });
-        const v = new WireInputVisitor(r);
-        loadState(v, vmsd, loadTargetFor(vmsd, state), vmsd.version);
-        expect(r.pos).toBeLessThanOrEqual(short.length);
-        // Subsections are optional on the wire and detected by peeking: a stream cut before or
-        // inside a subsection header looks like "no subsection" (the parent's next fields then read
-        // the header's bytes). So only a description with subsections may load a truncated stream.
-        if (!v.error) expect(hasSubsections(vmsd)).toBe(true);
-      }),
+      fc.property(
+        arbVmsdAndState().filter(({ vmsd, state }) => save(vmsd, state).bytes.length > 0),
+        fc.nat(),
+        ({ vmsd, state }, cut) => {
+          const { bytes } = save(vmsd, state);
+          const short = bytes.subarray(0, cut % bytes.length);
+          const r = new ByteReader(short, { sticky: true });
+          const v = new WireInputVisitor(r);
+          loadState(v, vmsd, loadTargetFor(vmsd, state), vmsd.version);
+          expect(r.pos).toBeLessThanOrEqual(short.length);
+          // Subsections are optional on the wire and detected by peeking: a stream cut before or
+          // inside a subsection header looks like "no subsection" (the parent's next fields then read
+          // the header's bytes). So only a description with subsections may load a truncated stream.
+          if (!v.error) expect(hasSubsections(vmsd)).toBe(true);
+        },
+      ),
       { numRuns: SOME },
     );
   });

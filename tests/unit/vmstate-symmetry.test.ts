@@ -1,16 +1,24 @@
 import { describe, expect, it } from "vitest";
 import { ByteReader } from "../../src/io/reader.js";
 import { ByteWriter } from "../../src/io/writer.js";
-import { TraceVisitor, formatTraceEntry, type TraceEntry } from "../../src/visitor/trace.js";
+import { formatTraceEntry, type TraceEntry, TraceVisitor } from "../../src/visitor/trace.js";
+import type { Visitor } from "../../src/visitor/visitor.js";
 import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import { F } from "../../src/vmstate/fields.js";
 import {
-  assertSymmetry, checkSymmetry, checkVersions, coverageOf, descriptionPaths, diffTraces, firstDifference, loadTargetFor,
-  mergeCoverage, unexercised,
+  assertSymmetry,
+  checkSymmetry,
+  checkVersions,
+  coverageOf,
+  descriptionPaths,
+  diffTraces,
+  firstDifference,
+  loadTargetFor,
+  mergeCoverage,
+  unexercised,
 } from "../../src/vmstate/symmetry.js";
 import type { State, VMStateDescription } from "../../src/vmstate/types.js";
-import type { Visitor } from "../../src/visitor/visitor.js";
 
 const req: VMStateDescription = { name: "req", version: 1, fields: [F.uint32("tag"), F.buffer("cdb", 2)] };
 
@@ -35,7 +43,10 @@ function devState(): State {
     id: 7,
     clock: -1n,
     nreq: 2,
-    reqs: [{ tag: 1, cdb: new Uint8Array([1, 2]) }, { tag: 2, cdb: new Uint8Array([3, 4]) }],
+    reqs: [
+      { tag: 1, cdb: new Uint8Array([1, 2]) },
+      { tag: 2, cdb: new Uint8Array([3, 4]) },
+    ],
     extra: 9,
     timers: [null, 5n],
     irq: 3,
@@ -64,7 +75,12 @@ describe("TraceVisitor", () => {
     ]);
     expect(lines).toContain("nullPointer dev.timers(2)(8).[0] = true");
     expect(lines).toContain('scalar dev.timers(2)(8).[1] int64 [timer] = "5"');
-    expect(lines.slice(-4)).toEqual(["startSubsection dev.dev/irq dev/irq = 1", "scalar dev.dev/irq.irq uint32 = 3", "endSubsection dev.dev/irq", "endStruct dev"]);
+    expect(lines.slice(-4)).toEqual([
+      "startSubsection dev.dev/irq dev/irq = 1",
+      "scalar dev.dev/irq.irq uint32 = 3",
+      "endSubsection dev.dev/irq",
+      "endStruct dev",
+    ]);
     const tag = t.entries.find((e) => e.path === "dev.reqs(2)(6).[1].tag")!;
     expect(tag.field).toBe("dev.reqs.tag");
   });
@@ -92,7 +108,19 @@ describe("checkSymmetry", () => {
     expect(r.consumed).toBe(r.bytes.length);
     expect(r.resaved).toEqual(r.bytes);
     expect(r.loaded).toEqual(devState());
-    expect([...r.coverage.fields]).toEqual(["dev", "dev.mode", "dev.id", "dev.clock", "dev.nreq", "dev.reqs", "dev.reqs.tag", "dev.reqs.cdb", "dev.extra", "dev.timers", "dev.dev/irq.irq"]);
+    expect([...r.coverage.fields]).toEqual([
+      "dev",
+      "dev.mode",
+      "dev.id",
+      "dev.clock",
+      "dev.nreq",
+      "dev.reqs",
+      "dev.reqs.tag",
+      "dev.reqs.cdb",
+      "dev.extra",
+      "dev.timers",
+      "dev.dev/irq.irq",
+    ]);
     expect([...r.coverage.subsections]).toEqual(["dev.dev/irq"]);
     expect(r.coverage.gatedFields).toEqual([
       { name: "dev.clock", present: true },
@@ -111,7 +139,8 @@ describe("checkSymmetry", () => {
 
   it("finds a save and load that disagree on a type (the bug the Visitor plan set out to catch)", () => {
     const skewed = F.custom("level", "skewed", 2, (v: Visitor, name: string, value: unknown) =>
-      v.direction === "output" ? v.uint16(name, (value as number) ?? 0) : v.uint32(name, 0));
+      v.direction === "output" ? v.uint16(name, (value as number) ?? 0) : v.uint32(name, 0),
+    );
     const d: VMStateDescription = { name: "skew", version: 1, fields: [skewed, F.uint32("after"), F.uint32("more")] };
     const r = checkSymmetry(d, { level: 1, after: 2, more: 3 });
     expect(r.ok).toBe(false);
@@ -141,10 +170,18 @@ describe("checkSymmetry", () => {
   });
 
   it("finds a needed() that reads state the load does not restore (re-save differs)", () => {
-    const d: VMStateDescription = { name: "n", version: 1, fields: [F.uint8("a")], subsections: [{ name: "n/b", version: 1, needed: (s) => s.b !== 0, fields: [F.uint8("b")] }] };
+    const d: VMStateDescription = {
+      name: "n",
+      version: 1,
+      fields: [F.uint8("a")],
+      subsections: [{ name: "n/b", version: 1, needed: (s) => s.b !== 0, fields: [F.uint8("b")] }],
+    };
     const r = checkSymmetry(d, { a: 1, b: 0 });
     expect(r.ok).toBe(false);
-    expect(r.problems).toEqual(["loaded state differs from the saved one at .subsections", "re-saving the loaded state gives different bytes (1 vs 11 bytes, first difference at byte 1)"]);
+    expect(r.problems).toEqual([
+      "loaded state differs from the saved one at .subsections",
+      "re-saving the loaded state gives different bytes (1 vs 11 bytes, first difference at byte 1)",
+    ]);
     // With a destination that holds its reset value, as QEMU's does, it is symmetric.
     expect(checkSymmetry(d, { a: 1, b: 0 }, { target: { b: 0 } }).ok).toBe(true);
   });
@@ -232,7 +269,16 @@ describe("coverage", () => {
       subsections: [{ name: "PIIX3/rcr", version: 1, fields: [F.uint8("rcr")], subsections: [{ name: "PIIX3/rcr/x", version: 1, fields: [F.bool("b")] }] }],
     };
     expect(descriptionPaths(d)).toEqual({
-      fields: ["PIIX3.PCIDevice", "PIIX3.PCIDevice.config", "PIIX3.levels", "PIIX3.q", "PIIX3.q.tag", "PIIX3.q.cdb", "PIIX3.PIIX3/rcr.rcr", "PIIX3.PIIX3/rcr.PIIX3/rcr/x.b"],
+      fields: [
+        "PIIX3.PCIDevice",
+        "PIIX3.PCIDevice.config",
+        "PIIX3.levels",
+        "PIIX3.q",
+        "PIIX3.q.tag",
+        "PIIX3.q.cdb",
+        "PIIX3.PIIX3/rcr.rcr",
+        "PIIX3.PIIX3/rcr.PIIX3/rcr/x.b",
+      ],
       subsections: ["PIIX3.PIIX3/rcr", "PIIX3.PIIX3/rcr.PIIX3/rcr/x"],
       gated: ["PIIX3.levels"],
     });

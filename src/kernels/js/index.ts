@@ -1,10 +1,10 @@
 // The pure-TypeScript twin of every kernel: same arguments, same memory, same bytes out.
 import type { LinearMemory } from "../arena.js";
 import type { RawKernelExports } from "../wasm.js";
-import { zeroPages, changedPages } from "./pages.js";
-import { xbzrleEncode, xbzrleDecode } from "./xbzrle.js";
-import { ramEncode, ramDecode } from "./ram.js";
 import { bswap16, bswap32, bswap64 } from "./bswap.js";
+import { changedPages, zeroPages } from "./pages.js";
+import { ramDecode, ramEncode } from "./ram.js";
+import { xbzrleDecode, xbzrleEncode } from "./xbzrle.js";
 
 export function jsKernelFunctions(m: LinearMemory): RawKernelExports {
   return {

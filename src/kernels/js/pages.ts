@@ -98,8 +98,14 @@ function differsLoop(u8: Uint8Array, a: number, b: number, len: number): boolean
     const blockEnd = wa + (nWords & ~7);
     for (; wa < blockEnd; wa += 8, wb += 8) {
       const x =
-        (w[wa]! ^ w[wb]!) | (w[wa + 1]! ^ w[wb + 1]!) | (w[wa + 2]! ^ w[wb + 2]!) | (w[wa + 3]! ^ w[wb + 3]!) |
-        (w[wa + 4]! ^ w[wb + 4]!) | (w[wa + 5]! ^ w[wb + 5]!) | (w[wa + 6]! ^ w[wb + 6]!) | (w[wa + 7]! ^ w[wb + 7]!);
+        (w[wa]! ^ w[wb]!) |
+        (w[wa + 1]! ^ w[wb + 1]!) |
+        (w[wa + 2]! ^ w[wb + 2]!) |
+        (w[wa + 3]! ^ w[wb + 3]!) |
+        (w[wa + 4]! ^ w[wb + 4]!) |
+        (w[wa + 5]! ^ w[wb + 5]!) |
+        (w[wa + 6]! ^ w[wb + 6]!) |
+        (w[wa + 7]! ^ w[wb + 7]!);
       if (x !== 0) return true;
     }
     const wordEnd = blockEnd + (nWords & 7);
@@ -153,15 +159,7 @@ export function zeroPages(u8: Uint8Array, ptr: number, n: number, bm: number, pa
  * Twin of assembly `changedPages`: bit set = page differs from the shadow; with `refresh` each
  * changed page is copied into the shadow. Returns the number of changed pages.
  */
-export function changedPages(
-  u8: Uint8Array,
-  ptr: number,
-  shadow: number,
-  n: number,
-  bm: number,
-  refresh: boolean,
-  pageSize: number,
-): number {
+export function changedPages(u8: Uint8Array, ptr: number, shadow: number, n: number, bm: number, refresh: boolean, pageSize: number): number {
   const B = NodeBuffer;
   const buf = B ? bufferOf(B, u8) : undefined;
   let count = 0;

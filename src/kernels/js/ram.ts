@@ -2,7 +2,7 @@
 // Same arguments (plus the memory bytes first), same bytes and state out. The contract is in
 // src/kernels/types.ts.
 import { isZeroPage } from "./pages.js";
-import { xbzrleEncode, xbzrleDecode } from "./xbzrle.js";
+import { xbzrleDecode, xbzrleEncode } from "./xbzrle.js";
 
 const F_ZERO = 0x02;
 const F_PAGE = 0x08;
@@ -145,8 +145,20 @@ class Enc {
 }
 
 export function ramEncode(
-  u8: Uint8Array, blockPtr: number, pageSize: number, firstPage: number, endPage: number, sendMapPtr: number, slotMapPtr: number,
-  cachePtr: number, namePtr: number, nameLen: number, outPtr: number, outCap: number, options: number, statePtr: number,
+  u8: Uint8Array,
+  blockPtr: number,
+  pageSize: number,
+  firstPage: number,
+  endPage: number,
+  sendMapPtr: number,
+  slotMapPtr: number,
+  cachePtr: number,
+  namePtr: number,
+  nameLen: number,
+  outPtr: number,
+  outCap: number,
+  options: number,
+  statePtr: number,
 ): number {
   const dv = viewOf(u8);
   const e = new Enc(u8, dv, blockPtr, pageSize, slotMapPtr, cachePtr, namePtr, nameLen, outPtr, (options & OPT_ZERO_DETECT) !== 0);

@@ -141,7 +141,17 @@ function diffMask32(w32: Int32Array<ArrayBufferLike>, a: number, b: number): num
 }
 
 /** The rest of xbzrleEncode from offset i (> 0) with d bytes written; both pages 4-byte aligned. */
-function encodeDense(u8: Uint8Array, w32: Int32Array<ArrayBufferLike>, o: number, w: number, out: number, limit: number, n: number, i: number, d: number): number {
+function encodeDense(
+  u8: Uint8Array,
+  w32: Int32Array<ArrayBufferLike>,
+  o: number,
+  w: number,
+  out: number,
+  limit: number,
+  n: number,
+  i: number,
+  d: number,
+): number {
   const full = n & ~31; // end of the complete 32-byte blocks
   let cb = -1; // offset of the block whose mask is in cm
   let cm = 0;

@@ -6,6 +6,7 @@
 import { VmstreamError } from "../../io/errors.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
 import { BLK_MIG, BLOCK_CHUNK, type BlockRecord } from "./format.js";
+
 const TWO32 = 4294967296;
 const MAX_END = 2 ** 53;
 const utf8 = new TextDecoder("utf-8");
@@ -103,7 +104,8 @@ export class BlockHandler implements SectionHandler<BlockResult> {
       const name = utf8.decode(u8.subarray(p + 9, p + 9 + n));
       let dev = this.devices.get(name);
       if (!dev) {
-        if (this.devices.size >= this.ctx.limits.blockDevices) throw err("LIMIT", "too many block devices", p, `more than ${this.ctx.limits.blockDevices} (limits.blockDevices)`);
+        if (this.devices.size >= this.ctx.limits.blockDevices)
+          throw err("LIMIT", "too many block devices", p, `more than ${this.ctx.limits.blockDevices} (limits.blockDevices)`);
         dev = { name, dataChunks: 0, zeroChunks: 0, end: 0, image: undefined };
         this.devices.set(name, dev);
       }

@@ -15,21 +15,21 @@
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
 import type { Kernels } from "../../kernels/types.js";
-import { BLOCK_CHUNK } from "./format.js";
-import { BlockWriter } from "./writer.js";
 import {
   allZero,
   countBits,
-  orLog,
-  rangesDiffer,
-  viewOf,
   type DirtySource,
   type HostBytes,
   type IterativeSection,
+  orLog,
+  rangesDiffer,
   type SectionCounts,
   type SectionPass,
   type SectionSync,
+  viewOf,
 } from "../iterative.js";
+import { BLOCK_CHUNK } from "./format.js";
+import { BlockWriter } from "./writer.js";
 
 const SECTOR = 512;
 const SECTORS_PER_CHUNK = BLOCK_CHUNK / SECTOR;
@@ -103,7 +103,10 @@ export class BlockSection implements IterativeSection {
   private sentChunks = 0;
   private sentRecordBytes = 0;
 
-  constructor(readonly options: BlockSectionOptions, w: ByteWriter) {
+  constructor(
+    readonly options: BlockSectionOptions,
+    w: ByteWriter,
+  ) {
     const k = (this.k = options.kernels);
     this.sectionId = options.sectionId;
     this.bw = new BlockWriter(w);
@@ -117,7 +120,8 @@ export class BlockSection implements IterativeSection {
       if (names.has(src.name)) throw new VmstreamError("RANGE", "two block devices with the same name", { detail: src.name });
       names.add(src.name);
       const length = src.data.length;
-      if (!(length > 0) || length % SECTOR !== 0) throw new VmstreamError("RANGE", "a block device must be a positive whole number of 512-byte sectors", { detail: `${src.name}: ${length} bytes` });
+      if (!(length > 0) || length % SECTOR !== 0)
+        throw new VmstreamError("RANGE", "a block device must be a positive whole number of 512-byte sectors", { detail: `${src.name}: ${length} bytes` });
       const chunks = Math.ceil(length / BLOCK_CHUNK);
       const dev: Dev = {
         src,
@@ -133,7 +137,8 @@ export class BlockSection implements IterativeSection {
       };
       if (dev.inKernels) {
         const d = src.data as { ptr: number; length: number };
-        if (d.ptr < 0 || d.ptr + length > k.u8.length) throw new VmstreamError("RANGE", "a block device's bytes are outside the kernels' memory", { detail: src.name });
+        if (d.ptr < 0 || d.ptr + length > k.u8.length)
+          throw new VmstreamError("RANGE", "a block device's bytes are outside the kernels' memory", { detail: src.name });
       }
       if (!src.dirtyLog) {
         if (dev.inKernels) {
@@ -347,4 +352,3 @@ export class BlockSection implements IterativeSection {
     if (this.zeroBit) k.free(this.zeroBit);
   }
 }
-

@@ -9,6 +9,7 @@ import { vmdescPayloadSize } from "../../savevm/vmdesc.js";
 import type { VmdescDevice, VmdescLegacyDevice } from "../../vmstate/vmdesc.js";
 
 export { vmdescPayloadSize };
+
 import { F } from "../../vmstate/fields.js";
 import type { VMStateDescription } from "../../vmstate/types.js";
 

@@ -2,9 +2,10 @@
 // description first, then one built from the section's vmdesc entry (options.describe, e.g. the analyzer's
 // descriptionFromVmdesc), then the fallback of legacy.ts (legacy octet-stream / opaque blob of the size the
 // vmdesc gives). This module holds the registries. Browser-safe.
+
+import type { DeviceContext, DeviceRegistry } from "../../savevm/types.js";
 import { x86DeviceForIdstr } from "../../vmstate/devices/index.js";
 import type { VMStateDescription } from "../../vmstate/types.js";
-import type { DeviceContext, DeviceRegistry } from "../../savevm/types.js";
 
 /** Machine types whose device set the x86 descriptions cover: pc-i440fx-*, pc-q35-*, "pc", "q35", "isapc". */
 export const X86_PC_MACHINE = /^(pc|q35|isapc)($|-)/;

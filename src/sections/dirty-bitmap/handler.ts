@@ -1,7 +1,8 @@
 // The "dirty-bitmap" section's loader (wire-format §9): records are parsed, checked and counted per bitmap
 // (bitmaps are not materialised). Browser-safe.
-import { ByteReader } from "../../io/reader.js";
+
 import { VmstreamError } from "../../io/errors.js";
+import { ByteReader } from "../../io/reader.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
 import { DIRTY_BITMAP_FLAG, DIRTY_BITMAP_MAX_BUFFER, type DirtyBitmapRecord } from "./format.js";
 

@@ -157,7 +157,15 @@ export const ramBer: BerForm<RamRecord> = {
         continue;
       }
       r.header();
-      const kind = i.is(TAG_ZERO) ? RAM_FLAG.ZERO : i.is(TAG_PAGE) ? RAM_FLAG.PAGE : i.is(TAG_XBZRLE) ? RAM_FLAG.XBZRLE : i.is(TAG_COMPRESSED) ? RAM_FLAG.COMPRESS_PAGE : 0;
+      const kind = i.is(TAG_ZERO)
+        ? RAM_FLAG.ZERO
+        : i.is(TAG_PAGE)
+          ? RAM_FLAG.PAGE
+          : i.is(TAG_XBZRLE)
+            ? RAM_FLAG.XBZRLE
+            : i.is(TAG_COMPRESSED)
+              ? RAM_FLAG.COMPRESS_PAGE
+              : 0;
       if (kind === 0) r.raise("unknown RAM record", `identifier 0x${r.id.toString(16)} (tag ${r.tagNo})`, r.start);
       const e = r.enter();
       const name = i.next(T_INTEGER, e) ? undefined : i.qemuString("block");

@@ -7,9 +7,9 @@
 // applied to the page as last received, as QEMU does); otherwise blocks have BASE 0 and the kernel only
 // validates and counts (no RAM is kept). Browser-safe: COMPRESS_PAGE needs `options.inflate`.
 import { VmstreamError } from "../../io/errors.js";
-import { BLK, DEC, DEC_STATUS, RAM_FLAG, type Kernels } from "../../kernels/types.js";
+import { BLK, DEC, DEC_STATUS, type Kernels, RAM_FLAG } from "../../kernels/types.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
-import { readDecodedRun, type RamBlockData, type RamBlockSpec, type RamRecord } from "./format.js";
+import { type RamBlockData, type RamBlockSpec, type RamRecord, readDecodedRun } from "./format.js";
 
 const ENTRY = BLK.WORDS * 4;
 const NAME_SLOT = 256;
@@ -111,7 +111,10 @@ export class RamHandler implements SectionHandler<RamResult> {
   private snapshot: number[][] | undefined;
   private freed = false;
 
-  constructor(private readonly ctx: HandlerContext, private readonly hostOptions: RamHandlerOptions = {}) {
+  constructor(
+    private readonly ctx: HandlerContext,
+    private readonly hostOptions: RamHandlerOptions = {},
+  ) {
     this.k = ctx.kernels;
     this.emit = ctx.record;
     const m = ctx.options.materialize;
@@ -119,13 +122,17 @@ export class RamHandler implements SectionHandler<RamResult> {
   }
 
   begin(h: SectionHeader): void {
-    if (h.version !== 4) throw new VmstreamError("BAD_VERSION", "unsupported ram section version", { offset: h.offset, detail: `${h.version}, QEMU 7.2 loads only version 4` });
+    if (h.version !== 4)
+      throw new VmstreamError("BAD_VERSION", "unsupported ram section version", { offset: h.offset, detail: `${h.version}, QEMU 7.2 loads only version 4` });
     if (this.snapshot) throw new VmstreamError("STATE", "ram handler used after the end of the stream");
     this.sections++;
     if (this.state === 0) {
       const ps = this.ctx.pageSize();
       if (!Number.isInteger(ps) || ps < 1024 || ps > 65536 || (ps & (ps - 1)) !== 0) {
-        throw new VmstreamError("RANGE", "unsupported target page size for RAM", { offset: h.offset, detail: `${ps}: RAM records need a power of two in 1024..65536` });
+        throw new VmstreamError("RANGE", "unsupported target page size for RAM", {
+          offset: h.offset,
+          detail: `${ps}: RAM records need a power of two in 1024..65536`,
+        });
       }
       this.pageSize = ps;
       this.state = this.k.alloc(DEC.SIZE * 4, 8);
@@ -195,7 +202,7 @@ export class RamHandler implements SectionHandler<RamResult> {
   private memSizeEntries(p: number, end: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError): number {
     const ms = this.memsize!;
     const ram = this.ctx.options.ram ?? {};
-    const ignoreShared = ram.ignoreShared ?? (this.ctx.configuration()?.capabilities?.includes("x-ignore-shared") ?? false);
+    const ignoreShared = ram.ignoreShared ?? this.ctx.configuration()?.capabilities?.includes("x-ignore-shared") ?? false;
     while (ms.remaining > 0n) {
       const u8 = this.k.u8;
       if (end - p < 1) return p;
@@ -215,7 +222,12 @@ export class RamHandler implements SectionHandler<RamResult> {
       if (hasPs) q += 8;
       const mrAddr = ignoreShared ? dv.getBigUint64(q) : undefined;
       if (length > ms.remaining) {
-        throw err("BAD_VALUE", "RAM block lengths exceed the MEM_SIZE total", p, `block "${name}" 0x${length.toString(16)}, 0x${ms.remaining.toString(16)} left`);
+        throw err(
+          "BAD_VALUE",
+          "RAM block lengths exceed the MEM_SIZE total",
+          p,
+          `block "${name}" 0x${length.toString(16)}, 0x${ms.remaining.toString(16)} left`,
+        );
       }
       const existing = this.findByName(nameBytes);
       if (ms.verify) {
@@ -223,7 +235,8 @@ export class RamHandler implements SectionHandler<RamResult> {
         if (this.blocks[existing]!.length !== length) throw err("BAD_VALUE", "RAM block length changed in a repeated MEM_SIZE", p, `"${name}"`);
       } else {
         if (existing >= 0) throw err("BAD_VALUE", "RAM block listed twice in MEM_SIZE", p, `"${name}"`);
-        if (this.blocks.length >= this.ctx.limits.ramBlocks) throw err("LIMIT", "too many RAM blocks", p, `more than ${this.ctx.limits.ramBlocks} (limits.ramBlocks)`);
+        if (this.blocks.length >= this.ctx.limits.ramBlocks)
+          throw err("LIMIT", "too many RAM blocks", p, `more than ${this.ctx.limits.ramBlocks} (limits.ramBlocks)`);
         this.addBlock(name, nameBytes, length, pageSize, mrAddr, p, err);
       }
       ms.remaining -= length;
@@ -246,7 +259,12 @@ export class RamHandler implements SectionHandler<RamResult> {
   }
 
   private addBlock(
-    name: string, bytes: Uint8Array, length: bigint, pageSize: bigint | undefined, mrAddr: bigint | undefined, at: number,
+    name: string,
+    bytes: Uint8Array,
+    length: bigint,
+    pageSize: bigint | undefined,
+    mrAddr: bigint | undefined,
+    at: number,
     err: (c: string, s: string, at: number, d?: string) => VmstreamError,
   ): void {
     const k = this.k;
@@ -260,7 +278,12 @@ export class RamHandler implements SectionHandler<RamResult> {
     } else if (this.materialize) {
       const len = Number(length);
       if (length >= BigInt(TWO32) || this.materialized + len > this.ctx.limits.ramBytes) {
-        throw err("LIMIT", "RAM too large to materialise", at, `block "${name}" 0x${length.toString(16)} bytes, ${this.materialized} already (limits.ramBytes ${this.ctx.limits.ramBytes})`);
+        throw err(
+          "LIMIT",
+          "RAM too large to materialise",
+          at,
+          `block "${name}" 0x${length.toString(16)} bytes, ${this.materialized} already (limits.ramBytes ${this.ctx.limits.ramBytes})`,
+        );
       }
       const had = k.memory.buffer.byteLength;
       // The written-page bitmap (BLK.WRITTEN): which pages may be non-zero; none yet. With it ramDecode
@@ -296,16 +319,19 @@ export class RamHandler implements SectionHandler<RamResult> {
   }
 
   /** The host's block for `name`, checked against the stream's length and the kernels' memory. */
-  private hostBlock(
-    name: string, length: bigint, at: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError,
-  ): RamBlockData | undefined {
+  private hostBlock(name: string, length: bigint, at: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError): RamBlockData | undefined {
     const provide = this.hostOptions.ramBlock;
     if (!provide) return undefined;
     const b = provide(name, Number(length));
     if (b === undefined) return undefined;
     const size = this.k.memory.buffer.byteLength;
     if (BigInt(b.length) !== length || !Number.isInteger(b.length)) {
-      throw err("MISMATCH", "RAM block length differs from the host's block", at, `block "${name}": the stream has 0x${length.toString(16)} bytes, the host 0x${b.length.toString(16)}`);
+      throw err(
+        "MISMATCH",
+        "RAM block length differs from the host's block",
+        at,
+        `block "${name}": the stream has 0x${length.toString(16)} bytes, the host 0x${b.length.toString(16)}`,
+      );
     }
     if (!Number.isInteger(b.ptr) || b.ptr <= 0 || b.ptr + b.length > size) {
       throw err("RANGE", "the host's RAM block is not inside the kernels' memory", at, `block "${name}" at ${b.ptr}, ${b.length} bytes, memory ${size} bytes`);
@@ -334,7 +360,14 @@ export class RamHandler implements SectionHandler<RamResult> {
   }
 
   /** COMPRESS_PAGE at `at`: new position, or -1 for more input. */
-  private compressed(at: number, end: number, hi: number, lo: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError, final: boolean): number {
+  private compressed(
+    at: number,
+    end: number,
+    hi: number,
+    lo: number,
+    err: (c: string, s: string, at: number, d?: string) => VmstreamError,
+    final: boolean,
+  ): number {
     void final;
     const k = this.k;
     const ps = this.pageSize;
@@ -357,7 +390,8 @@ export class RamHandler implements SectionHandler<RamResult> {
     }
     const blk = this.blocks[b]!;
     const addr = (BigInt(hi) << 32n) | BigInt((lo & ~(ps - 1)) >>> 0);
-    if (addr + BigInt(ps) > blk.length) throw err("RANGE", "page offset outside its RAM block", at, `offset 0x${addr.toString(16)}, block "${blk.name}" has 0x${blk.length.toString(16)} bytes`);
+    if (addr + BigInt(ps) > blk.length)
+      throw err("RANGE", "page offset outside its RAM block", at, `offset 0x${addr.toString(16)}, block "${blk.name}" has 0x${blk.length.toString(16)} bytes`);
     if (end - q < 4) return -1;
     const len = k.view.getUint32(q);
     const bound = ps + (ps >>> 12) + (ps >>> 14) + (ps >>> 25) + 13;
@@ -372,7 +406,8 @@ export class RamHandler implements SectionHandler<RamResult> {
     } catch (e) {
       throw err("BAD_VALUE", "COMPRESS_PAGE data does not inflate", at, e instanceof Error ? e.message : String(e));
     }
-    if (!(page instanceof Uint8Array) || page.length !== ps) throw err("BAD_VALUE", "COMPRESS_PAGE data does not inflate to one page", at, `${(page as Uint8Array | undefined)?.length} bytes`);
+    if (!(page instanceof Uint8Array) || page.length !== ps)
+      throw err("BAD_VALUE", "COMPRESS_PAGE data does not inflate to one page", at, `${(page as Uint8Array | undefined)?.length} bytes`);
     if (blk.base) {
       k.u8.set(page, blk.base + Number(addr));
       const i = Number(addr) / ps;
@@ -384,7 +419,14 @@ export class RamHandler implements SectionHandler<RamResult> {
     return q + len;
   }
 
-  private kernelError(status: number, at: number, hi: number, lo: number, cur: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError): VmstreamError {
+  private kernelError(
+    status: number,
+    at: number,
+    hi: number,
+    lo: number,
+    cur: number,
+    err: (c: string, s: string, at: number, d?: string) => VmstreamError,
+  ): VmstreamError {
     const k = this.k;
     const flags = lo & (this.pageSize - 1);
     const addr = (BigInt(hi) << 32n) | BigInt((lo & ~(this.pageSize - 1)) >>> 0);
@@ -393,16 +435,27 @@ export class RamHandler implements SectionHandler<RamResult> {
       return latin.decode(k.u8.slice(at + 9, at + 9 + n));
     };
     switch (status) {
-      case DEC_STATUS.ERR_UNKNOWN_BLOCK: return err("BAD_VALUE", "unknown RAM block", at, `"${named()}"`);
-      case DEC_STATUS.ERR_NO_BLOCK: return err("BAD_VALUE", "RAM record with CONTINUE before any block was named", at);
+      case DEC_STATUS.ERR_UNKNOWN_BLOCK:
+        return err("BAD_VALUE", "unknown RAM block", at, `"${named()}"`);
+      case DEC_STATUS.ERR_NO_BLOCK:
+        return err("BAD_VALUE", "RAM record with CONTINUE before any block was named", at);
       case DEC_STATUS.ERR_OFFSET: {
         const b = flags & RAM_FLAG.CONTINUE ? this.blocks[cur] : this.blocks[this.findByName(k.u8.slice(at + 9, at + 9 + k.u8[at + 8]!))];
-        return err("RANGE", "page offset outside its RAM block", at, `offset 0x${addr.toString(16)}${b ? `, block "${b.name}" has 0x${b.length.toString(16)} bytes` : ""}`);
+        return err(
+          "RANGE",
+          "page offset outside its RAM block",
+          at,
+          `offset 0x${addr.toString(16)}${b ? `, block "${b.name}" has 0x${b.length.toString(16)} bytes` : ""}`,
+        );
       }
-      case DEC_STATUS.ERR_XBZRLE_ENCODING: return err("BAD_VALUE", "XBZRLE record with an unknown encoding byte", at);
-      case DEC_STATUS.ERR_XBZRLE_LENGTH: return err("BAD_VALUE", "XBZRLE record longer than a page", at);
-      case DEC_STATUS.ERR_XBZRLE_DATA: return err("BAD_VALUE", "malformed XBZRLE data", at);
-      default: return err("INTERNAL", `ramDecode returned ${status}`, at);
+      case DEC_STATUS.ERR_XBZRLE_ENCODING:
+        return err("BAD_VALUE", "XBZRLE record with an unknown encoding byte", at);
+      case DEC_STATUS.ERR_XBZRLE_LENGTH:
+        return err("BAD_VALUE", "XBZRLE record longer than a page", at);
+      case DEC_STATUS.ERR_XBZRLE_DATA:
+        return err("BAD_VALUE", "malformed XBZRLE data", at);
+      default:
+        return err("INTERNAL", `ramDecode returned ${status}`, at);
     }
   }
 

@@ -7,9 +7,9 @@
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
 import type { Kernels } from "../../kernels/types.js";
+import { type DirtySource, type IterativeSection, type PageCounts, popcount8, type SectionPass, type SectionSync } from "../iterative.js";
 import type { RamBlockData } from "./format.js";
-import { RamWriter, XbzrleCache, type PageCache, type RamPassStats } from "./writer.js";
-import { popcount8, type DirtySource, type IterativeSection, type PageCounts, type SectionPass, type SectionSync } from "../iterative.js";
+import { type PageCache, type RamPassStats, RamWriter, XbzrleCache } from "./writer.js";
 
 export interface RamSectionOptions {
   readonly kernels: Kernels;
@@ -64,7 +64,10 @@ export class RamSection implements IterativeSection {
   private sentPages = 0;
   private sentRecordBytes = 0;
 
-  constructor(readonly options: RamSectionOptions, w: ByteWriter) {
+  constructor(
+    readonly options: RamSectionOptions,
+    w: ByteWriter,
+  ) {
     const o = options;
     this.k = o.kernels;
     this.sectionId = o.sectionId;
@@ -73,7 +76,8 @@ export class RamSection implements IterativeSection {
     this.ram = new RamWriter(w, ps, {}, this.k);
     let recordMax = 0;
     for (const block of o.blocks) {
-      if (block.length % ps !== 0 || block.length <= 0) throw new VmstreamError("RANGE", "a RAM block's length must be a positive multiple of the page size", { detail: block.name });
+      if (block.length % ps !== 0 || block.length <= 0)
+        throw new VmstreamError("RANGE", "a RAM block's length must be a positive multiple of the page size", { detail: block.name });
       const pages = block.length / ps;
       const bitmapBytes = Math.ceil(pages / 8);
       const bitmap = this.k.alloc(bitmapBytes + 8, 8);
@@ -95,7 +99,11 @@ export class RamSection implements IterativeSection {
     if (o.xbzrleShadow && (o.dirtyLog || o.xbzrleCacheBytes)) {
       throw new VmstreamError("RANGE", "xbzrleShadow needs scan mode (no dirtyLog) and no xbzrleCacheBytes");
     }
-    this.cache = o.xbzrleShadow ? new ShadowSlots(this.k, Math.max(...this.st.map((s) => s.pages))) : o.xbzrleCacheBytes ? new XbzrleCache(this.k, o.xbzrleCacheBytes, ps) : undefined;
+    this.cache = o.xbzrleShadow
+      ? new ShadowSlots(this.k, Math.max(...this.st.map((s) => s.pages)))
+      : o.xbzrleCacheBytes
+        ? new XbzrleCache(this.k, o.xbzrleCacheBytes, ps)
+        : undefined;
   }
 
   /** The cache `sendBlock` uses for block `s`. */
@@ -273,7 +281,10 @@ class ShadowSlots {
   active = false;
   private readonly map: number;
 
-  constructor(private readonly k: Kernels, private readonly maxPages: number) {
+  constructor(
+    private readonly k: Kernels,
+    private readonly maxPages: number,
+  ) {
     this.map = k.alloc(maxPages * 4, 8);
   }
 

@@ -4,7 +4,7 @@
 // Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
-import { ENC, RAM_ENCODE, RAM_FLAG, SLOT_INSERT, type Kernels } from "../../kernels/types.js";
+import { ENC, type Kernels, RAM_ENCODE, RAM_FLAG, SLOT_INSERT } from "../../kernels/types.js";
 import type { RamBlockData, RamBlockSpec, RamRecord } from "./format.js";
 
 const enc = new TextEncoder();
@@ -55,7 +55,11 @@ export class XbzrleCache implements PageCache {
   hits = 0;
   misses = 0;
 
-  constructor(readonly kernels: Kernels, readonly bytes: number, readonly pageSize: number) {
+  constructor(
+    readonly kernels: Kernels,
+    readonly bytes: number,
+    readonly pageSize: number,
+  ) {
     const n = Math.floor(bytes / pageSize);
     if (n < 1) throw new VmstreamError("RANGE", "XBZRLE cache smaller than one page", { detail: `${bytes} bytes` });
     this.slots = 2 ** Math.floor(Math.log2(n));
@@ -312,8 +316,19 @@ export class RamWriter {
     const zero = opts.zeroDetect === false ? 0 : RAM_ENCODE.ZERO_DETECT;
     while (next < end) {
       const n = k.ramEncode(
-        block.ptr, ps, next, end, sendMap, slotMap, cache ? cache.ptr : 0, this.namePtr, name.length,
-        this.out, this.outCap, zero | (cont ? RAM_ENCODE.CONTINUE : 0), this.state,
+        block.ptr,
+        ps,
+        next,
+        end,
+        sendMap,
+        slotMap,
+        cache ? cache.ptr : 0,
+        this.namePtr,
+        name.length,
+        this.out,
+        this.outCap,
+        zero | (cont ? RAM_ENCODE.CONTINUE : 0),
+        this.state,
       );
       const st = new Uint32Array(k.memory.buffer, this.state, ENC.SIZE);
       const records = st[ENC.ZERO]! + st[ENC.NORMAL]! + st[ENC.XBZRLE]!;

@@ -6,7 +6,7 @@
 // Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
-import { HPTE_BYTES as HPTE, HTAB_SHIFT_MAX, HTAB_SHIFT_MIN, NO_HPT, type HtabItem } from "./format.js";
+import { HPTE_BYTES as HPTE, HTAB_SHIFT_MAX, HTAB_SHIFT_MIN, type HtabItem, NO_HPT } from "./format.js";
 
 export interface HtabResult {
   /** The HPT size as log2 bytes, or undefined (never set / freed with 0xFFFFFFFF). */
@@ -45,7 +45,8 @@ export class HtabHandler implements SectionHandler<HtabResult> {
   }
 
   begin(h: SectionHeader): void {
-    if (h.version !== 1) throw new VmstreamError("BAD_VERSION", "unsupported spapr/htab section version", { offset: h.offset, detail: `${h.version}, expected 1` });
+    if (h.version !== 1)
+      throw new VmstreamError("BAD_VERSION", "unsupported spapr/htab section version", { offset: h.offset, detail: `${h.version}, expected 1` });
     this.sections++;
     this.inChunks = false;
   }
@@ -68,9 +69,11 @@ export class HtabHandler implements SectionHandler<HtabResult> {
         return { consumed: 4, done: true };
       }
       if (v !== 0) {
-        if (v < HTAB_SHIFT_MIN || v > HTAB_SHIFT_MAX) throw err("RANGE", "hash page table size out of range", p, `shift ${v}, expected ${HTAB_SHIFT_MIN}..${HTAB_SHIFT_MAX}`);
+        if (v < HTAB_SHIFT_MIN || v > HTAB_SHIFT_MAX)
+          throw err("RANGE", "hash page table size out of range", p, `shift ${v}, expected ${HTAB_SHIFT_MIN}..${HTAB_SHIFT_MAX}`);
         if (this.materialize) {
-          if (2 ** v > this.ctx.limits.htabBytes) throw err("LIMIT", "hash page table too large to materialise", p, `2^${v} bytes (limits.htabBytes ${this.ctx.limits.htabBytes})`);
+          if (2 ** v > this.ctx.limits.htabBytes)
+            throw err("LIMIT", "hash page table too large to materialise", p, `2^${v} bytes (limits.htabBytes ${this.ctx.limits.htabBytes})`);
           this.hpt = new Uint8Array(2 ** v);
         }
         this.shift = v;

@@ -13,9 +13,9 @@
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
 import type { Kernels } from "../../kernels/types.js";
-import { HtabWriter } from "./writer.js";
+import { type DirtySource, type HostBytes, type IterativeSection, type SectionPass, type SectionSync, viewOf } from "../iterative.js";
 import { HTAB_SHIFT_MAX, HTAB_SHIFT_MIN } from "./format.js";
-import { viewOf, type DirtySource, type HostBytes, type IterativeSection, type SectionPass, type SectionSync } from "../iterative.js";
+import { HtabWriter } from "./writer.js";
 
 const HPTE = 16;
 const RUN_MAX = 65535;
@@ -65,7 +65,10 @@ export class HtabSection implements IterativeSection {
   private shadow: Uint8Array | undefined;
   private cachedPending = -1;
 
-  constructor(readonly options: HtabSectionOptions, w: ByteWriter) {
+  constructor(
+    readonly options: HtabSectionOptions,
+    w: ByteWriter,
+  ) {
     const k = (this.k = options.kernels);
     this.sectionId = options.sectionId;
     this.hw = new HtabWriter(w);

@@ -112,7 +112,12 @@ export abstract class BerInputCursor extends BaseVisitor {
     const want = nameText(name);
     for (;;) {
       if (this.listAtEnd()) {
-        this.mismatch(name, `field ${want} missing from the stream`, `the stream has no more fields in ${this.structName()}, this side expects ${expect}`, r.pos);
+        this.mismatch(
+          name,
+          `field ${want} missing from the stream`,
+          `the stream has no more fields in ${this.structName()}, this side expects ${expect}`,
+          r.pos,
+        );
         return FAIL;
       }
       const at = r.pos;

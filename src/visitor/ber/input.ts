@@ -7,8 +7,30 @@ import { nameText } from "../base.js";
 import type { Name } from "../visitor.js";
 import { BerInputCursor, FAIL, NONE } from "./cursor.js";
 import {
-  BOOL, DONE, ELEMS, FIELDS, FLOAT32, FLOAT64, INT16, INT32, INT64, INT8, OCTETS, STRING, SUBS, T_ARRAY, T_LIST, T_NULLPTR,
-  TAG_SUBSECTION, TAG_VMSTATE, UINT16, UINT32, UINT64, UINT8, type IntegerType, type ValueType,
+  BOOL,
+  DONE,
+  ELEMS,
+  FIELDS,
+  FLOAT32,
+  FLOAT64,
+  INT8,
+  INT16,
+  INT32,
+  INT64,
+  type IntegerType,
+  OCTETS,
+  STRING,
+  SUBS,
+  T_ARRAY,
+  T_LIST,
+  T_NULLPTR,
+  TAG_SUBSECTION,
+  TAG_VMSTATE,
+  UINT8,
+  UINT16,
+  UINT32,
+  UINT64,
+  type ValueType,
 } from "./tags.js";
 
 export interface BerInputOptions {
@@ -275,7 +297,12 @@ export class BerInputVisitor extends BerInputCursor {
         r.null();
         this.closeField(fe);
         if (present) {
-          this.mismatch(name, `field ${want} left out by the stream`, `the sender's version or test gate left field ${want} out, this side's includes it`, r.pos);
+          this.mismatch(
+            name,
+            `field ${want} left out by the stream`,
+            `the sender's version or test gate left field ${want} out, this side's includes it`,
+            r.pos,
+          );
         }
         return false;
       }

@@ -5,12 +5,49 @@ import { VmstreamError } from "../../io/errors.js";
 import { BaseVisitor, nameText } from "../base.js";
 import type { Name, ScalarInfo } from "../visitor.js";
 import {
-  BOOL, ELEMS, FIELDS, FLOAT32, FLOAT64, INT16, INT32, INT64, INT8, OCTETS, STRING, SUBS, T_ABSENT, T_ARRAY, T_LIST, T_NULLPTR,
-  TAG_SUBSECTION, TAG_VMSTATE, UINT16, UINT32, UINT64, UINT8, type IntegerType,
+  BOOL,
+  ELEMS,
+  FIELDS,
+  FLOAT32,
+  FLOAT64,
+  INT8,
+  INT16,
+  INT32,
+  INT64,
+  type IntegerType,
+  OCTETS,
+  STRING,
+  SUBS,
+  T_ABSENT,
+  T_ARRAY,
+  T_LIST,
+  T_NULLPTR,
+  TAG_SUBSECTION,
+  TAG_VMSTATE,
+  UINT8,
+  UINT16,
+  UINT32,
+  UINT64,
 } from "./tags.js";
 
 /** Types whose name says all: not written as a field's info. */
-const PLAIN = new Set(["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool", "float32", "float64", "struct", "buffer", "string", ""]);
+const PLAIN = new Set([
+  "int8",
+  "int16",
+  "int32",
+  "int64",
+  "uint8",
+  "uint16",
+  "uint32",
+  "uint64",
+  "bool",
+  "float32",
+  "float64",
+  "struct",
+  "buffer",
+  "string",
+  "",
+]);
 
 /**
  * Length forms for constructed values.
@@ -228,7 +265,9 @@ export class BerOutputVisitor extends BaseVisitor {
   buffer(name: Name, bytes: Uint8Array | undefined, len: number, info?: ScalarInfo): Uint8Array {
     let b = bytes ?? new Uint8Array(len);
     if (b.length !== len) {
-      this.fail(new VmstreamError("RANGE", "buffer length differs from the description", { path: this.path(name), detail: `${b.length} bytes, ${len} described` }));
+      this.fail(
+        new VmstreamError("RANGE", "buffer length differs from the description", { path: this.path(name), detail: `${b.length} bytes, ${len} described` }),
+      );
       const fixed = new Uint8Array(len);
       fixed.set(b.subarray(0, len));
       b = fixed;

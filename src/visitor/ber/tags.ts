@@ -23,7 +23,13 @@ export interface IntegerType<T extends number | bigint> extends ValueType {
 export const INT8: IntegerType<number> = { tag: CLASS_CONTEXT | 0, name: "int8", min: -0x80, max: 0x7f, wrap: (v) => (v << 24) >> 24 };
 export const INT16: IntegerType<number> = { tag: CLASS_CONTEXT | 1, name: "int16", min: -0x8000, max: 0x7fff, wrap: (v) => (v << 16) >> 16 };
 export const INT32: IntegerType<number> = { tag: CLASS_CONTEXT | 2, name: "int32", min: -0x80000000, max: 0x7fffffff, wrap: (v) => v | 0 };
-export const INT64: IntegerType<bigint> = { tag: CLASS_CONTEXT | 3, name: "int64", min: -0x8000000000000000n, max: 0x7fffffffffffffffn, wrap: (v) => BigInt.asIntN(64, v) };
+export const INT64: IntegerType<bigint> = {
+  tag: CLASS_CONTEXT | 3,
+  name: "int64",
+  min: -0x8000000000000000n,
+  max: 0x7fffffffffffffffn,
+  wrap: (v) => BigInt.asIntN(64, v),
+};
 export const UINT8: IntegerType<number> = { tag: CLASS_CONTEXT | 4, name: "uint8", min: 0, max: 0xff, wrap: (v) => v & 0xff };
 export const UINT16: IntegerType<number> = { tag: CLASS_CONTEXT | 5, name: "uint16", min: 0, max: 0xffff, wrap: (v) => v & 0xffff };
 export const UINT32: IntegerType<number> = { tag: CLASS_CONTEXT | 6, name: "uint32", min: 0, max: 0xffffffff, wrap: (v) => v >>> 0 };
@@ -42,7 +48,25 @@ export const T_LIST = CLASS_CONTEXT | CONSTRUCTED | 15;
 export const T_ABSENT = CLASS_CONTEXT | 16;
 
 /** The Value types by context tag number, for messages. */
-export const VALUE_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool", "float32", "float64", "buffer", "string", "NULL pointer", "array", "list", "no value (the sender's version or test gate left the field out)"];
+export const VALUE_TYPES = [
+  "int8",
+  "int16",
+  "int32",
+  "int64",
+  "uint8",
+  "uint16",
+  "uint32",
+  "uint64",
+  "bool",
+  "float32",
+  "float64",
+  "buffer",
+  "string",
+  "NULL pointer",
+  "array",
+  "list",
+  "no value (the sender's version or test gate left the field out)",
+];
 
 // Kinds of open container (a frame of either visitor): what the next value belongs to.
 /** A struct's or subsection's fields. */

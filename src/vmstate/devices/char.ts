@@ -19,11 +19,7 @@ export const fifo8: VMStateDescription = {
   name: "Fifo8",
   version: 1,
   minimumVersion: 1,
-  fields: [
-    F.buffer("data", (s) => s.capacity ?? UART_FIFO_LENGTH, { version: 1 }),
-    F.uint32("head"),
-    F.uint32("num"),
-  ],
+  fields: [F.buffer("data", (s) => s.capacity ?? UART_FIFO_LENGTH, { version: 1 }), F.uint32("head"), F.uint32("num")],
 };
 
 /** THR-empty interrupt pending as LSR/IIR imply it (what a load assumes when the subsection is absent). */

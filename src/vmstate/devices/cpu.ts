@@ -174,8 +174,7 @@ const kvmNestedState: VMStateDescription = {
   ],
 };
 
-const nestedStateNeeded = (n: State | undefined): boolean =>
-  n !== undefined && (kvmNestedState.subsections ?? []).some((sub) => sub.needed!(n));
+const nestedStateNeeded = (n: State | undefined): boolean => n !== undefined && (kvmNestedState.subsections ?? []).some((sub) => sub.needed!(n));
 
 /** The optional parts of "cpu", in the order QEMU 7.2 sends them (x86-64 build with KVM support). */
 const cpuSubsections: readonly VMStateDescription[] = [
@@ -220,8 +219,13 @@ const cpuSubsections: readonly VMStateDescription[] = [
     version: 1,
     minimumVersion: 1,
     needed: (s: State) =>
-      nz(s["env.msr_fixed_ctr_ctrl"]) || nz(s["env.msr_global_ctrl"]) || nz(s["env.msr_global_status"]) || nz(s["env.msr_global_ovf_ctrl"]) ||
-      anyNz(s["env.msr_fixed_counters"]) || anyNz(s["env.msr_gp_counters"]) || anyNz(s["env.msr_gp_evtsel"]),
+      nz(s["env.msr_fixed_ctr_ctrl"]) ||
+      nz(s["env.msr_global_ctrl"]) ||
+      nz(s["env.msr_global_status"]) ||
+      nz(s["env.msr_global_ovf_ctrl"]) ||
+      anyNz(s["env.msr_fixed_counters"]) ||
+      anyNz(s["env.msr_gp_counters"]) ||
+      anyNz(s["env.msr_gp_evtsel"]),
     fields: [
       F.uint64("env.msr_fixed_ctr_ctrl"),
       F.uint64("env.msr_global_ctrl"),
@@ -238,7 +242,9 @@ const cpuSubsections: readonly VMStateDescription[] = [
     minimumVersion: 1,
     needed: (s: State) =>
       ((s["env.bnd_regs"] ?? []) as State[]).some((r) => nz(r.lb) || nz(r.ub)) ||
-      nz(s["env.bndcs_regs.cfgu"]) || nz(s["env.bndcs_regs.sts"]) || nz(s["env.msr_bndcfgs"]),
+      nz(s["env.bndcs_regs.cfgu"]) ||
+      nz(s["env.bndcs_regs.sts"]) ||
+      nz(s["env.msr_bndcfgs"]),
     fields: [F.structArray("env.bnd_regs", bndRegs, 4), F.uint64("env.bndcs_regs.cfgu"), F.uint64("env.bndcs_regs.sts"), F.uint64("env.msr_bndcfgs")],
   },
   {
@@ -381,8 +387,12 @@ const cpuSubsections: readonly VMStateDescription[] = [
     version: 1,
     minimumVersion: 1,
     needed: (s: State) =>
-      nz(s["env.msr_rtit_ctrl"]) || nz(s["env.msr_rtit_status"]) || nz(s["env.msr_rtit_output_base"]) ||
-      nz(s["env.msr_rtit_output_mask"]) || nz(s["env.msr_rtit_cr3_match"]) || anyNz(s["env.msr_rtit_addrs"]),
+      nz(s["env.msr_rtit_ctrl"]) ||
+      nz(s["env.msr_rtit_status"]) ||
+      nz(s["env.msr_rtit_output_base"]) ||
+      nz(s["env.msr_rtit_output_mask"]) ||
+      nz(s["env.msr_rtit_cr3_match"]) ||
+      anyNz(s["env.msr_rtit_addrs"]),
     fields: [
       F.uint64("env.msr_rtit_ctrl"),
       F.uint64("env.msr_rtit_status"),

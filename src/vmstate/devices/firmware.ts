@@ -15,11 +15,7 @@ export const fwCfg: VMStateDescription = {
   name: "fw_cfg",
   version: 2,
   minimumVersion: 1,
-  fields: [
-    F.uint16("cur_entry"),
-    F.uint16("cur_offset", { test: (_s, version) => version === 1 }),
-    F.uint32("cur_offset", { version: 2 }),
-  ],
+  fields: [F.uint16("cur_entry"), F.uint16("cur_offset", { test: (_s, version) => version === 1 }), F.uint32("cur_offset", { version: 2 })],
   subsections: [
     {
       name: "fw_cfg/dma",
@@ -47,8 +43,22 @@ export const acpiBuild: VMStateDescription = {
 
 /** RunState names a destination accepts in "globalstate" (QAPI RunState of 7.2). */
 export const RUN_STATES: readonly string[] = [
-  "debug", "inmigrate", "internal-error", "io-error", "paused", "postmigrate", "prelaunch", "finish-migrate",
-  "restore-vm", "running", "save-vm", "shutdown", "suspended", "watchdog", "guest-panicked", "colo",
+  "debug",
+  "inmigrate",
+  "internal-error",
+  "io-error",
+  "paused",
+  "postmigrate",
+  "prelaunch",
+  "finish-migrate",
+  "restore-vm",
+  "running",
+  "save-vm",
+  "shutdown",
+  "suspended",
+  "watchdog",
+  "guest-panicked",
+  "colo",
 ];
 
 /** The run state as a string: the 100-byte buffer up to its first NUL (the last byte never counts). */

@@ -6,14 +6,14 @@
 // enabled features, compat properties) is read from state keys that are not on the wire, each
 // defaulting to what a 7.2 machine has; see the notes on each description.
 import type { VMStateDescription } from "../types.js";
-import { acpiBuild, fwCfg, globalState } from "./firmware.js";
 import { piix4Pm } from "./acpi.js";
 import { parallelIsa, serialIsa } from "./char.js";
 import { cpuCommon, x86Cpu } from "./cpu.js";
 import { vgaPci } from "./display.js";
-import { i8259, ioapic, apic, kvmTprOpt } from "./intc.js";
-import { dma, i2cBus, port92 } from "./isa.js";
+import { acpiBuild, fwCfg, globalState } from "./firmware.js";
 import { pckbd, ps2kbd, ps2mouse, vmmouse } from "./input.js";
+import { apic, i8259, ioapic, kvmTprOpt } from "./intc.js";
+import { dma, i2cBus, port92 } from "./isa.js";
 import { i440fx, pciBus, pciHost, piix3 } from "./pci.js";
 import { fdcIsa, idePci } from "./storage.js";
 import { hpet, i8254, mc146818rtc, pcspk, timers } from "./timers.js";
@@ -67,9 +67,7 @@ export const x86DeviceList: readonly VMStateDescription[] = [
 ];
 
 /** Top-level descriptions by VMState name ("PIIX3", "i8259", "serial", ...). */
-export const x86Devices: Readonly<Record<string, VMStateDescription>> = Object.freeze(
-  Object.fromEntries(x86DeviceList.map((d) => [d.name, d])),
-);
+export const x86Devices: Readonly<Record<string, VMStateDescription>> = Object.freeze(Object.fromEntries(x86DeviceList.map((d) => [d.name, d])));
 
 /** The description for a section's idstr: "0000:00:01.0/PIIX3" and "PIIX3" both give PIIX3's. */
 export function x86DeviceForIdstr(idstr: string): VMStateDescription | undefined {

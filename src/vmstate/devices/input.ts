@@ -12,13 +12,7 @@ export const ps2Common: VMStateDescription = {
   name: "PS2 Common State",
   version: 3,
   minimumVersion: 2,
-  fields: [
-    F.int32("write_cmd"),
-    F.int32("queue.rptr"),
-    F.int32("queue.wptr"),
-    F.int32("queue.count"),
-    F.buffer("queue.data", PS2_BUFFER_SIZE),
-  ],
+  fields: [F.int32("write_cmd"), F.int32("queue.rptr"), F.int32("queue.wptr"), F.int32("queue.count"), F.buffer("queue.data", PS2_BUFFER_SIZE)],
 };
 
 /**
@@ -87,9 +81,7 @@ const KBD_OUT_ONES = 0xcc;
 /** The output port a load assumes when "pckbd_outport" is absent: derived from the status register. */
 export function kbdOutportDefault(s: State): number {
   const status = s.status ?? 0;
-  return (
-    KBD_OUT_RESET | KBD_OUT_A20 | KBD_OUT_ONES | (status & KBD_STAT_OBF ? KBD_OUT_OBF : 0) | (status & KBD_STAT_MOUSE_OBF ? KBD_OUT_MOUSE_OBF : 0)
-  );
+  return KBD_OUT_RESET | KBD_OUT_A20 | KBD_OUT_ONES | (status & KBD_STAT_OBF ? KBD_OUT_OBF : 0) | (status & KBD_STAT_MOUSE_OBF ? KBD_OUT_MOUSE_OBF : 0);
 }
 
 /**
@@ -144,11 +136,5 @@ export const vmmouse: VMStateDescription = {
   name: "vmmouse",
   version: 0,
   minimumVersion: 0,
-  fields: [
-    F.int32Equal("queue_size"),
-    F.array("queue", "uint32", VMMOUSE_QUEUE_SIZE),
-    F.uint16("nb_queue"),
-    F.uint16("status"),
-    F.uint8("absolute"),
-  ],
+  fields: [F.int32Equal("queue_size"), F.array("queue", "uint32", VMMOUSE_QUEUE_SIZE), F.uint16("nb_queue"), F.uint16("status"), F.uint8("absolute")],
 };

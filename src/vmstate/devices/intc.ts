@@ -49,13 +49,7 @@ export const ioapic: VMStateDescription = {
   name: "ioapic",
   version: 3,
   minimumVersion: 1,
-  fields: [
-    F.uint8("id"),
-    F.uint8("ioregsel"),
-    F.unused(8, { version: 2 }),
-    F.uint32("irr", { version: 2 }),
-    F.array("ioredtbl", "uint64", IOAPIC_NUM_PINS),
-  ],
+  fields: [F.uint8("id"), F.uint8("ioregsel"), F.unused(8, { version: 2 }), F.uint32("irr", { version: 2 }), F.array("ioredtbl", "uint64", IOAPIC_NUM_PINS)],
 };
 
 /** Local vector table entries (timer, thermal, perf, LINT0, LINT1, error). */

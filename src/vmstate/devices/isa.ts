@@ -8,15 +8,7 @@ export const dmaRegs: VMStateDescription = {
   name: "dma_regs",
   version: 1,
   minimumVersion: 1,
-  fields: [
-    F.array("now", "int32", 2),
-    F.array("base", "uint16", 2),
-    F.uint8("mode"),
-    F.uint8("page"),
-    F.uint8("pageh"),
-    F.uint8("dack"),
-    F.uint8("eop"),
-  ],
+  fields: [F.array("now", "int32", 2), F.array("base", "uint16", 2), F.uint8("mode"), F.uint8("page"), F.uint8("pageh"), F.uint8("dack"), F.uint8("eop")],
 };
 
 /** An 8237 DMA controller (idstr "dma", instance 0 = 8-bit channels 0-3, 1 = 16-bit channels 4-7). */

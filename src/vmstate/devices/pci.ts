@@ -16,8 +16,7 @@ export const PCI_NUM_PINS = 4;
  * "pci irq state": the level of each of the four interrupt pins as be32 0 or 1. Walked as an array
  * of four uint32 so that describing visitors print it by meaning; a load refuses any other value.
  */
-export const pciIrqState = (name: string, o: { version?: number } = {}): CustomField =>
-  F.custom(name, "pci irq state", PCI_NUM_PINS * 4, visitPciIrqState, o);
+export const pciIrqState = (name: string, o: { version?: number } = {}): CustomField => F.custom(name, "pci irq state", PCI_NUM_PINS * 4, visitPciIrqState, o);
 
 function visitPciIrqState(v: Visitor, name: string, value: unknown): number[] {
   const local = (value as readonly number[] | undefined) ?? [];

@@ -67,15 +67,7 @@ export const hpetTimer: VMStateDescription = {
   name: "hpet_timer",
   version: 1,
   minimumVersion: 1,
-  fields: [
-    F.uint8("tn"),
-    F.uint64("config"),
-    F.uint64("cmp"),
-    F.uint64("fsb"),
-    F.uint64("period"),
-    F.uint8("wrap_flag"),
-    F.timer("qemu_timer"),
-  ],
+  fields: [F.uint8("tn"), F.uint64("config"), F.uint64("cmp"), F.uint64("fsb"), F.uint64("period"), F.uint8("wrap_flag"), F.timer("qemu_timer")],
 };
 
 /**
@@ -96,7 +88,9 @@ export const hpet: VMStateDescription = {
     F.uint64("hpet_counter"),
     F.uint8("num_timers", { version: 2 }),
     F.validate("num_timers in range", (s) =>
-      s.num_timers < HPET_MIN_TIMERS || s.num_timers > HPET_MAX_TIMERS ? `num_timers ${s.num_timers} is not in ${HPET_MIN_TIMERS}..${HPET_MAX_TIMERS}` : undefined,
+      s.num_timers < HPET_MIN_TIMERS || s.num_timers > HPET_MAX_TIMERS
+        ? `num_timers ${s.num_timers} is not in ${HPET_MIN_TIMERS}..${HPET_MAX_TIMERS}`
+        : undefined,
     ),
     F.structArray("timer", hpetTimer, { field: "num_timers" }),
   ],
