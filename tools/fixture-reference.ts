@@ -2,7 +2,7 @@
 // HPT materialised): sections, page/record counts per RAM block, block-migration and spapr/htab records, and the
 // sha256 of every RAM block and disk image. tools/make-fixtures.ts checks these facts against what QEMU itself
 // reported (pmemsave, query-migrate, the destination's disk) before it writes them.
-import { blockOf, decodeBytes, htabOf, ramOf } from "../src/sections/stream.js";
+import { blockOf, type decodeBytes, htabOf, ramOf } from "../src/sections/stream.js";
 import { sha256 } from "../tests/helpers/bytes.js";
 import { iterativeSequence } from "../tests/helpers/result-digest.js";
 

@@ -1,6 +1,6 @@
 // `vmstream simulate`: a live migration of a simulated guest on a virtual clock, printed round by round.
 import { simulate } from "../migration/simulate.js";
-import { type RoundProgress } from "../migration/source.js";
+import type { RoundProgress } from "../migration/source.js";
 
 export interface SimulateCliOptions {
   readonly ramMiB: number;

@@ -142,7 +142,7 @@ export class ByteWriter {
    */
   static release(chunk: Uint8Array): boolean {
     const st = states.get(chunk.buffer as ArrayBuffer);
-    if (!st || !st.out.delete(chunk)) return false;
+    if (!st?.out.delete(chunk)) return false;
     st.owner.reuse(st);
     return true;
   }

@@ -28,7 +28,7 @@ import type {
 import { completenessOf } from "./verdict.js";
 import { parseVmdescJson, readVmdescTrailer } from "./vmdesc.js";
 
-const enum Phase {
+enum Phase {
   Header,
   AfterHeader,
   Config,

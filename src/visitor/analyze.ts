@@ -239,7 +239,7 @@ export class AnalyzeVisitor<V extends Visitor = Visitor> extends BaseVisitor {
       return;
     }
     const top = this.frames.pop();
-    if (!top || top.kind !== "array") return;
+    if (top?.kind !== "array") return;
     if (top.asList) {
       if (top.list.length > 0) this.place(top.key, top.list);
     } else if (top.list.length > 0) {

@@ -1,5 +1,5 @@
 // What every visitor shares: the field path (for traces and error messages) and the sticky first error.
-import { VmstreamError } from "../io/errors.js";
+import type { VmstreamError } from "../io/errors.js";
 import type { Name, ScalarInfo, Visitor } from "./visitor.js";
 
 /** `[i]` for an element, the name otherwise. */

@@ -307,7 +307,7 @@ export class JsonInputVisitor extends BaseVisitor {
       v = top.arr && typeof name === "number" ? top.arr[name] : undefined;
     } else {
       const key = dedupe(top.seen, String(name), true);
-      v = top.node && Object.prototype.hasOwnProperty.call(top.node.fields, key) ? top.node.fields[key] : undefined;
+      v = top.node && Object.hasOwn(top.node.fields, key) ? top.node.fields[key] : undefined;
     }
     if (v === undefined) this.mismatch(name, "field missing from the JSON");
     return v;
@@ -355,7 +355,7 @@ export class JsonInputVisitor extends BaseVisitor {
     const top = this.top();
     if (this.err || !top || top.kind !== "struct" || !top.node) return present;
     const key = dedupe(top.seen, String(name), false);
-    if (Object.prototype.hasOwnProperty.call(top.node.fields, key)) {
+    if (Object.hasOwn(top.node.fields, key)) {
       if (!present) this.mismatch(name, "field present in the JSON but absent here");
       return true;
     }

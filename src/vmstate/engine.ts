@@ -109,7 +109,7 @@ function walkBody(v: Visitor, vmsd: VMStateDescription, s: State, version: numbe
     }
     const gated = f.test !== undefined || (f.version ?? 0) > 0;
     if (gated ? !v.optional(f.name, present) : !present) continue;
-    walkField(v, f, s, version, d ? names[i]! : "", d);
+    walkField(v, f, s, d ? names[i]! : "", d);
   }
   if (d) d.json.endArray();
   walkSubsections(v, vmsd, s, d);
@@ -275,7 +275,7 @@ function descEnd(d: VmdescSink, start: number, wrapStruct: boolean): void {
   d.json.endObject();
 }
 
-function walkField(v: Visitor, f: Exclude<Field, { kind: "validate" }>, s: State, version: number, dname: string, d: VmdescSink | undefined): void {
+function walkField(v: Visitor, f: Exclude<Field, { kind: "validate" }>, s: State, dname: string, d: VmdescSink | undefined): void {
   const out = v.direction === "output";
   const key = f.key ?? f.name;
   switch (f.kind) {

@@ -64,7 +64,7 @@ export function isObject(x: unknown): x is Record<string, unknown> {
 
 /** An own property (never one inherited from Object.prototype). */
 export function own(o: Record<string, unknown>, key: string): unknown {
-  return Object.prototype.hasOwnProperty.call(o, key) ? o[key] : undefined;
+  return Object.hasOwn(o, key) ? o[key] : undefined;
 }
 
 export function isU32(x: unknown): x is number {

@@ -7,7 +7,7 @@
 // arrays, structs are nested objects.
 import type { IntType } from "../visitor/visitor.js";
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: a state holds whatever its description's fields hold; descriptions check it
 export type State = Record<string, any>;
 
 /** An element count: fixed, or read from another field of the same struct (VARRAY), times `multiply`. */

@@ -26,8 +26,7 @@ import type { DecodeResult, SectionRecord } from "../../src/savevm/types.js";
 import type { BlockResult } from "../../src/sections/block/handler.js";
 import { BlockWriter } from "../../src/sections/block/writer.js";
 import { RamWriter } from "../../src/sections/ram/writer.js";
-import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
-import { type HtabChunk } from "../../src/sections/spapr-htab/format.js";
+import type { HtabChunk, HtabItem } from "../../src/sections/spapr-htab/format.js";
 import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
 import { HtabWriter } from "../../src/sections/spapr-htab/writer.js";
 import { liveRecords, recordsAt } from "./records.js";
@@ -229,7 +228,7 @@ export function runEngine(options: MigrationSourceOptions, advance: (round: numb
 export function engineModelStream(r: DecodeResult): { bytes: Uint8Array; blockChunks: number } {
   const block = r.live.block as BlockResult | undefined;
   const htab = r.live["spapr/htab"] as HtabResult | undefined;
-  if (block && block.devices.some((d) => !d.image)) throw new Error("engineModelStream: decode with materialize.block");
+  if (block?.devices.some((d) => !d.image)) throw new Error("engineModelStream: decode with materialize.block");
   if (htab && htab.shift !== undefined && !htab.hpt) throw new Error("engineModelStream: decode with materialize.htab");
   const { bytes, outcome } = runEngine({
     ...engineOptionsOf(r),

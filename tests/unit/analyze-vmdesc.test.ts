@@ -14,8 +14,8 @@ import { WireInputVisitor, WireOutputVisitor } from "../../src/visitor/wire.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import { convertVmdescDevice, descriptionFromVmdesc, descriptionsFromVmdesc, parseVmdesc } from "../../src/vmstate/from-vmdesc.js";
 import { prettyPrint } from "../../src/vmstate/symmetry.js";
-import type { State } from "../../src/vmstate/types.js";
-import { type VmdescDevice } from "../../src/vmstate/vmdesc.js";
+import type { State, VMStateDescription } from "../../src/vmstate/types.js";
+import type { VmdescDevice } from "../../src/vmstate/vmdesc.js";
 import { thrownBy } from "../helpers/errors.js";
 import { SeededRandom } from "../helpers/random.js";
 import { readStream } from "../helpers/stream-sections.js";
@@ -527,7 +527,7 @@ describe("malformed vmdesc entries: BAD_VMDESC with the JSON path", () => {
           const sec = secs[k]!;
           const dev = structuredClone(sec.desc) as unknown as Json;
           for (const [at, value, remove] of edits) mutate(dev, at, value, remove);
-          let vmsd;
+          let vmsd: VMStateDescription;
           try {
             vmsd = descriptionFromVmdesc(dev);
           } catch (e) {

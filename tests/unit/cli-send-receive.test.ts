@@ -232,6 +232,7 @@ describe("progress line", () => {
     const redraws = r.stdout.split("\r\x1b[K").filter((s) => s.startsWith("vmstream: sending"));
     expect(redraws.length).toBeGreaterThan(2); // ~0.45 s at 2 MiB/s, redrawn every 100 ms
     for (const line of redraws) expect(line).toMatch(/^vmstream: sending( \[[#-]{24}\] \d+%)? \d+\.\d MB, \d+\.\d MB\/s, \S/);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal's erase-line sequence is what the test looks for
     expect(r.stdout).toMatch(/\r\x1b\[Ksent: 908844 bytes in /); // the line is erased, then the summary
     expect(sha256(readFileSync(out))).toBe(sha256(raw("x86-pc-64m")));
     const plain = spawnSync(process.execPath, [MAIN, "send", FIX("x86-pc-64m.mig.gz"), join(tmp(), "notty.mig")], { encoding: "utf8" });

@@ -51,7 +51,7 @@ function chunked(bytes: Uint8Array, sizes: readonly number[], options: StreamDec
   return d.end();
 }
 
-describe.each(fixtures)("$name", ({ name, gz, bytes, ref }) => {
+describe.each(fixtures)("$name", ({ name, bytes, ref }) => {
   it("is the reference stream", () => {
     expect(sha256(bytes)).toBe(ref.stream_sha256);
   });

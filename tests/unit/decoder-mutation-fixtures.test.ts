@@ -10,7 +10,7 @@ import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import { findVmdescTrailer } from "../../src/savevm/vmdesc.js";
 import { decodeBytes, StreamDecoder } from "../../src/sections/stream.js";
-import { decodeOutcome, mutate } from "../helpers/mutate.js";
+import { decodeOutcome, mutate, type Outcome } from "../helpers/mutate.js";
 import { SeededRandom } from "../helpers/random.js";
 import { StreamBuilder } from "../helpers/stream-builder.js";
 
@@ -43,7 +43,7 @@ describe("mutations of real streams", () => {
     const codes = new Set<string>();
     for (let i = 0; i < 10_000; i++) {
       const { bytes } = mutate(devices, rng, devStart, devices.length);
-      let out;
+      let out: Outcome;
       try {
         out = decodeOutcome(bytes, { kernels, strictDevices: rng.int(2) === 0 }, 1 + rng.int(3), rng);
       } catch (e) {
@@ -83,7 +83,7 @@ describe("mutations of real streams", () => {
       const { bytes: m, at } = mutate(bytes, rng, lo, hi);
       const window = rng.int(2) ? m : m.subarray(0, Math.min(m.length, at + 65536));
       const opts = { kernels, materialize: rng.int(10) === 0 };
-      let out;
+      let out: Outcome;
       try {
         out = decodeOutcome(window, opts, 1 + rng.int(4), rng);
       } catch (e) {

@@ -9,7 +9,7 @@ import { registryFromMap } from "../../src/sections/device/registry.js";
 import type { StreamDecoderOptions } from "../../src/sections/stream.js";
 import { x86Devices } from "../../src/vmstate/devices/index.js";
 import { toHex } from "../helpers/bytes.js";
-import { decodeOutcome, mutate } from "../helpers/mutate.js";
+import { decodeOutcome, mutate, type Outcome } from "../helpers/mutate.js";
 import { NONE_VMDESC, noneStream } from "../helpers/none-stream.js";
 import { SeededRandom } from "../helpers/random.js";
 
@@ -24,7 +24,7 @@ const STRATEGIES: [string, StreamDecoderOptions][] = [
   ["vmdesc first", { kernels, vmdesc: NONE_VMDESC, describe: describeFromVmdesc }],
   ["materialised", { kernels, materialize: true, devices: registryFromMap(x86Devices) }],
 ];
-export const NONE_CASES_PER_STRATEGY = 20_000;
+const NONE_CASES_PER_STRATEGY = 20_000;
 
 describe("mutations of the -machine none stream", () => {
   it.each(STRATEGIES)("%s: %#", (_name, options) => {
@@ -36,7 +36,7 @@ describe("mutations of the -machine none stream", () => {
     for (let i = 0; i < NONE_CASES_PER_STRATEGY; i++) {
       let { bytes } = mutate(base, rng);
       if (rng.int(4) === 0) bytes = mutate(bytes, rng).bytes; // sometimes two mutations
-      let out;
+      let out: Outcome;
       try {
         out = decodeOutcome(bytes, options, 1 + rng.int(3), rng);
       } catch (e) {

@@ -106,7 +106,7 @@ function refXbzrleDecode(s: Uint8Array, page: Uint8Array | null): boolean {
     if (d > dlen) return false;
     if (slen - i < 2) return false;
     u = refUleb(s, i);
-    if (!u || !u[0]) return false;
+    if (!u?.[0]) return false;
     i += u[1];
     const n = u[0];
     if (d + n > dlen || i + n > slen) return false;

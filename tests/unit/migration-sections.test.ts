@@ -16,11 +16,11 @@ import { MigrationSource, type MigrationSourceOptions, type RoundProgress } from
 import type { DecodeResult } from "../../src/savevm/types.js";
 import type { BlockRecord } from "../../src/sections/block/format.js";
 import type { BlockResult } from "../../src/sections/block/handler.js";
-import { type BlockDeviceSource } from "../../src/sections/block/source.js";
-import { type SectionProgress } from "../../src/sections/iterative.js";
+import type { BlockDeviceSource } from "../../src/sections/block/source.js";
+import type { SectionProgress } from "../../src/sections/iterative.js";
 import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
 import type { HtabResult } from "../../src/sections/spapr-htab/handler.js";
-import { type HtabSource } from "../../src/sections/spapr-htab/source.js";
+import type { HtabSource } from "../../src/sections/spapr-htab/source.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { concat } from "../helpers/bytes.js";
 import { thrownBy } from "../helpers/errors.js";

@@ -7,7 +7,6 @@ import { describe, expect, it } from "vitest";
 import { BerReader } from "../../src/ber/reader.js";
 import { BerWriter } from "../../src/ber/writer.js";
 import { BerInputVisitor, type BerLengths, BerOutputVisitor } from "../../src/visitor/ber/index.js";
-import type { Visitor } from "../../src/visitor/visitor.js";
 import { loadState, saveState } from "../../src/vmstate/engine.js";
 import { F } from "../../src/vmstate/fields.js";
 import type { Field, State, VMStateDescription } from "../../src/vmstate/types.js";

@@ -16,7 +16,7 @@ import { WireInputVisitor } from "../../src/visitor/wire.js";
 import { loadState } from "../../src/vmstate/engine.js";
 import { descriptionFromVmdesc } from "../../src/vmstate/from-vmdesc.js";
 import type { State } from "../../src/vmstate/types.js";
-import { type VmdescDevice } from "../../src/vmstate/vmdesc.js";
+import type { VmdescDevice } from "../../src/vmstate/vmdesc.js";
 import { sha256 } from "../helpers/bytes.js";
 import { describedSave, qemuText } from "../helpers/vmdesc-text.js";
 

@@ -134,7 +134,7 @@ export function zeroPages(u8: Uint8Array, ptr: number, n: number, bm: number, pa
     const buf = bufferOf(B, u8);
     const zero = zeroBuffer(B, pageSize);
     for (let i = 0; i < n; i += 8) {
-      const m = n - i < 8 ? n - i : 8;
+      const m = Math.min(n - i, 8);
       let bits = 0;
       for (let j = 0; j < m; j++, p += pageSize) {
         // zero.compare(target, targetStart, targetEnd, sourceStart, sourceEnd): memcmp of the page.
@@ -145,7 +145,7 @@ export function zeroPages(u8: Uint8Array, ptr: number, n: number, bm: number, pa
     }
   } else {
     for (let i = 0; i < n; i += 8) {
-      const m = n - i < 8 ? n - i : 8;
+      const m = Math.min(n - i, 8);
       let bits = 0;
       for (let j = 0; j < m; j++, p += pageSize) if (isZeroRangeLoop(u8, p, pageSize)) bits |= 1 << j;
       u8[bm + (i >>> 3)] = bits;
@@ -166,7 +166,7 @@ export function changedPages(u8: Uint8Array, ptr: number, shadow: number, n: num
   let p = ptr;
   let s = shadow;
   for (let i = 0; i < n; i += 8) {
-    const m = n - i < 8 ? n - i : 8;
+    const m = Math.min(n - i, 8);
     let bits = 0;
     for (let j = 0; j < m; j++, p += pageSize, s += pageSize) {
       const changed = buf ? buf.compare(buf, s, s + pageSize, p, p + pageSize) !== 0 : differsLoop(u8, p, s, pageSize);

@@ -120,7 +120,7 @@ class Enc {
       const h = this.headLen();
       const dst = this.out + this.pos;
       // limit = page size, but at most what the be16 length can say (pages > 64 KiB).
-      const n = xbzrleEncode(u8, slotPtr, src, dst + h + 3, pageSize > 0xffff ? 0xffff : pageSize, pageSize);
+      const n = xbzrleEncode(u8, slotPtr, src, dst + h + 3, Math.min(pageSize, 0xffff), pageSize);
       if (n === 0) {
         this.unchanged++;
       } else {

@@ -15,7 +15,7 @@ export const htabBer: BerForm<HtabItem> = {
     let n = 0;
     for (const x of items) n += x.kind === "header" ? 4 : x.kind === "end" ? 8 : 8 + x.hptes.length;
     const head = items[0];
-    if (!head || head.kind !== "header") return false;
+    if (head?.kind !== "header") return false;
     if (head.value === 0 && items.at(-1)?.kind !== "end") return false;
     return n === payloadSize;
   },

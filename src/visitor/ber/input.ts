@@ -52,7 +52,7 @@ const readUtf8 = (r: BerReader): string => r.utf8();
 const inRange = (type: IntegerType<number>, x: number): boolean => x >= type.min && x <= type.max;
 const inRangeBig = (type: IntegerType<bigint>, x: bigint): boolean => x >= type.min && x <= type.max;
 /** Whether a REAL read for a float32 is exact in binary32 (NaN is). */
-const exactFloat32 = (_type: ValueType, x: number): boolean => Math.fround(x) === x || x !== x;
+const exactFloat32 = (_type: ValueType, x: number): boolean => Math.fround(x) === x || Number.isNaN(x);
 
 /**
  * Reads device state from BER and checks it against the local description as the engine walks it.
