@@ -1,9 +1,6 @@
-// Node entry points of the stream decoder (not browser-safe; not re-exported by src/sections/index.ts):
-// decode or validate a file, a Readable or an async iterable, gunzipping transparently, with zlib inflate
-// for COMPRESS_PAGE records. For a plain (random-access) file the vmdesc trailer is read from the end first
-// and passed in, so device sections decode as they arrive and nothing is buffered; the result is the same
-// as decoding the stream front to back. A plain file is read straight into the decoder's input window (in
-// the kernels' memory): the bytes are copied once, by the kernel's read().
+// Node entry points of the stream decoder: decode or validate a file, a Readable or an async iterable
+// (gunzipped transparently, zlib inflate for COMPRESS_PAGE); a plain file has its vmdesc read from the end first
+// and is read straight into the decoder's window (docs/decoder.md).
 import { closeSync, openSync, readSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { VmstreamError } from "../io/errors.js";

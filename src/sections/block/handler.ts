@@ -1,8 +1,5 @@
-// The "block" section of block migration (wire-format §7): be64 (sector << 9 | flags) records — DEVICE_BLOCK
-// (u8 name length + device name, then 1 MiB of data unless ZERO_BLOCK), PROGRESS (percent), EOS. With
-// `materialize.block`, each device becomes a growable image: a chunk lands at sector * 512; a data chunk always
-// carries 1 MiB, so bytes past the device end are junk — the device size is not in the stream, so the image
-// is as long as the furthest chunk end (`end`). Browser-safe.
+// The loader of "block" sections (block migration, wire-format §7): chunks, progress, EOS; disk images kept with
+// `materialize.block` (docs/decoder.md, "Live section handlers"). Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
 import { BLK_MIG, BLOCK_CHUNK, type BlockRecord } from "./format.js";

@@ -1,11 +1,6 @@
-// The "ram" section (wire-format §5, §6): MEM_SIZE block list, then page records decoded by the kernels'
-// `ramDecode` a whole input window per call (ZERO, PAGE, XBZRLE applied in place, every offset checked);
-// what the kernel does not apply (MEM_SIZE, COMPRESS_PAGE, EOS variants, HOOK, unknown flags) is handled
-// here. The current block (CONTINUE) lives in the kernel state and carries across sections.
-//
-// With `materialize.ram`, every block lives in the kernels' memory and receives the pages (XBZRLE deltas are
-// applied to the page as last received, as QEMU does); otherwise blocks have BASE 0 and the kernel only
-// validates and counts (no RAM is kept). Browser-safe: COMPRESS_PAGE needs `options.inflate`.
+// The loader of "ram" sections (wire-format §5, §6): page records decoded by the kernels' `ramDecode` a window
+// per call, MEM_SIZE, COMPRESS_PAGE and EOS variants here; RAM kept in the kernels' memory with
+// `materialize.ram` (docs/decoder.md, "Live section handlers"). Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import { BLK, DEC, DEC_STATUS, type Kernels, RAM_FLAG } from "../../kernels/types.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";

@@ -1,9 +1,5 @@
-// The sPAPR hash page table section "spapr/htab" (wire-format §8). Every section payload starts with a be32
-// header; like QEMU's loader the meaning does not depend on the section type: 0xFFFFFFFF = no HPT (nothing
-// follows), another non-zero value = (re)allocate an HPT of 2^value bytes (nothing follows), 0 = chunks
-// (be32 index, be16 n_valid, be16 n_invalid, 16 * n_valid bytes of HPTEs) until the (0, 0, 0) end marker.
-// Bounds are checked in 64-bit arithmetic (QEMU 7.2 does it in 32 bits) and the shift is bounded.
-// Browser-safe.
+// The loader of "spapr/htab" sections (wire-format §8): the header, then chunks of HPTEs, bounds checked in
+// 64 bits; the table kept with `materialize.htab` (docs/decoder.md, "Live section handlers"). Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
 import { HPTE_BYTES as HPTE, HTAB_SHIFT_MAX, HTAB_SHIFT_MIN, type HtabItem, NO_HPT } from "./format.js";
