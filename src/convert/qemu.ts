@@ -10,13 +10,11 @@ import { commandData } from "../savevm/commands.js";
 import { CMD, QEMU_VM_FILE_VERSION } from "../savevm/constants.js";
 import { StreamEncoder } from "../savevm/encoder.js";
 import type { DecodeResult, DecoderEvent, SectionHeader } from "../savevm/types.js";
-import { pushAll } from "../savevm/verdict.js";
 import { sectionKind } from "../sections/kinds.js";
-import type { HtabItem } from "../sections/spapr-htab/format.js";
 import type { StreamDecoder, StreamDecoderOptions } from "../sections/stream.js";
 import { deviceSpec, type VmdescChoice, writeVmdescTrailer } from "./devices.js";
 import { PackageStack } from "./packages.js";
-import { replayDecoder } from "./replay-decoder.js";
+import { convertBuffer, RecordCounts, replayDecoder } from "./replay.js";
 
 export interface ReencodeOptions {
   /** Decoder options (inflate for COMPRESS_PAGE, page size, ram options...). */
@@ -69,7 +67,8 @@ export class StreamConverter {
   private readonly writers = new Map<string, RecordWriter>();
   /** The live section being replayed. */
   private open: { header: SectionHeader; raw: boolean; writer: RecordWriter | undefined } | undefined;
-  private readonly count = { sections: 0, devices: 0, commands: 0, ram: 0, block: 0, htabChunks: 0 };
+  private readonly count = { sections: 0, devices: 0, commands: 0 };
+  private readonly records = new RecordCounts();
   private readonly rawSections: string[] = [];
   private readonly packages = new PackageStack(() => this.encoder());
 
@@ -108,9 +107,9 @@ export class StreamConverter {
         report: {
           sections: c.sections,
           devices: c.devices,
-          ramRecords: c.ram,
-          blockRecords: c.block,
-          htabChunks: c.htabChunks,
+          ramRecords: this.records.ram,
+          blockRecords: this.records.block,
+          htabChunks: this.records.htabChunks,
           commands: c.commands,
           rawSections: this.rawSections,
           vmdescGenerated,
@@ -188,7 +187,7 @@ export class StreamConverter {
         o.writer ??= this.writerFor(o.header.idstr);
         if (!o.writer) throw new VmstreamError("INTERNAL", "records of a section kind without a writer", { detail: o.header.idstr });
         o.writer.record(e.record);
-        this.countRecord(o.header.idstr, e.record);
+        this.records.add(o.header.idstr, e.record);
         return;
       }
       case "payload":
@@ -237,12 +236,6 @@ export class StreamConverter {
         return;
     }
   }
-
-  private countRecord(idstr: string, r: unknown): void {
-    if (idstr === "ram") this.count.ram++;
-    else if (idstr === "block") this.count.block++;
-    else if (idstr === "spapr/htab" && (r as HtabItem).kind === "chunk") this.count.htabChunks++;
-  }
 }
 
 /**
@@ -250,17 +243,7 @@ export class StreamConverter {
  * the output is byte-identical (PACKAGED bodies included).
  */
 export function reencodeStream(input: Uint8Array, options: ReencodeOptions = {}): ReencodeResult {
-  const c = new StreamConverter(options);
-  const chunks: Uint8Array[] = [];
-  try {
-    pushAll({ push: (b) => chunks.push(...c.push(b)) }, input);
-    const rest = c.end();
-    chunks.push(...rest.chunks);
-    return { chunks, bytes: chunks.reduce((a, b) => a + b.length, 0), report: rest.report };
-  } catch (e) {
-    c.dispose();
-    throw e;
-  }
+  return convertBuffer(new StreamConverter(options), input);
 }
 
 /** Convenience: the re-encoded bytes in one buffer. */

@@ -11,16 +11,14 @@ import { commandData } from "../savevm/commands.js";
 import { configurationDescription } from "../savevm/configuration.js";
 import { CMD, QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION } from "../savevm/constants.js";
 import type { CommandRecord, ConfigurationInfo, DecoderEvent, DeviceSectionResult, SectionHeader, SectionRecord } from "../savevm/types.js";
-import { pushAll } from "../savevm/verdict.js";
 import { sectionKind } from "../sections/kinds.js";
-import type { HtabItem } from "../sections/spapr-htab/format.js";
 import type { StreamDecoder, StreamDecoderOptions } from "../sections/stream.js";
 import { BerOutputVisitor } from "../visitor/ber/index.js";
 import { saveState } from "../vmstate/engine.js";
 import { SECTION_TAGS, TAG_COMMAND, TAG_CONFIGURATION, TAG_EOF, TAG_FOOTER, TAG_HEADER, TAG_OPAQUE, TAG_STREAM, TAG_VMDESC } from "./ber-items.js";
 import { deviceSpec } from "./devices.js";
 import { InputTail } from "./input-tail.js";
-import { copyRecord, replayDecoder } from "./replay-decoder.js";
+import { convertBuffer, copyRecord, RecordCounts, replayDecoder } from "./replay.js";
 
 export interface BerStreamOptions {
   /** Decoder options for the QEMU input (inflate for COMPRESS_PAGE, page size, ram options...). */
@@ -53,7 +51,8 @@ type SectionBody = { readonly device: DeviceSectionResult } | { readonly records
 class BerItemWriter {
   private readonly out = new ChunkedBerWriter();
   private readonly w = this.out.w;
-  readonly count = { sections: 0, devices: 0, commands: 0, ram: 0, block: 0, htabChunks: 0 };
+  readonly count = { sections: 0, devices: 0, commands: 0 };
+  private readonly records = new RecordCounts();
   readonly opaque: string[] = [];
 
   /** The Stream, its Header and the items SEQUENCE are opened. */
@@ -99,7 +98,7 @@ class BerItemWriter {
       if (v.error) throw v.error;
     } else if ("records" in body) {
       sectionKind(s.idstr)!.ber!.write(this.out, body.records);
-      for (const r of body.records) this.countRecord(s.idstr, r);
+      for (const r of body.records) this.records.add(s.idstr, r);
     } else {
       this.out.octets(body.opaque, TAG_OPAQUE);
       this.opaque.push(`${s.idstr} (${s.type} at ${s.offset})`);
@@ -133,19 +132,13 @@ class BerItemWriter {
     return {
       sections: c.sections,
       devices: c.devices,
-      ramRecords: c.ram,
-      blockRecords: c.block,
-      htabChunks: c.htabChunks,
+      ramRecords: this.records.ram,
+      blockRecords: this.records.block,
+      htabChunks: this.records.htabChunks,
       commands: c.commands,
       opaqueSections: this.opaque,
       borrowedBytes: this.out.borrowed,
     };
-  }
-
-  private countRecord(idstr: string, r: unknown): void {
-    if (idstr === "ram") this.count.ram++;
-    else if (idstr === "block") this.count.block++;
-    else if (idstr === "spapr/htab" && (r as HtabItem).kind === "chunk") this.count.htabChunks++;
   }
 }
 
@@ -280,17 +273,7 @@ export class StreamBerConverter {
 
 /** QEMU stream (decompressed, in memory) -> BER stream. Throws for what it cannot carry (PACKAGED commands). */
 export function qemuToBer(input: Uint8Array, options: BerStreamOptions = {}): BerStreamResult {
-  const c = new StreamBerConverter(options, true);
-  const chunks: Uint8Array[] = [];
-  try {
-    pushAll({ push: (b) => chunks.push(...c.push(b)) }, input);
-    const rest = c.end();
-    chunks.push(...rest.chunks);
-    return { chunks, bytes: chunks.reduce((a, b) => a + b.length, 0), report: rest.report };
-  } catch (e) {
-    c.dispose();
-    throw e;
-  }
+  return convertBuffer(new StreamBerConverter(options, true), input);
 }
 
 /** Convenience: QEMU -> BER in one buffer. */

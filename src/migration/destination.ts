@@ -12,6 +12,7 @@
 import { VmstreamError } from "../io/errors.js";
 import type { Kernels } from "../kernels/types.js";
 import type { DecodeResult, DecoderEvent, HandlerContext, ValidationSummary } from "../savevm/types.js";
+import { incompleteness } from "../savevm/verdict.js";
 import type { RamBlockData } from "../sections/ram/format.js";
 import { RamHandler, type RamResult } from "../sections/ram/handler.js";
 import { StreamDecoder, type StreamDecoderOptions } from "../sections/stream.js";
@@ -172,14 +173,7 @@ export class MigrationDestination {
         decoded = this.decoder.end();
         const c = decoded.completeness;
         if (!c.complete) {
-          const detail = [
-            !c.eof ? "no QEMU_VM_EOF" : "",
-            c.missingDevices.length ? `vmdesc devices without a section: ${c.missingDevices.map((m) => `${m.name}/${m.instanceId}`).join(", ")}` : "",
-            c.unlistedSections.length ? `sections not in the vmdesc: ${c.unlistedSections.map((m) => `${m.idstr}/${m.instanceId}`).join(", ")}` : "",
-          ]
-            .filter(Boolean)
-            .join("; ");
-          throw new VmstreamError("INCOMPLETE", "incomplete migration stream", { offset: decoded.bytes, detail });
+          throw new VmstreamError("INCOMPLETE", "incomplete migration stream", { offset: decoded.bytes, detail: incompleteness(c) });
         }
         if (this.options.requireVmdesc && !decoded.vmdesc) {
           throw new VmstreamError("INCOMPLETE", "the migration stream ends without its vmdesc trailer", { offset: decoded.bytes, detail: "requireVmdesc" });

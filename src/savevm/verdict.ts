@@ -58,20 +58,23 @@ export function completenessOf(
   };
 }
 
+/** What an incomplete stream lacks, in one line. */
+export function incompleteness(c: Completeness): string {
+  return [
+    !c.eof ? "no QEMU_VM_EOF" : "",
+    c.missingDevices.length ? `vmdesc devices without a section: ${c.missingDevices.map((m) => `${m.name}/${m.instanceId}`).join(", ")}` : "",
+    c.unlistedSections.length ? `sections not in the vmdesc: ${c.unlistedSections.map((m) => `${m.idstr}/${m.instanceId}`).join(", ")}` : "",
+  ]
+    .filter(Boolean)
+    .join("; ");
+}
+
 /** Validation verdict for a finished decode. */
 export function verdictOf(d: DecoderLike, r: DecodeResult): ValidationResult {
   const summary = d.summary();
   r.dispose();
   if (!r.completeness.complete) {
-    const c = r.completeness;
-    const detail = [
-      !c.eof ? "no QEMU_VM_EOF" : "",
-      c.missingDevices.length ? `vmdesc devices without a section: ${c.missingDevices.map((m) => `${m.name}/${m.instanceId}`).join(", ")}` : "",
-      c.unlistedSections.length ? `sections not in the vmdesc: ${c.unlistedSections.map((m) => `${m.idstr}/${m.instanceId}`).join(", ")}` : "",
-    ]
-      .filter(Boolean)
-      .join("; ");
-    return { ok: false, error: new VmstreamError("INCOMPLETE", "incomplete stream", { detail }), summary };
+    return { ok: false, error: new VmstreamError("INCOMPLETE", "incomplete stream", { detail: incompleteness(r.completeness) }), summary };
   }
   return { ok: true, summary };
 }

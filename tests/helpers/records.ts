@@ -1,6 +1,6 @@
 // The records the decoder's live-section handlers report (DecoderOptions.records), by section offset: how tests
 // look inside a ram / block / spapr/htab payload.
-import { copyRecord } from "../../src/convert/replay-decoder.js";
+import { copyRecord } from "../../src/convert/replay.js";
 import type { BlockRecord } from "../../src/sections/block/format.js";
 import type { RamRecord } from "../../src/sections/ram/format.js";
 import type { HtabItem } from "../../src/sections/spapr-htab/format.js";

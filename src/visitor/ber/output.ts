@@ -28,26 +28,11 @@ import {
   UINT16,
   UINT32,
   UINT64,
+  VALUE_TYPES,
 } from "./tags.js";
 
-/** Types whose name says all: not written as a field's info. */
-const PLAIN = new Set([
-  "int8",
-  "int16",
-  "int32",
-  "int64",
-  "uint8",
-  "uint16",
-  "uint32",
-  "uint64",
-  "bool",
-  "float32",
-  "float64",
-  "struct",
-  "buffer",
-  "string",
-  "",
-]);
+/** Types whose name says all (the scalar value types, buffers, strings, structs): not written as a field's info. */
+const PLAIN = new Set([...VALUE_TYPES.slice(0, 13), "struct", ""]);
 
 /**
  * Length forms for constructed values.

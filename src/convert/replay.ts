@@ -1,0 +1,62 @@
+// What the converters share: the decoder they replay (records reported, nothing materialised, device sections
+// without a registered description described from the vmdesc), record copies, counts, a run over a buffer.
+// Browser-safe.
+import type { DecoderEvent } from "../savevm/types.js";
+import { pushAll } from "../savevm/verdict.js";
+import type { HtabItem } from "../sections/spapr-htab/format.js";
+import { StreamDecoder, type StreamDecoderOptions } from "../sections/stream.js";
+import { descriptionFromVmdesc } from "../vmstate/from-vmdesc.js";
+
+export function replayDecoder(options: StreamDecoderOptions = {}, event: (e: DecoderEvent) => void): StreamDecoder {
+  const userEvent = options.onEvent;
+  return new StreamDecoder({
+    describe: (_i, _n, entry) => descriptionFromVmdesc(entry),
+    ...options,
+    materialize: false,
+    records: true,
+    onEvent: (e) => {
+      event(e);
+      userEvent?.(e);
+    },
+  });
+}
+
+/** A copy of a record whose byte fields outlive the decoder's window. */
+export function copyRecord<R>(r: R): R {
+  const o = { ...(r as Record<string, unknown>) };
+  for (const k of Object.keys(o)) {
+    const v = o[k];
+    if (v instanceof Uint8Array) o[k] = v.slice();
+  }
+  return o as R;
+}
+
+/** The records a replay counts for its report. */
+export class RecordCounts {
+  ram = 0;
+  block = 0;
+  htabChunks = 0;
+
+  add(idstr: string, r: unknown): void {
+    if (idstr === "ram") this.ram++;
+    else if (idstr === "block") this.block++;
+    else if (idstr === "spapr/htab" && (r as HtabItem).kind === "chunk") this.htabChunks++;
+  }
+}
+
+/** Run a push-style converter over a whole buffer: its output chunks and its report. */
+export function convertBuffer<R>(
+  c: { push(chunk: Uint8Array): Uint8Array[]; end(): { chunks: Uint8Array[]; report: R }; dispose(): void },
+  input: Uint8Array,
+): { chunks: Uint8Array[]; bytes: number; report: R } {
+  const chunks: Uint8Array[] = [];
+  try {
+    pushAll({ push: (b) => chunks.push(...c.push(b)) }, input);
+    const rest = c.end();
+    chunks.push(...rest.chunks);
+    return { chunks, bytes: chunks.reduce((a, b) => a + b.length, 0), report: rest.report };
+  } catch (e) {
+    c.dispose();
+    throw e;
+  }
+}
