@@ -1,27 +1,7 @@
-// The document QEMU 7.2's scripts/analyze-migration.py prints with `-d state` (the default; wire-
-// format §10.2), byte for byte:
-//
-//   {
-//       "ram (2)": {
-//           "section sizes": {
-//               "pc.ram": "0x0000000004000000",
-//               ...
-//       "timer (0)": {
-//           "cpu_ticks_offset": "0x000000026f33efda",
-//           ...
-//
-// - one key `"<idstr> (<section_id>)"` per START/FULL section, in the order the section ids first
-//   appear (a Python dict keyed by section id: a later section with the same id replaces the value
-//   in place);
-// - RAM: `{"section sizes": {"<block>": "0x%016x", ...}}` from the MEM_SIZE block list;
-//   spapr/htab: `""`; device sections: the AnalyzeVisitor's value (src/visitor/analyze.ts);
-// - text: Python `json.JSONEncoder(indent=4, separators=(',', ': '))` (ensure_ascii: every
-//   character outside space..tilde as a lowercase \uXXXX escape, \n \r \t \b \f \" \\ short), then
-//   `print`'s newline.
-//
-// Device values come from a walk with the AnalyzeVisitor: either of the description built from the
-// stream's vmdesc (src/vmstate/from-vmdesc.ts; what the script does) or of a registered description through
-// `analyzeView` (no vmdesc needed), which gives the same JSON.
+// The document QEMU 7.2's scripts/analyze-migration.py prints with `-d state`, byte for byte: one
+// key per section, device values from an AnalyzeVisitor walk (of a vmdesc-built description or of
+// `analyzeView(registered)`), RAM section sizes, Python's JSON text. The rules: docs/visitors.md,
+// "analyze-migration.py's document" (and wire-format §10.2).
 import { VmstreamError } from "../io/errors.js";
 import type { ByteReader } from "../io/reader.js";
 import { ByteWriter } from "../io/writer.js";

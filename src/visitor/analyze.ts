@@ -1,35 +1,7 @@
-// AnalyzeVisitor: a decorator around any visitor (usually the QEMU wire input visitor) that builds,
-// from the values of a walk, the value QEMU 7.2's scripts/analyze-migration.py prints for a device
-// section (wire-format §10.2): an ordered object keyed by field name, arrays as lists, structs and
-// subsections as nested objects, and every value rendered by the script's own reader for its type:
-//
-//   int8 int16 int32 int64 "int32 equal" "int32 le" "int64 equal" "uint8 equal" "uint16 equal"
-//        -> signed:   "0x%0Nx" of the unsigned bits (N = 2 x size), plus " (-n)" when negative
-//   uint8 uint16 uint32 uint64 "uint32 equal"
-//        -> unsigned: "0x%0Nx"
-//   bool -> true / false (first byte non-zero)
-//   anything else (buffer, unused_buffer, timer, CPU_Double_U, float64, pci config, tmp, bitmap, ...)
-//        -> the bytes as two-digit lowercase hex separated by single spaces ("" for no bytes)
-//
-// The type that picks the reader is the visit's QEMU VMStateInfo name (`info.info`) when it has
-// one, else its wire type — so a timer (int64 on the wire, "timer" in the vmdesc) prints as bytes,
-// and a "uint8 equal" prints signed, exactly as the script does.
-//
-// Shapes, as the script builds them from the vmdesc:
-// - an array of exactly one element is not a list (QEMU's vmdesc describes a one-element array as a
-//   plain field), unless its element type carries ANALYZE_LIST_MARK (a vmdesc that did say
-//   `array_len: 1` or a lone `index: 0`, which the script does turn into a one-element list);
-//   an array of no elements leaves no key at all;
-// - a field visited twice under one name replaces the first value in place (Python dict semantics);
-// - a subsection becomes a key (its name) of the struct it belongs to.
-//
-// Opaque regions: a walk may bracket a group of visits between `startStruct(name, ANALYZE_BLOB_MARK,
-// 0)` and the matching `endStruct()`; the visits inside are re-encoded as QEMU wire bytes (which is
-// what they were read from) and the whole region prints as one hex string under `name`. The analyze
-// view of a registered description (src/analyze) uses this for the types the script cannot look
-// into (VMSTATE_WITH_TMP, "pci irq state", bitmaps, QTAILQs, GTrees, VSTRUCTs, custom types).
-//
-// Values are held in Maps (insertion order = the script's OrderedDict order, any key allowed).
+// AnalyzeVisitor: a decorator around any visitor (usually the QEMU wire input visitor) that builds
+// the value QEMU 7.2's scripts/analyze-migration.py prints for a device section, each value rendered
+// by the script's reader for its type. Readers, shapes and opaque regions: docs/visitors.md,
+// "analyze-migration.py's document".
 
 import { VmstreamError } from "../io/errors.js";
 import { ByteWriter } from "../io/writer.js";

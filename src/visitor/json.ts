@@ -1,38 +1,6 @@
-// JSON introspection: JsonVisitor (output) turns a walk into a plain JS value tree that
-// JSON.stringify can print, and JsonInputVisitor reads such a tree back, so JSON is a round-trippable
-// (self-describing) format of a device's state.
-//
-// Shape. Every struct — the root, a nested struct, an array element — is a node
-//
-//   { vmsd: "PIIX3", version: 3,
-//     fields: { <field name>: <value>, ... },
-//     subsections?: { "PIIX3/rcr": { version: 1, fields: {...}, subsections?: {...} } } }
-//
-// - `fields` holds the fields that were sent, in walk order; a field that a version or test gate
-//   left out is absent (so is one that sends nothing: a zero-length buffer). A name that occurs
-//   more than once in one struct (fw_cfg's two `cur_offset`) is stored as `cur_offset`, then
-//   `cur_offset[1]`, `cur_offset[2]`... by its occurrence in the description (gated-off
-//   occurrences count).
-// - Subsections (sent ones only, in stream order) are keyed by their VMState name; their fields go
-//   into the subsection's own `fields`, even though they share the parent's state object.
-// - Values, mode "values" (default):
-//     int8..uint32 -> number; int64/uint64 -> decimal string ("-1", "18446744073709551615");
-//     bool -> boolean; float32/float64 -> number, or "NaN" / "Infinity" / "-Infinity";
-//     buffer (octet-stream, unused bytes) -> lowercase hex string ("00ff10");
-//     string -> string; array / bitmap / list -> array; NULL pointer -> null;
-//     GTree -> its `nnodes` count as a field, and an array of { vmsd: "gtree node", fields: {key, value} }.
-// - Mode "typed": the same tree, but each field value is wrapped with its type:
-//     scalar  -> { type: "uint8", value: 1 }            (+ info: "int32 equal" etc. when there is one)
-//     buffer  -> { type: "buffer", size: 256, value: "00..." } (+ info: "pci config")
-//     string  -> { type: "str", value: "text" }
-//     array   -> { type: "array", elemType: "uint8", elemSize: 1, value: [1, 2, ...] }
-//   Array elements inside a typed array are plain values (their type is `elemType`), struct nodes
-//   stay struct nodes.
-//
-// JsonInputVisitor accepts both modes. It is self-describing: a missing field, a field present
-// where the description's gate says absent (or the reverse), a wrong VMState name or version, an
-// array length different from the description's count, a value out of its type's range, all fail
-// with a VmstreamError (codes MISMATCH, BAD_VERSION, BAD_VALUE, RANGE) carrying the field path.
+// JSON introspection of device state: JsonVisitor turns a walk into a plain value tree that
+// JSON.stringify can print, and JsonInputVisitor reads such a tree back, checking it against the
+// description. Tree shape, modes and checks: docs/visitors.md, "JSON".
 import { VmstreamError } from "../io/errors.js";
 import { BaseVisitor } from "./base.js";
 import type { Name, ScalarInfo } from "./visitor.js";
@@ -86,7 +54,7 @@ function dedupe(seen: Map<string, number>, name: string, consume: boolean): stri
   return k === 0 ? name : `${name}[${k}]`;
 }
 
-/** Output visitor building the JSON tree described above. The result is `root` once the walk ends. */
+/** Output visitor building the JSON tree of docs/visitors.md. The result is `root` once the walk ends. */
 export class JsonVisitor extends BaseVisitor {
   readonly direction = "output" as const;
   readonly mode: JsonMode;

@@ -1,30 +1,6 @@
-// The pretty-print visitor: the readable trace of the QEMU "Migration/Visitor" plan, kept exactly
-// (DESIGN.md, "The idea it comes from"):
-//
-//   PIIX3.PCIDevice.config(256)(1).[255] = (uint8) 0x0
-//   PIIX3.PCIDevice.irq_state(4)(4).[0] = (uint32) 0x0
-//   i8259.last_irr = (uint8) 0x1
-//   slirp.bootp.bootp_clients(16)(8).[0].macaddr(6)(1).[0] = (uint8) 0x1
-//
-// One line per value, nothing else (no lines for struct, array or subsection boundaries).
-//
-// - Path: the root is the section's VMState name; a nested struct contributes its VMState name
-//   (not the field name: `PIIX3.PCIDevice`, the field being `dev`); an array contributes
-//   `name(count)(element size)` and each element `.[index]`; a subsection contributes its own
-//   name, which by QEMU convention already starts with the parent's (`fw_cfg.fw_cfg/dma.dma_addr`).
-//   Lists (QTAILQ/QLIST/GTree), whose length is not announced, show as `name(*)(0).[i]`.
-// - Value: `(type) 0x<lowercase hex, no padding>`, type = the WIRE type (uint8 ... int64, bool,
-//   float32, float64). Negative integers print as the two's complement of their width (int8 -1 ->
-//   0xff, int64 -1 -> 0xffffffffffffffff); bool as 0x1/0x0; float32/float64 as their IEEE bits
-//   (1.0 as float64 -> 0x3ff0000000000000). With `{ typeNames: "info" }` a scalar shows its QEMU
-//   VMStateInfo name when it has one (`(timer) 0x...`, `(CPU_Double_U) 0x...`, `(int32 equal) 0x2`).
-// - Octet-streams (buffers, unused bytes, opaque blobs) print byte by byte as
-//   `name(len)(1).[i] = (uint8) 0x..` — so QEMU's 256-byte "pci config" reads as 256 uint8s.
-// - Strings print as `(str) "text"` (JSON string syntax).
-// - A NULL entry of an array of pointers prints `= (nullptr) 0x30`: QEMU's one-byte marker, in
-//   the same `(type) 0x..` grammar. List "another element" markers are not printed.
-//
-// The pretty visitor is an output visitor: every visit returns its argument.
+// PrettyVisitor: the readable trace of the QEMU "Migration/Visitor" plan, kept exactly, one line per
+// value (`PIIX3.PCIDevice.config(256)(1).[255] = (uint8) 0x0`). An output visitor: every visit
+// returns its argument. The format: docs/visitors.md, "The pretty trace".
 import { BaseVisitor } from "./base.js";
 import { INT_WIDTH, type IntType, type Name, type ScalarInfo } from "./visitor.js";
 

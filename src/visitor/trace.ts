@@ -1,11 +1,7 @@
-// TraceVisitor: a decorator around ANY visitor (input or output) that records every visit — with
-// its path, kind, type and the value the inner visitor returned — and otherwise delegates. This is
-// the instrument of the Visitor plan's symmetry testing: trace a save and the load of its bytes,
-// and the two traces must be equal (vmstate/symmetry.ts).
-//
-// Values are normalised so traces compare with a plain deep-equal and print as JSON: bigint ->
-// decimal string, bytes -> lowercase hex string, numbers and booleans as they are (floats as
-// numbers: NaN stays NaN, -0 stays -0).
+// TraceVisitor: a decorator around any visitor (input or output) that records every visit (path,
+// kind, type, the value the inner visitor returned) and otherwise delegates; the instrument of
+// symmetry testing (src/vmstate/symmetry.ts). Entries and value normalisation: docs/visitors.md,
+// "The visit trace".
 import type { VmstreamError } from "../io/errors.js";
 import { BaseVisitor } from "./base.js";
 import { toHex } from "./json.js";

@@ -1,14 +1,6 @@
-// The Visitor interface, shaped like QEMU's QAPI visitors: one walk (the VMState engine) serves
-// every direction, and the visitor decides what happens — write QEMU wire bytes, read them, write
-// or read BER, print a trace, build JSON, record every visit.
-//
-// Scalar visits RETURN the value: `s.irr = v.uint8("irr", s.irr)`. An output visitor returns its
-// argument; an input visitor returns what it read. The first error sticks (QEMUFile style): after
-// it, visits do nothing and return their argument (or zero), and the caller checks `v.error` once,
-// at the end of a section.
-//
-// Names: a field name, or a number for an array element (its index; printed `[i]`), so the wire
-// visitors never build strings per element.
+// The Visitor interface, shaped like QEMU's QAPI visitors: one walk (the VMState engine) serves every
+// direction, and the visitor decides what happens (QEMU wire, BER, pretty, JSON, trace). Scalar
+// visits return the value and the first error sticks: docs/vmstate.md, "Visitors".
 import type { VmstreamError } from "../io/errors.js";
 
 export type IntType = "int8" | "int16" | "int32" | "int64" | "uint8" | "uint16" | "uint32" | "uint64";

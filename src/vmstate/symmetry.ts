@@ -1,16 +1,6 @@
-// Symmetry testing — the method of QEMU's Visitor plan, shipped as a library utility — and the
-// inspection helpers that walk a description with the describing visitors.
-//
-// - checkSymmetry(vmsd, state): save with a traced WireOutputVisitor, load the bytes with a traced
-//   WireInputVisitor into a fresh state, and check: no error, every byte consumed, trace(save) ==
-//   trace(load), the state round-trips (compared through its JSON projection: only what the
-//   description covers, normalised) and re-saving the loaded state gives the same bytes.
-// - checkVersions(oldVmsd, newVmsd, state): old save -> new load and new save -> old load, each
-//   loaded at the version the saver wrote (as QEMU does: the section header carries it).
-// - Coverage: which fields, subsections and gated fields a run exercised, and what a description
-//   has that no run exercised.
-// - prettyPrint / toJSON / fromJSON: one-call wrappers over the pretty and JSON visitors. (They
-//   live here, in vmstate/, because they need the engine; visitor/ does not import vmstate/.)
+// Symmetry testing, the method of QEMU's Visitor plan as a library utility (checkSymmetry,
+// checkVersions, coverage), and the one-call wrappers prettyPrint / toJSON / fromJSON, here because
+// they need the engine (visitor/ does not import vmstate/). docs/vmstate.md, "Symmetry".
 import { VmstreamError } from "../io/errors.js";
 import { ByteReader } from "../io/reader.js";
 import { ByteWriter } from "../io/writer.js";
@@ -24,7 +14,7 @@ import type { State, VMStateDescription } from "./types.js";
 // ---------------------------------------------------------------------------------------------
 // Inspection helpers
 
-/** The pretty trace of `state` (DESIGN.md format), one string per value. Throws the walk's error, if any. */
+/** The pretty trace of `state` (docs/visitors.md format), one string per value. Throws the walk's error, if any. */
 export function prettyPrint(vmsd: VMStateDescription, state: State, name?: string, options: Omit<PrettyOptions, "onLine"> = {}): string[] {
   const v = new PrettyVisitor(options);
   saveState(v, vmsd, state, name ?? vmsd.name);
@@ -32,7 +22,7 @@ export function prettyPrint(vmsd: VMStateDescription, state: State, name?: strin
   return v.lines;
 }
 
-/** The JSON introspection tree of `state` (see visitor/json.ts for the shape). Throws the walk's error, if any. */
+/** The JSON introspection tree of `state` (its shape: docs/visitors.md, "JSON"). Throws the walk's error, if any. */
 export function toJSON(vmsd: VMStateDescription, state: State, options: { mode?: JsonMode } = {}): JsonStructNode {
   const v = new JsonVisitor(options);
   saveState(v, vmsd, state);

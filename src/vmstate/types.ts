@@ -1,10 +1,6 @@
 // The VMState description language: device state described once as named, typed fields, in the
-// shape of QEMU 7.2's VMStateDescription (wire-format §3). One engine (engine.ts) walks a
-// description with any visitor: QEMU wire in/out, BER in/out, pretty, JSON, trace.
-//
-// State is a plain object: each field lives under `key` (default: its name). Integers up to 32
-// bits are numbers, 64-bit integers and timers are bigints, buffers are Uint8Arrays, arrays are JS
-// arrays, structs are nested objects.
+// shape of QEMU 7.2's VMStateDescription (wire-format §3), walked by one engine (engine.ts) with any
+// visitor. The fields, and how state is held: docs/vmstate.md.
 import type { IntType } from "../visitor/visitor.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: a state holds whatever its description's fields hold; descriptions check it

@@ -1,11 +1,7 @@
 // The x86-64 CPU: the target-independent part ("cpu_common") and the x86 register file ("cpu")
 // with its optional MSR and extension state (QEMU 7.2: cpu.c, target/i386/machine.c), one pair
-// of sections per vCPU (instance = CPU index).
-//
-// State keys are the vmdesc field names ("env.regs", "env.cr[0]"...). Whether an optional part is
-// sent depends on the values, except where QEMU asks the CPU model or the accelerator: those are
-// state keys that are not on the wire (`migrate_smi_count`, `save_tsc_khz`, `cpuid_*`...), with
-// the defaults of a 7.2 machine and the qemu64 model.
+// of sections per vCPU (instance = CPU index). State keys, and those that are not on the wire:
+// docs/vmstate.md, "Device notes".
 import { F } from "../fields.js";
 import type { State, VMStateDescription } from "../types.js";
 

@@ -1,10 +1,7 @@
-// Device descriptions of QEMU 7.2's x86 `pc` machine (pc-i440fx-7.2 with its default devices),
-// written in the VMState description language. `x86Devices` maps each top-level VMState name (the
-// vmdesc's `vmsd_name`, which is also the last part of a section's idstr) to its description.
-//
-// What a description needs beyond the stream (the destination's configuration: FIFO sizes,
-// enabled features, compat properties) is read from state keys that are not on the wire, each
-// defaulting to what a 7.2 machine has; see the notes on each description.
+// Device descriptions of QEMU 7.2's x86 `pc` machine (pc-i440fx-7.2 with its default devices).
+// `x86Devices` maps each top-level VMState name (the vmdesc's `vmsd_name`, the last part of a
+// section's idstr) to its description. Configuration they read from state keys that are not on the
+// wire: docs/vmstate.md, "Device notes".
 import type { VMStateDescription } from "../types.js";
 import { piix4Pm } from "./acpi.js";
 import { parallelIsa, serialIsa } from "./char.js";

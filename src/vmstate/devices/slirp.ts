@@ -1,45 +1,7 @@
-// The "slirp" section of QEMU 7.2's user-mode networking (-netdev user / -nic user): an old-style
-// section (save_state hook, no VMState description in QEMU; wire-format §3.10) whose bytes
-// libslirp writes itself. This describes the format of libslirp 4.7 (Debian bookworm's libslirp0
-// 4.7.0, what Debian's QEMU 7.2 links), state version 4 (slirp_state_version()), as a legacy
-// description walked over the octet stream, so the section can be decoded, printed and re-written.
-//
-// Layout (libslirp src/state.c, slirp_state_save / slirp_state_load):
-//
-//   for each guestfwd control socket that exists:  u8 42 (any non-zero byte on load), "slirp-socket"
-//   u8 0                                            end of the socket list
-//   "slirp" vmstate at the section version:
-//       ip_id          uint16                        (version >= 2)
-//       bootp_clients  16 x { allocated uint16, macaddr[6] }   (version >= 3)
-//
-// With no guestfwd sockets (the usual case) that is 1 + 2 + 16 x 8 = 131 bytes, the size of the
-// slirp section observed in a real 7.2 stream (wire-format §3.10).
-//
-// libslirp walks its descriptions with its own copy of QEMU's vmstate engine (src/vmstate.c), same
-// encodings. A socket ("slirp-socket", v4):
-//
-//   so_urgc uint32
-//   [v < 4] so_faddr.s_addr uint32, so_laddr.s_addr uint32, so_fport uint16, so_lport uint16
-//   [v >= 4] fhost, lhost: "slirp-socket-addr" { tmp "slirp-socket-addr/ss_family" { portable_family
-//            uint16: 2 = IPv4, 10 (also 23, 28 from mingw / FreeBSD) = IPv6 }, then only for IPv4:
-//            sin.sin_addr.s_addr uint32, sin.sin_port uint16 (network byte order kept as is) }
-//   so_iptos uint8, so_emu uint8, so_type uint8, so_state int32
-//   so_rcv, so_snd: "slirp-sbuf" { sb_cc uint32, sb_datalen uint32, tmp "slirp-sbuf-tmp" { woff
-//            uint32, roff uint32 }, sb_data: sb_datalen bytes (the whole ring buffer) }
-//   so_tcpcb: "slirp-tcp" (struct tcpcb, 119 bytes, below)
-//
-// The socket list is walked with the section version (slirp_state_load passes it down), nested
-// structs at their own versions, like QEMU.
-//
-// Uncertainty, stated honestly: the layout above is from libslirp's state.c as published (read for
-// facts; this is an independent description) and matches the 131-byte observation for the
-// no-socket case, but no stream with a guestfwd socket was available to check the socket part
-// against real bytes. The "bootp" level is this description's own grouping (libslirp's "slirp"
-// vmstate has ip_id and bootp_clients side by side; the grouping adds no bytes and gives the trace
-// `slirp.bootp.bootp_clients(16)(8).[0].macaddr(6)(1).[0]`). Load-time checks that need the
-// destination's configuration (the socket's foreign address inside the virtual network, a matching
-// guestfwd rule) are not made here. An IPv6 portable family (10, 23 or 28) is kept as loaded, so it
-// re-saves as the same bytes (libslirp itself would normalise 23 / 28 to 10).
+// The "slirp" section of QEMU 7.2's user-mode networking: an old-style section whose bytes libslirp
+// writes itself (wire-format §3.10), described as a legacy description of libslirp 4.7's format
+// (state version 4) so that it can be decoded, printed and written again. The layout, its sources
+// and what is unchecked: docs/vmstate.md, "Device notes".
 import { VmstreamError } from "../../io/errors.js";
 import type { Visitor } from "../../visitor/visitor.js";
 import { visitState } from "../engine.js";
