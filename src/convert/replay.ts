@@ -21,14 +21,33 @@ export function replayDecoder(options: StreamDecoderOptions = {}, event: (e: Dec
   });
 }
 
-/** A copy of a record whose byte fields outlive the decoder's window. */
-export function copyRecord<R>(r: R): R {
-  const o = { ...(r as Record<string, unknown>) };
-  for (const k of Object.keys(o)) {
-    const v = o[k];
-    if (v instanceof Uint8Array) o[k] = v.slice();
+/**
+ * Copies of records whose byte fields outlive the decoder's window. Bytes are copied into 1 MiB blocks (one
+ * allocation per block, not per page); a block is never reused, so views of it may be handed out.
+ */
+export class RecordCopier {
+  private block = new Uint8Array(0);
+  private used = 0;
+
+  copy<R>(r: R): R {
+    const o = { ...(r as Record<string, unknown>) };
+    for (const k of Object.keys(o)) {
+      const v = o[k];
+      if (v instanceof Uint8Array) o[k] = this.bytes(v);
+    }
+    return o as R;
   }
-  return o as R;
+
+  private bytes(v: Uint8Array): Uint8Array {
+    if (v.length > this.block.length - this.used) {
+      this.block = new Uint8Array(Math.max(1 << 20, v.length));
+      this.used = 0;
+    }
+    const out = this.block.subarray(this.used, this.used + v.length);
+    out.set(v);
+    this.used += v.length;
+    return out;
+  }
 }
 
 /** The records a replay counts for its report. */

@@ -18,7 +18,7 @@ import { saveState } from "../vmstate/engine.js";
 import { SECTION_TAGS, TAG_COMMAND, TAG_CONFIGURATION, TAG_EOF, TAG_FOOTER, TAG_HEADER, TAG_OPAQUE, TAG_STREAM, TAG_VMDESC } from "./ber-items.js";
 import { deviceSpec } from "./devices.js";
 import { InputTail } from "./input-tail.js";
-import { convertBuffer, copyRecord, RecordCounts, replayDecoder } from "./replay.js";
+import { convertBuffer, RecordCopier, RecordCounts, replayDecoder } from "./replay.js";
 
 export interface BerStreamOptions {
   /** Decoder options for the QEMU input (inflate for COMPRESS_PAGE, page size, ram options...). */
@@ -154,6 +154,7 @@ export class StreamBerConverter {
   /** The live section being read: its records (copies), or undefined after a payload without records. */
   private live: { header: SectionHeader; records: unknown[] | undefined } | undefined;
   private pendingDevice: SectionRecord | undefined;
+  private readonly copier = new RecordCopier();
 
   /** `stableInput`: pushed chunks stay unchanged until end() (they are held as views, not copied). */
   constructor(
@@ -213,7 +214,7 @@ export class StreamBerConverter {
         this.live = { header: e.header, records: sectionKind(e.header.idstr)?.ber && e.header.type !== "full" ? [] : undefined };
         return;
       case "record":
-        this.live!.records?.push(copyRecord(e.record));
+        this.live!.records?.push(this.copier.copy(e.record));
         return;
       case "payload":
         this.live!.records = undefined;

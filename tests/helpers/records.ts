@@ -1,6 +1,6 @@
 // The records the decoder's live-section handlers report (DecoderOptions.records), by section offset: how tests
 // look inside a ram / block / spapr/htab payload.
-import { copyRecord } from "../../src/convert/replay.js";
+import { RecordCopier } from "../../src/convert/replay.js";
 import type { BlockRecord } from "../../src/sections/block/format.js";
 import type { RamRecord } from "../../src/sections/ram/format.js";
 import type { HtabItem } from "../../src/sections/spapr-htab/format.js";
@@ -10,12 +10,13 @@ import { decodeBytes, type StreamDecoderOptions } from "../../src/sections/strea
 export function liveRecords(bytes: Uint8Array, options: StreamDecoderOptions = {}): Map<number, unknown[]> {
   const bySection = new Map<number, unknown[]>();
   let current: unknown[] = [];
+  const copier = new RecordCopier();
   const r = decodeBytes(bytes, {
     ...options,
     records: true,
     onEvent: (e) => {
       if (e.type === "begin") bySection.set(e.header.offset, (current = []));
-      else if (e.type === "record") current.push(copyRecord(e.record));
+      else if (e.type === "record") current.push(copier.copy(e.record));
     },
   });
   r.dispose();
