@@ -1,10 +1,7 @@
-// `vmstream convert IN OUT [--to qemu|ber]`: decode a stream and write it again through the model. The input is
-// a QEMU stream (gzip or not) or a BER stream (docs/vmstate.asn1, told by its first tag, [APPLICATION 16]).
-// QEMU -> QEMU and QEMU -> BER -> QEMU are byte-identical for streams QEMU wrote. A QEMU input is streamed
-// (StreamConverter, StreamBerConverter): the output is written as the input is read, in bounded memory; for a
-// plain file the vmdesc is read from its end first, so no device section waits for it. A BER input is held in
-// memory.
-// A file OUT is written as OUT.partial and renamed when complete (removed on failure). Diagnostics on stderr.
+// `vmstream convert IN OUT [--to qemu|ber]`: decode a stream and write it again through the model. A QEMU input
+// (gzip or not) is streamed (StreamConverter, StreamBerConverter; for a plain file the vmdesc is read from its end
+// first); a BER input (docs/vmstate.asn1, told by its first tag) is held in memory. OUT is written as OUT.partial,
+// renamed when complete, removed on failure. Behaviour for users: README.md, "The command".
 import { statSync } from "node:fs";
 import { isBerStream } from "../convert/ber-items.js";
 import { berToQemu } from "../convert/from-ber.js";

@@ -1,10 +1,7 @@
-// `vmstream receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--quiet]`: the
-// destination of one live migration (tcp: listen and accept one connection; or a file, or - for stdin).
-// Every byte is decoded as it arrives; --out records the raw bytes, --forward relays them to another
-// destination (a byte-exact tap: each chunk goes on before the next is read, so the forward target's
-// backpressure slows the reader and, through TCP, the source), --extract writes RAM and disks after a complete
-// migration. Exit 0 only after one complete migration; 1 after a broken, truncated or interrupted one, and then
-// nothing that looks complete is left: --out stays FILE.partial, --extract writes nothing.
+// `vmstream receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--require-vmdesc] [--quiet]`:
+// the destination of one live migration, decoding every byte as it arrives; --out records, --forward relays byte
+// for byte (with backpressure), --extract writes RAM and disks. Exit 0 only after one complete migration; after a
+// failed one nothing looks complete. Behaviour for users: README.md, "Live migration".
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from "node:fs";
 import { analyzeDecoderOptions } from "../analyze/report.js";
 import { VmstreamError } from "../io/errors.js";

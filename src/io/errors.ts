@@ -1,26 +1,7 @@
-/**
- * The one error class of vmstream for bad input (malformed, truncated or out-of-range streams and values).
- *
- * An error carries as much location as is known where it is raised, and gains more as it propagates up:
- *
- * - `offset`: the ABSOLUTE byte offset in the stream (a {@link ByteReader} over a window adds its
- *   `baseOffset`), for output errors the logical offset in the output;
- * - `section`: the section being decoded (`idstr`, `section_id`, optionally `instance_id`);
- * - `path`: the field path as in the pretty trace (`PIIX3.PCIDevice.config`).
- *
- * The FIRST error sticks (QEMUFile style): layers above do not replace it, they call
- * {@link VmstreamError.withContext} to get a copy with the location fields that were still missing, and
- * rethrow that. Fields already set are never overwritten, since the innermost layer knows them best.
- *
- * Message format (each part only when known):
- *
- * ```
- * unexpected end of stream at byte 1234 (section 0000:00:01.0/PIIX3 id 12, field PIIX3.PCIDevice.config): need 4 bytes, 2 left
- * <summary>            <offset>         <section, path>                                            <detail>
- * ```
- *
- * Browser-safe: no Node APIs.
- */
+// VmstreamError: the one error class of vmstream for bad input (malformed, truncated or out-of-range streams and
+// values). It carries the absolute byte offset, the section and the field path as far as known, gains the missing
+// ones on the way up (the first error sticks), and formats them in one message. docs/io.md, "Errors".
+// Browser-safe: no Node APIs.
 
 /** The section an error happened in (from the START/FULL section header). */
 export interface SectionRef {

@@ -1,6 +1,6 @@
-// Node adapters for the byte layer (not browser-safe; not re-exported by src/io/index.ts): chunks from a file
-// path, a Readable or any (async) iterable, gunzipped transparently when the input starts with the gzip magic
-// 1f 8b; a zlib inflate for COMPRESS_PAGE records; reading the tail of a file. They feed any push-style
+// Node adapters for the byte layer (not browser-safe; exported from vmstream/node): chunks from a file path, a
+// Readable or any (async) iterable, gunzipped transparently when the input starts with the gzip magic 1f 8b; a
+// zlib inflate for COMPRESS_PAGE records; reading the head or the tail of a file. They feed any push-style
 // decoder ({ push(chunk), end() }).
 
 import { createReadStream } from "node:fs";

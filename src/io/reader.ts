@@ -1,36 +1,6 @@
-/**
- * ByteReader: the input half of QEMUFile. Bounds-checked big-endian gets on a DataView over a Uint8Array.
- *
- * Offsets. `pos` is the index into the reader's bytes; {@link ByteReader.offset} = `baseOffset + pos` is the
- * ABSOLUTE stream offset. A reader that sees only a window of a stream (one chunk, one section) is made with
- * `{ baseOffset }` so that its errors report absolute offsets.
- *
- * Two error styles, chosen at construction:
- *
- * - **throwing** (default): a read that runs past the end throws a {@link VmstreamError} with code `EOF` and
- *   the absolute offset where the read started (`need N bytes, M left`). A failed read consumes nothing and
- *   changes no state, so a streaming caller may catch EOF, wait for more input and retry from a checkpoint
- *   (`pos` may be set back to any earlier value).
- * - **sticky** (`{ sticky: true }`, QEMUFile style): a failed read records the error in {@link error} and
- *   returns 0 / `0n` / `""` / an empty array; from then on every read does nothing and returns the same
- *   defaults, and only the FIRST error is kept. The caller checks once at the end of a section:
- *   `if (r.error) …` or `r.check()` (throws it).
- *
- * Both styles go through {@link ByteReader.fail}, which higher layers use for their own errors too
- * (bad magic, bad values), so a sticky reader latches those as well.
- *
- * u64. `be64()` returns a bigint (API edge). The hot path is {@link ByteReader.be64hl}: it stores the halves
- * in the fields `hi` and `lo` (both unsigned u32 numbers) and returns nothing, with no BigInt and no
- * allocation. `be64n()` returns a number when the value is a safe integer and fails with RANGE otherwise.
- *
- * Peeks ({@link peek}, {@link peekU8}) never fail and never set an error (like qemu_peek_buffer they just
- * return fewer bytes, or -1).
- *
- * Zero copy: {@link bytes} and {@link cstrRaw} return subarrays of the input; copy them (bytesCopy) if the
- * input buffer will be reused. A reader over wasm memory must not outlive a memory.grow().
- *
- * Browser-safe: Uint8Array, DataView and TextDecoder only.
- */
+// ByteReader: the input half of QEMUFile. Bounds-checked big-endian gets on a DataView over a Uint8Array, with
+// absolute offsets (`baseOffset`), a throwing or a sticky (QEMUFile) error style, u64 as two u32 halves on the hot
+// path, and zero-copy subarrays. docs/io.md, "ByteReader". Browser-safe: Uint8Array, DataView, TextDecoder only.
 import { eofError, VmstreamError, type VmstreamErrorCode } from "./errors.js";
 
 const TWO32 = 4294967296;

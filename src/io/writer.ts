@@ -1,50 +1,7 @@
-/**
- * ByteWriter: the output half of QEMUFile. Big-endian puts on a DataView over one growable buffer, plus a
- * zero-copy gather of large views (guest RAM pages living in wasm memory), like QEMU's
- * `qemu_put_buffer_async` + iovec.
- *
- * Design (msgpack-javascript Encoder style):
- * - hot state lives in fields (`buf`, `view`, `p`, `safe`); every fixed-width put checks capacity with ONE
- *   compare against `safe = capacity - 8` (cbor-x's "safeEnd") and otherwise calls
- *   {@link ByteWriter.ensure}, the only place the buffer grows; the index is stored before the DataView
- *   store (measured ~7 % faster in V8 11.3);
- * - methods are named after the wire types: `u8 be16 be32 be64 s8 sbe16 sbe32 sbe64 f32be f64be cstr`;
- * - u64 has a bigint API-edge method ({@link ByteWriter.be64}) and a hot one taking two u32 halves
- *   ({@link ByteWriter.be64hl}); no BigInt and no allocation on the hot path.
- *
- * Values are NOT range-checked by the integer puts: like DataView (and C casts in QEMU) they are taken
- * modulo 2^width, so `be32(-1)` writes `ff ff ff ff` and `be16(0x12345)` writes `23 45`. Range checks belong
- * to the visitor layer. Only the methods that cannot write a meaningful value throw (`cstr` over 255 bytes,
- * `be64n` with an unsafe integer, bad lengths and patch offsets): a {@link VmstreamError} with code `RANGE`
- * and the logical output offset.
- *
- * Offsets. `pos` is the LOGICAL offset: the number of bytes written since construction or {@link reset},
- * borrowed views and bytes handed out by {@link takeChunks} included (what QEMU calls
- * `qemu_file_transferred`; the vmdesc writer measures field sizes with it). {@link reserve} returns a
- * logical offset and the `patch*` methods take one.
- *
- * Gather (zero copy). {@link borrow} appends a view BY REFERENCE: the bytes written so far become a chunk,
- * then the view becomes its own chunk (or extends the previous borrowed chunk when it is the contiguous
- * continuation over the same ArrayBuffer). {@link chunks} gives the list for writev-style sinks,
- * {@link concat} one copied array. A borrowed view must not be modified (and, for wasm memory, the memory must
- * not grow) until the chunks have been consumed. Views shorter than `borrowMin` (default 256 bytes) are
- * copied instead: a separate iovec entry costs more than copying them.
- *
- * Lifetime of returned views. {@link finish}, {@link chunks} and {@link takeChunks} return views into the
- * writer's buffer(s), not copies. They stay valid until {@link reset} (which reuses the buffer from offset
- * 0); growth never invalidates them (it moves only the unconsumed tail to a new buffer and leaves the old
- * one to the views that hold it). {@link takeChunks} hands the bytes over: later writes never touch them
- * until they are released (below), so a sink may consume them asynchronously without a reset in between.
- *
- * Recycling. A consumer done with a chunk from {@link takeChunks} (a socket wrote it) may give it back with
- * {@link ByteWriter.release}. A buffer the writer has moved away from (growth) is reused for later growth
- * once every chunk taken from it was released and no view of it is otherwise out (list entries, or views
- * from {@link chunks}/{@link finish} before the next reset()). A streaming producer then writes into a few
- * warm buffers instead of a fresh zero-filled one per batch (page faults, GC). Chunks never released are
- * simply garbage-collected: recycling is an optimisation, never required.
- *
- * Browser-safe: Uint8Array, DataView and TextEncoder only.
- */
+// ByteWriter: the output half of QEMUFile. Big-endian puts on a DataView over one growable buffer (no range
+// checks: values modulo 2^width), logical offsets with reserve/patch, a zero-copy gather of borrowed views (guest
+// RAM pages), chunks handed over to asynchronous sinks and recycled when released. The rules for offsets and view
+// lifetimes: docs/io.md, "ByteWriter". Browser-safe: Uint8Array, DataView, TextEncoder only.
 import { VmstreamError } from "./errors.js";
 
 const TWO32 = 4294967296;
@@ -106,7 +63,7 @@ export class ByteWriter {
   declare private readonly owned: boolean[];
   declare private readonly scratch: DataView;
 
-  // --- recycling (see the file comment) ---------------------------------------------------------
+  // --- recycling (docs/io.md, "ByteWriter") -----------------------------------------------------
   declare private cur: BufferState;
   /** Reusable buffers, most recently freed last (warmest in cache). */
   declare private readonly free: Uint8Array[];

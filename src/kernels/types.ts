@@ -1,13 +1,6 @@
-// The contract every kernel backend (wasm-simd, wasm-scalar, js) fulfils, byte for byte.
-//
-// All kernels work on one linear memory (`Kernels.memory`) and take only numbers: byte offsets
-// ("pointers") into that memory, counts and flags. Guest RAM lives in that memory, so the
-// kernels scan it in place (zero copy). The pure-TS backend uses a WebAssembly.Memory too, so
-// the same pointers mean the same bytes in every backend.
-//
-// Bitmaps are little-endian bit order: page i is bit (i & 7) of byte (i >> 3), which equals bit
-// (i & 63) of the little-endian u64 word (i >> 6). A kernel that writes a bitmap for n pages
-// writes exactly ceil(n / 8) bytes; bits past n in the last byte are written as 0.
+// The contract every kernel backend (wasm-simd, wasm-scalar, js) fulfils, byte for byte: numbers in (pointers
+// into one linear memory, counts, flags), bitmaps in little-endian bit order (page i = bit (i & 7) of byte
+// (i >> 3), exactly ceil(n / 8) bytes, bits past n written 0). docs/kernels.md, "The contract".
 
 export type BackendName = "wasm-simd" | "wasm-scalar" | "js";
 export type BackendChoice = "auto" | BackendName;

@@ -1,14 +1,7 @@
-// The destination side of a live migration: bytes are pushed as they arrive (from a socket, a pipe, a file),
-// each record is applied as soon as it is complete (RAM pages written into the destination's memory by the
-// kernels' ramDecode, device sections decoded), and the verdict comes only when the input is closed: the
-// migration is "complete" only when the stream reached QEMU_VM_EOF (and, when one follows, the whole vmdesc
-// trailer) with every vmdesc device present. Anything else - a truncated stream, a garbled record, a source
-// that hung up - is "failed", with the first error (byte offset, section) and the state marked partial: there
-// is no silent partial success.
-//
-// An embedding host (an emulator) can receive RAM straight into its own guest memory (`ramBlock`): the pages
-// land there as they arrive, and a failed migration leaves that memory partly written, which the result says.
-// Browser-safe.
+// The destination side of a live migration: bytes pushed as they arrive, each record applied as soon as it is
+// complete (RAM pages straight into the destination's or the host's memory), the verdict only when the input is
+// closed: "complete" at QEMU_VM_EOF (and the whole vmdesc when one follows), else "failed" with the first error
+// and the state marked partial. docs/live-migration.md, "The destination". Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import type { Kernels } from "../kernels/types.js";
 import type { DecodeResult, DecoderEvent, HandlerContext, ValidationSummary } from "../savevm/types.js";

@@ -1,21 +1,7 @@
-// The real-time driver of a MigrationSource: the engine of source.ts steps on a virtual clock and writes to a
-// synchronous sink; this drives it against a wall clock and an asynchronous transport. A round sends the dirty
-// pages as a run of ram PARTs of bounded size (so one round never blocks the event loop for long), awaiting the
-// transport's backpressure and a guest hook between PARTs, under a real bandwidth cap; after the round the dirty
-// bitmap is synced. The switch-over happens when the pending bytes would go out within the downtime target at
-// the throughput measured so far (or after maxRounds, or forceSwitch()); the guest is paused (async), the rest
-// goes out, and the downtime is measured from the pause to the last byte written. On any failure after the
-// pause the guest is resumed.
-//
-// Chunks handed to `write` stay valid: views of the kernels' memory (guest RAM, disks or HPTs kept there, encoder
-// scratch: the running guest changes them, memory.grow detaches them) are copied as they are emitted; the
-// encoder's own buffers are handed over by ByteWriter.takeChunks and need no copy (the encoder reuses one only
-// after the transport reported every chunk of it written). A borrowed view of another host buffer (a disk image
-// array) is not copied by default: should the guest change it before the transport sends it, the dirty log or
-// scan resends that chunk, so the destination still ends with what the source had at the pause (`copy:
-// "always"` if even torn intermediate bytes are unwanted).
-//
-// Browser-safe: performance.now(), setTimeout, setImmediate when present.
+// runLiveSource: drives a MigrationSource (source.ts, virtual clock, synchronous sink) against a wall clock and an
+// asynchronous transport: bounded PARTs with the guest running between them, a bandwidth cap, the switch-over at
+// the measured throughput, the downtime measured, a paused guest resumed on failure. Which chunks are copied and
+// why: docs/live-migration.md, "The real-time driver". Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import { ByteWriter } from "../io/writer.js";
 import type { MigrationSource, SwitchReason } from "./source.js";
@@ -209,7 +195,7 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
   };
   // Hand the queued chunks (one PART, or setup / the complete phase) to the transport in order, all at once.
   // Their writes stay outstanding while the next PART is encoded: the OS sends this PART meanwhile (double
-  // buffering; the chunks are immutable until written, see above).
+  // buffering; the chunks are immutable until written: docs/live-migration.md, "Chunk lifetimes").
   let outstanding: Promise<void> | undefined;
   const settle = async () => {
     const p = outstanding;

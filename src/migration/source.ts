@@ -1,16 +1,7 @@
-// The source side of a live (precopy) migration on a virtual clock (wire-format §2.7): setup writes the header,
-// the configuration and the START of every iterative section (ram, and block / spapr/htab when given), in
-// section-id order as QEMU's savevm handler list (registration order: on x86 block 1 before ram 2; on pseries
-// ram 2 before spapr/htab). Each round writes PARTs under the round's byte budget (bandwidth × time slice): the
-// sections in order, each continuing where it stopped; as QEMU's qemu_savevm_state_iterate, a section that still
-// has something pending ends the round, and a section gets no PART once the budget is used. After each round the
-// guest runs for the round's virtual duration (a host callback), then every section syncs what changed (host
-// logs or scans against shadow copies). When the pending bytes of all sections would go out within the downtime
-// target (or after maxRounds, or on forceSwitch()), the guest is paused, every section's END carries the rest,
-// then device FULL sections, EOF and the vmdesc. The sections are src/sections/*/source.ts; their contract is
-// src/sections/iterative.ts.
-//
-// Nothing here reads a real clock: the same inputs give the same stream. Browser-safe.
+// The source side of a live (precopy) migration on a virtual clock: header, configuration and the START of every
+// iterative section, rounds of PARTs under a byte budget with a sync after each, the switch-over when the pending
+// bytes fit the downtime target, then END, device FULL sections, EOF and the vmdesc. Nothing here reads a real
+// clock: the same inputs give the same stream. How it works: docs/live-migration.md, "The source engine".
 import { VmstreamError } from "../io/errors.js";
 import type { Kernels } from "../kernels/types.js";
 import { type FramingOptions, StreamEncoder } from "../savevm/encoder.js";

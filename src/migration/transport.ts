@@ -1,18 +1,6 @@
-// Transports for live migration (Node only; exported from vmstream/node): endpoints `tcp:HOST:PORT`,
-// `file:PATH` or a plain path, and `-` (stdin/stdout); a TCP server that accepts one connection (bound to
-// 127.0.0.1 unless another host is named), a TCP client, and a writer that respects backpressure.
-//
-// Backpressure, end to end:
-//  - writing: `StreamWriter.write()` resolves only when the stream's own buffer is below its highWaterMark
-//    (it waits for 'drain'), so a producer that awaits each write never has more than about one
-//    highWaterMark plus one chunk queued in Node; the rest sits in the OS socket buffers.
-//  - reading: `for await (const chunk of readable)` pulls one chunk at a time; a consumer that awaits its
-//    own sinks (a forward target, a file) before taking the next chunk reads no faster than they accept.
-//
-// Copy semantics: Node keeps a reference to a written chunk until the OS has taken it. Chunks from an
-// encoder can be views of live guest RAM or of a reused output buffer, which change after write() returns,
-// so `StreamWriter` copies each chunk by default; with `copy: false` a chunk must stay unchanged until
-// `flush()` (or `end()`) resolves.
+// Transports for live migration (Node only; exported from vmstream/node): endpoints `tcp:HOST:PORT`, `file:PATH`
+// or a plain path, and `-`; a one-connection TCP server, a TCP client, and a writer that respects backpressure and
+// copies chunks unless told not to. Backpressure and copy semantics: docs/live-migration.md, "Transports".
 import { createReadStream, createWriteStream, constants as fsc, openSync, renameSync, rmSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
@@ -185,7 +173,7 @@ export function connectTcp(options: { host?: string; port: number; timeoutMs?: n
 /**
  * Writes chunks to a Node Writable (socket, file, stdout) with backpressure: `await writer.write(chunk)`
  * returns when more may be written. Errors of the stream (a peer that hung up) reject the next call, as a
- * VmstreamError with the byte offset reached. See the file comment for the copy semantics.
+ * VmstreamError with the byte offset reached. Copy semantics: docs/live-migration.md, "Transports".
  */
 export class StreamWriter {
   /** Bytes handed to write(). */
@@ -390,7 +378,7 @@ export interface OutputOpen {
 }
 
 export interface OpenOutputOptions {
-  /** Copy each chunk before queueing it (default true; see the file comment). */
+  /** Copy each chunk before queueing it (default true; see StreamWriter). */
   readonly copy?: boolean;
   /** Suffix of a file while it is written (default ".partial"). */
   readonly partialSuffix?: string;

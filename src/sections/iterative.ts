@@ -1,15 +1,6 @@
-// The contract between the source engine (source.ts) and its iterative ("live") sections: ram, block and
-// spapr/htab (wire-format §2.7). A section is built on the engine's ByteWriter and writes only its payload; the
-// engine writes the section framing (START / PART / END headers, footers) around each call, in section-id order:
-//   setup()            the START payload (after it, everything is pending);
-//   iterate(budget)    one PART payload: pending units from a cursor on, until `budget` payload bytes are used
-//                      (at most one record more) or nothing is pending; `done` = nothing pending afterwards;
-//   sync()             fold in what the guest/host changed since the previous sync (a host log or a scan
-//                      against a shadow copy); returns how many units became dirty;
-//   pendingBytes()     the estimate of what is left (the engine sums them for the convergence test);
-//   complete()         the END payload, with the guest stopped: everything pending;
-//   dispose()          give back the kernels' memory.
-// Browser-safe.
+// The contract between the source engine (src/migration/source.ts) and its iterative ("live") sections: ram,
+// block and spapr/htab (wire-format §2.7); helpers they share (bitmaps, host or kernel bytes, counts). The calls
+// and what each writes: docs/live-migration.md, "The iterative-section contract". Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import type { Kernels } from "../kernels/types.js";
 

@@ -1,14 +1,7 @@
 // The v86 adapter: boots a headless v86 emulator in Node, exposes its guest RAM as a vmstream RAM block over v86's
-// own WebAssembly.Memory (zero copy), and carries the rest of the machine (CPU, devices, disks, VGA) as v86's own
-// save_state() blob with the RAM left out, inside a legacy octet-stream section ("v86/state") whose header records
-// the v86 version and the machine configuration, so a destination built differently refuses it (v86 itself only
-// warns on a memory-size mismatch and then runs on a wrong view).
-//
-// Facts relied on (v86 0.5.462, pinned): RAM is bytes [mem8.byteOffset, +memory_size[0]) of cpu.wasm_memory;
-// save_state() calls cpu.pack_memory() for the RAM and restore_state() calls cpu.unpack_memory() (which first zeroes
-// all RAM) — shadowing these two methods on the instance leaves RAM out of the state and untouched on restore;
-// restore_state() ends with jit_clear_cache(), so RAM written before it never runs stale compiled code.
-// Node only (BIOS from the filesystem, zlib); v86 is loaded with a dynamic import, so the core never needs it.
+// own WebAssembly.Memory (zero copy), and carries the rest of the machine as v86's RAM-less save_state() in a
+// legacy "v86/state" section whose header records the machine configuration (a mismatch is refused). The v86
+// internals relied on (0.5.462, pinned): docs/v86.md, "The adapter". Node only; v86 is imported dynamically.
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";

@@ -1,13 +1,6 @@
-// The guest vmstream builds itself for the v86 embedding: a 512-byte x86 boot sector, hand-encoded (no
-// assembler, no toolchain), that SeaBIOS loads at 0x7C00 in real mode. It
-//  - prints "VMSTREAM GUEST BOOT" on COM1 once (a second banner after a migration would mean a reboot);
-//  - loops forever: increments a u32 counter at GUEST.counter, writes one byte into the 512 KiB window
-//    [GUEST.windowStart, GUEST.windowEnd) at (counter mod 512 KiB), the byte being counter bits 19..26, so every
-//    pass over the window changes all of its 128 pages (RAM that keeps changing while it migrates);
-//  - every 2^22 iterations prints `C=<counter hex> T=<BIOS tick count at 0x46C, hex>` and, when the mailbox byte
-//    at GUEST.mailbox is non-zero, ` MB=<that byte>` (then clears it), then CRLF.
-// The code is alone on its 4 KiB page (stack below 0x6000, data at 0x500): a page the guest writes to is
-// re-checked for self-modifying code by v86's JIT, which keeps it interpreted (about 20x slower).
+// The guest vmstream builds itself for the v86 embedding: a hand-encoded 512-byte x86 boot sector that prints a
+// banner on COM1 once, then loops forever changing RAM (a counter and a 512 KiB window) and printing the counter
+// now and then. What it writes where, and why its code sits alone on a page: docs/v86.md, "The test guest".
 
 export const GUEST = {
   /** u32 counter, incremented once per loop iteration. */

@@ -1,15 +1,7 @@
-// Live (precopy) migration of a running v86 guest over TCP, between two emulators (usually two Node processes).
-//
-// Source: the MigrationSource engine over v86's memory (zero copy; dirty pages found with the changedPages kernel
-// against a shadow copy), driven in real time by runLiveSource, so the guest keeps running between ram PARTs.
-// At the switch-over the guest is stopped, the last dirty pages go out in the ram END, then the `v86/state`
-// section (RAM-less save_state, deflated), EOF and the vmdesc.
-// Destination: a MigrationDestination decoding pages straight into the stopped v86's RAM (ramBlock), then the
-// state section is checked against its own configuration and restored (RAM is written before restore_state,
-// which clears the JIT cache), and the guest runs.
-// Return path: the source half-closes the connection after the last byte, and on the other half the destination
-// answers one JSON line, {"ok":true,...} once its guest runs or {"ok":false,"error":...}. The source keeps its guest stopped only after an "ok"; on any failure (transfer
-// broken, destination refused, no answer) it resumes it and the call rejects.
+// Live (precopy) migration of a running v86 guest over TCP, between two emulators (usually two Node processes):
+// the source engine over v86's memory driven in real time, the destination decoding pages straight into the
+// stopped v86's RAM, and a return path (one JSON line) on which the source's guest stays stopped only after an
+// "ok". docs/v86.md, "Live migration".
 import { createHash } from "node:crypto";
 import type { Socket } from "node:net";
 import { VmstreamError } from "../io/errors.js";

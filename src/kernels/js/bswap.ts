@@ -1,9 +1,5 @@
-// Pure-TypeScript twins of assembly/bswap.ts: swap `count` u16/u32/u64 values at `ptr` in place.
-//
-// Measured on Node 20 (8192 values): Buffer#swap16/32/64 (native) 15-35 GB/s, a DataView loop
-// 2-5 GB/s, a byte loop 2-3 GB/s. Each call that makes a Buffer or DataView view costs ~100 ns, so
-// short arrays (< 128 bytes) use the byte loop, which is the fastest there. Without a global
-// Buffer (browsers) longer u32/u64 arrays go through a DataView, u16 stays on the byte loop.
+// Pure-TypeScript twins of assembly/bswap.ts: swap `count` u16/u32/u64 values at `ptr` in place, through
+// Buffer#swap*, a DataView or a byte loop by length and platform (measurements: docs/kernels.md, "Byte swaps").
 
 type NodeBufferCtor = typeof import("node:buffer").Buffer;
 

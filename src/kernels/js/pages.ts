@@ -1,16 +1,6 @@
-// Pure-TypeScript twins of assembly/pages.ts: same arguments, same bitmap bytes, same counts.
-//
-// Under Node the page tests go through Buffer#compare over one Buffer made on the memory's
-// ArrayBuffer (native memcmp, no view allocated per page): measured ~18 GB/s on a mixed 256 MiB
-// region, about 2-4x any typed-array loop. Without a global Buffer (browsers) an Int32Array OR
-// loop takes over: 16 words ORed per test with an exit at the first non-zero 64-byte block. In
-// JS the loop itself is the bottleneck (not DRAM), so skipping the rest of a non-zero page wins
-// here, unlike in wasm where the per-page branch-free scan is the fast one. Int32Array rather than
-// Uint32Array keeps every element a small integer in V8; Float64Array would be unsound
-// (0x8000000000000000 reads as -0, which equals 0).
-//
-// Bitmaps: page i is bit (i & 7) of byte (i >> 3); exactly ceil(n / 8) bytes written, bits past
-// n are 0 (see ../types.ts).
+// Pure-TypeScript twins of assembly/pages.ts: same arguments, same bitmap bytes, same counts (bitmaps as in
+// ../types.ts). Buffer#compare under Node, an Int32Array OR loop with an early exit without Buffer (browsers);
+// why, with measurements: docs/kernels.md, "Page scans".
 
 type NodeBufferCtor = typeof import("node:buffer").Buffer;
 type NodeBuffer = InstanceType<NodeBufferCtor>;

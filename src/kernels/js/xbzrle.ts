@@ -1,15 +1,6 @@
-// The pure-TypeScript XBZRLE twin (wire-format §6): same bytes, same return values and the same
-// writes as assembly/xbzrle.ts.
-//
-// Encoder: when the old and new pages have the same alignment mod 4 (always, for page-aligned
-// pages), runs are found 4 bytes at a time through an Int32Array over the memory (XOR + count of
-// trailing zero bits for the end of an equal run, the "has a zero byte" trick for the end of a
-// changed run, 32 bytes per step while skipping equal words); otherwise byte by byte. After
-// DENSE_AFTER runs in one page (pages where many bytes changed) the rest of the page is scanned
-// through a 32-bit "differs" mask per 32-byte block, so each run end is a shift and a count of
-// trailing zeros on a register.
-// Decoder: the whole run structure is validated first, so the page is untouched on error; runs
-// are then copied with byte moves (short) or copyWithin (long).
+// The pure-TypeScript XBZRLE twin (wire-format §6): same bytes, same return values and the same writes as
+// assembly/xbzrle.ts. Runs are found a word at a time (a "differs" mask per block on dense pages); the decoder
+// validates before it writes. docs/kernels.md, "XBZRLE".
 
 const MAX_RUN = 0x3fff;
 /** Runs at least this long are copied with copyWithin (native memmove) instead of a byte loop. */

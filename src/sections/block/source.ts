@@ -1,17 +1,7 @@
-// The "block" iterative section of the source engine (block migration, wire-format §7): START = EOS; the PARTs
-// first make a bulk pass over every device in order (1 MiB chunks, a PROGRESS record whenever the integer
-// percentage of sectors done changes, from 0), then send the chunks that changed since they were sent, device by
-// device from a cursor; END = the remaining dirty chunks, PROGRESS 100, EOS (as QEMU's block_save_* do, but
-// synchronously: QEMU's asynchronous reads complete in any order). With `zeroBlocks` (QEMU's zero-blocks
-// capability) an all-zero chunk travels as a DEVICE_BLOCK|ZERO_BLOCK header only.
-//
-// Changed chunks come from a host log (bit i = chunk i) or from a scan of the device against a shadow copy
-// (kernels.changedPages with 1 MiB pages when the device lives in the kernels' memory, word compares otherwise).
-//
-// A device whose size is not a whole number of MiB: its last chunk is padded with zeros to 1 MiB on the wire
-// (QEMU sends its buffer's junk there). QEMU 7.2's loader writes every data chunk in full, so it cannot load such
-// a chunk into a disk of that exact size (the write runs past the end); our decoder keeps the padding (its image
-// ends at the chunk end). Browser-safe.
+// The "block" iterative section of the source engine (block migration, wire-format §7): a bulk pass over every
+// disk in 1 MiB chunks with PROGRESS records, then the changed chunks (host log or scan against a shadow copy),
+// zero blocks as headers only. Disks that are not a whole number of MiB and other details:
+// docs/live-migration.md, "block". Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
 import type { Kernels } from "../../kernels/types.js";

@@ -1,9 +1,6 @@
-// The "ram" iterative section of the source engine (wire-format §5): START = MEM_SIZE with every block; each PART
-// holds dirty pages (the first pass: every page) up to the budget, continuing where the previous PART stopped,
-// as QEMU's ram_save_iterate does; the dirty bitmap is synced from a host dirty log or from a scan of the RAM
-// against a shadow copy (kernels.changedPages). XBZRLE (with a cache) activates after the first complete pass;
-// in scan mode the shadow itself can be the cache (one slot per page: every page a hit, no extra memory).
-// Browser-safe.
+// The "ram" iterative section of the source engine (wire-format §5): START = MEM_SIZE, PARTs of dirty pages from
+// a cursor (the first pass: every page), dirty pages from a host log or a scan against a shadow copy, XBZRLE
+// after the first pass with a cache or the shadow as cache. docs/live-migration.md, "ram". Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
 import type { Kernels } from "../../kernels/types.js";

@@ -1,15 +1,6 @@
-// The "spapr/htab" iterative section of the source engine (sPAPR hash page table, wire-format §8): START = the
-// HPT size as log2 bytes; every PART / END = be32 0, chunks (be32 index, be16 n_valid, be16 n_invalid, the valid
-// HPTEs), the (0, 0, 0) end marker. As QEMU's htab_save_*: the first pass walks the table once from a cursor and
-// sends runs of valid entries only (the destination's table starts zeroed); later passes send the entries that
-// changed as [valid run][invalid run] chunks, so entries that became invalid are cleared on the destination.
-// Runs are at most 65535 entries; a chunk is cut to fit the budget (at most one HPTE past it).
-//
-// Changed entries come from a host log (bit i = HPTE i) or from a scan of the table against a shadow copy
-// (kernels.changedPages over 64-byte groups when the table lives in the kernels' memory, then entry compares).
-// An entry is valid when bit 0 of its first (big-endian) doubleword is set; the destination zeroes invalid
-// entries, so only valid entries arrive byte for byte. No table (`hpt` absent, a radix guest): every section
-// carries 0xFFFFFFFF. Browser-safe.
+// The "spapr/htab" iterative section of the source engine (sPAPR hash page table, wire-format §8): a first pass
+// of valid entries, then changed entries as [valid run][invalid run] chunks (host log or scan against a shadow
+// copy); no table (a radix guest) = 0xFFFFFFFF. docs/live-migration.md, "spapr/htab". Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
 import type { Kernels } from "../../kernels/types.js";
