@@ -1,23 +1,6 @@
-/**
- * BerReader: a hand-written ASN.1 BER (X.690) TLV reader over a Uint8Array, a DataView and a position.
- *
- * {@link header} reads an identifier and a length and leaves them in fields (`cls`, `constructed`,
- * `tagNo`, `id`, `len`, `start`): no object per node. The caller then reads the contents with a
- * primitive method (`int`, `bigint`, `boolean`, `null`, `real`, `octets`, `utf8`), skips them
- * ({@link skip}), or enters a constructed value ({@link enter} returns its end: an offset, or -1 for an
- * indefinite length; {@link atEnd} and {@link leave} take it back).
- *
- * Strict where X.690 says "shall" (INTEGER minimal, BOOLEAN one octet, NULL empty, indefinite length only
- * for constructed values, no 0xFF length octet, tag numbers without leading 0x80), lenient where BER is
- * (non-minimal definite lengths, constructed OCTET STRING and UTF8String, any non-zero BOOLEAN, REAL in any
- * base/scale and in decimal form). Bounded: a length must fit in the bytes left, nesting is capped
- * (`maxDepth`), tag numbers take at most 5 octets (< 2^35).
- *
- * Errors are thrown as {@link VmstreamError} with the ABSOLUTE offset (`baseOffset` + index): `EOF`
- * (truncated), `BAD_VALUE` (malformed), `LIMIT` (depth), `UNSUPPORTED`.
- *
- * Browser-safe: Uint8Array, DataView, TextDecoder.
- */
+// BerReader: an ASN.1 BER (X.690) TLV reader over a Uint8Array: header() leaves the identifier and length in
+// fields, the caller reads, skips or enters the contents; strict where X.690 says "shall", bounded, errors at
+// absolute offsets (docs/ber.md, "The TLV layer"). Browser-safe.
 import { eofError, VmstreamError } from "../io/errors.js";
 
 const EMPTY = new Uint8Array(0);

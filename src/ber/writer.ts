@@ -1,26 +1,6 @@
-/**
- * BerWriter: a hand-written ASN.1 BER (X.690) TLV writer on one growable buffer and a DataView.
- *
- * - Tags: a {@link Tag} is the identifier octet itself (a number) when the tag number is below 31, or
- *   the precomputed identifier octets (a Uint8Array) for high tag numbers; {@link berTag} makes either.
- * - Constructed values: {@link fork} opens one, {@link join} closes it (protobuf-es style). A definite
- *   length is reserved as ONE octet and patched by join(); when the contents reached 128 octets or
- *   more, join() moves them up by the few extra length octets (copyWithin) and writes the long form.
- *   So small values (the common case) cost nothing extra and every length is minimal (DER-like).
- *   `fork(tag, true)` writes an indefinite length (0x80) and join() writes the end-of-contents 00 00:
- *   nothing is moved, and the bytes can be handed out before the value ends ({@link take}). An
- *   indefinite value that stays empty is closed as definite length 0 (`30 00`, not `30 80 00 00`):
- *   shorter, and libtasn1 4.19 cannot decode an empty SEQUENCE OF of indefinite length.
- * - Primitives write the whole TLV: INTEGER from a number or a bigint in minimal two's complement
- *   (a u64 >= 2^63 gets its leading 00), canonical binary REAL (base 2, F = 0, odd mantissa;
- *   +0 empty, 40 +INF, 41 -INF, 42 NaN, 43 -0), BOOLEAN (FF), NULL, OCTET STRING, UTF8String.
- *
- * No object per node: the open constructed values are a stack of numbers. Values are checked
- * (a bad integer or a bad tag throws a {@link VmstreamError} with code RANGE); the writer never
- * produces malformed BER.
- *
- * Browser-safe: Uint8Array, DataView, TextEncoder.
- */
+// BerWriter: an ASN.1 BER (X.690) TLV writer on one growable buffer: fork/join by a patched one-octet length
+// (or an indefinite length whose bytes can be handed out early), minimal INTEGER, canonical REAL; no object per
+// node (docs/ber.md, "The TLV layer"). Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 
 /** The identifier octet(s): a number for tag numbers 0..30, the octets for higher ones. */
