@@ -9,23 +9,12 @@ import type { Vmdesc } from "../vmstate/vmdesc.js";
 import { CommandReader } from "./commands.js";
 import { configurationSpec, readConfiguration } from "./configuration.js";
 import { CMD, DEFAULT_LIMITS, type DecoderLimits, SEC } from "./constants.js";
-import { DeferredInput, decodeDeviceSection, VmdescEntries } from "./device-sections.js";
+import { DeferredInput, decodeDeviceSection, deviceSectionResult, VmdescEntries } from "./device-sections.js";
 import { footerError, readFileHeader, readFullHeader } from "./framing.js";
 import { InputWindow } from "./input-window.js";
 import { LiveSections, refOf } from "./live-sections.js";
-import type {
-  CommandRecord,
-  ConfigurationInfo,
-  DecodeResult,
-  DecoderEvent,
-  DecoderOptions,
-  DeviceSectionResult,
-  SectionHeader,
-  SectionRecord,
-  ValidationSummary,
-  VmdescInfo,
-} from "./types.js";
-import { completenessOf } from "./verdict.js";
+import type { ConfigurationInfo, DecodeResult, DecoderEvent, DecoderOptions, SectionHeader, SectionRecord, ValidationSummary, VmdescInfo } from "./types.js";
+import { completenessOf, DecodeLog } from "./verdict.js";
 import { parseVmdescJson, readVmdescTrailer } from "./vmdesc.js";
 
 enum Phase {
@@ -86,18 +75,13 @@ export class SavevmDecoder {
   private pageSizeValue: number;
   private readonly commands: CommandReader;
 
-  private readonly sectionList: SectionRecord[] = [];
-  private sectionCount = 0;
-  private readonly deviceList: DeviceSectionResult[] = [];
-  private readonly commandList: CommandRecord[] = [];
-  private commandCount = 0;
+  private readonly log: DecodeLog;
   private eofOffset: number | undefined;
   private vmdescInfo: VmdescInfo | undefined;
   private known: KnownVmdesc | undefined;
   private deferred: DeferredInput | undefined;
   /** The buffer handed out by inputSpace() while deferring (the window is not in use then). */
   private scratch: Uint8Array | undefined;
-  private readonly warningList: string[] = [];
 
   private error: VmstreamError | undefined;
   private ended = false;
@@ -110,6 +94,7 @@ export class SavevmDecoder {
     this.ownKernels = options.kernels === undefined;
     this.kernels = options.kernels ?? createKernels();
     this.input = new InputWindow(this.kernels, this.limits.windowBytes);
+    this.log = new DecodeLog(this.limits);
     this.phase = options.headerless ? Phase.Items : Phase.Header;
     this.pageSizeValue = options.pageSize ?? 4096;
     if (options.vmdesc !== undefined) this.know(parseVmdescJson(options.vmdesc, this.limits.vmdescDepth), "option");
@@ -194,14 +179,14 @@ export class SavevmDecoder {
     return {
       bytes: this.input.offset + (this.deferred?.length ?? 0) + this.input.available,
       machine: this.config?.machine,
-      sections: this.sectionCount,
-      devices: this.deviceList.length,
-      commands: this.commandCount,
+      sections: this.log.sectionCount,
+      devices: this.log.devices.length,
+      commands: this.log.commandCount,
       eof: this.eofOffset !== undefined,
       vmdesc: this.vmdescInfo !== undefined,
       complete: c.complete,
-      live: this.liveResults(),
-      warnings: [...this.warningList],
+      live: this.live.results(),
+      warnings: [...this.log.warnings],
     };
   }
 
@@ -509,7 +494,6 @@ export class SavevmDecoder {
   }
 
   private recordSection(h: SectionHeader, payloadOffset: number, payloadSize: number, size: number, footer: boolean): number {
-    this.sectionCount++;
     const rec: SectionRecord = {
       type: h.type,
       id: h.id,
@@ -523,9 +507,9 @@ export class SavevmDecoder {
       footer,
       depth: this.packages.length,
     };
-    if (this.sectionList.length < this.limits.sectionRecords) this.sectionList.push(rec);
+    const index = this.log.section(rec);
     this.emit({ type: "section", section: rec });
-    return this.sectionCount - 1;
+    return index;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -549,27 +533,15 @@ export class SavevmDecoder {
       this.deferred.append(w.drain());
       return 0;
     }
-    const { header: h, hdrLen, attempt: a, vmdescIndex } = out;
+    const { header: h, hdrLen, attempt: a } = out;
     if (this.footersOn === undefined) this.footersOn = a.footers;
     this.live.bindDevice(h);
-    if (vmdescIndex !== undefined) this.known!.entries.use(vmdescIndex);
+    if (out.vmdescIndex !== undefined) this.known!.entries.use(out.vmdescIndex);
     if (out.warning) this.warn(out.warning);
     const sectionIndex = this.recordSection(h, w.offset + hdrLen, a.payloadEnd - hdrLen, a.total, a.footers);
-    const dev: DeviceSectionResult = {
-      idstr: h.idstr,
-      instanceId: h.instanceId,
-      version: h.version,
-      sectionId: h.id,
-      sectionIndex,
-      payloadOffset: w.offset + hdrLen,
-      payloadSize: a.payloadEnd - hdrLen,
-      state: w.detach(a.state),
-      description: out.description,
-      source: out.source,
-      ...(vmdescIndex !== undefined ? { vmdesc: this.known!.entries.entry(vmdescIndex) } : {}),
-      ...(out.warning ? { warning: out.warning } : {}),
-    };
-    if (this.deviceList.length < this.limits.sectionRecords) this.deviceList.push(dev);
+    const entry = out.vmdescIndex !== undefined ? this.known!.entries.entry(out.vmdescIndex) : undefined;
+    const dev = deviceSectionResult(out, sectionIndex, w.detach(a.state), entry);
+    this.log.device(dev);
     this.emit({ type: "device", device: dev });
     this.phase = Phase.Items;
     return a.total;
@@ -599,8 +571,7 @@ export class SavevmDecoder {
     }
     const rec = read.record;
     if (read.packageEnd !== undefined) this.packages.push(read.packageEnd);
-    this.commandCount++;
-    if (this.commandList.length < this.limits.commandRecords) this.commandList.push(rec);
+    this.log.command(rec);
     this.emit({ type: "command", command: rec });
     if (rec.cmd === CMD.POSTCOPY_RUN && rec.depth > 0) this.phase = Phase.Skip; // QEMU leaves the package's loop
     return read.size;
@@ -635,7 +606,7 @@ export class SavevmDecoder {
   // result
 
   private warn(message: string): void {
-    this.warningList.push(message);
+    this.log.warnings.push(message);
     this.emit({ type: "warning", message });
   }
 
@@ -645,11 +616,7 @@ export class SavevmDecoder {
 
   private completeness() {
     const doc = this.vmdescInfo?.json ?? (this.known?.from === "option" ? this.known.json : undefined);
-    return completenessOf(this.deviceList, doc, this.eofOffset !== undefined, this.phaseDone(), this.vmdescInfo !== undefined);
-  }
-
-  private liveResults(): Record<string, unknown> {
-    return this.live.results();
+    return completenessOf(this.log.devices, doc, this.eofOffset !== undefined, this.phaseDone(), this.vmdescInfo !== undefined);
   }
 
   private buildResult(): DecodeResult {
@@ -660,17 +627,17 @@ export class SavevmDecoder {
       configuration: this.config,
       footers: this.footersOn,
       pageSize: this.pageSizeValue,
-      sections: this.sectionList,
-      sectionCount: this.sectionCount,
-      devices: this.deviceList,
-      live: this.liveResults(),
-      commands: this.commandList,
-      commandCount: this.commandCount,
+      sections: this.log.sections,
+      sectionCount: this.log.sectionCount,
+      devices: this.log.devices,
+      live: this.live.results(),
+      commands: this.log.commands,
+      commandCount: this.log.commandCount,
       eof: this.eofOffset !== undefined,
       eofOffset: this.eofOffset,
       vmdesc: this.vmdescInfo,
       completeness: this.completeness(),
-      warnings: this.warningList,
+      warnings: this.log.warnings,
       kernels: this.kernels,
       dispose() {
         if (self.disposed) return;

@@ -8,7 +8,7 @@ import type { Vmdesc, VmdescDevice } from "../vmstate/vmdesc.js";
 import { type DecoderLimits, PEEK_LOOKAHEAD, SEC } from "./constants.js";
 import { footerError, readFullHeader } from "./framing.js";
 import { type AtHand, walkAtHand } from "./input-window.js";
-import type { DeviceContext, DeviceRegistry, DeviceSource, SectionHeader, VmdescDescriber, VmdescFallback } from "./types.js";
+import type { DeviceContext, DeviceRegistry, DeviceSectionResult, DeviceSource, SectionHeader, VmdescDescriber, VmdescFallback } from "./types.js";
 import { findVmdescTrailer, vmdescPayloadSize } from "./vmdesc.js";
 
 /** Where device descriptions come from (DecoderOptions' devices / describe / vmdescFallback). */
@@ -208,6 +208,30 @@ export function decodeDeviceSection(input: AtHand, ctx: DeviceDecodeContext): De
   if (a.kind === "need") return need();
   if (a.kind === "fail") throw a.error.withContext({ offset: input.offset, section: ref });
   return { kind: "ok", header, hdrLen, attempt: a, description, source, vmdescIndex: index, ...(warning ? { warning } : {}) };
+}
+
+/** The result of a decoded device section (`sectionIndex`: its index in stream order; `state`: detached from the window). */
+export function deviceSectionResult(
+  out: Extract<DeviceOutcome, { kind: "ok" }>,
+  sectionIndex: number,
+  state: State,
+  vmdesc: VmdescDevice | undefined,
+): DeviceSectionResult {
+  const { header: h, hdrLen, attempt: a } = out;
+  return {
+    idstr: h.idstr,
+    instanceId: h.instanceId,
+    version: h.version,
+    sectionId: h.id,
+    sectionIndex,
+    payloadOffset: h.offset + hdrLen,
+    payloadSize: a.payloadEnd - hdrLen,
+    state,
+    description: out.description,
+    source: out.source,
+    ...(vmdesc ? { vmdesc } : {}),
+    ...(out.warning ? { warning: out.warning } : {}),
+  };
 }
 
 /**

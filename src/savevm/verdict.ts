@@ -3,7 +3,8 @@
 // Generic: the decoder class is a parameter. Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import type { Vmdesc } from "../vmstate/vmdesc.js";
-import type { Completeness, DecodeResult, DeviceSectionResult, ValidationResult, ValidationSummary } from "./types.js";
+import type { DecoderLimits } from "./constants.js";
+import type { CommandRecord, Completeness, DecodeResult, DeviceSectionResult, SectionRecord, ValidationResult, ValidationSummary } from "./types.js";
 
 export type DecoderLike = { push(chunk: Uint8Array): void; end(): DecodeResult; summary(): ValidationSummary; dispose(): void };
 
@@ -23,6 +24,33 @@ export async function runDecoder(d: DecoderLike, source: ByteSource): Promise<De
     for (const c of source as Iterable<Uint8Array>) pushAll(d, c);
   }
   return d.end();
+}
+
+/** What a decode has listed so far: each list stops at its limit, the counts go on. */
+export class DecodeLog {
+  readonly sections: SectionRecord[] = [];
+  sectionCount = 0;
+  readonly devices: DeviceSectionResult[] = [];
+  readonly commands: CommandRecord[] = [];
+  commandCount = 0;
+  readonly warnings: string[] = [];
+
+  constructor(private readonly limits: Pick<DecoderLimits, "sectionRecords" | "commandRecords">) {}
+
+  /** Returns the section's index in stream order. */
+  section(rec: SectionRecord): number {
+    if (this.sections.length < this.limits.sectionRecords) this.sections.push(rec);
+    return this.sectionCount++;
+  }
+
+  device(dev: DeviceSectionResult): void {
+    if (this.devices.length < this.limits.sectionRecords) this.devices.push(dev);
+  }
+
+  command(rec: CommandRecord): void {
+    this.commandCount++;
+    if (this.commands.length < this.limits.commandRecords) this.commands.push(rec);
+  }
 }
 
 /**
