@@ -1,7 +1,7 @@
 // The decoder's live (iterative) sections: one handler per idstr, made on first use from the options'
 // factories; section ids bound by START/FULL headers; the section being fed. Browser-safe.
-import { type SectionRef, VmstreamError } from "../io/errors.js";
-import type { FeedResult, HandlerContext, HandlerFactory, SectionHandler, SectionHeader, SectionInput } from "./types.js";
+import { type SectionRef, VmstreamError, type VmstreamErrorCode } from "../io/errors.js";
+import type { DecoderOptions, FeedResult, HandlerContext, HandlerFactory, MaterializeOptions, SectionHandler, SectionHeader, SectionInput } from "./types.js";
 
 interface Binding {
   readonly idstr: string;
@@ -116,4 +116,17 @@ export class LiveSections {
       throw VmstreamError.wrap(e, { offset: header.offset, section: refOf(header) });
     }
   }
+}
+
+/** Whether a decode keeps a kind's data: `materialize: true`, or the kind's flag. */
+export function materializes(options: Pick<DecoderOptions, "materialize">, kind: keyof MaterializeOptions): boolean {
+  const m = options.materialize;
+  return m === true || (typeof m === "object" && m[kind] === true);
+}
+
+/** An error about the byte at window address `at` of a live section's input: its absolute offset, the section named. */
+export type InputError = (code: VmstreamErrorCode, summary: string, at: number, detail?: string) => VmstreamError;
+
+export function inputError(input: SectionInput, h: SectionHeader): InputError {
+  return (code, summary, at, detail) => new VmstreamError(code, summary, { offset: input.offset + (at - input.ptr), section: refOf(h), detail });
 }

@@ -167,14 +167,8 @@ export interface DecoderOptions {
   readonly records?: boolean;
 }
 
-export interface SectionRecord {
-  readonly type: SectionType;
-  readonly id: number;
-  readonly idstr: string;
-  readonly instanceId: number;
-  readonly version: number;
-  /** Absolute offset of the type byte. */
-  readonly offset: number;
+/** A section as decoded: its header, where its payload is, its size. */
+export interface SectionRecord extends SectionHeader {
   /** Bytes from the type byte to the end of the footer (or payload when there is none). */
   readonly size: number;
   readonly payloadOffset: number;

@@ -1,6 +1,6 @@
 // The loader of "block" sections (block migration, wire-format §7): chunks, progress, EOS; disk images kept with
 // `materialize.block` (docs/decoder.md, "Live section handlers"). Browser-safe.
-import { VmstreamError } from "../../io/errors.js";
+import { inputError, materializes } from "../../savevm/live-sections.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
 import { BLK_MIG, BLOCK_CHUNK, type BlockRecord } from "./format.js";
 
@@ -55,8 +55,7 @@ export class BlockHandler implements SectionHandler<BlockResult> {
 
   constructor(private readonly ctx: HandlerContext) {
     this.emit = ctx.record;
-    const m = ctx.options.materialize;
-    this.materialize = m === true || (typeof m === "object" && m.block === true);
+    this.materialize = materializes(ctx.options, "block");
   }
 
   begin(_h: SectionHeader): void {
@@ -69,8 +68,7 @@ export class BlockHandler implements SectionHandler<BlockResult> {
     const dv = k.view;
     const end = input.ptr + input.len;
     let p = input.ptr;
-    const err = (code: string, summary: string, at: number, detail?: string): VmstreamError =>
-      new VmstreamError(code, summary, { offset: input.offset + (at - input.ptr), section: { idstr: h.idstr, id: h.id, instanceId: h.instanceId }, detail });
+    const err = inputError(input, h);
     for (;;) {
       if (end - p < 8) return { consumed: p - input.ptr, done: false };
       const hi = dv.getUint32(p);

@@ -3,6 +3,7 @@
 // `materialize.ram` (docs/decoder.md, "Live section handlers"). Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
 import { BLK, DEC, DEC_STATUS, type Kernels, RAM_FLAG } from "../../kernels/types.js";
+import { type InputError, inputError, materializes } from "../../savevm/live-sections.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
 import { type RamBlockData, type RamBlockSpec, type RamRecord, readDecodedRun } from "./format.js";
 
@@ -112,8 +113,7 @@ export class RamHandler implements SectionHandler<RamResult> {
   ) {
     this.k = ctx.kernels;
     this.emit = ctx.record;
-    const m = ctx.options.materialize;
-    this.materialize = m === true || (typeof m === "object" && m.ram === true);
+    this.materialize = materializes(ctx.options, "ram");
   }
 
   begin(h: SectionHeader): void {
@@ -141,8 +141,7 @@ export class RamHandler implements SectionHandler<RamResult> {
     const k = this.k;
     const end = input.ptr + input.len;
     let p = input.ptr;
-    const err = (code: string, summary: string, at: number, detail?: string): VmstreamError =>
-      new VmstreamError(code, summary, { offset: input.offset + (at - input.ptr), section: { idstr: h.idstr, id: h.id, instanceId: h.instanceId }, detail });
+    const err = inputError(input, h);
     for (;;) {
       if (this.memsize) {
         // entries already taken count as consumed even when the next one is still incomplete
@@ -194,7 +193,7 @@ export class RamHandler implements SectionHandler<RamResult> {
   }
 
   /** MEM_SIZE entries until the lengths add up to the total (then `memsize` is cleared). Returns the position after the entries taken. */
-  private memSizeEntries(p: number, end: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError): number {
+  private memSizeEntries(p: number, end: number, err: InputError): number {
     const ms = this.memsize!;
     const ram = this.ctx.options.ram ?? {};
     const ignoreShared = ram.ignoreShared ?? this.ctx.configuration()?.capabilities?.includes("x-ignore-shared") ?? false;
@@ -260,7 +259,7 @@ export class RamHandler implements SectionHandler<RamResult> {
     pageSize: bigint | undefined,
     mrAddr: bigint | undefined,
     at: number,
-    err: (c: string, s: string, at: number, d?: string) => VmstreamError,
+    err: InputError,
   ): void {
     const k = this.k;
     let base = 0;
@@ -314,7 +313,7 @@ export class RamHandler implements SectionHandler<RamResult> {
   }
 
   /** The host's block for `name`, checked against the stream's length and the kernels' memory. */
-  private hostBlock(name: string, length: bigint, at: number, err: (c: string, s: string, at: number, d?: string) => VmstreamError): RamBlockData | undefined {
+  private hostBlock(name: string, length: bigint, at: number, err: InputError): RamBlockData | undefined {
     const provide = this.hostOptions.ramBlock;
     if (!provide) return undefined;
     const b = provide(name, Number(length));
@@ -355,14 +354,7 @@ export class RamHandler implements SectionHandler<RamResult> {
   }
 
   /** COMPRESS_PAGE at `at`: new position, or -1 for more input. */
-  private compressed(
-    at: number,
-    end: number,
-    hi: number,
-    lo: number,
-    err: (c: string, s: string, at: number, d?: string) => VmstreamError,
-    final: boolean,
-  ): number {
+  private compressed(at: number, end: number, hi: number, lo: number, err: InputError, final: boolean): number {
     void final;
     const k = this.k;
     const ps = this.pageSize;
@@ -414,14 +406,7 @@ export class RamHandler implements SectionHandler<RamResult> {
     return q + len;
   }
 
-  private kernelError(
-    status: number,
-    at: number,
-    hi: number,
-    lo: number,
-    cur: number,
-    err: (c: string, s: string, at: number, d?: string) => VmstreamError,
-  ): VmstreamError {
+  private kernelError(status: number, at: number, hi: number, lo: number, cur: number, err: InputError): VmstreamError {
     const k = this.k;
     const flags = lo & (this.pageSize - 1);
     const addr = (BigInt(hi) << 32n) | BigInt((lo & ~(this.pageSize - 1)) >>> 0);

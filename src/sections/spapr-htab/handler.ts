@@ -1,6 +1,7 @@
 // The loader of "spapr/htab" sections (wire-format §8): the header, then chunks of HPTEs, bounds checked in
 // 64 bits; the table kept with `materialize.htab` (docs/decoder.md, "Live section handlers"). Browser-safe.
 import { VmstreamError } from "../../io/errors.js";
+import { inputError, materializes } from "../../savevm/live-sections.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
 import { HPTE_BYTES as HPTE, HTAB_SHIFT_MAX, HTAB_SHIFT_MIN, type HtabItem, NO_HPT } from "./format.js";
 
@@ -36,8 +37,7 @@ export class HtabHandler implements SectionHandler<HtabResult> {
 
   constructor(private readonly ctx: HandlerContext) {
     this.emit = ctx.record;
-    const m = ctx.options.materialize;
-    this.materialize = m === true || (typeof m === "object" && m.htab === true);
+    this.materialize = materializes(ctx.options, "htab");
   }
 
   begin(h: SectionHeader): void {
@@ -52,8 +52,7 @@ export class HtabHandler implements SectionHandler<HtabResult> {
     const dv = input.kernels.view;
     const end = input.ptr + input.len;
     let p = input.ptr;
-    const err = (code: string, summary: string, at: number, detail?: string): VmstreamError =>
-      new VmstreamError(code, summary, { offset: input.offset + (at - input.ptr), section: { idstr: h.idstr, id: h.id, instanceId: h.instanceId }, detail });
+    const err = inputError(input, h);
     if (!this.inChunks) {
       if (end - p < 4) return { consumed: 0, done: false };
       const v = dv.getUint32(p);
