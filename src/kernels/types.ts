@@ -88,6 +88,23 @@ export const DEC_STATUS = {
   ERR_XBZRLE_DATA: -6, // XBZRLE data malformed (see xbzrleDecode)
 } as const;
 
+/** The arguments of `Kernels.ramEncode` (documented there), shared by the backends. */
+export type RamEncodeArgs = [
+  blockPtr: number,
+  pageSize: number,
+  firstPage: number,
+  endPage: number,
+  sendMapPtr: number,
+  slotMapPtr: number,
+  cachePtr: number,
+  namePtr: number,
+  nameLen: number,
+  outPtr: number,
+  outCap: number,
+  options: number,
+  statePtr: number,
+];
+
 /** `xbzrleDecode` error codes (negative returns). The page is left untouched on any error. */
 export const XBZRLE_ERR = {
   TRUNCATED: -1, // a length or run needs more bytes than remain
@@ -159,21 +176,7 @@ export interface Kernels {
    * overflowed XBZRLE page counts in OVERFLOW and NORMAL. `pageSize` >= 1024 (the flags need the
    * low bits of the header); cache slots must lie inside memory.
    */
-  ramEncode(
-    blockPtr: number,
-    pageSize: number,
-    firstPage: number,
-    endPage: number,
-    sendMapPtr: number,
-    slotMapPtr: number,
-    cachePtr: number,
-    namePtr: number,
-    nameLen: number,
-    outPtr: number,
-    outCap: number,
-    options: number,
-    statePtr: number,
-  ): number;
+  ramEncode(...args: RamEncodeArgs): number;
 
   /**
    * Parse RAM records from the window [inPtr, inPtr+inLen) and apply ZERO, PAGE and XBZRLE

@@ -1,6 +1,7 @@
 // Loads the AssemblyScript kernels from the bytes embedded at build time (no fs, no fetch):
 // SIMD where WebAssembly.validate accepts it, else scalar; exported memory, or the import-memory
 // build when a host passes its own memory.
+import type { RamEncodeArgs } from "./types.js";
 import { wasmBase64 } from "./wasm-bytes.generated.js";
 
 export type WasmFlavour = "simd" | "scalar";
@@ -12,21 +13,7 @@ export interface RawKernelExports {
   changedPages(ptr: number, shadowPtr: number, pageCount: number, bitmapPtr: number, refresh: number, pageSize: number): number;
   xbzrleEncode(oldPtr: number, newPtr: number, outPtr: number, limit: number, pageSize: number): number;
   xbzrleDecode(srcPtr: number, len: number, pagePtr: number, pageSize: number): number;
-  ramEncode(
-    blockPtr: number,
-    pageSize: number,
-    firstPage: number,
-    endPage: number,
-    sendMapPtr: number,
-    slotMapPtr: number,
-    cachePtr: number,
-    namePtr: number,
-    nameLen: number,
-    outPtr: number,
-    outCap: number,
-    options: number,
-    statePtr: number,
-  ): number;
+  ramEncode(...args: RamEncodeArgs): number;
   ramDecode(inPtr: number, inLen: number, tablePtr: number, blockCount: number, pageSize: number, statePtr: number): number;
   bswap16(ptr: number, count: number): void;
   bswap32(ptr: number, count: number): void;

@@ -1,6 +1,7 @@
 // The pure-TypeScript twin of assembly/ram.ts: QEMU 7.2 RAM page records (wire-format §5).
 // Same arguments (plus the memory bytes first), same bytes and state out. The contract is in
 // src/kernels/types.ts.
+import type { RamEncodeArgs } from "../types.js";
 import { isZeroPage } from "./pages.js";
 import { xbzrleDecode, xbzrleEncode } from "./xbzrle.js";
 
@@ -146,19 +147,7 @@ class Enc {
 
 export function ramEncode(
   u8: Uint8Array,
-  blockPtr: number,
-  pageSize: number,
-  firstPage: number,
-  endPage: number,
-  sendMapPtr: number,
-  slotMapPtr: number,
-  cachePtr: number,
-  namePtr: number,
-  nameLen: number,
-  outPtr: number,
-  outCap: number,
-  options: number,
-  statePtr: number,
+  ...[blockPtr, pageSize, firstPage, endPage, sendMapPtr, slotMapPtr, cachePtr, namePtr, nameLen, outPtr, outCap, options, statePtr]: RamEncodeArgs
 ): number {
   const dv = viewOf(u8);
   const e = new Enc(u8, dv, blockPtr, pageSize, slotMapPtr, cachePtr, namePtr, nameLen, outPtr, (options & OPT_ZERO_DETECT) !== 0);
