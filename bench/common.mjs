@@ -2,6 +2,7 @@
 
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -47,4 +48,19 @@ export function fillRamImage(memory, ram, bytes, rng, P = 4096) {
     else if (kinds[p] === 2) rng.fillRandom(memory, ram + p * P, P);
   }
   return kinds;
+}
+
+/** The machine a benchmark ran on (name it in every result), plus the run's own settings. */
+export function machineInfo(extra = {}) {
+  return {
+    cpu: os.cpus()[0]?.model,
+    cores: os.cpus().length,
+    memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${os.platform()} ${os.arch()}`,
+    loadavg: os.loadavg().map((x) => +x.toFixed(2)),
+    date: new Date().toISOString(),
+    ...extra,
+  };
 }

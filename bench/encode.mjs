@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 //            batch, default 4), --window-kib N (RamWriter output window, default 1024), --no-qemu
 import { Bench } from "tinybench";
 
-import { fillRamImage, loadProbe, makeRng, root } from "./common.mjs";
+import { fillRamImage, loadProbe, machineInfo, makeRng, root } from "./common.mjs";
 
 const lib = await import(join(root, "dist/index.js"));
 const { createKernels, ENC, RAM_ENCODE, ByteWriter, StreamEncoder, RamWriter, deviceSpec } = lib;
@@ -543,20 +543,7 @@ const ratios = [
     : []),
 ].map((x) => ({ ...x, value: +x.value.toFixed(3), ...(x.target !== null ? { met: x.value >= x.target } : {}) }));
 
-const machine = {
-  cpu: os.cpus()[0]?.model,
-  cores: os.cpus().length,
-  memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
-  node: process.version,
-  v8: process.versions.v8,
-  platform: `${os.platform()} ${os.arch()}`,
-  loadavg: os.loadavg().map((x) => +x.toFixed(2)),
-  date: new Date().toISOString(),
-  ramMiB: RAM_BYTES >>> 20,
-  rounds: ROUNDS,
-  sliceMiB: (SLICE_PAGES * P) >>> 20,
-  windowKiB: WINDOW >>> 10,
-};
+const machine = machineInfo({ ramMiB: RAM_BYTES >>> 20, rounds: ROUNDS, sliceMiB: (SLICE_PAGES * P) >>> 20, windowKiB: WINDOW >>> 10 });
 const image = { pages: RAM_PAGES, ...kinds, ...streamInfo };
 if (args.json) {
   process.stdout.write(JSON.stringify({ machine, image, results, qemu, ratios }, null, 1) + "\n");

@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 // Kernel benchmarks: GB/s for every kernel x backend on data far larger than the caches, next to
@@ -11,7 +10,7 @@ import { parseArgs } from "node:util";
 //   npm run bench -- --json            one JSON object on stdout
 //   npm run bench -- --ram-mib 256 --rounds 3    smaller/faster run
 import { Bench } from "tinybench";
-import { fillRamImage, loadProbe, makeRng, root } from "./common.mjs";
+import { fillRamImage, loadProbe, machineInfo, makeRng, root } from "./common.mjs";
 
 const { createKernels, ENC, RAM_ENCODE, DEC, BLK } = await import(join(root, "dist/index.js"));
 const { ByteWriter, ByteReader } = await import(join(root, "dist/index.js"));
@@ -381,18 +380,7 @@ const ratios = [
   },
 ].map((x) => ({ ...x, value: +x.value.toFixed(3), met: x.value >= x.target }));
 
-const machine = {
-  cpu: os.cpus()[0]?.model,
-  cores: os.cpus().length,
-  memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
-  node: process.version,
-  v8: process.versions.v8,
-  platform: `${os.platform()} ${os.arch()}`,
-  loadavg: os.loadavg().map((x) => +x.toFixed(2)),
-  date: new Date().toISOString(),
-  ramMiB: RAM_BYTES >>> 20,
-  rounds: ROUNDS,
-};
+const machine = machineInfo({ ramMiB: RAM_BYTES >>> 20, rounds: ROUNDS });
 if (args.json) {
   process.stdout.write(JSON.stringify({ machine, results, anchors: anchorOut, ratios }, null, 1) + "\n");
 } else {

@@ -19,7 +19,7 @@ import { createInterface } from "node:readline";
 //   options: --ram-mib N (default 1024), --rounds N (default 5), --part-mib N (default 4), --no-qemu
 import { parseArgs } from "node:util";
 
-import { fillRamImage, makeRng, root } from "./common.mjs";
+import { fillRamImage, machineInfo, makeRng, root } from "./common.mjs";
 
 const lib = await import(join(root, "dist/index.js"));
 const { createKernels, MigrationSource, StreamDecoder, runLiveSource } = lib;
@@ -392,19 +392,7 @@ async function main() {
   });
   const ratioRows = ratios.map((x) => ({ ...x, value: +x.value.toFixed(3), ...(x.target !== null ? { met: x.value >= x.target } : {}) }));
 
-  const machine = {
-    cpu: os.cpus()[0]?.model,
-    cores: os.cpus().length,
-    memGiB: +(os.totalmem() / GiB).toFixed(1),
-    node: process.version,
-    v8: process.versions.v8,
-    platform: `${os.platform()} ${os.arch()}`,
-    loadavg: os.loadavg().map((x) => +x.toFixed(2)),
-    date: new Date().toISOString(),
-    ramMiB: RAM_BYTES >>> 20,
-    rounds: ROUNDS,
-    partMiB: PART / 1048576,
-  };
+  const machine = machineInfo({ ramMiB: RAM_BYTES >>> 20, rounds: ROUNDS, partMiB: PART / 1048576 });
   const out = { machine, image: { pages: RAM_BYTES / P, ...kinds }, qemu: qemuInfo, results, ratios: ratioRows };
   mkdirSync(join(root, "bench/results"), { recursive: true });
   const file = join(root, `bench/results/live-${machine.date.slice(0, 10)}.json`);

@@ -43,6 +43,11 @@ export function berTag(cls: number, constructed: boolean, n: number): Tag {
   return Uint8Array.from([first | 0x1f, ...digits]);
 }
 
+/** An [APPLICATION n] identifier (the tags of the stream schema, docs/vmstate.asn1). */
+export function applicationTag(n: number, constructed: boolean): Tag {
+  return berTag(CLASS_APPLICATION, constructed, n);
+}
+
 const TWO32 = 4294967296;
 const TWO31 = 2147483648;
 const U32 = 0xffffffffn;

@@ -1,9 +1,9 @@
 // The stream level of the BER form (docs/vmstate.asn1: Stream, Header, Item): identifiers of the items a BER
 // stream holds. Section bodies are their kinds' (src/sections/*/ber.ts) or device states. Browser-safe.
-import { berTag, CLASS_APPLICATION, type Tag } from "../ber/writer.js";
+import { applicationTag, type Tag } from "../ber/writer.js";
 import type { SectionType } from "../savevm/types.js";
 
-const app = (n: number, constructed: boolean): number => berTag(CLASS_APPLICATION, constructed, n) as number;
+const app = (n: number, constructed: boolean): number => applicationTag(n, constructed) as number;
 
 /** [APPLICATION 16] Stream, constructed: the first octet of every BER stream (QEMU streams start with 0x51 'Q'). */
 export const TAG_STREAM = app(16, true);
@@ -14,7 +14,7 @@ export const TAG_EOF = app(0, false);
 export const TAG_VMDESC = app(6, false);
 /** A section payload as sent (a kind without a schema form, or records the schema cannot write back). */
 export const TAG_OPAQUE = app(19, false);
-export const TAG_FOOTER: Tag = berTag(CLASS_APPLICATION, false, 126);
+export const TAG_FOOTER: Tag = applicationTag(126, false);
 
 export const SECTION_TAGS: Readonly<Record<SectionType, number>> = { start: app(1, true), part: app(2, true), end: app(3, true), full: app(4, true) };
 

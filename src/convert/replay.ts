@@ -50,6 +50,16 @@ export class RecordCopier {
   }
 }
 
+/** What every converter's report counts. */
+export interface ReplayCounts {
+  readonly sections: number;
+  readonly devices: number;
+  readonly ramRecords: number;
+  readonly blockRecords: number;
+  readonly htabChunks: number;
+  readonly commands: number;
+}
+
 /** The records a replay counts for its report. */
 export class RecordCounts {
   ram = 0;

@@ -18,20 +18,14 @@ import { saveState } from "../vmstate/engine.js";
 import { SECTION_TAGS, TAG_COMMAND, TAG_CONFIGURATION, TAG_EOF, TAG_FOOTER, TAG_HEADER, TAG_OPAQUE, TAG_STREAM, TAG_VMDESC } from "./ber-items.js";
 import { deviceSpec } from "./devices.js";
 import { InputTail } from "./input-tail.js";
-import { convertBuffer, RecordCopier, RecordCounts, replayDecoder } from "./replay.js";
+import { convertBuffer, RecordCopier, RecordCounts, type ReplayCounts, replayDecoder } from "./replay.js";
 
 export interface BerStreamOptions {
   /** Decoder options for the QEMU input (inflate for COMPRESS_PAGE, page size, ram options...). */
   readonly decode?: StreamDecoderOptions;
 }
 
-export interface BerStreamReport {
-  readonly sections: number;
-  readonly devices: number;
-  readonly ramRecords: number;
-  readonly blockRecords: number;
-  readonly htabChunks: number;
-  readonly commands: number;
+export interface BerStreamReport extends ReplayCounts {
   /** Sections written as OpaqueState (payload bytes as sent). */
   readonly opaqueSections: readonly string[];
   /** Data bytes handed out as views (not copied into the writer). */

@@ -164,7 +164,8 @@ function count(c: Count, s: State): number {
   return Number.isInteger(n) && n > 0 ? n : 0;
 }
 
-const SCALAR_SIZE: Readonly<Record<ScalarFieldType, number>> = { ...INT_WIDTH, bool: 1, float32: 4, float64: 8 };
+/** Bytes of each scalar type on the wire. */
+export const SCALAR_SIZE: Readonly<Record<ScalarFieldType, number>> = { ...INT_WIDTH, bool: 1, float32: 4, float64: 8 };
 
 function zeroOf(type: ScalarFieldType): unknown {
   return type === "int64" || type === "uint64" ? 0n : type === "bool" ? false : 0;

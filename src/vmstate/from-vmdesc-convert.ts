@@ -3,6 +3,7 @@
 // vmdesc written again"). Every value is checked before use; limits cap what an untrusted vmdesc
 // may cost.
 import { VmstreamError } from "../io/errors.js";
+import { SCALAR_SIZE } from "./engine.js";
 import { elementsField, type InlineBody, singleField, type VmdescElement } from "./from-vmdesc-fields.js";
 import type { Field, ScalarFieldType, State, VMStateDescription } from "./types.js";
 
@@ -111,20 +112,6 @@ const SCALARS: ReadonlyMap<string, { readonly type: ScalarFieldType; readonly ch
   ["int32 le", { type: "int32", check: "le" }],
   ["timer", { type: "int64" }],
 ]);
-
-const WIDTH: Readonly<Record<ScalarFieldType, number>> = {
-  bool: 1,
-  int8: 1,
-  uint8: 1,
-  int16: 2,
-  uint16: 2,
-  int32: 4,
-  uint32: 4,
-  int64: 8,
-  uint64: 8,
-  float32: 4,
-  float64: 8,
-};
 
 /** State keys of one state object (a body and its subsections share it). */
 class Keys {
@@ -320,7 +307,7 @@ function convertElem(raw: Record<string, unknown>, type: string, size: number, p
   }
   const scalar = SCALARS.get(type);
   if (scalar) {
-    const width = WIDTH[scalar.type];
+    const width = SCALAR_SIZE[scalar.type];
     if (size === width) return { k: "scalar", type: scalar.type, json: type, info: { info: type }, size, ...(scalar.check ? { check: scalar.check } : {}) };
     if (size === 1) return { k: "null", json: type, size: 1 };
     bad(`${path}.size`, `a ${type} is ${width} bytes`, `size ${size}`);

@@ -1,10 +1,10 @@
 // The BER form of a "block" section body (docs/vmstate.asn1: BlockRecords): data and zero chunks with their
 // device, progress, EOS. Browser-safe.
-import { berTag, CLASS_APPLICATION, T_OCTET_STRING, type Tag } from "../../ber/writer.js";
+import { applicationTag, T_OCTET_STRING } from "../../ber/writer.js";
 import type { BerForm } from "../kinds.js";
 import { BLK_MIG, type BlockRecord } from "./format.js";
 
-const app = (n: number, constructed: boolean): Tag => berTag(CLASS_APPLICATION, constructed, n);
+const app = applicationTag;
 const TAG_BLOCK = app(21, true);
 const TAG_BLOCK_DATA = app(40, true);
 const TAG_BLOCK_ZERO = app(41, true);

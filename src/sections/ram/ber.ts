@@ -1,11 +1,11 @@
 // The BER form of a "ram" section body (docs/vmstate.asn1: RamRecords): one element per record, page data as
 // OCTET STRINGs (handed out as views). Browser-safe.
-import { berTag, CLASS_APPLICATION, T_SEQUENCE, type Tag } from "../../ber/writer.js";
+import { applicationTag, T_SEQUENCE, type Tag } from "../../ber/writer.js";
 import { RAM_FLAG } from "../../kernels/types.js";
 import type { BerForm } from "../kinds.js";
 import type { RamBlockSpec, RamRecord } from "./format.js";
 
-const app = (n: number, constructed: boolean): Tag => berTag(CLASS_APPLICATION, constructed, n);
+const app = applicationTag;
 const TAG_RAM = app(20, true);
 const TAG_MEMSIZE = app(32, true);
 const TAG_ZERO = app(33, true);

@@ -1,10 +1,10 @@
 // The BER form of a "spapr/htab" section body (docs/vmstate.asn1: HtabSection): the header, then (when it is
 // 0) the chunks with their HPTEs. Browser-safe.
-import { berTag, CLASS_APPLICATION, T_OCTET_STRING, T_SEQUENCE, type Tag } from "../../ber/writer.js";
+import { applicationTag, T_OCTET_STRING, T_SEQUENCE } from "../../ber/writer.js";
 import type { BerForm } from "../kinds.js";
 import type { HtabItem } from "./format.js";
 
-const app = (n: number, constructed: boolean): Tag => berTag(CLASS_APPLICATION, constructed, n);
+const app = applicationTag;
 const TAG_HTAB = app(22, true);
 const TAG_HTAB_CHUNK = app(48, true);
 
