@@ -54,17 +54,17 @@ interface RecordWriter {
  * body); output handed out before an error is incomplete.
  */
 export class StreamConverter {
-  private readonly decoder: StreamDecoder;
-  private readonly out = new ByteWriter({ initialCapacity: 1 << 20, borrowMin: Number.POSITIVE_INFINITY });
-  private enc: StreamEncoder | undefined;
-  private footersKnown = false;
+  protected readonly decoder: StreamDecoder;
+  protected readonly out = new ByteWriter({ initialCapacity: 1 << 20, borrowMin: Number.POSITIVE_INFINITY });
+  protected enc: StreamEncoder | undefined;
+  protected footersKnown = false;
   private readonly writers = new Map<string, RecordWriter>();
-  /** The live section being replayed. */
-  private open: { header: SectionHeader; raw: boolean; writer: RecordWriter | undefined } | undefined;
+  /** The live section being replayed (`closed`: a subclass already wrote its footer). */
+  protected open: { header: SectionHeader; raw: boolean; writer: RecordWriter | undefined; closed?: boolean } | undefined;
   private readonly count = { sections: 0, devices: 0, commands: 0 };
   private readonly records = new RecordCounts();
   private readonly rawSections: string[] = [];
-  private readonly packages = new PackageStack(() => this.encoder());
+  protected readonly packages = new PackageStack(() => this.encoder());
 
   constructor(private readonly options: ReencodeOptions = {}) {
     this.decoder = replayDecoder(options.decode, (e) => this.event(e));
@@ -133,7 +133,7 @@ export class StreamConverter {
   }
 
   /** The encoder, created at the header (a headerless input gets the default header). */
-  private encoder(version = QEMU_VM_FILE_VERSION): StreamEncoder {
+  protected encoder(version = QEMU_VM_FILE_VERSION): StreamEncoder {
     if (!this.enc) {
       // footers until the first section says otherwise; the page size only shows in the generated vmdesc
       this.enc = new StreamEncoder(this.out, { configuration: true, footers: true, vmdesc: true, pageSize: PLACEHOLDER_PAGE_SIZE });
@@ -148,7 +148,7 @@ export class StreamConverter {
     return `{"page_size": ${pageSize}` + t.slice(`{"page_size": ${PLACEHOLDER_PAGE_SIZE}`.length);
   }
 
-  private writerFor(idstr: string): RecordWriter | undefined {
+  protected writerFor(idstr: string): RecordWriter | undefined {
     let w = this.writers.get(idstr);
     if (!w) {
       const kind = sectionKind(idstr);
@@ -159,7 +159,7 @@ export class StreamConverter {
     return w;
   }
 
-  private event(e: DecoderEvent): void {
+  protected event(e: DecoderEvent): void {
     switch (e.type) {
       case "header":
         this.encoder(e.version);
@@ -202,7 +202,7 @@ export class StreamConverter {
         if (live) {
           this.open = undefined;
           if (o.raw) this.rawSections.push(`${s.idstr} (${s.type} at ${s.offset})`);
-          this.enc!.end();
+          if (!o.closed) this.enc!.end();
         }
         // a device section: written at its "device" event, which follows
         return;

@@ -83,6 +83,10 @@ export class SavevmDecoder {
   /** The buffer handed out by inputSpace() while deferring (the window is not in use then). */
   private scratch: Uint8Array | undefined;
 
+  /** pause(): the parse loop stops after its current step; chunks pushed meanwhile wait in `held`. */
+  private paused = false;
+  private readonly held: Uint8Array[] = [];
+
   private error: VmstreamError | undefined;
   private ended = false;
   private disposed = false;
@@ -153,9 +157,31 @@ export class SavevmDecoder {
     });
   }
 
+  /**
+   * Stop decoding after the step in progress (for an event callback that must wait for something outside the
+   * stream, e.g. the multifd channels at a sync point). Bytes pushed meanwhile are kept, copied; resume() goes on.
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Go on after pause(): decode what is buffered (which may pause again). */
+  resume(): void {
+    this.guard("resume", () => {
+      this.paused = false;
+      if (this.input.available >= this.needed) this.run(false);
+      while (!this.paused && this.held.length > 0) this.feed(this.held.shift()!);
+    });
+  }
+
   /** No more input: finish, check completeness, return the result. Throws on a truncated or bad stream. */
   end(): DecodeResult {
     if (this.error) throw this.error;
+    if (this.paused) throw this.fail(new VmstreamError("STATE", "end() while paused"));
     if (this.ended) {
       if (this.result_) return this.result_;
       throw new VmstreamError("STATE", "end() called twice");
@@ -177,7 +203,7 @@ export class SavevmDecoder {
   summary(): ValidationSummary {
     const c = this.completeness();
     return {
-      bytes: this.input.offset + (this.deferred?.length ?? 0) + this.input.available,
+      bytes: this.input.offset + (this.deferred?.length ?? 0) + this.input.available + this.held.reduce((n, c) => n + c.length, 0),
       machine: this.config?.machine,
       sections: this.log.sectionCount,
       devices: this.log.devices.length,
@@ -215,6 +241,10 @@ export class SavevmDecoder {
   private feed(chunk: Uint8Array): void {
     let o = 0;
     while (o < chunk.length) {
+      if (this.paused) {
+        this.held.push(chunk.slice(o));
+        return;
+      }
       if (this.deferred) {
         this.deferred.append(chunk.subarray(o));
         return;
@@ -256,7 +286,7 @@ export class SavevmDecoder {
   private run(final: boolean): void {
     const w = this.input;
     for (;;) {
-      if (this.deferred) return;
+      if (this.deferred || this.paused) return;
       const availAbs = w.offset + w.available;
       const packageEnd = this.packages[this.packages.length - 1];
       let limitAbs = availAbs;

@@ -168,6 +168,11 @@ export class RamWriter {
     }
   }
 
+  /** The block a CONTINUE record written now would refer to. */
+  get currentBlock(): Uint8Array | undefined {
+    return this.last;
+  }
+
   /** Forget the current block (QEMU: the RAM list changed): the next page record names its block. */
   resetContinue(): void {
     this.last = undefined;
