@@ -7,7 +7,7 @@ import { receiveCommand } from "./receive.js";
 import { sendCommand } from "./send.js";
 import { simulateCommand } from "./simulate.js";
 import { analyzeCommand, checkCommand, dumpCommand, extractCommand } from "./streams.js";
-import { parseRate } from "./transfer.js";
+import { channelCount, parseRate } from "./transfer.js";
 
 const HELP = `vmstream — QEMU 7.2 migration streams with WebAssembly kernels
 
@@ -57,7 +57,7 @@ commands:
         the chunks the guest wrote again: W writes of 4 KiB per second); --zero-blocks sends all-zero
         chunks as ZERO_BLOCK records. The table gains disk_chunks, disk_zero, disk_dirty columns and the
         destination disk is checked too.
-  receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--require-vmdesc] [--quiet]
+  receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc] [--quiet]
         The destination of one live migration. ENDPOINT tcp:HOST:PORT listens (HOST defaults to
         127.0.0.1; port 0 picks a free port) and accepts one connection; once bound it prints
         "vmstream: listening on tcp:127.0.0.1:<port>" on stderr. ENDPOINT may also be a file or - (stdin).
@@ -70,6 +70,13 @@ commands:
         pages by kind, duration, MB/s); exits 1 after a broken, truncated or interrupted one, with the byte
         offset and section on stderr. A progress line is shown when stderr is a terminal; --quiet shows
         neither it nor the summary.
+        multifd: a tcp ENDPOINT also takes the channels of a QEMU migrating with the multifd capability
+        (connections told apart by their first bytes; anything else is refused). Their pages are joined
+        with the main stream, sync point by sync point, into one ordinary stream: what --out records,
+        --extract writes and the verdict is about; a channel that breaks fails the migration (channel and
+        byte offset). --multifd-channels N insists on N channels (default: those that connect); --forward
+        relays every connection (main first); --raw DIR keeps each connection's bytes as received
+        (DIR/main.bin, DIR/channel-<id>.bin; DIR.partial after a failed migration).
   send FILE DEST [--bandwidth RATE] [--quiet]
         Streams FILE (plain or gzip, or - for stdin) to DEST: tcp:HOST:PORT (connects), a file (written as
         DEST.partial, renamed when complete) or - (stdout). RATE caps bytes per second: 100M, 1G, 512K
@@ -118,10 +125,12 @@ const commands: Record<string, Handler> = {
     return p ? convertCommand(p.positionals[0]!, p.positionals[1]!, { to: p.values.to as string }) : help();
   },
   async receive(args) {
-    const p = positionals(args, 1, "receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--require-vmdesc] [--quiet]", {
+    const p = positionals(args, 1, "receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc] [--quiet]", {
       out: { type: "string" },
       extract: { type: "string" },
       forward: { type: "string" },
+      raw: { type: "string" },
+      "multifd-channels": { type: "string" },
       "require-vmdesc": { type: "boolean", default: false },
       quiet: { type: "boolean", short: "q", default: false },
     });
@@ -131,6 +140,8 @@ const commands: Record<string, Handler> = {
       ...(typeof v.out === "string" ? { out: v.out } : {}),
       ...(typeof v.extract === "string" ? { extract: v.extract } : {}),
       ...(typeof v.forward === "string" ? { forward: v.forward } : {}),
+      ...(typeof v.raw === "string" ? { raw: v.raw } : {}),
+      ...(typeof v["multifd-channels"] === "string" ? { multifdChannels: channelCount(v["multifd-channels"]) } : {}),
       requireVmdesc: v["require-vmdesc"] === true,
       quiet: v.quiet === true,
     });

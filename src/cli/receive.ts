@@ -2,12 +2,15 @@
 // the destination of one live migration, decoding every byte as it arrives; --out records, --forward relays byte
 // for byte (with backpressure), --extract writes RAM and disks. Exit 0 only after one complete migration; after a
 // failed one nothing looks complete. Behaviour for users: README.md, "Live migration".
-import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from "node:fs";
+import { createWriteStream, existsSync, constants as fsc, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { analyzeDecoderOptions } from "../analyze/report.js";
 import { VmstreamError } from "../io/errors.js";
 import { nodeInflate } from "../io/node.js";
 import { type DestinationResult, MigrationDestination } from "../migration/destination.js";
-import { formatEndpoint, type InputOpen, type OutputOpen, openInput, openOutput, parseEndpoint } from "../migration/transport.js";
+import { IncomingMigration } from "../migration/incoming.js";
+import { formatEndpoint, type InputOpen, type OutputOpen, openInput, openOutput, parseEndpoint, StreamWriter } from "../migration/transport.js";
+import type { MultifdCompression } from "../sections/ram/multifd.js";
 import { writeExtraction } from "./streams.js";
 import { ProgressBar, pagesText, rateText } from "./transfer.js";
 
@@ -17,6 +20,11 @@ export interface ReceiveOptions {
   readonly forward?: string;
   readonly quiet: boolean;
   readonly requireVmdesc?: boolean;
+  /** Keep every connection's bytes as received in DIR (main.bin, channel-N.bin). */
+  readonly raw?: string;
+  /** The multifd channels to expect (default: those that connect). */
+  readonly multifdChannels?: number;
+  readonly multifdCompression?: MultifdCompression;
 }
 
 const say = (line: string): void => {
@@ -35,18 +43,38 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
   const fwd = o.forward !== undefined ? parseEndpoint(o.forward) : undefined;
   if (fwd && fwd.kind !== "tcp") throw new Error(`--forward needs tcp:HOST:PORT, not ${o.forward}`);
   if (o.out === "-" || o.out === "") throw new Error("--out needs a file name");
-  if (o.extract !== undefined) {
-    if (existsSync(o.extract) && readdirSync(o.extract).length > 0) throw new Error(`--extract: ${o.extract} exists and is not empty`);
-    if (existsSync(o.extract + ".partial")) throw new Error(`--extract: ${o.extract}.partial exists (left by another run?): remove it first`);
+  for (const [flag, dir] of [
+    ["--extract", o.extract],
+    ["--raw", o.raw],
+  ] as const) {
+    if (dir === undefined) continue;
+    if (existsSync(dir) && readdirSync(dir).length > 0) throw new Error(`${flag}: ${dir} exists and is not empty`);
+    if (existsSync(dir + ".partial")) throw new Error(`${flag}: ${dir}.partial exists (left by another run?): remove it first`);
   }
+  if ((o.raw !== undefined || o.multifdChannels !== undefined) && source.kind !== "tcp") throw new Error("--raw and --multifd-channels need a tcp ENDPOINT");
 
   let record: OutputOpen | undefined;
   let input: InputOpen | undefined;
   let forward: OutputOpen | undefined;
+  let incoming: IncomingMigration | undefined;
+  const raw = o.raw !== undefined ? new RawCapture(o.raw) : undefined;
   try {
     if (o.out !== undefined) record = await openOutput({ kind: "file", path: o.out }, { copy: false });
-    input = await openInput(source, { onListening: (address) => say(`listening on ${address}`) });
-    if (fwd) {
+    if (source.kind === "tcp") {
+      // one listener for the main stream and any multifd channels; --forward relays each connection
+      const inc = await IncomingMigration.listen(source, {
+        decode: { inflate: nodeInflate },
+        ...(fwd?.kind === "tcp" ? { forward: fwd } : {}),
+        ...(raw ? { raw: (name: string) => raw.open(name) } : {}),
+        ...(o.multifdChannels !== undefined ? { channels: o.multifdChannels } : {}),
+        ...(o.multifdCompression !== undefined ? { compression: o.multifdCompression } : {}),
+        say,
+      });
+      incoming = inc;
+      say(`listening on ${inc.address}`);
+      input = { source: inc.source, close: () => inc.close() };
+    } else input = await openInput(source, { onListening: (address) => say(`listening on ${address}`) });
+    if (fwd && !incoming) {
       // chunks read from a socket are fresh buffers that nothing modifies: no copy needed
       forward = await openOutput(fwd, { copy: false });
       relayReturnPath(forward, input);
@@ -54,6 +82,7 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
   } catch (e) {
     input?.close();
     await record?.abort({ remove: true });
+    raw?.abort(false);
     say(messageOf(e));
     return 1;
   }
@@ -94,11 +123,37 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
   const ms = performance.now() - started;
   const result: DestinationResult = sourceError !== undefined ? dest.abort(sourceError) : dest.end();
   bar.done();
-  input.close();
+  // an incoming migration's sinks (raw files, forward connections) finish first: close() would cut them off
+  if (!incoming) input.close();
 
   let ok = result.status === "complete" && !sinkError;
   const lines: string[] = [];
   // the forward target gets a clean end after the last byte unless the source broke off or a sink failed
+  if (incoming && (fwd || raw) && sourceError === undefined && !sinkError) {
+    try {
+      await incoming.finishSinks();
+      if (fwd) lines.push(`forward: ${incoming.forwardBytes} bytes to ${formatEndpoint(fwd)}`);
+    } catch (e) {
+      sinkError = VmstreamError.wrap(e, {}, "IO");
+      ok = false;
+    }
+  }
+  incoming?.close();
+  const mf = incoming?.multifd;
+  if (mf && mf.channels.length > 0) {
+    const per = mf.channels.map((c) => `${c.channel}: ${c.pages} pages`).join(", ");
+    lines.push(`multifd: ${mf.channels.length} channels, ${mf.channelPages} pages (${per}), ${mf.syncPoints} sync points`);
+  }
+  if (raw) {
+    try {
+      const kept = await raw.finish(ok);
+      if (ok) lines.push(`raw: ${kept}`);
+      else if (kept) say(`the connections' bytes are in ${kept} (an incomplete migration)`);
+    } catch (e) {
+      sinkError = VmstreamError.wrap(e, {}, "IO");
+      ok = false;
+    }
+  }
   if (forward) {
     if (sourceError === undefined && !sinkError) {
       try {
@@ -171,4 +226,37 @@ function relayReturnPath(forward: OutputOpen, input: InputOpen): void {
   to?.on("error", () => {
     /* reported by the input side */
   });
+}
+
+/** --raw DIR: each connection's bytes as received, in DIR.partial until the migration completed. */
+class RawCapture {
+  private readonly partial: string;
+  private readonly writers: StreamWriter[] = [];
+
+  constructor(private readonly dir: string) {
+    this.partial = dir + ".partial";
+    mkdirSync(this.partial, { recursive: true });
+  }
+
+  open(name: string): StreamWriter {
+    // never through a link planted in the folder; names are "main" or "channel-N"
+    const fd = openSync(join(this.partial, `${name}.bin`), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
+    const w = new StreamWriter(createWriteStream("", { fd }), { copy: false, name: `${this.dir}/${name}.bin` });
+    this.writers.push(w);
+    return w;
+  }
+
+  /** Close the files; rename DIR.partial to DIR after a complete migration. Returns where the bytes are. */
+  async finish(complete: boolean): Promise<string> {
+    for (const w of this.writers) await w.end().catch(() => undefined);
+    if (!complete) return this.partial;
+    for (const w of this.writers) if (w.error) throw w.error;
+    if (existsSync(this.dir)) rmdirSync(this.dir);
+    renameSync(this.partial, this.dir);
+    return this.dir;
+  }
+
+  abort(keep: boolean): void {
+    if (!keep) rmSync(this.partial, { recursive: true, force: true });
+  }
 }

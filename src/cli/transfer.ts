@@ -65,3 +65,10 @@ export function parseRate(text: string): number {
   if (!(v >= 1) || !Number.isFinite(v)) throw new Error(`--bandwidth must be at least 1 byte/s, not ${text}`);
   return v;
 }
+
+/** `--multifd-channels N`: 1..255, as QEMU's multifd-channels. */
+export function channelCount(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n < 1 || n > 255) throw new Error(`--multifd-channels must be 1..255, not ${JSON.stringify(text)}`);
+  return n;
+}

@@ -1,0 +1,479 @@
+// An incoming live migration over TCP (Node): one listener for the main stream and any multifd channels. Each
+// connection is told apart by its first bytes (QEMU's QEVM magic, the multifd init magic; anything else is
+// refused). A multifd migration's channels are joined with its main stream (MultifdJoin) into one ordinary
+// stream, handed out in order; without channels the main stream's bytes are handed out as they are. Every
+// connection can be relayed to a forward target (main first, then the channels: QEMU 7.2 takes the first
+// connection as the main stream) and kept raw. docs/live-migration.md, "multifd".
+import { type Server, type Socket, createServer } from "node:net";
+import type { StreamCodecs } from "../io/codec.js";
+import { type MultifdChannelInput, MultifdJoin, type MultifdJoinReport } from "../convert/multifd-join.js";
+import { joinChunks } from "../io/chunks.js";
+import { VmstreamError } from "../io/errors.js";
+import { QEMU_VM_FILE_MAGIC } from "../savevm/constants.js";
+import { MULTIFD_MAGIC, type MultifdCompression } from "../sections/ram/multifd.js";
+import type { StreamDecoderOptions } from "../sections/stream.js";
+import { connectTcp, DEFAULT_HOST, formatEndpoint, StreamWriter } from "./transport.js";
+
+export interface IncomingOptions {
+  /** Multifd channels expected (QEMU's multifd-channels): the migration is multifd from the start. */
+  readonly channels?: number;
+  readonly compression?: MultifdCompression;
+  /** Decompressors for zlib / zstd channels (vmstream/node: nodeStreamCodecs). */
+  readonly codecs?: StreamCodecs;
+  /** Decoder options of the join (inflate for COMPRESS_PAGE...). */
+  readonly decode?: StreamDecoderOptions;
+  /** Relay every connection, byte for byte, to this target. */
+  readonly forward?: { readonly host: string; readonly port: number };
+  /** Keep each connection's bytes: called once per connection with "main" or "channel-N". */
+  readonly raw?: (name: string) => StreamWriter;
+  /** Notes for the operator (a refused connection...). */
+  readonly say?: (line: string) => void;
+  /** Output bytes queued before the connections are paused (default 8 MiB). */
+  readonly maxQueued?: number;
+}
+
+/**
+ * Main-stream bytes looked at before deciding that no channel will come: QEMU's source connects its channels
+ * before its main stream sends more than its first buffer (32 KiB).
+ */
+const DECIDE_BYTES = 1 << 20;
+/** Bytes queued towards a forward target or a raw file before that connection is paused. */
+const SINK_BYTES = 4 << 20;
+
+type Kind = "main" | "channel";
+
+interface Conn {
+  readonly socket: Socket;
+  readonly index: number;
+  kind: Kind | undefined;
+  name: string | undefined;
+  head: Uint8Array[];
+  headBytes: number;
+  bytes: number;
+  paused: boolean;
+  ended: boolean;
+  channel: MultifdChannelInput | undefined;
+  /** Bytes handed to sinks (forward, raw) and not yet taken by them. */
+  sinkPending: number;
+  forward: StreamWriter | undefined;
+  forwardSocket: Socket | undefined;
+  forwardReady: Promise<void> | undefined;
+  raw: StreamWriter | undefined;
+  /** Writes towards the sinks, in order. */
+  chain: Promise<void>;
+}
+
+export class IncomingMigration {
+  readonly address: string;
+  /** "undecided" until a channel connects or the main stream is past its first MiB (or ended). */
+  mode: "undecided" | "single" | "multifd" = "undecided";
+  /** Bytes relayed to the forward target, all connections. */
+  forwardBytes = 0;
+  private readonly conns: Conn[] = [];
+  private main: Conn | undefined;
+  private join: MultifdJoin | undefined;
+  private held: Uint8Array[] = [];
+  private heldBytes = 0;
+  private readonly queue: Uint8Array[] = [];
+  private queued = 0;
+  private done = false;
+  private failure: unknown;
+  private joinReport: MultifdJoinReport | undefined;
+  private wake: (() => void) | undefined;
+  /** Settles once the main stream's forward connection is up: the channels' connect after it. */
+  private readonly mainForwarded: { promise: Promise<void>; ok: () => void; fail: (e: unknown) => void };
+  private mainEnded = false;
+  private graceTimer: ReturnType<typeof setTimeout> | undefined;
+  private sinkFailure: VmstreamError | undefined;
+  private readonly maxQueued: number;
+
+  private constructor(
+    private readonly server: Server,
+    host: string,
+    port: number,
+    private readonly options: IncomingOptions,
+  ) {
+    this.address = formatEndpoint({ kind: "tcp", host, port });
+    this.maxQueued = options.maxQueued ?? 8 << 20;
+    let ok!: () => void;
+    let fail!: (e: unknown) => void;
+    const promise = new Promise<void>((a, b) => {
+      ok = a;
+      fail = b;
+    });
+    promise.catch(() => undefined);
+    this.mainForwarded = { promise, ok, fail };
+    if (options.channels !== undefined) this.startJoin();
+  }
+
+  /** Listen on HOST:PORT (port 0: a free one). */
+  static listen(endpoint: { host?: string; port: number }, options: IncomingOptions = {}): Promise<IncomingMigration> {
+    const host = endpoint.host ?? DEFAULT_HOST;
+    return new Promise((ok, fail) => {
+      const server = createServer();
+      server.once("error", (e) => fail(new VmstreamError("IO", "cannot listen", { detail: `tcp:${host}:${endpoint.port}: ${e.message}`, cause: e })));
+      server.listen({ host, port: endpoint.port, exclusive: true }, () => {
+        const a = server.address();
+        const m = new IncomingMigration(server, host, typeof a === "object" && a ? a.port : endpoint.port, options);
+        server.on("connection", (s) => m.connection(s));
+        ok(m);
+      });
+    });
+  }
+
+  /** The migration as one ordinary stream, in order. Throws the first error (a broken channel, a refused join). */
+  get source(): AsyncIterable<Uint8Array> {
+    return this.chunks();
+  }
+
+  /** The main stream's connection, once it came (for a return path). */
+  get mainSocket(): Socket | undefined {
+    return this.main?.socket;
+  }
+
+  /** The join's report of a multifd migration (after the main stream ended). */
+  get multifd(): MultifdJoinReport | undefined {
+    return this.joinReport;
+  }
+
+  /** Connections seen: main, channels, refused. */
+  get connections(): { main: number; channels: number; refused: number } {
+    const count = (k: Kind) => this.conns.filter((c) => c.kind === k).length;
+    return { main: count("main"), channels: count("channel"), refused: this.conns.filter((c) => c.kind === undefined && c.socket.destroyed).length };
+  }
+
+  /**
+   * Wait until every byte received went to the sinks (raw files, forward connections), then end the forward
+   * connections cleanly (after a migration that ended well). Throws what a sink met.
+   */
+  async finishSinks(): Promise<void> {
+    for (const c of this.conns) {
+      await c.chain;
+      await c.forwardReady?.catch(() => undefined);
+      if (c.forward) await c.forward.end();
+    }
+    if (this.sinkFailure) throw this.sinkFailure;
+  }
+
+  /** Stop everything: the listener, every connection, every forward connection. */
+  close(): void {
+    if (this.graceTimer !== undefined) clearTimeout(this.graceTimer);
+    this.server.close();
+    for (const c of this.conns) {
+      c.socket.destroy();
+      c.forwardSocket?.destroy();
+    }
+    this.join?.dispose();
+  }
+
+  private async *chunks(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const c = this.queue.shift();
+      if (c) {
+        this.queued -= c.length;
+        this.updateAll();
+        yield c;
+        continue;
+      }
+      if (this.failure !== undefined) throw this.failure;
+      if (this.done) return;
+      await new Promise<void>((ok) => {
+        this.wake = ok;
+      });
+    }
+  }
+
+  private signal(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private emit(chunks: Uint8Array[]): void {
+    for (const c of chunks) {
+      if (c.length === 0) continue;
+      this.queue.push(c);
+      this.queued += c.length;
+    }
+    if (chunks.length > 0) this.signal();
+  }
+
+  private fail(e: unknown): void {
+    if (this.failure !== undefined || this.done) return;
+    this.failure = VmstreamError.wrap(e, {});
+    this.signal();
+    this.updateAll();
+  }
+
+  private finish(): void {
+    this.done = true;
+    this.server.close();
+    this.signal();
+  }
+
+  // ---------------------------------------------------------------------------------------------- connections
+
+  private connection(socket: Socket): void {
+    if (this.done || this.failure !== undefined) {
+      socket.destroy();
+      return;
+    }
+    const c: Conn = {
+      socket,
+      index: this.conns.length,
+      kind: undefined,
+      name: undefined,
+      head: [],
+      headBytes: 0,
+      bytes: 0,
+      paused: false,
+      ended: false,
+      channel: undefined,
+      sinkPending: 0,
+      forward: undefined,
+      forwardSocket: undefined,
+      forwardReady: undefined,
+      raw: undefined,
+      chain: Promise.resolve(),
+    };
+    this.conns.push(c);
+    socket.on("data", (d: Buffer) => this.data(c, new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
+    socket.on("end", () => this.ended(c));
+    socket.on("error", (e) => this.broken(c, e));
+    socket.on("close", () => {
+      if (!c.ended) this.broken(c, new Error("the connection closed"));
+    });
+  }
+
+  private data(c: Conn, d: Uint8Array): void {
+    c.bytes += d.length;
+    if (c.name === undefined) {
+      c.head.push(d);
+      c.headBytes += d.length;
+      if (!this.classify(c)) return;
+      const head = c.head;
+      c.head = [];
+      for (const h of head) this.take(c, h);
+      return;
+    }
+    this.take(c, d);
+  }
+
+  /** Decide what connection `c` is from its first bytes; false while too few bytes are there. */
+  private classify(c: Conn): boolean {
+    const need = c.kind === "channel" ? 25 : 4;
+    if (c.headBytes < need) return false;
+    const first = c.head.length === 1 ? c.head[0]! : joinChunks(c.head, c.headBytes);
+    c.head = [first];
+    const magic = new DataView(first.buffer, first.byteOffset, first.byteLength).getUint32(0);
+    if (c.kind === undefined) {
+      if (magic === QEMU_VM_FILE_MAGIC) {
+        if (this.main) return this.refuse(c, "a second main stream");
+        c.kind = "main";
+        this.main = c;
+      } else if (magic === MULTIFD_MAGIC) {
+        if (this.mode === "single") return this.refuse(c, "a multifd channel after the main stream went on without channels (use --multifd-channels N)");
+        c.kind = "channel";
+        if (first.length < 25) return false;
+      } else return this.refuse(c, `neither a migration stream nor a multifd channel (first bytes ${hex(first.subarray(0, 8))})`);
+    }
+    c.name = c.kind === "main" ? "main" : `channel-${first[24]}`;
+    if (this.options.raw) c.raw = this.options.raw(c.name);
+    if (this.options.forward) this.startForward(c);
+    if (c.kind === "channel") {
+      if (this.mode === "undecided") this.startJoin();
+      c.channel = this.join!.channel();
+    }
+    return true;
+  }
+
+  private refuse(c: Conn, why: string): false {
+    this.options.say?.(`refused connection ${c.index} from ${c.socket.remoteAddress}:${c.socket.remotePort}: ${why}`);
+    c.head = [];
+    c.socket.destroy();
+    return false;
+  }
+
+  /** Bytes of a classified connection: to the sinks, then to the join or the output. */
+  private take(c: Conn, d: Uint8Array): void {
+    this.toSinks(c, d);
+    if (this.failure !== undefined) return;
+    try {
+      if (c.kind === "channel") c.channel!.push(d);
+      else if (this.mode === "multifd") this.join!.pushMain(d);
+      else if (this.mode === "single") this.emit([d]);
+      else {
+        this.held.push(d);
+        this.heldBytes += d.length;
+        if (this.heldBytes > DECIDE_BYTES) this.goSingle();
+      }
+      if (this.join) this.emit(this.join.output());
+    } catch (e) {
+      this.fail(e);
+    }
+    this.update(c);
+  }
+
+  private startJoin(): void {
+    this.mode = "multifd";
+    this.join = new MultifdJoin({
+      ...(this.options.decode ? { decode: this.options.decode } : {}),
+      ...(this.options.codecs ? { codecs: this.options.codecs } : {}),
+      ...(this.options.compression ? { compression: this.options.compression } : {}),
+      ...(this.options.channels !== undefined ? { channels: this.options.channels } : {}),
+    });
+    this.join.onResume = () => queueMicrotask(() => this.updateAll());
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (const h of held) this.join.pushMain(h);
+  }
+
+  private goSingle(): void {
+    this.mode = "single";
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    this.emit(held);
+  }
+
+  private ended(c: Conn): void {
+    if (c.ended) return;
+    c.ended = true;
+    if (c.forwardReady) c.chain = c.chain.then(() => c.forward?.end()).catch(() => undefined);
+    if (c.kind === undefined) {
+      if (c.headBytes > 0) this.options.say?.(`connection ${c.index} ended after ${c.headBytes} bytes, before it said what it is`);
+      return;
+    }
+    if (this.failure !== undefined) return;
+    try {
+      if (c.kind === "channel") {
+        c.channel!.end();
+        if (this.join) this.emit(this.join.output());
+        if (this.mainEnded) this.endMain();
+        return;
+      }
+      if (this.mode === "undecided") this.goSingle();
+      this.mainEnded = true;
+      this.endMain();
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  /**
+   * After the main stream's end: QEMU's source closes its channels before the main stream, so wait for their
+   * ends (a little while at most: a channel that neither ends nor fails is judged as it is).
+   */
+  private endMain(): void {
+    if (this.done || this.failure !== undefined) return;
+    const open = this.conns.some((c) => c.kind === "channel" && !c.ended);
+    if (this.mode === "multifd" && open && this.graceTimer === undefined) {
+      this.graceTimer = setTimeout(() => this.finishMain(), 2000);
+      return;
+    }
+    if (this.mode !== "multifd" || !open) this.finishMain();
+  }
+
+  private finishMain(): void {
+    if (this.graceTimer !== undefined) clearTimeout(this.graceTimer);
+    if (this.done || this.failure !== undefined) return;
+    try {
+      if (this.mode === "multifd") {
+        const r = this.join!.end();
+        this.joinReport = r.report;
+        this.emit(r.chunks);
+      }
+      this.finish();
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  private broken(c: Conn, e: unknown): void {
+    if (c.ended || this.done) return;
+    c.ended = true;
+    c.forwardSocket?.destroy();
+    if (c.kind === undefined) return;
+    const what = c.kind === "main" ? "the main stream's connection" : `multifd ${c.name!.replace("-", " ")}'s connection`;
+    this.fail(new VmstreamError("IO", `${what} failed`, { offset: c.bytes, detail: e instanceof Error ? e.message : String(e) }));
+  }
+
+  // ---------------------------------------------------------------------------------------------- sinks
+
+  private startForward(c: Conn): void {
+    const f = this.options.forward!;
+    const connect = async () => {
+      const s = await connectTcp({ host: f.host, port: f.port, timeoutMs: 10_000 });
+      c.forwardSocket = s;
+      c.forward = new StreamWriter(s, { copy: false, name: `${formatEndpoint({ kind: "tcp", ...f })} (${c.name})` });
+      if (c.kind === "main") {
+        // QEMU's return path goes back to the source, unchanged
+        s.on("data", (d: Buffer) => {
+          if (!c.socket.destroyed && c.socket.writable) c.socket.write(d);
+        });
+      }
+      s.on("error", () => undefined);
+    };
+    if (c.kind === "main") {
+      c.forwardReady = connect();
+      c.forwardReady.then(this.mainForwarded.ok, this.mainForwarded.fail);
+    } else c.forwardReady = this.mainForwarded.promise.then(connect);
+    c.forwardReady.catch((e) => {
+      this.sinkFailure ??= VmstreamError.wrap(e, {}, "IO");
+      c.socket.destroy();
+    });
+  }
+
+  private toSinks(c: Conn, d: Uint8Array): void {
+    const raw = c.raw;
+    const ready = c.forwardReady;
+    if (!raw && !ready) return;
+    c.sinkPending += d.length;
+    // one chain per connection keeps its bytes in order towards each sink
+    c.chain = c.chain
+      .then(async () => {
+        const writes: Promise<void>[] = [];
+        if (raw) writes.push(raw.write(d));
+        if (ready) {
+          await ready;
+          writes.push(c.forward!.write(d).then(() => {
+            this.forwardBytes += d.length;
+          }));
+        }
+        await Promise.all(writes);
+      })
+      .catch((e) => {
+        this.sinkFailure ??= VmstreamError.wrap(e, {}, "IO");
+      })
+      .finally(() => {
+        c.sinkPending -= d.length;
+        this.update(c);
+      });
+  }
+
+  // ---------------------------------------------------------------------------------------------- flow
+
+  private shouldPause(c: Conn): boolean {
+    if (c.sinkPending > SINK_BYTES) return true;
+    if (this.failure !== undefined || this.done) return false;
+    if (this.queued > this.maxQueued) return true;
+    if (c.kind === "channel") return c.channel?.waiting ?? false;
+    if (c.kind === "main") return this.join?.mainWaiting ?? false;
+    return false;
+  }
+
+  private update(c: Conn): void {
+    if (c.socket.destroyed) return;
+    const p = this.shouldPause(c);
+    if (p && !c.paused) c.socket.pause();
+    else if (!p && c.paused) c.socket.resume();
+    c.paused = p;
+  }
+
+  private updateAll(): void {
+    for (const c of this.conns) this.update(c);
+  }
+}
+
+const hex = (b: Uint8Array): string => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
