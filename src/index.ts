@@ -12,6 +12,8 @@ export { encodeFromModel, type ModelEncodeOptions } from "./convert/model.js";
 export { type ReencodeOptions, type ReencodeReport, type ReencodeResult, reencodeBytes, reencodeStream, StreamConverter } from "./convert/qemu.js";
 export { type BerStreamOptions, type BerStreamReport, type BerStreamResult, qemuToBer, qemuToBerBytes, StreamBerConverter } from "./convert/to-ber.js";
 export { joinChunks } from "./io/chunks.js";
+// Compression streams of multifd channels (zlib, zstd): the interface a host injects (Node: vmstream/node).
+export type { StreamCodec, StreamCodecs, StreamCompressor, StreamDecompressor } from "./io/codec.js";
 export {
   type ErrorContext,
   formatErrorMessage,

@@ -1,5 +1,7 @@
-// vmstream/node: the Node-only entry points: files and Node streams (gunzip, zlib inflate), decoding files with
-// the vmdesc read from their end first, and the migration transports (TCP, file, stdio).
+// vmstream/node: the Node-only entry points: files and Node streams (gunzip, zlib inflate), the multifd stream
+// codecs (zlib, zstd), decoding files with the vmdesc read from their end first, and the migration transports
+// (TCP, file, stdio).
+export { nodeStreamCodecs, nodeZlibCodec, zstdUnavailable } from "./io/codecs-node.js";
 export { type ChunkOptions, type ChunkSource, chunksOf, feedDecoder, isGzip, nodeInflate, readHead, readTail } from "./io/node.js";
 export {
   connectTcp,
