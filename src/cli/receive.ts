@@ -6,6 +6,7 @@ import { createWriteStream, existsSync, constants as fsc, mkdirSync, openSync, r
 import { join } from "node:path";
 import { analyzeDecoderOptions } from "../analyze/report.js";
 import { VmstreamError } from "../io/errors.js";
+import { nodeStreamCodecs } from "../io/codecs-node.js";
 import { nodeInflate } from "../io/node.js";
 import { type DestinationResult, MigrationDestination } from "../migration/destination.js";
 import { IncomingMigration } from "../migration/incoming.js";
@@ -64,6 +65,7 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
       // one listener for the main stream and any multifd channels; --forward relays each connection
       const inc = await IncomingMigration.listen(source, {
         decode: { inflate: nodeInflate },
+        codecs: nodeStreamCodecs,
         ...(fwd?.kind === "tcp" ? { forward: fwd } : {}),
         ...(raw ? { raw: (name: string) => raw.open(name) } : {}),
         ...(o.multifdChannels !== undefined ? { channels: o.multifdChannels } : {}),
