@@ -125,15 +125,20 @@ const commands: Record<string, Handler> = {
     return p ? convertCommand(p.positionals[0]!, p.positionals[1]!, { to: p.values.to as string }) : help();
   },
   async receive(args) {
-    const p = positionals(args, 1, "receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc] [--quiet]", {
-      out: { type: "string" },
-      extract: { type: "string" },
-      forward: { type: "string" },
-      raw: { type: "string" },
-      "multifd-channels": { type: "string" },
-      "require-vmdesc": { type: "boolean", default: false },
-      quiet: { type: "boolean", short: "q", default: false },
-    });
+    const p = positionals(
+      args,
+      1,
+      "receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc] [--quiet]",
+      {
+        out: { type: "string" },
+        extract: { type: "string" },
+        forward: { type: "string" },
+        raw: { type: "string" },
+        "multifd-channels": { type: "string" },
+        "require-vmdesc": { type: "boolean", default: false },
+        quiet: { type: "boolean", short: "q", default: false },
+      },
+    );
     if (!p) return help();
     const v = p.values;
     return receiveCommand(p.positionals[0]!, {

@@ -5,8 +5,8 @@
 import { createWriteStream, existsSync, constants as fsc, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { analyzeDecoderOptions } from "../analyze/report.js";
-import { VmstreamError } from "../io/errors.js";
 import { nodeStreamCodecs } from "../io/codecs-node.js";
+import { VmstreamError } from "../io/errors.js";
 import { nodeInflate } from "../io/node.js";
 import { type DestinationResult, MigrationDestination } from "../migration/destination.js";
 import { IncomingMigration } from "../migration/incoming.js";

@@ -22,6 +22,11 @@ export interface MultifdJoinOptions extends ReencodeOptions {
   readonly channels?: number;
   /** Channel page bytes held while no place in the output is open for them (default 256 MiB). */
   readonly maxHeldBytes?: number;
+  /**
+   * True while connections that may be channels have not said what they are: the main stream waits at a sync
+   * point meanwhile (call pump() when it turns false).
+   */
+  readonly moreChannels?: () => boolean;
 }
 
 export interface MultifdChannelReport {
@@ -133,6 +138,8 @@ export class MultifdJoin extends StreamConverter {
   private released = 0;
   /** The main stream's RAM EOS record waiting for the channels' SYNC packets. */
   private heldEos: DecoderEvent | undefined;
+  /** The open RAM section's EOS is written (its footer may not be: pages must wait for the section's end). */
+  private eosWritten = false;
   private eofSeen = false;
   private ramSectionId: number | undefined;
   private ramWriter: RamWriter | undefined;
@@ -249,6 +256,7 @@ export class MultifdJoin extends StreamConverter {
   protected override event(e: DecoderEvent): void {
     if (!this.pageSizeKnown && (e.type === "configuration" || e.type === "begin")) this.pageSizeKnown = true;
     if (e.type === "begin" && e.header.idstr === "ram" && e.header.type === "start") this.ramSectionId = e.header.id;
+    if (e.type === "begin") this.eosWritten = false;
     if (e.type === "eof") this.eofSeen = true;
     if (e.type === "record" && this.open?.header.idstr === "ram") {
       const r = e.record as RamRecord;
@@ -287,6 +295,7 @@ export class MultifdJoin extends StreamConverter {
   /** The EOS that ends sync segment `released` (and, with footers known, the section: channel pages may follow). */
   private writeEos(e: DecoderEvent): void {
     super.event(e);
+    this.eosWritten = true;
     this.released++;
     for (const c of this.channelList) c.pagesSinceSync = 0;
     const o = this.open;
@@ -307,6 +316,7 @@ export class MultifdJoin extends StreamConverter {
   private syncedAll(): boolean {
     const want = this.joinOptions.channels;
     if (want !== undefined && this.byId.size < want) return false;
+    if (this.joinOptions.moreChannels?.()) return false;
     for (const c of this.channelList) {
       // every connected channel counts, identified or not (its bytes may just not have been read yet)
       if (c.current?.init === undefined || c.syncs <= this.released) return false;
@@ -396,7 +406,7 @@ export class MultifdJoin extends StreamConverter {
   private placeForPages(): "inline" | "own" | "hold" {
     if (this.packages.depth > 0 || this.eofSeen) return "hold";
     const o = this.open;
-    if (o && !o.closed) return o.header.idstr === "ram" && !this.heldEos ? "inline" : "hold";
+    if (o && !o.closed) return o.header.idstr === "ram" && !this.heldEos && !this.eosWritten ? "inline" : "hold";
     if (this.ramSectionId === undefined || !this.footersKnown || this.enc === undefined) return "hold";
     return "own";
   }

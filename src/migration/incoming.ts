@@ -4,10 +4,10 @@
 // stream, handed out in order; without channels the main stream's bytes are handed out as they are. Every
 // connection can be relayed to a forward target (main first, then the channels: QEMU 7.2 takes the first
 // connection as the main stream) and kept raw. docs/live-migration.md, "multifd".
-import { type Server, type Socket, createServer } from "node:net";
-import type { StreamCodecs } from "../io/codec.js";
+import { createServer, type Server, type Socket } from "node:net";
 import { type MultifdChannelInput, MultifdJoin, type MultifdJoinReport } from "../convert/multifd-join.js";
 import { joinChunks } from "../io/chunks.js";
+import type { StreamCodecs } from "../io/codec.js";
 import { VmstreamError } from "../io/errors.js";
 import { QEMU_VM_FILE_MAGIC } from "../savevm/constants.js";
 import { MULTIFD_MAGIC, type MultifdCompression } from "../sections/ram/multifd.js";
@@ -33,10 +33,19 @@ export interface IncomingOptions {
 }
 
 /**
- * Main-stream bytes looked at before deciding that no channel will come: QEMU's source connects its channels
- * before its main stream sends more than its first buffer (32 KiB).
+ * Main-stream bytes, and time, before deciding that no channel will come: QEMU's source connects its channels
+ * (and they send their first packets) before its main stream sends more than its first buffer (32 KiB).
  */
-const DECIDE_BYTES = 1 << 20;
+const DECIDE_BYTES = 64 << 10;
+const DECIDE_MS = 500;
+/**
+ * Bytes read from a connection the join told to wait before it is paused. A paused socket does not notice its
+ * peer going away, so a waiting connection is still read for a while: a source that dies while the main stream
+ * waits at a sync point is seen on every connection.
+ */
+const WAIT_BYTES = 64 << 20;
+/** A connection that has sent nothing after this long is dropped (until then the main stream may wait for it). */
+const SILENT_MS = 5000;
 /** Bytes queued towards a forward target or a raw file before that connection is paused. */
 const SINK_BYTES = 4 << 20;
 
@@ -53,6 +62,8 @@ interface Conn {
   paused: boolean;
   ended: boolean;
   channel: MultifdChannelInput | undefined;
+  /** Bytes read while the join told this connection to wait (kept in memory; past WAIT_BYTES it is paused). */
+  waitBytes: number;
   /** Bytes handed to sinks (forward, raw) and not yet taken by them. */
   sinkPending: number;
   forward: StreamWriter | undefined;
@@ -84,6 +95,7 @@ export class IncomingMigration {
   private readonly mainForwarded: { promise: Promise<void>; ok: () => void; fail: (e: unknown) => void };
   private mainEnded = false;
   private graceTimer: ReturnType<typeof setTimeout> | undefined;
+  private decideTimer: ReturnType<typeof setTimeout> | undefined;
   private sinkFailure: VmstreamError | undefined;
   private readonly maxQueued: number;
 
@@ -158,6 +170,7 @@ export class IncomingMigration {
   /** Stop everything: the listener, every connection, every forward connection. */
   close(): void {
     if (this.graceTimer !== undefined) clearTimeout(this.graceTimer);
+    if (this.decideTimer !== undefined) clearTimeout(this.decideTimer);
     this.server.close();
     for (const c of this.conns) {
       c.socket.destroy();
@@ -229,6 +242,7 @@ export class IncomingMigration {
       paused: false,
       ended: false,
       channel: undefined,
+      waitBytes: 0,
       sinkPending: 0,
       forward: undefined,
       forwardSocket: undefined,
@@ -237,6 +251,11 @@ export class IncomingMigration {
       chain: Promise.resolve(),
     };
     this.conns.push(c);
+    // the main stream waits at sync points while a connection has not said what it is: not for ever
+    const silent = setTimeout(() => {
+      if (c.kind === undefined && !socket.destroyed) this.refuse(c, `nothing received within ${SILENT_MS} ms`);
+    }, SILENT_MS);
+    silent.unref();
     socket.on("data", (d: Buffer) => this.data(c, new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
     socket.on("end", () => this.ended(c));
     socket.on("error", (e) => this.broken(c, e));
@@ -281,9 +300,10 @@ export class IncomingMigration {
     if (this.options.raw) c.raw = this.options.raw(c.name);
     if (this.options.forward) this.startForward(c);
     if (c.kind === "channel") {
-      if (this.mode === "undecided") this.startJoin();
-      c.channel = this.join!.channel();
+      if (this.mode === "undecided") this.startJoin(c);
+      else c.channel = this.join!.channel();
     }
+    this.pumpJoin();
     return true;
   }
 
@@ -291,13 +311,27 @@ export class IncomingMigration {
     this.options.say?.(`refused connection ${c.index} from ${c.socket.remoteAddress}:${c.socket.remotePort}: ${why}`);
     c.head = [];
     c.socket.destroy();
+    this.pumpJoin();
     return false;
+  }
+
+  /** The join may go on (a connection said what it is, or went away). */
+  private pumpJoin(): void {
+    if (!this.join || this.failure !== undefined) return;
+    try {
+      this.join.pump();
+      this.emit(this.join.output());
+    } catch (e) {
+      this.fail(e);
+    }
+    this.updateAll();
   }
 
   /** Bytes of a classified connection: to the sinks, then to the join or the output. */
   private take(c: Conn, d: Uint8Array): void {
     this.toSinks(c, d);
     if (this.failure !== undefined) return;
+    c.waitBytes = this.joinWaits(c) ? c.waitBytes + d.length : 0;
     try {
       if (c.kind === "channel") c.channel!.push(d);
       else if (this.mode === "multifd") this.join!.pushMain(d);
@@ -306,6 +340,12 @@ export class IncomingMigration {
         this.held.push(d);
         this.heldBytes += d.length;
         if (this.heldBytes > DECIDE_BYTES) this.goSingle();
+        else if (this.decideTimer === undefined) {
+          this.decideTimer = setTimeout(() => {
+            // no channel yet, and no connection that might be one: an ordinary migration
+            if (this.mode === "undecided" && !this.conns.some((x) => x.kind === undefined && !x.socket.destroyed)) this.goSingle();
+          }, DECIDE_MS);
+        }
       }
       if (this.join) this.emit(this.join.output());
     } catch (e) {
@@ -314,15 +354,18 @@ export class IncomingMigration {
     this.update(c);
   }
 
-  private startJoin(): void {
+  /** Multifd from now on: `first` (a channel that just said what it is) joins before the main stream's bytes go in. */
+  private startJoin(first?: Conn): void {
     this.mode = "multifd";
     this.join = new MultifdJoin({
       ...(this.options.decode ? { decode: this.options.decode } : {}),
       ...(this.options.codecs ? { codecs: this.options.codecs } : {}),
       ...(this.options.compression ? { compression: this.options.compression } : {}),
       ...(this.options.channels !== undefined ? { channels: this.options.channels } : {}),
+      moreChannels: () => this.conns.some((c) => c.kind === undefined && !c.socket.destroyed),
     });
     this.join.onResume = () => queueMicrotask(() => this.updateAll());
+    if (first) first.channel = this.join.channel();
     const held = this.held;
     this.held = [];
     this.heldBytes = 0;
@@ -330,7 +373,9 @@ export class IncomingMigration {
   }
 
   private goSingle(): void {
+    if (this.mode !== "undecided") return;
     this.mode = "single";
+    this.updateAll();
     const held = this.held;
     this.held = [];
     this.heldBytes = 0;
@@ -343,6 +388,7 @@ export class IncomingMigration {
     if (c.forwardReady) c.chain = c.chain.then(() => c.forward?.end()).catch(() => undefined);
     if (c.kind === undefined) {
       if (c.headBytes > 0) this.options.say?.(`connection ${c.index} ended after ${c.headBytes} bytes, before it said what it is`);
+      this.pumpJoin();
       return;
     }
     if (this.failure !== undefined) return;
@@ -394,7 +440,10 @@ export class IncomingMigration {
     if (c.ended || this.done) return;
     c.ended = true;
     c.forwardSocket?.destroy();
-    if (c.kind === undefined) return;
+    if (c.kind === undefined) {
+      this.pumpJoin();
+      return;
+    }
     const what = c.kind === "main" ? "the main stream's connection" : `multifd ${c.name!.replace("-", " ")}'s connection`;
     this.fail(new VmstreamError("IO", `${what} failed`, { offset: c.bytes, detail: e instanceof Error ? e.message : String(e) }));
   }
@@ -437,9 +486,11 @@ export class IncomingMigration {
         if (raw) writes.push(raw.write(d));
         if (ready) {
           await ready;
-          writes.push(c.forward!.write(d).then(() => {
-            this.forwardBytes += d.length;
-          }));
+          writes.push(
+            c.forward!.write(d).then(() => {
+              this.forwardBytes += d.length;
+            }),
+          );
         }
         await Promise.all(writes);
       })
@@ -458,6 +509,10 @@ export class IncomingMigration {
     if (c.sinkPending > SINK_BYTES) return true;
     if (this.failure !== undefined || this.done) return false;
     if (this.queued > this.maxQueued) return true;
+    return this.joinWaits(c) && c.waitBytes > WAIT_BYTES;
+  }
+
+  private joinWaits(c: Conn): boolean {
     if (c.kind === "channel") return c.channel?.waiting ?? false;
     if (c.kind === "main") return this.join?.mainWaiting ?? false;
     return false;

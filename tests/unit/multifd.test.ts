@@ -128,6 +128,29 @@ describe("multifd split and join", () => {
     });
   }
 
+  it("channels all there first, the main stream byte by byte: pages released at a sync point wait for the RAM section's end", () => {
+    const input = load("x86-pc-64m.mig.gz");
+    const parts = split(input, { channels: 2 });
+    const j = new MultifdJoin({ decode });
+    const out: Uint8Array[] = [];
+    try {
+      const conns = parts.channels.map(() => j.channel());
+      parts.channels.forEach((bytes, i) => {
+        conns[i]!.push(bytes);
+        conns[i]!.end();
+      });
+      for (let at = 0; at < parts.main.length; at++) {
+        expect(j.mainWaiting).toBe(false);
+        j.pushMain(parts.main.subarray(at, at + 1));
+        out.push(...j.output());
+      }
+      out.push(...j.end().chunks);
+    } finally {
+      j.dispose();
+    }
+    expect(decoded(joinChunks(out))).toEqual(decoded(input));
+  });
+
   it("channels carry the pages: every packet header checks, pages spread over all channels", () => {
     const parts = split(load("x86-pc-64m.mig.gz"), { channels: 3 });
     let pages = 0;
