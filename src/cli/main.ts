@@ -7,7 +7,7 @@ import { receiveCommand } from "./receive.js";
 import { sendCommand } from "./send.js";
 import { simulateCommand } from "./simulate.js";
 import { analyzeCommand, checkCommand, dumpCommand, extractCommand } from "./streams.js";
-import { channelCount, parseRate } from "./transfer.js";
+import { channelCount, compressionName, parseRate } from "./transfer.js";
 
 const HELP = `vmstream — QEMU 7.2 migration streams with WebAssembly kernels
 
@@ -77,13 +77,17 @@ commands:
         byte offset). --multifd-channels N insists on N channels (default: those that connect); --forward
         relays every connection (main first); --raw DIR keeps each connection's bytes as received
         (DIR/main.bin, DIR/channel-<id>.bin; DIR.partial after a failed migration).
-  send FILE DEST [--bandwidth RATE] [--quiet]
+  send FILE DEST [--bandwidth RATE] [--multifd-channels N [--multifd-compression none|zlib|zstd]] [--quiet]
         Streams FILE (plain or gzip, or - for stdin) to DEST: tcp:HOST:PORT (connects), a file (written as
         DEST.partial, renamed when complete) or - (stdout). RATE caps bytes per second: 100M, 1G, 512K
         (binary units), or a plain number. Each piece is checked before it goes out: a broken input stops
         the transfer (exit 1); a complete stream ends the connection cleanly after its last byte (exit 0).
         A progress line on a terminal and a summary as for receive (on stderr when DEST is -; --quiet:
         neither). Piped:  vmstream send guest.mig - | vmstream receive - --extract out/
+        --multifd-channels N (DEST tcp:HOST:PORT, a QEMU with the multifd capability and the same
+        multifd-channels): the pages go over N more connections in packets, as QEMU's multifd source sends
+        them, zlib- or zstd-compressed with --multifd-compression; every other record stays on the main
+        connection. RATE caps all connections together.
   help  This text.
 `;
 
@@ -152,14 +156,21 @@ const commands: Record<string, Handler> = {
     });
   },
   async send(args) {
-    const p = positionals(args, 2, "send FILE DEST [--bandwidth RATE] [--quiet]", {
+    const p = positionals(args, 2, "send FILE DEST [--bandwidth RATE] [--multifd-channels N [--multifd-compression none|zlib|zstd]] [--quiet]", {
       bandwidth: { type: "string" },
+      "multifd-channels": { type: "string" },
+      "multifd-compression": { type: "string" },
       quiet: { type: "boolean", short: "q", default: false },
     });
     if (!p) return help();
     const bw = p.values.bandwidth;
+    const mc = p.values["multifd-channels"];
+    const comp = p.values["multifd-compression"];
+    if (typeof comp === "string" && typeof mc !== "string") throw new Error("--multifd-compression needs --multifd-channels");
     return sendCommand(p.positionals[0]!, p.positionals[1]!, {
       ...(typeof bw === "string" ? { bandwidth: parseRate(bw) } : {}),
+      ...(typeof mc === "string" ? { multifdChannels: channelCount(mc) } : {}),
+      ...(typeof comp === "string" ? { multifdCompression: compressionName(comp) } : {}),
       quiet: p.values.quiet === true,
     });
   },

@@ -1,15 +1,20 @@
-// `vmstream send FILE DEST [--bandwidth RATE] [--quiet]`: stream a migration file (plain or gzip, or - for
-// stdin) to DEST (tcp:HOST:PORT, a file, or - for stdout) at up to RATE bytes/s, checking it as it goes: each
-// piece is decoded before it is sent, so a broken input stops the transfer at the broken record (the
-// destination sees the stream break off) and the exit code is 1. After the last byte of a complete stream the
-// connection is ended cleanly (exit 0).
+// `vmstream send FILE DEST [--bandwidth RATE] [--multifd-channels N [--multifd-compression C]] [--quiet]`: stream
+// a migration file (plain or gzip, or - for stdin) to DEST (tcp:HOST:PORT, a file, or - for stdout) at up to RATE
+// bytes/s, checking it as it goes: each piece is decoded before it is sent, so a broken input stops the transfer
+// at the broken record (the destination sees the stream break off) and the exit code is 1. After the last byte
+// of a complete stream the connection is ended cleanly (exit 0). With --multifd-channels the pages go over N
+// more connections as QEMU's multifd source sends them (MultifdSplit).
 import { statSync } from "node:fs";
 import { analyzeDecoderOptions } from "../analyze/report.js";
+import { MultifdSplit } from "../convert/multifd-split.js";
+import { nodeStreamCodecs } from "../io/codecs-node.js";
 import { VmstreamError } from "../io/errors.js";
 import { chunksOf, isGzip, nodeInflate, readHead } from "../io/node.js";
+import { MultifdConnections } from "../migration/multifd-out.js";
 import { type OutputOpen, openOutput, parseEndpoint } from "../migration/transport.js";
 import type { DecoderEvent } from "../savevm/types.js";
 import { readVmdescTrailer } from "../sections/node.js";
+import type { MultifdCompression } from "../sections/ram/multifd.js";
 import { StreamDecoder } from "../sections/stream.js";
 import { ProgressBar, rateText } from "./transfer.js";
 
@@ -17,6 +22,9 @@ export interface SendOptions {
   /** Bytes per second (undefined: as fast as the destination takes them). */
   readonly bandwidth?: number;
   readonly quiet: boolean;
+  /** Send as a multifd migration with this many channels (DEST must be tcp). */
+  readonly multifdChannels?: number;
+  readonly multifdCompression?: MultifdCompression;
 }
 
 const say = (line: string): void => {
@@ -46,6 +54,14 @@ export async function sendCommand(file: string, destination: string, o: SendOpti
       say(`cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
       return 1;
     }
+  }
+
+  if (o.multifdChannels !== undefined) {
+    if (dest.kind !== "tcp") {
+      say(`--multifd-channels needs a tcp DEST, not ${destination}`);
+      return 2;
+    }
+    return sendMultifd(file, dest, destination, o, { total, vmdesc, report });
   }
 
   let phase = "header";
@@ -110,6 +126,75 @@ export async function sendCommand(file: string, destination: string, o: SendOpti
     const kept = await output.abort();
     say(`send failed: ${err.message}`);
     say(`the stream to ${destination} was cut off after ${sent} bytes${kept ? ` (kept in ${kept})` : ""}`);
+    return 1;
+  }
+}
+
+/**
+ * The multifd path: the file's records replayed into a main stream and N channels (MultifdSplit), written to
+ * their connections all at once; --bandwidth caps the bytes of all connections together.
+ */
+async function sendMultifd(
+  file: string,
+  dest: { host: string; port: number },
+  destination: string,
+  o: SendOptions,
+  known: { total: number | undefined; vmdesc: string | undefined; report: (line: string) => void },
+): Promise<number> {
+  const channels = o.multifdChannels!;
+  let split: MultifdSplit;
+  let conns: MultifdConnections;
+  try {
+    split = new MultifdSplit({
+      channels,
+      compression: o.multifdCompression ?? "none",
+      codecs: nodeStreamCodecs,
+      decode: { ...analyzeDecoderOptions, inflate: nodeInflate, ...(known.vmdesc !== undefined ? { vmdesc: known.vmdesc } : {}) },
+    });
+    conns = await MultifdConnections.open(dest, channels, { highWaterMark: 1 << 20 });
+  } catch (e) {
+    say(e instanceof Error ? e.message : String(e));
+    return 1;
+  }
+  const rate = o.bandwidth;
+  const step = rate ? Math.max(4096, Math.min(1 << 20, Math.floor(rate / 50))) : 1 << 20;
+  const bar = new ProgressBar("sending", o.quiet, known.total);
+  const started = performance.now();
+  let read = 0;
+  try {
+    for await (const chunk of chunksOf(file === "-" ? process.stdin : file)) {
+      for (let at = 0; at < chunk.length; at += step) {
+        const piece = chunk.subarray(at, Math.min(chunk.length, at + step));
+        split.push(piece);
+        read += piece.length;
+        await conns.write(split.output());
+        if (rate) {
+          const ahead = (conns.bytes / rate) * 1000 - (performance.now() - started);
+          if (ahead > 1) await sleep(ahead);
+        }
+        bar.update(read, "sending");
+      }
+    }
+    const end = split.end();
+    await conns.write({ main: end.chunks, channels: split.output().channels });
+    await conns.end();
+    bar.done();
+    const ms = performance.now() - started;
+    const r = end.report;
+    if (!o.quiet) {
+      known.report(`sent: ${rateText(conns.bytes, ms)} to ${destination}, ${r.sections} sections, ${r.devices} devices, complete`);
+      known.report(
+        `multifd: ${channels} channels${o.multifdCompression && o.multifdCompression !== "none" ? ` (${o.multifdCompression})` : ""}, ${r.channelPages} pages in ${r.packets} packets, ${r.syncPoints} sync points`,
+      );
+    }
+    return 0;
+  } catch (e) {
+    bar.done();
+    split.dispose();
+    conns.abort();
+    const err = VmstreamError.wrap(e);
+    say(`send failed: ${err.message}`);
+    say(`the migration to ${destination} was cut off after ${read} bytes of ${file}`);
     return 1;
   }
 }

@@ -72,3 +72,9 @@ export function channelCount(text: string): number {
   if (!/^\d+$/.test(text.trim()) || n < 1 || n > 255) throw new Error(`--multifd-channels must be 1..255, not ${JSON.stringify(text)}`);
   return n;
 }
+
+/** `--multifd-compression C`: none, zlib or zstd. */
+export function compressionName(text: string): "none" | "zlib" | "zstd" {
+  if (text === "none" || text === "zlib" || text === "zstd") return text;
+  throw new Error(`--multifd-compression must be none, zlib or zstd, not ${JSON.stringify(text)}`);
+}

@@ -4,11 +4,14 @@
 //    QEMU without multifd loads (memory equal again);
 //  - `receive --forward` between two multifd QEMUs: the destination completes and its guest runs on;
 //  - a channel cut mid-migration (a proxy drops one channel's connection): QEMU and receive both fail, receive
-//    naming the channel, and nothing complete-looking is left.
+//    naming the channel, and nothing complete-looking is left;
+//  - `vmstream send --multifd-channels N` of a recorded stream into a multifd QEMU: memory = the stream's RAM,
+//    the guest runs on.
 // The source guest is the multiboot guest of tests/helpers/mbguest.ts (rewrites a word in each of 1024 pages).
 import { existsSync, readFileSync } from "node:fs";
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { beforeAll, expect, it } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
 import type { QmpMigrationInfo } from "../../src/qmp/index.js";
@@ -27,7 +30,7 @@ import {
 } from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { ramBlockBytes } from "../helpers/model-stream.js";
-import { describeQemu, type QemuInstance, startQemu } from "../helpers/qemu.js";
+import { describeQemu, pmemsave, type QemuInstance, startQemu } from "../helpers/qemu.js";
 
 const X86 = "qemu-system-x86_64";
 const MIB = 1024 * 1024;
@@ -210,4 +213,50 @@ describeQemu(X86, "multifd with real QEMU 7.2", () => {
       for (const s of sockets) s.destroy();
     }
   }, 60_000);
+
+  // the x86-pc-xbzrle fixture (pc -m 64, a multiboot guest, XBZRLE rounds: those records stay on the main stream)
+  const sendArgs = ["-machine", "pc", "-m", "64", "-serial", "null"];
+  const sendRanges = pcRamRanges(64);
+  const fixture = new URL("../fixtures/x86-pc-xbzrle.mig.gz", import.meta.url);
+  for (const [channels, compression] of [
+    [2, "none"],
+    [2, "zlib"],
+    [2, "zstd"],
+    [4, "none"],
+  ] as [number, Compression][]) {
+    it(`send --multifd-channels ${channels} --multifd-compression ${compression} into a multifd QEMU: memory = the stream's RAM, the guest runs`, async () => {
+      const r = decodeBytes(new Uint8Array(gunzipSync(readFileSync(fixture))), { materialize: { ram: true }, inflate: nodeInflate });
+      try {
+        const dst = await startQemu({ binary: X86, args: sendArgs, incoming: "defer" });
+        await multifd(dst, channels, compression);
+        await dst.qmp.execute("migrate-incoming", { uri: "tcp:127.0.0.1:0" });
+        const port = Number(((await dst.qmp.execute("query-migrate"))["socket-address"] as { port: string }[])[0]!.port);
+        const send = runVmstream([
+          "send",
+          fixture.pathname,
+          `tcp:127.0.0.1:${port}`,
+          "--multifd-channels",
+          String(channels),
+          "--multifd-compression",
+          compression,
+        ]);
+        expect(await cliExitCode(send), send.stderr()).toBe(0);
+        expect(send.stdout()).toMatch(new RegExp(`^multifd: ${channels} channels.* [1-9]\\d* pages`, "m"));
+        const dinfo = await waitIncoming(dst);
+        expect(dinfo.status, dst.stderr()).toBe("completed");
+        const ram = ramBlockBytes(r, "pc.ram");
+        await expectMemory(dst, ram, sendRanges, `multifd destination vs sent stream (${channels}, ${compression})`);
+        await dst.qmp.execute("cont");
+        await sleep(300);
+        expect((await dst.qmp.execute("query-status")).status).toBe("running");
+        const f = join(dst.dir, "after.bin");
+        const range = sendRanges[1]!;
+        await pmemsave(dst, range.addr, range.size, f);
+        expect(Buffer.compare(readFileSync(f), ram.subarray(range.addr, range.addr + range.size))).not.toBe(0);
+        await dst.stop();
+      } finally {
+        r.dispose();
+      }
+    }, 60_000);
+  }
 });
