@@ -5,7 +5,7 @@
 // stream. docs/live-migration.md, "multifd".
 import type { Socket } from "node:net";
 import type { MultifdOutput } from "../convert/multifd-split.js";
-import { VmstreamError } from "../io/errors.js";
+import type { VmstreamError } from "../io/errors.js";
 import { connectTcp, formatEndpoint, StreamWriter } from "./transport.js";
 
 export class MultifdConnections {
