@@ -9,6 +9,14 @@ export { deviceSpec, type VmdescChoice } from "./convert/devices.js";
 export { berToQemu, berToQemuBytes, type QemuFromBerOptions, type QemuFromBerReport, type QemuFromBerResult } from "./convert/from-ber.js";
 export { encodeFromModel, type ModelEncodeOptions } from "./convert/model.js";
 // Converters: QEMU -> QEMU through the model, QEMU <-> BER, a new stream from a decoded model.
+export {
+  type MultifdChannelInput,
+  type MultifdChannelReport,
+  MultifdJoin,
+  type MultifdJoinOptions,
+  type MultifdJoinReport,
+} from "./convert/multifd-join.js";
+export { type MultifdOutput, MultifdSplit, type MultifdSplitOptions, type MultifdSplitReport } from "./convert/multifd-split.js";
 export { type ReencodeOptions, type ReencodeReport, type ReencodeResult, reencodeBytes, reencodeStream, StreamConverter } from "./convert/qemu.js";
 export { type BerStreamOptions, type BerStreamReport, type BerStreamResult, qemuToBer, qemuToBerBytes, StreamBerConverter } from "./convert/to-ber.js";
 export { joinChunks } from "./io/chunks.js";
@@ -106,6 +114,20 @@ export { builtinHandlers } from "./sections/kinds.js";
 // Section kinds: results, records and writers.
 export type { RamBlockData, RamBlockSpec, RamRecord } from "./sections/ram/format.js";
 export { type RamBlockProvider, RamBlockResult, type RamPageCounts, type RamResult } from "./sections/ram/handler.js";
+export {
+  MULTIFD_FLAG,
+  MultifdChannelReader,
+  MultifdChannelWriter,
+  type MultifdCompression,
+  type MultifdInit,
+  type MultifdPacket,
+  type MultifdPacketSpec,
+  type MultifdReaderEvent,
+  type MultifdReaderOptions,
+  multifdHeaderSize,
+  multifdInitBytes,
+  multifdPagesPerPacket,
+} from "./sections/ram/multifd.js";
 export { type PageCache, type RamPassStats, RamWriter, type RamWriterOptions, XbzrleCache } from "./sections/ram/writer.js";
 export { HTAB_SHIFT_MAX, HTAB_SHIFT_MIN, type HtabChunk, type HtabItem } from "./sections/spapr-htab/format.js";
 export type { HtabResult } from "./sections/spapr-htab/handler.js";

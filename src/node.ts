@@ -3,6 +3,8 @@
 // (TCP, file, stdio).
 export { nodeStreamCodecs, nodeZlibCodec, zstdUnavailable } from "./io/codecs-node.js";
 export { type ChunkOptions, type ChunkSource, chunksOf, feedDecoder, isGzip, nodeInflate, readHead, readTail } from "./io/node.js";
+export { IncomingMigration, type IncomingOptions } from "./migration/incoming.js";
+export { MultifdConnections } from "./migration/multifd-out.js";
 export {
   connectTcp,
   DEFAULT_HOST,
