@@ -8,6 +8,7 @@ import { analyzeDecoderOptions } from "../analyze/report.js";
 import { nodeStreamCodecs } from "../io/codecs-node.js";
 import { VmstreamError } from "../io/errors.js";
 import { nodeInflate } from "../io/node.js";
+import { ByteWriter } from "../io/writer.js";
 import { type DestinationResult, MigrationDestination } from "../migration/destination.js";
 import { IncomingMigration } from "../migration/incoming.js";
 import { formatEndpoint, type InputOpen, type OutputOpen, openInput, openOutput, parseEndpoint, StreamWriter } from "../migration/transport.js";
@@ -106,8 +107,10 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
       // relay first, decode while the relayed bytes are on their way, then wait for the sinks to take them
       const waits: Promise<void>[] = [];
       if (forward) waits.push(forward.writer.write(chunk));
-      if (record) waits.push(record.writer.write(chunk));
+      // a joined multifd stream's chunks are the join's buffers: given back once used, so they are reused warm
+      if (record) waits.push(record.writer.write(chunk, () => ByteWriter.release(chunk)));
       dest.push(chunk);
+      if (!record) ByteWriter.release(chunk);
       bar.update(dest.bytes, dest.status === "failed" ? "failed" : dest.phase);
       try {
         await Promise.all(waits);

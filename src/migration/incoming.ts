@@ -96,6 +96,7 @@ export class IncomingMigration {
   private mainEnded = false;
   private graceTimer: ReturnType<typeof setTimeout> | undefined;
   private decideTimer: ReturnType<typeof setTimeout> | undefined;
+  private decideAfter = false;
   private sinkFailure: VmstreamError | undefined;
   private readonly maxQueued: number;
 
@@ -315,8 +316,10 @@ export class IncomingMigration {
     return false;
   }
 
-  /** The join may go on (a connection said what it is, or went away). */
+  /** The join may go on, or the migration be decided (a connection said what it is, or went away). */
   private pumpJoin(): void {
+    this.decide();
+    if (this.mode === "single" && this.mainEnded) this.endMain();
     if (!this.join || this.failure !== undefined) return;
     try {
       this.join.pump();
@@ -339,11 +342,11 @@ export class IncomingMigration {
       else {
         this.held.push(d);
         this.heldBytes += d.length;
-        if (this.heldBytes > DECIDE_BYTES) this.goSingle();
-        else if (this.decideTimer === undefined) {
+        this.decide();
+        if (this.mode === "undecided" && this.decideTimer === undefined) {
           this.decideTimer = setTimeout(() => {
-            // no channel yet, and no connection that might be one: an ordinary migration
-            if (this.mode === "undecided" && !this.conns.some((x) => x.kind === undefined && !x.socket.destroyed)) this.goSingle();
+            this.decideAfter = true;
+            this.decide();
           }, DECIDE_MS);
         }
       }
@@ -370,6 +373,16 @@ export class IncomingMigration {
     this.held = [];
     this.heldBytes = 0;
     for (const h of held) this.join.pushMain(h);
+  }
+
+  /**
+   * An ordinary migration once the main stream is past its first 64 KiB, or 500 ms old, or ended, with no other
+   * connection that might still turn out to be a channel.
+   */
+  private decide(): void {
+    if (this.mode !== "undecided" || !this.main) return;
+    if (this.conns.some((x) => x.kind === undefined && !x.socket.destroyed)) return;
+    if (this.heldBytes > DECIDE_BYTES || this.decideAfter || this.main.ended) this.goSingle();
   }
 
   private goSingle(): void {
@@ -399,8 +412,8 @@ export class IncomingMigration {
         if (this.mainEnded) this.endMain();
         return;
       }
-      if (this.mode === "undecided") this.goSingle();
       this.mainEnded = true;
+      this.decide();
       this.endMain();
     } catch (e) {
       this.fail(e);
@@ -412,7 +425,7 @@ export class IncomingMigration {
    * ends (a little while at most: a channel that neither ends nor fails is judged as it is).
    */
   private endMain(): void {
-    if (this.done || this.failure !== undefined) return;
+    if (this.done || this.failure !== undefined || this.mode === "undecided") return;
     const open = this.conns.some((c) => c.kind === "channel" && !c.ended);
     if (this.mode === "multifd" && open && this.graceTimer === undefined) {
       this.graceTimer = setTimeout(() => this.finishMain(), 2000);
