@@ -4,8 +4,10 @@
 // at the broken record (the destination sees the stream break off) and the exit code is 1. After the last byte
 // of a complete stream the connection is ended cleanly (exit 0). With --multifd-channels the pages go over N
 // more connections as QEMU's multifd source sends them (MultifdSplit).
-import { statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { analyzeDecoderOptions } from "../analyze/report.js";
+import { MultifdJoin } from "../convert/multifd-join.js";
 import { MultifdSplit } from "../convert/multifd-split.js";
 import { nodeStreamCodecs } from "../io/codecs-node.js";
 import { VmstreamError } from "../io/errors.js";
@@ -41,6 +43,14 @@ export async function sendCommand(file: string, destination: string, o: SendOpti
 
   let total: number | undefined;
   let vmdesc: string | undefined;
+  if (file !== "-" && isDirectory(file)) {
+    if (dest.kind !== "tcp") {
+      say(`replaying the connections in ${file} needs a tcp DEST, not ${destination}`);
+      return 2;
+    }
+    if (o.multifdChannels !== undefined) say("--multifd-channels is ignored: the recorded channels are replayed as they are");
+    return replayConnections(file, dest, destination, o, report);
+  }
   if (file !== "-") {
     try {
       const st = statSync(file);
@@ -195,6 +205,82 @@ async function sendMultifd(
     const err = VmstreamError.wrap(e);
     say(`send failed: ${err.message}`);
     say(`the migration to ${destination} was cut off after ${read} bytes of ${file}`);
+    return 1;
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `send DIR DEST` for a folder `receive --raw` wrote: every connection replayed byte for byte (main.bin first,
+ * then channel-N.bin), all at once, checked on the way by joining them (MultifdJoin) as a destination would.
+ */
+async function replayConnections(dir: string, dest: { host: string; port: number }, destination: string, o: SendOptions, report: (line: string) => void): Promise<number> {
+  let files: string[];
+  try {
+    const names = readdirSync(dir);
+    if (!names.includes("main.bin")) throw new Error(`no main.bin in ${dir} (a folder written by receive --raw)`);
+    const channels = names
+      .map((n) => /^channel-(\d+)\.bin$/.exec(n))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .sort((a, b) => Number(a[1]) - Number(b[1]))
+      .map((m) => m[0]);
+    files = ["main.bin", ...channels].map((n) => join(dir, n));
+  } catch (e) {
+    say(e instanceof Error ? e.message : String(e));
+    return 1;
+  }
+  const join_ = new MultifdJoin({ codecs: nodeStreamCodecs, decode: { ...analyzeDecoderOptions, inflate: nodeInflate } });
+  const inputs = files.slice(1).map(() => join_.channel());
+  let conns: MultifdConnections;
+  try {
+    conns = await MultifdConnections.open(dest, files.length - 1, { highWaterMark: 1 << 20 });
+  } catch (e) {
+    join_.dispose();
+    say(e instanceof Error ? e.message : String(e));
+    return 1;
+  }
+  const total = files.reduce((n, f) => n + statSync(f).size, 0);
+  const bar = new ProgressBar("replaying", o.quiet, total);
+  const started = performance.now();
+  const rate = o.bandwidth;
+  try {
+    const pump = async (i: number) => {
+      const w = i === 0 ? conns.main : conns.channels[i - 1]!;
+      for await (const chunk of chunksOf(files[i]!, { gunzip: false })) {
+        if (i === 0) join_.pushMain(chunk);
+        else inputs[i - 1]!.push(chunk);
+        join_.output(); // only the check matters here
+        await w.write(chunk);
+        bar.update(conns.bytes, "replaying");
+        if (rate) {
+          const ahead = (conns.bytes / rate) * 1000 - (performance.now() - started);
+          if (ahead > 1) await sleep(ahead);
+        }
+      }
+      if (i > 0) inputs[i - 1]!.end();
+    };
+    await Promise.all(files.map((_, i) => pump(i)));
+    const r = join_.end();
+    await conns.end();
+    bar.done();
+    if (!o.quiet) {
+      report(`replayed: ${rateText(conns.bytes, performance.now() - started)} to ${destination}, ${files.length} connections, ${r.report.sections} sections, ${r.report.devices} devices, complete`);
+      if (r.report.channels.length > 0) report(`multifd: ${r.report.channels.length} channels, ${r.report.channelPages} pages, ${r.report.syncPoints} sync points`);
+    }
+    return 0;
+  } catch (e) {
+    bar.done();
+    join_.dispose();
+    conns.abort();
+    say(`send failed: ${VmstreamError.wrap(e).message}`);
+    say(`the replay to ${destination} was cut off after ${conns.bytes} bytes`);
     return 1;
   }
 }

@@ -2,7 +2,8 @@
 //  - QEMU (multifd, 2 and 4 channels; none, zlib, zstd) -> `vmstream receive --extract --out`: the extracted RAM
 //    equals QEMU's pmemsave of the source; the --out recording is one ordinary stream that `check` passes and a
 //    QEMU without multifd loads (memory equal again);
-//  - `receive --forward` between two multifd QEMUs: the destination completes and its guest runs on;
+//  - `receive --forward` between two multifd QEMUs: the destination completes and its guest runs on; the --raw
+//    connections replayed with `send DIR` into a fresh multifd QEMU load the same memory;
 //  - a channel cut mid-migration (a proxy drops one channel's connection): QEMU and receive both fail, receive
 //    naming the channel, and nothing complete-looking is left;
 //  - `vmstream send --multifd-channels N` of a recorded stream into a multifd QEMU: memory = the stream's RAM,
@@ -166,7 +167,23 @@ describeQemu(X86, "multifd with real QEMU 7.2", () => {
     expect((await dst.qmp.execute("query-status")).status).toBe("running");
     expect(await mbguestCounter(dst)).toBeGreaterThan(counter);
     await dst.stop();
-  }, 60_000);
+
+    // the raw connections replayed (send DIR) into a fresh multifd QEMU: it loads the same memory again
+    const again = await startQemu({ binary: X86, args: guestArgs(kernel), incoming: "defer" });
+    await multifd(again, 3, "zstd");
+    await again.qmp.execute("migrate-incoming", { uri: "tcp:127.0.0.1:0" });
+    const againPort = Number(((await again.qmp.execute("query-migrate"))["socket-address"] as { port: string }[])[0]!.port);
+    const replay = runVmstream(["send", join(scratch, "fwd-raw"), `tcp:127.0.0.1:${againPort}`]);
+    expect(await cliExitCode(replay), replay.stderr()).toBe(0);
+    expect((await waitIncoming(again)).status, again.stderr()).toBe("completed");
+    const r2 = decodeBytes(new Uint8Array(readFileSync(rec)), { materialize: { ram: true }, inflate: nodeInflate });
+    try {
+      await expectMemory(again, ramBlockBytes(r2, "pc.ram"), RANGES, "replayed raw connections vs recording");
+    } finally {
+      r2.dispose();
+    }
+    await again.stop();
+  }, 90_000);
 
   it("a channel cut mid-migration: QEMU fails, receive fails naming the channel, no complete-looking --out or --extract", async () => {
     const dir = join(scratch, "cut-extract");

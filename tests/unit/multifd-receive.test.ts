@@ -1,7 +1,8 @@
 // `vmstream receive` taking a multifd migration over real TCP sockets, without QEMU: a fixture split into a main
 // stream and channels (MultifdSplit) is sent over N+1 connections in different orders; the recording (--out) has
 // the fixture's content, --raw keeps each connection's bytes exactly; a connection that is neither a migration
-// nor a channel is refused without harm; a channel cut off fails the migration, naming the channel.
+// nor a channel is refused without harm; a channel cut off fails the migration, naming the channel; `send DIR`
+// replays a --raw folder byte for byte.
 import { existsSync, readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
@@ -94,6 +95,26 @@ describe("vmstream receive: multifd over TCP without QEMU", () => {
       for (const [i, c] of parts.channels.entries()) expect(Buffer.compare(readFileSync(join(raw, `channel-${i}.bin`)), c), `channel-${i}.bin`).toBe(0);
     }, 60_000);
   }
+
+  it("send DIR replays what --raw kept, byte for byte, into another receive", async () => {
+    const first = join(tmp(), "replay-src");
+    const again = join(tmp(), "replay-dst");
+    const recv1 = runVmstream(["receive", "tcp:127.0.0.1:0", "--raw", first]);
+    const port1 = await cliListeningPort(recv1);
+    const main = await open(port1);
+    const chans = await Promise.all(parts.channels.map(() => open(port1)));
+    await Promise.all([...chans.map((c, i) => send(c, parts.channels[i]!)), send(main, parts.main)]);
+    expect(await cliExitCode(recv1), recv1.stderr()).toBe(0);
+
+    const recv2 = runVmstream(["receive", "tcp:127.0.0.1:0", "--raw", again, "--out", join(tmp(), "replayed.mig")]);
+    const port2 = await cliListeningPort(recv2);
+    const replay = runVmstream(["send", first, `tcp:127.0.0.1:${port2}`]);
+    expect(await cliExitCode(replay), replay.stderr()).toBe(0);
+    expect(replay.stdout()).toMatch(/^replayed: .* 4 connections, .*complete$/m);
+    expect(await cliExitCode(recv2), recv2.stderr()).toBe(0);
+    for (const f of ["main.bin", "channel-0.bin", "channel-1.bin", "channel-2.bin"]) expect(Buffer.compare(readFileSync(join(first, f)), readFileSync(join(again, f))), f).toBe(0);
+    expect(ramDigest(new Uint8Array(readFileSync(join(tmp(), "replayed.mig"))))).toEqual(want);
+  }, 60_000);
 
   it("a connection that is neither a migration nor a channel is refused; the migration completes", async () => {
     const out = join(tmp(), "stranger.mig");
