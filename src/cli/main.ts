@@ -88,7 +88,7 @@ commands:
         multifd-channels): the pages go over N more connections in packets, as QEMU's multifd source sends
         them, zlib- or zstd-compressed with --multifd-compression; every other record stays on the main
         connection. RATE caps all connections together.
-        FILE may be a folder `receive --raw` wrote: every connection is replayed byte for byte (main.bin
+        FILE may be a folder receive --raw wrote: every connection is replayed byte for byte (main.bin
         first, then the channels), checked on the way by joining them.
   help  This text.
 `;
