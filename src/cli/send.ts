@@ -221,7 +221,13 @@ function isDirectory(path: string): boolean {
  * `send DIR DEST` for a folder `receive --raw` wrote: every connection replayed byte for byte (main.bin first,
  * then channel-N.bin), all at once, checked on the way by joining them (MultifdJoin) as a destination would.
  */
-async function replayConnections(dir: string, dest: { host: string; port: number }, destination: string, o: SendOptions, report: (line: string) => void): Promise<number> {
+async function replayConnections(
+  dir: string,
+  dest: { host: string; port: number },
+  destination: string,
+  o: SendOptions,
+  report: (line: string) => void,
+): Promise<number> {
   let files: string[];
   try {
     const names = readdirSync(dir);
@@ -271,8 +277,11 @@ async function replayConnections(dir: string, dest: { host: string; port: number
     await conns.end();
     bar.done();
     if (!o.quiet) {
-      report(`replayed: ${rateText(conns.bytes, performance.now() - started)} to ${destination}, ${files.length} connections, ${r.report.sections} sections, ${r.report.devices} devices, complete`);
-      if (r.report.channels.length > 0) report(`multifd: ${r.report.channels.length} channels, ${r.report.channelPages} pages, ${r.report.syncPoints} sync points`);
+      report(
+        `replayed: ${rateText(conns.bytes, performance.now() - started)} to ${destination}, ${files.length} connections, ${r.report.sections} sections, ${r.report.devices} devices, complete`,
+      );
+      if (r.report.channels.length > 0)
+        report(`multifd: ${r.report.channels.length} channels, ${r.report.channelPages} pages, ${r.report.syncPoints} sync points`);
     }
     return 0;
   } catch (e) {

@@ -242,7 +242,7 @@ export class MultifdJoin extends StreamConverter {
         if (this.heldEos && this.syncedAll()) {
           this.releaseEos();
           progress = true;
-        }
+        } else if (this.heldEos) this.checkEnded();
         if (this.placeHeld()) progress = true;
       }
     } catch (e) {
@@ -311,6 +311,16 @@ export class MultifdJoin extends StreamConverter {
     this.writeEos(e);
     this.decoder.resume();
     this.onResume?.();
+  }
+
+  /** The main stream waits at a sync point: a channel whose connection ended before its SYNC never sends it. */
+  private checkEnded(): void {
+    for (const c of this.channelList) {
+      const r = c.current;
+      if (!c.ended || c.syncs > this.released || (r !== undefined && this.channelWaits(c))) continue;
+      r?.finish(); // a cut message says more
+      throw new VmstreamError("EOF", `${this.nameOf(c)}: the connection ended before the SYNC of sync point ${this.released + 1}`, { offset: c.bytes });
+    }
   }
 
   private syncedAll(): boolean {

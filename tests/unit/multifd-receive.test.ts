@@ -112,7 +112,8 @@ describe("vmstream receive: multifd over TCP without QEMU", () => {
     expect(await cliExitCode(replay), replay.stderr()).toBe(0);
     expect(replay.stdout()).toMatch(/^replayed: .* 4 connections, .*complete$/m);
     expect(await cliExitCode(recv2), recv2.stderr()).toBe(0);
-    for (const f of ["main.bin", "channel-0.bin", "channel-1.bin", "channel-2.bin"]) expect(Buffer.compare(readFileSync(join(first, f)), readFileSync(join(again, f))), f).toBe(0);
+    for (const f of ["main.bin", "channel-0.bin", "channel-1.bin", "channel-2.bin"])
+      expect(Buffer.compare(readFileSync(join(first, f)), readFileSync(join(again, f))), f).toBe(0);
     expect(ramDigest(new Uint8Array(readFileSync(join(tmp(), "replayed.mig"))))).toEqual(want);
   }, 60_000);
 
