@@ -319,7 +319,7 @@ export class IncomingMigration {
   /** The join may go on, or the migration be decided (a connection said what it is, or went away). */
   private pumpJoin(): void {
     this.decide();
-    if (this.mode === "single" && this.mainEnded) this.endMain();
+    if (this.mainEnded) this.endMain();
     if (!this.join || this.failure !== undefined) return;
     try {
       this.join.pump();
@@ -426,12 +426,13 @@ export class IncomingMigration {
    */
   private endMain(): void {
     if (this.done || this.failure !== undefined || this.mode === "undecided") return;
-    const open = this.conns.some((c) => c.kind === "channel" && !c.ended);
-    if (this.mode === "multifd" && open && this.graceTimer === undefined) {
-      this.graceTimer = setTimeout(() => this.finishMain(), 2000);
+    // channels still open, or connections that may still turn out to be channels
+    const open = this.conns.some((c) => (c.kind === "channel" && !c.ended) || (c.kind === undefined && !c.socket.destroyed && !c.ended));
+    if (this.mode === "multifd" && open) {
+      this.graceTimer ??= setTimeout(() => this.finishMain(), 2000);
       return;
     }
-    if (this.mode !== "multifd" || !open) this.finishMain();
+    this.finishMain();
   }
 
   private finishMain(): void {
