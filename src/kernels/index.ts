@@ -13,10 +13,17 @@ export interface KernelOptions {
   backend?: BackendChoice;
   /**
    * A host-owned memory (for example an emulator's). The wasm backends then use the
-   * import-memory build (no data segments), and every region the kernels allocate is claimed by
-   * growing the memory, so host bytes below its current end are never handed out.
+   * import-memory build (no data segments; the shared-memory build when `memory` is shared), and
+   * every region the kernels allocate is claimed by growing the memory, so host bytes below its
+   * current end are never handed out.
    */
   memory?: WebAssembly.Memory;
+  /**
+   * With `memory`: allocate only inside [ptr, ptr + bytes) of it, a region another instance reserved with
+   * `alloc`, and never grow it. Instances on one shared memory in several threads (a KernelPool's workers)
+   * each get a region of their own, so no two hand out the same bytes. The warm-up takes 36 KiB of it.
+   */
+  scratch?: { readonly ptr: number; readonly bytes: number };
   /** Skip the warm-up calls (tests of first-call behaviour only). */
   noWarmup?: boolean;
 }
@@ -43,16 +50,20 @@ export function createKernels(options: KernelOptions = {}): Kernels {
   const backend: BackendName = choice === "auto" ? (simdSupported() ? "wasm-simd" : "wasm-scalar") : choice;
   if (backend === "wasm-simd" && !simdSupported()) throw new Error("createKernels: this engine does not support WebAssembly SIMD");
 
+  const scratch = options.scratch;
+  if (scratch && !options.memory) throw new RangeError("createKernels: a scratch region needs the memory it lies in");
+  const arenaOf = (memory: WebAssembly.Memory): LinearMemory =>
+    scratch ? new LinearMemory(memory, scratch.ptr, false, scratch.ptr + scratch.bytes) : hostArena(memory);
   let raw: RawKernelExports;
   let lm: LinearMemory;
   if (backend === "js") {
     const memory = options.memory ?? new WebAssembly.Memory({ initial: 1 });
-    lm = options.memory ? hostArena(memory) : new LinearMemory(memory, OWN_MEMORY_BASE);
+    lm = options.memory ? arenaOf(memory) : new LinearMemory(memory, OWN_MEMORY_BASE);
     raw = jsKernelFunctions(lm);
   } else {
     const flavour = backend === "wasm-simd" ? "simd" : "scalar";
     raw = instantiateKernels(flavour, options.memory);
-    lm = options.memory ? hostArena(options.memory) : new LinearMemory(raw.memory!, OWN_MEMORY_BASE);
+    lm = options.memory ? arenaOf(options.memory) : new LinearMemory(raw.memory!, OWN_MEMORY_BASE);
   }
   const k = bind(backend, lm, raw);
   if (!options.noWarmup) warmUp(k);

@@ -1,10 +1,17 @@
 // Loads the AssemblyScript kernels from the bytes embedded at build time (no fs, no fetch):
 // SIMD where WebAssembly.validate accepts it, else scalar; exported memory, or the import-memory
-// build when a host passes its own memory.
+// build when a host passes its own memory (the shared-memory build when that memory is shared).
 import type { RamEncodeArgs } from "./types.js";
 import { wasmBase64 } from "./wasm-bytes.generated.js";
 
 export type WasmFlavour = "simd" | "scalar";
+/** Which memory a build uses: its own (exported), an imported one, or an imported shared one. */
+export type WasmMemoryKind = "own" | "import" | "shared";
+
+/** Whether `memory` is a shared WebAssembly.Memory (its buffer a SharedArrayBuffer). */
+export function isSharedMemory(memory: WebAssembly.Memory): boolean {
+  return typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+}
 
 /** The numeric exports of assembly/index.ts. */
 export interface RawKernelExports {
@@ -22,9 +29,10 @@ export interface RawKernelExports {
 
 const decoded = new Map<string, Uint8Array>();
 
-/** The embedded bytes of one build. */
-export function wasmBytes(flavour: WasmFlavour, importMemory: boolean): Uint8Array {
-  const key = (importMemory ? `${flavour}-import` : flavour) as keyof typeof wasmBase64;
+/** The embedded bytes of one build (`true` / `false`: "import" / "own"). */
+export function wasmBytes(flavour: WasmFlavour, memory: boolean | WasmMemoryKind): Uint8Array {
+  const kind = memory === true ? "import" : memory === false ? "own" : memory;
+  const key = (kind === "own" ? flavour : `${flavour}-${kind}`) as keyof typeof wasmBase64;
   let bytes = decoded.get(key);
   if (!bytes) {
     const bin = atob(wasmBase64[key]);
@@ -44,12 +52,13 @@ export function simdSupported(): boolean {
 
 const modules = new Map<string, WebAssembly.Module>();
 
-/** Instantiate one build; `memory` selects the import-memory variant. */
+/** Instantiate one build; `memory` selects the import-memory variant (shared or not, as `memory` is). */
 export function instantiateKernels(flavour: WasmFlavour, memory?: WebAssembly.Memory): RawKernelExports {
-  const key = `${flavour}${memory ? "-import" : ""}`;
+  const kind: WasmMemoryKind = !memory ? "own" : isSharedMemory(memory) ? "shared" : "import";
+  const key = `${flavour}-${kind}`;
   let mod = modules.get(key);
   if (!mod) {
-    mod = new WebAssembly.Module(wasmBytes(flavour, memory !== undefined) as BufferSource);
+    mod = new WebAssembly.Module(wasmBytes(flavour, kind) as BufferSource);
     modules.set(key, mod);
   }
   const imports: WebAssembly.Imports = {
