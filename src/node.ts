@@ -1,6 +1,9 @@
 // vmstream/node: the Node-only entry points: files and Node streams (gunzip, zlib inflate), decoding files with
-// the vmdesc read from their end first, and the migration transports (TCP, file, stdio).
+// the vmdesc read from their end first, the migration transports (TCP, file, stdio), and KernelPool workers as
+// worker threads.
+
 export { type ChunkOptions, type ChunkSource, chunksOf, feedDecoder, isGzip, nodeInflate, readHead, readTail } from "./io/node.js";
+export { type NodeWorkerOptions, nodeWorkerFactory } from "./kernels/node.js";
 export {
   connectTcp,
   DEFAULT_HOST,
