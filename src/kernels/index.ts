@@ -24,6 +24,11 @@ export interface KernelOptions {
    * each get a region of their own, so no two hand out the same bytes. The warm-up takes 36 KiB of it.
    */
   scratch?: { readonly ptr: number; readonly bytes: number };
+  /**
+   * The wasm backend's build already compiled, by another thread (a KernelPool passes its own to its workers,
+   * which then run the code the main thread's engine has optimised). It must be the build this call would pick.
+   */
+  module?: WebAssembly.Module;
   /** Skip the warm-up calls (tests of first-call behaviour only). */
   noWarmup?: boolean;
 }
@@ -62,7 +67,7 @@ export function createKernels(options: KernelOptions = {}): Kernels {
     raw = jsKernelFunctions(lm);
   } else {
     const flavour = backend === "wasm-simd" ? "simd" : "scalar";
-    raw = instantiateKernels(flavour, options.memory);
+    raw = instantiateKernels(flavour, options.memory, options.module);
     lm = options.memory ? arenaOf(options.memory) : new LinearMemory(raw.memory!, OWN_MEMORY_BASE);
   }
   const k = bind(backend, lm, raw);
@@ -180,6 +185,23 @@ function bind(backend: BackendName, lm: LinearMemory, r: RawKernelExports): Kern
       range("bswap64", ptr, n * 8);
       r.bswap64(ptr, n);
     },
+    copy(dst, src, length) {
+      count("copy", length);
+      range("copy source", src, length);
+      range("copy destination", dst, length);
+      r.copyBytes(dst, src, length);
+    },
+    copyPages(list, n, pageSize = 4096) {
+      count("copyPages", n);
+      if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`copyPages: bad page size ${pageSize}`);
+      range("copyPages list", list, n * 8);
+      const v = lm.view;
+      for (let i = 0; i < n; i++) {
+        range("copyPages destination page", v.getUint32(list + i * 8, true), pageSize);
+        range("copyPages source page", v.getUint32(list + i * 8 + 4, true), pageSize);
+      }
+      r.copyPages(list, n, pageSize);
+    },
   };
 }
 
@@ -208,6 +230,9 @@ function warmUp(k: Kernels): void {
     k.bswap16(out, 8);
     k.bswap32(out, 8);
     k.bswap64(out, 8);
+    k.copy(out, page1, 64);
+    new Uint32Array(k.memory.buffer, state + 64, 2).set([out, page1]);
+    k.copyPages(state + 64, 1, P);
     u8[page1 + 100] = 1;
     // A one-block RAM round trip: name "w", 2 pages.
     u8[name] = 0x77;

@@ -25,6 +25,8 @@ export interface RawKernelExports {
   bswap16(ptr: number, count: number): void;
   bswap32(ptr: number, count: number): void;
   bswap64(ptr: number, count: number): void;
+  copyBytes(dstPtr: number, srcPtr: number, length: number): void;
+  copyPages(listPtr: number, count: number, pageSize: number): void;
 }
 
 const decoded = new Map<string, Uint8Array>();
@@ -52,15 +54,29 @@ export function simdSupported(): boolean {
 
 const modules = new Map<string, WebAssembly.Module>();
 
-/** Instantiate one build; `memory` selects the import-memory variant (shared or not, as `memory` is). */
-export function instantiateKernels(flavour: WasmFlavour, memory?: WebAssembly.Memory): RawKernelExports {
-  const kind: WasmMemoryKind = !memory ? "own" : isSharedMemory(memory) ? "shared" : "import";
+/**
+ * The compiled module of one build (compiled once per thread). Another thread can instantiate it (postMessage
+ * carries a Module) and then runs the code this thread's engine already optimised, instead of compiling and
+ * tiering up its own copy.
+ */
+export function kernelModule(flavour: WasmFlavour, kind: WasmMemoryKind): WebAssembly.Module {
   const key = `${flavour}-${kind}`;
   let mod = modules.get(key);
   if (!mod) {
     mod = new WebAssembly.Module(wasmBytes(flavour, kind) as BufferSource);
     modules.set(key, mod);
   }
+  return mod;
+}
+
+/**
+ * Instantiate one build; `memory` selects the import-memory variant (shared or not, as `memory` is); `module`
+ * is that build compiled elsewhere (kernelModule of another thread).
+ */
+export function instantiateKernels(flavour: WasmFlavour, memory?: WebAssembly.Memory, module?: WebAssembly.Module): RawKernelExports {
+  const kind: WasmMemoryKind = !memory ? "own" : isSharedMemory(memory) ? "shared" : "import";
+  if (module) modules.set(`${flavour}-${kind}`, module);
+  const mod = kernelModule(flavour, kind);
   const imports: WebAssembly.Imports = {
     env: {
       ...(memory ? { memory } : {}),
