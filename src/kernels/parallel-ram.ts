@@ -62,6 +62,21 @@ export interface RamEncodeResult {
   continue: boolean;
 }
 
+/** Main-thread work in one go at most (ms) before the event loop gets a turn (sinks that copy, say). */
+const YIELD_AFTER_MS = 2;
+
+/** A macrotask boundary: timers and I/O run before the promise resolves (MessageChannel: browsers and Node). */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(0);
+  });
+}
+
 interface EncodeTask {
   readonly index: number;
   readonly end: number;
@@ -174,6 +189,7 @@ export async function parallelRamEncode(pool: KernelPool, a: ParallelRamEncode, 
   };
 
   let emitted: Promise<void> = Promise.resolve();
+  let turn = performance.now();
   try {
     for (let i = 0; i < ranges.length && failure === undefined; i++) {
       const [first, end, batch] = ranges[i]!;
@@ -208,6 +224,11 @@ export async function parallelRamEncode(pool: KernelPool, a: ParallelRamEncode, 
       emitted = emitted.then(async () => {
         try {
           await done;
+          // Ranges done while the sink ran would otherwise all go to it in one turn of the event loop.
+          if (performance.now() - turn > YIELD_AFTER_MS) {
+            await yieldToEventLoop();
+            turn = performance.now();
+          }
           if (failure === undefined) return emit(t);
         } catch (e) {
           failure ??= e;

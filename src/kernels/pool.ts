@@ -12,7 +12,7 @@ import {
   type RamEncodeSink,
 } from "./parallel-ram.js";
 import type { BackendChoice, BackendName, Kernels } from "./types.js";
-import { isSharedMemory } from "./wasm.js";
+import { isSharedMemory, kernelModule } from "./wasm.js";
 import { POOL_OP, type PoolInit, type PoolReply } from "./worker.js";
 
 /** What a worker reports to the pool (the factory wires its platform's events to these). */
@@ -157,7 +157,15 @@ export class KernelPool {
           if (!this.closing) this.fail(new Error(`kernel worker ${index} exited (code ${code})`));
         },
       });
-      const init: PoolInit = { kind: "init", memory: this.memory, backend: this.kernels.backend, scratchPtr: slot.scratch, scratchBytes: WORKER_SCRATCH };
+      const backend = this.kernels.backend;
+      const init: PoolInit = {
+        kind: "init",
+        memory: this.memory,
+        backend,
+        scratchPtr: slot.scratch,
+        scratchBytes: WORKER_SCRATCH,
+        ...(backend === "js" ? {} : { module: kernelModule(backend === "wasm-simd" ? "simd" : "scalar", "shared") }),
+      };
       slot.worker.postMessage(init);
     });
   }
@@ -301,6 +309,11 @@ export class KernelPool {
     const jobs: Promise<number>[] = [];
     for (let i = 0; i < count; i += per) jobs.push(this.run(POOL_OP.COPY_PAGES, [listPtr + i * 8, Math.min(per, count - i), pageSize]));
     await Promise.all(jobs);
+  }
+
+  /** Copy `length` bytes from `srcPtr` to `dstPtr` in a worker (memmove): a window into its place in a stream, say. */
+  async copyBytes(dstPtr: number, srcPtr: number, length: number): Promise<void> {
+    await this.run(POOL_OP.COPY_BYTES, [dstPtr, srcPtr, length]);
   }
 
   /** Kernels.ramEncode of a whole page range split over the workers; the records go to `sink` in order (parallel-ram.ts). */

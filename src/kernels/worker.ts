@@ -12,6 +12,7 @@ export const POOL_OP = {
   RAM_ENCODE: 2, // the 13 RamEncodeArgs
   RAM_DECODE: 3, // inPtr, inLen, tablePtr, blockCount, pageSize, statePtr
   COPY_PAGES: 4, // listPtr, count, pageSize: count (dstPtr, srcPtr) u32 pairs at listPtr
+  COPY_BYTES: 5, // dstPtr, srcPtr, length
 } as const;
 
 /** The first message a worker gets. */
@@ -21,6 +22,8 @@ export interface PoolInit {
   readonly backend: BackendName;
   readonly scratchPtr: number;
   readonly scratchBytes: number;
+  /** The main thread's compiled build (wasm backends). */
+  readonly module?: WebAssembly.Module;
 }
 
 /** What a worker posts back: ready (or not) after init; per job `[id, result]` or an error. */
@@ -36,19 +39,6 @@ export interface WorkerPort {
   listen(handler: (message: unknown) => void): void;
 }
 
-/** Copy `count` pages listed as (dstPtr, srcPtr) u32 pairs at `listPtr`; every page is checked first. */
-function copyPages(k: Kernels, listPtr: number, count: number, pageSize: number): number {
-  const size = k.memory.buffer.byteLength;
-  if (listPtr % 4 !== 0 || listPtr < 0 || listPtr + count * 8 > size) throw new RangeError(`copyPages: list [${listPtr}, +${count * 8}) is outside the memory`);
-  const list = new Uint32Array(k.memory.buffer, listPtr, count * 2);
-  for (let i = 0; i < list.length; i++) {
-    if (list[i]! + pageSize > size) throw new RangeError(`copyPages: page ${i >> 1} at ${list[i]} is outside the memory (${size} bytes)`);
-  }
-  const u8 = k.u8;
-  for (let i = 0; i < list.length; i += 2) u8.copyWithin(list[i]!, list[i + 1]!, list[i + 1]! + pageSize);
-  return count;
-}
-
 function run(k: Kernels, job: readonly number[]): number {
   const a = job;
   switch (a[1]) {
@@ -61,7 +51,11 @@ function run(k: Kernels, job: readonly number[]): number {
     case POOL_OP.RAM_DECODE:
       return k.ramDecode(a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!);
     case POOL_OP.COPY_PAGES:
-      return copyPages(k, a[2]!, a[3]!, a[4]!);
+      k.copyPages(a[2]!, a[3]!, a[4]!);
+      return a[3]!;
+    case POOL_OP.COPY_BYTES:
+      k.copy(a[2]!, a[3]!, a[4]!);
+      return a[4]!;
     default:
       throw new RangeError(`kernel pool: unknown job ${a[1]}`);
   }
@@ -76,7 +70,8 @@ export function serveKernels(port: WorkerPort): void {
     if (!k) {
       const init = message as PoolInit;
       try {
-        k = createKernels({ backend: init.backend, memory: init.memory, scratch: { ptr: init.scratchPtr, bytes: init.scratchBytes } });
+        const scratch = { ptr: init.scratchPtr, bytes: init.scratchBytes };
+        k = createKernels({ backend: init.backend, memory: init.memory, scratch, ...(init.module ? { module: init.module } : {}) });
         port.post({ kind: "ready", backend: k.backend });
       } catch (e) {
         port.post({ kind: "failed", message: messageOf(e) });

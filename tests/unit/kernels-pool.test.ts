@@ -356,7 +356,7 @@ for (const backend of backends) {
         for (const p of [ram, input, dst, written, np, table, state, zeroBm]) k.free(p);
       });
 
-      it("copyPages: the pages of a shuffled list land where a loop of copies puts them", async () => {
+      it("copyPages and copyBytes: the pages of a shuffled list land where a loop of copies puts them", async () => {
         const rng = new SeededRandom(seed + 4000);
         const count = 700;
         const src = k.alloc(count * P);
@@ -376,8 +376,12 @@ for (const backend of backends) {
         }
         await pool.copyPages(list, count, P, 1 + rng.int(100));
         expect(equalBytes(k.u8.slice(dsts[0]!, dsts[0]! + count * P), k.u8.slice(dsts[1]!, dsts[1]! + count * P))).toBe(true);
+        // copyBytes: a window into its place at an odd offset
+        await pool.copyBytes(dsts[1]! + 3, src + 8, 5 * P + 1);
+        k.u8.copyWithin(dsts[0]! + 3, src + 8, src + 8 + 5 * P + 1);
+        expect(equalBytes(k.u8.slice(dsts[0]!, dsts[0]! + count * P), k.u8.slice(dsts[1]!, dsts[1]! + count * P))).toBe(true);
         l[7] = k.memory.buffer.byteLength - 100;
-        await expect(pool.copyPages(list, count, P)).rejects.toThrow(/outside the memory/);
+        await expect(pool.copyPages(list, count, P)).rejects.toThrow(/outside the kernels' memory/);
         for (const p of [src, ...dsts, list]) k.free(p);
       });
 
