@@ -248,7 +248,7 @@ export async function parallelRamEncode(pool: KernelPool, a: ParallelRamEncode, 
 }
 
 export interface ParallelRamDecodeOptions {
-  /** Bytes of input per run (default 4 MiB; at least two of the largest records). */
+  /** Bytes of input per run (default 16 MiB; at least two of the largest records). */
   readonly runBytes?: number;
   /** Runs in flight at once (default: 2 per worker + 1). */
   readonly runs?: number;
@@ -277,7 +277,7 @@ export async function parallelRamDecode(
 ): Promise<number> {
   const k = pool.kernels;
   const W = BLK.WORDS;
-  const runBytes = Math.max(options.runBytes ?? 4 << 20, 2 * (RESERVE + pageSize));
+  const runBytes = Math.max(options.runBytes ?? 16 << 20, 2 * (RESERVE + pageSize));
   const tableBytes = blockCount * W * 4;
   const ctlBytes = tableBytes + DEC.SIZE * 4;
   const key = `decode:${ctlBytes}`;
