@@ -3,12 +3,13 @@
 // random) in a shared memory, encoded and decoded by a KernelPool of 1 and of 2 workers, interleaved in each round:
 // encode = ramEncode of the whole block into the pool's output windows, taken in order by the main thread (views,
 // no copy); the same into one contiguous buffer (each window copied into place by a worker: the concatenation off
-// the main thread); the same into a pipe (`cat > /dev/null`, windows written as they come, end to end); decode =
-// ramDecode of the whole stream into a zeroed block with a written-page bitmap. The ratio 2 workers / 1 worker is
-// against the 1-worker anchor of the same run; next to them the same kernels on the main thread, and threads that
-// only spin (how late a timer fires on this machine anyway). While a task runs, the main thread is watched: how
-// late a 1 ms timer fired (monitorEventLoopDelay) and its longest busy stretch (eventLoopUtilization).
-// GB/s = 1e9 bytes of guest RAM per second; medians over rounds after a warm-up round.
+// the main thread); the same into a pipe (`cat > /dev/null`, windows written as they come, end to end; anchor: the
+// encoded stream written to the pipe); decode = ramDecode of the whole stream into a zeroed block with a
+// written-page bitmap. The ratio 2 workers / 1 worker is against the 1-worker anchor of the same run; next to them
+// the same kernels on the main thread, and threads that only spin (how late a timer fires on this machine anyway).
+// While a task runs, the main thread is watched: how late a 1 ms timer fired (monitorEventLoopDelay) and the most
+// CPU it used between two timer turns (its own work). GB/s = 1e9 bytes of guest RAM per second; medians over
+// rounds after a warm-up round.
 //
 //   npm run bench:parallel                 table on stdout
 //   npm run -s bench:parallel -- --json    one JSON object on stdout
@@ -130,6 +131,17 @@ const encodePipe = (w) => async () => {
   const code = await cat.exited;
   if (code !== 0) throw new Error(`cat exited ${code}`);
 };
+// Anchor: the stream already encoded, written to the pipe in 16 MiB views with 'drain' backpressure.
+const rawPipe = async () => {
+  const stdin = cat.child.stdin;
+  for (let at = 0; at < streamBytes; at += 16 << 20) {
+    const n = Math.min(16 << 20, streamBytes - at);
+    if (!stdin.write(new Uint8Array(memory.buffer, stream + at, n))) await new Promise((r) => stdin.once("drain", r));
+  }
+  stdin.end();
+  const code = await cat.exited;
+  if (code !== 0) throw new Error(`cat exited ${code}`);
+};
 const decode = (w) => async () => checkDecoded(await pools[w].ramDecode(stream, streamBytes, table, 1, P, decState));
 const mainEncode = () => {
   sinkBytes += k.ramEncode(ram, P, 0, PAGES, 0, 0, 0, namePtr, name.length, contiguous, streamCap, RAM_ENCODE.ZERO_DETECT, encState);
@@ -157,6 +169,7 @@ const tasks = [
   { name: "encode into one buffer", workers: 2, fn: encodeContiguous(2) },
   { name: "encode into a pipe (cat > /dev/null)", workers: 1, fn: encodePipe(1), before: spawnCat },
   { name: "encode into a pipe (cat > /dev/null)", workers: 2, fn: encodePipe(2), before: spawnCat },
+  { name: "raw pipe write of the stream (anchor)", workers: 0, fn: rawPipe, before: spawnCat },
   { name: "decode into a zeroed block", workers: 1, fn: decode(1), before: resetDestination },
   { name: "decode into a zeroed block", workers: 2, fn: decode(2), before: resetDestination },
   { name: "encode, one call on the main thread", workers: 0, fn: mainEncode },
@@ -283,6 +296,7 @@ const ratios = [
   { name: "encode (windows): 2 workers / 1 worker", value: R("encode, windows", 2).gbps / R("encode, windows", 1).gbps, target: 1.7 },
   { name: "encode (one buffer): 2 workers / 1 worker", value: R("encode into one", 2).gbps / R("encode into one", 1).gbps, target: null },
   { name: "encode (pipe): 2 workers / 1 worker", value: R("encode into a pipe", 2).gbps / R("encode into a pipe", 1).gbps, target: null },
+  { name: "encode (pipe), 1 worker / raw pipe write", value: R("encode into a pipe", 1).gbps / R("raw pipe write", 0).gbps, target: null },
   { name: "decode: 2 workers / 1 worker", value: R("decode into", 2).gbps / R("decode into", 1).gbps, target: 1.7 },
   { name: "encode (windows), 1 worker / main-thread call", value: R("encode, windows", 1).gbps / R("encode, one call", 0).gbps, target: null },
   { name: "decode, 1 worker / main-thread call", value: R("decode into", 1).gbps / R("decode, one call", 0).gbps, target: null },
