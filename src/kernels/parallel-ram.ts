@@ -190,11 +190,13 @@ export async function parallelRamEncode(pool: KernelPool, a: ParallelRamEncode, 
 
   let emitted: Promise<void> = Promise.resolve();
   let turn = performance.now();
+  let spanStart = 0;
   try {
     for (let i = 0; i < ranges.length && failure === undefined; i++) {
       const [first, end, batch] = ranges[i]!;
       // A new span of cache slots: the ranges before it have written their slots.
-      if (i > 0 && batch !== ranges[i - 1]![2]) await Promise.all(tasks.map((t) => t.done));
+      if (i > 0 && batch !== ranges[i - 1]![2]) await Promise.all(tasks.slice(spanStart).map((t) => t.done));
+      if (i === 0 || batch !== ranges[i - 1]![2]) spanStart = tasks.length;
       await windows.take();
       if (failure !== undefined) {
         windows.give();
