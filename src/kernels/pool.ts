@@ -64,6 +64,8 @@ export interface KernelPoolOptions {
   readonly kernels?: Kernels;
   /** Jobs posted to a worker before earlier ones finish (default 2: the next job waits in its queue, no idle gap). */
   readonly depth?: number;
+  /** A worker that has not reported ready after this long fails start() (default 30 s). */
+  readonly startTimeoutMs?: number;
 }
 
 /** Per worker: its scratch region (warm-up) is allocated by the pool. */
@@ -126,11 +128,18 @@ export class KernelPool {
     const pool = new KernelPool(options, kernels);
     const ready: Promise<void>[] = [];
     for (let i = 0; i < n; i++) ready.push(pool.spawn(i, options.factory));
+    const ms = options.startTimeoutMs ?? 30_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`KernelPool: a worker did not report ready within ${ms} ms`)), ms);
+    });
     try {
-      await Promise.all(ready);
+      await Promise.race([Promise.all(ready), late]);
     } catch (e) {
       await pool.close();
       throw e;
+    } finally {
+      clearTimeout(timer);
     }
     return pool;
   }

@@ -5,10 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LinearMemory } from "../../src/kernels/arena.js";
 import { BLK, createKernels, DEC, DEC_STATUS, ENC, type Kernels, RAM_ENCODE, SLOT_INSERT } from "../../src/kernels/index.js";
 import { encodeWindowBytes } from "../../src/kernels/parallel-ram.js";
-import { KernelPool, type PoolWorker, sharedKernelMemory, splitPages, type WorkerFactory } from "../../src/kernels/pool.js";
+import { KernelPool, type PoolWorker, sharedKernelMemory, splitPages, type WorkerFactory, webWorkerFactory } from "../../src/kernels/pool.js";
 import { isSharedMemory, wasmBytes } from "../../src/kernels/wasm.js";
 import { POOL_OP } from "../../src/kernels/worker.js";
-import { tsWorkerFactory } from "../helpers/kernel-workers.js";
+import { tsWorkerFactory, WebWorkerShim } from "../helpers/kernel-workers.js";
 import { SeededRandom } from "../helpers/random.js";
 
 const backends = ["wasm-simd", "wasm-scalar", "js"] as const;
@@ -460,6 +460,30 @@ parentPort.on("message", (m) => { if (m.kind === "init") parentPort.postMessage(
     expect(seen.exited).toBe(2);
   });
 
+  it("webWorkerFactory: the browser entry (web-worker.ts) behind the Worker API runs the pool's jobs", async () => {
+    const g = globalThis as { Worker?: unknown };
+    const saved = g.Worker;
+    g.Worker = WebWorkerShim;
+    try {
+      const pool = await KernelPool.start({
+        memory: sharedKernelMemory(),
+        factory: webWorkerFactory(new URL("../../src/kernels/web-worker.ts", import.meta.url)),
+        workers: 2,
+        backend: "wasm-simd",
+      });
+      const k = pool.kernels;
+      const ram = k.alloc(1024 * P);
+      k.u8.fill(0, ram, ram + 1024 * P);
+      for (let p = 0; p < 1024; p += 3) k.u8[ram + p * P + 5] = 1;
+      const bm = k.alloc(128);
+      expect(await pool.zeroPages(ram, 1024, bm, P, 64)).toBe(1024 - 342);
+      await expect(pool.run(POOL_OP.ZERO_PAGES, [k.memory.buffer.byteLength, 8, 0, P])).rejects.toThrow(/outside/);
+      await pool.close();
+    } finally {
+      g.Worker = saved;
+    }
+  });
+
   it("a worker that cannot start fails start(), which stops the others; a plain memory is refused", async () => {
     const { seen, factory } = counting(
       (await import("../../src/kernels/node.js")).nodeWorkerFactory({
@@ -471,5 +495,15 @@ parentPort.on("message", (m) => { if (m.kind === "init") parentPort.postMessage(
     await expect(KernelPool.start({ memory: sharedKernelMemory(), factory, workers: 2 })).rejects.toThrow(/no kernels here/);
     expect(seen.exited).toBe(2);
     await expect(KernelPool.start({ memory: new WebAssembly.Memory({ initial: 1 }), factory: tsWorkerFactory(), workers: 1 })).rejects.toThrow(/shared/);
+  });
+
+  it("a worker that never answers fails start() after startTimeoutMs, and is stopped", async () => {
+    const { seen, factory } = counting(
+      (await import("../../src/kernels/node.js")).nodeWorkerFactory({
+        script: new URL(`data:text/javascript,${encodeURIComponent(`import { parentPort } from "node:worker_threads"; parentPort.on("message", () => {});`)}`),
+      }),
+    );
+    await expect(KernelPool.start({ memory: sharedKernelMemory(), factory, workers: 2, startTimeoutMs: 500 })).rejects.toThrow(/did not report ready/);
+    expect(seen.exited).toBe(2);
   });
 });
