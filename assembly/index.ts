@@ -4,3 +4,4 @@ export { zeroPages, changedPages } from "./pages";
 export { xbzrleEncode, xbzrleDecode } from "./xbzrle";
 export { ramEncode, ramDecode } from "./ram";
 export { bswap16, bswap32, bswap64 } from "./bswap";
+export { copyBytes, copyPages } from "./copy";

@@ -284,10 +284,16 @@ function xbzrleValid(src: usize, slen: u32, dlen: u32): bool {
   return ((<u32>load<u8>(bitmap + (page >> 3)) >> (page & 7)) & 1) != 0;
 }
 
+// The shared-memory build may run next to other instances decoding other pages of the same block, whose bits
+// can share this byte: an atomic OR keeps their updates.
 // @ts-ignore: decorator
 @inline function markWritten(bitmap: usize, page: u32): void {
   const at = bitmap + (page >> 3);
-  store<u8>(at, <u8>(<u32>load<u8>(at) | (<u32>1 << (page & 7))));
+  if (ASC_FEATURE_THREADS) {
+    atomic.or<u8>(at, <u8>(<u32>1 << (page & 7)));
+  } else {
+    store<u8>(at, <u8>(<u32>load<u8>(at) | (<u32>1 << (page & 7))));
+  }
 }
 
 export function ramDecode(inPtr: usize, inLen: u32, tablePtr: usize, blockCount: u32, pageSize: u32, statePtr: usize): i32 {

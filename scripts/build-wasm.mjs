@@ -1,4 +1,4 @@
-// Builds the AssemblyScript kernels (SIMD and scalar, exported- and imported-memory variants)
+// Builds the AssemblyScript kernels (SIMD and scalar; exported, imported and imported shared memory)
 // from one source and embeds the bytes in a generated TS module, so the core needs no fs/fetch.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const asc = join(root, "node_modules", ".bin", "asc");
-const targets = ["simd", "scalar", "simd-import", "scalar-import"];
+const targets = ["simd", "scalar", "simd-import", "scalar-import", "simd-shared", "scalar-shared"];
 mkdirSync(join(root, "build"), { recursive: true });
 
 /** Section ids present in a wasm binary (data = 11). */
@@ -35,8 +35,8 @@ for (const t of targets) {
   execFileSync(asc, ["--config", "asconfig.json", "--target", t], { cwd: root, stdio: "inherit" });
   const bytes = readFileSync(join(root, "build", `kernels.${t}.wasm`));
   // A host passes its own memory to the import builds: a data segment would overwrite host bytes.
-  if (t.endsWith("-import") && sectionIds(bytes).includes(11)) {
-    throw new Error(`kernels.${t}.wasm has a data segment; the import-memory build must have none`);
+  if (!["simd", "scalar"].includes(t) && sectionIds(bytes).includes(11)) {
+    throw new Error(`kernels.${t}.wasm has a data segment; the import-memory builds must have none`);
   }
   out[t] = bytes.toString("base64");
 }

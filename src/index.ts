@@ -36,6 +36,24 @@ export { ByteReader, type ByteReaderOptions } from "./io/reader.js";
 export { ByteWriter, type ByteWriterOptions } from "./io/writer.js";
 // Kernels: RAM page work in WebAssembly (or its pure-TypeScript twin), and the layout constants of their calls.
 export { createKernels, type KernelOptions, simdSupported } from "./kernels/index.js";
+// Every core: worker threads running the kernels on one shared memory (docs/kernels.md, "Every core").
+export {
+  encodeWindowBytes,
+  type ParallelRamDecodeOptions,
+  type ParallelRamEncode,
+  type RamEncodeResult,
+  type RamEncodeSink,
+} from "./kernels/parallel-ram.js";
+export {
+  KernelPool,
+  type KernelPoolOptions,
+  type PoolWorker,
+  sharedKernelMemory,
+  splitPages,
+  type WorkerEvents,
+  type WorkerFactory,
+  webWorkerFactory,
+} from "./kernels/pool.js";
 export {
   type BackendChoice,
   type BackendName,
@@ -49,6 +67,7 @@ export {
   SLOT_INSERT,
   XBZRLE_ERR,
 } from "./kernels/types.js";
+export { POOL_OP } from "./kernels/worker.js";
 export {
   type DestinationPages,
   type DestinationProgress,

@@ -1,8 +1,9 @@
 // vmstream/node: the Node-only entry points: files and Node streams (gunzip, zlib inflate), the multifd stream
-// codecs (zlib, zstd), decoding files with the vmdesc read from their end first, and the migration transports
-// (TCP, file, stdio).
+// codecs (zlib, zstd), decoding files with the vmdesc read from their end first, the migration transports (TCP,
+// file, stdio) with the connections of a multifd migration, and KernelPool workers as worker threads.
 export { nodeStreamCodecs, nodeZlibCodec, zstdUnavailable } from "./io/codecs-node.js";
 export { type ChunkOptions, type ChunkSource, chunksOf, feedDecoder, isGzip, nodeInflate, readHead, readTail } from "./io/node.js";
+export { type NodeWorkerOptions, nodeWorkerFactory } from "./kernels/node.js";
 export { IncomingMigration, type IncomingOptions } from "./migration/incoming.js";
 export { MultifdConnections } from "./migration/multifd-out.js";
 export {

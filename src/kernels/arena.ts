@@ -29,19 +29,27 @@ export class LinearMemory {
    * its own: an allocation never reaches past `owned` into them.
    */
   private owned: number | undefined;
+  /** A scratch region's end: nothing is handed out past it and the memory is never grown. */
+  private readonly limit: number | undefined;
 
   /**
    * @param base first byte the allocator may hand out. For a host-owned memory this is its
    *   current end, so the kernels' regions are claimed by growing and never overlap host data.
    * @param shared the memory belongs to a host that may grow it as well (see `owned`).
+   * @param limit hand out only [base, limit), bytes that already exist (a scratch region another
+   *   allocator reserved, for an instance in another thread); never grow.
    */
-  constructor(memory: WebAssembly.Memory, base: number, shared = false) {
+  constructor(memory: WebAssembly.Memory, base: number, shared = false, limit?: number) {
     this.memory = memory;
     this.buf = memory.buffer;
     this.bytes = new Uint8Array(this.buf);
     this.dv = new DataView(this.buf);
     this.top = base;
     this.owned = shared ? base : undefined;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < base || limit > memory.buffer.byteLength)) {
+      throw new RangeError(`scratch region [${base}, ${limit}) is not inside the memory (${memory.buffer.byteLength} bytes)`);
+    }
+    this.limit = limit;
   }
 
   get u8(): Uint8Array {
@@ -86,6 +94,7 @@ export class LinearMemory {
     }
     const start = alignUp(this.top, align);
     const end = start + want;
+    if (this.limit !== undefined && end > this.limit) throw new RangeError(`alloc: ${size} bytes do not fit in the scratch region (it ends at ${this.limit})`);
     if (end > MAX_MEMORY_BYTES) throw new RangeError(`alloc: ${size} bytes do not fit in a 4 GiB wasm32 memory`);
     this.ensure(end);
     if (this.owned !== undefined && end > this.owned) this.owned = this.memory.buffer.byteLength;

@@ -13,10 +13,22 @@ export interface KernelOptions {
   backend?: BackendChoice;
   /**
    * A host-owned memory (for example an emulator's). The wasm backends then use the
-   * import-memory build (no data segments), and every region the kernels allocate is claimed by
-   * growing the memory, so host bytes below its current end are never handed out.
+   * import-memory build (no data segments; the shared-memory build when `memory` is shared), and
+   * every region the kernels allocate is claimed by growing the memory, so host bytes below its
+   * current end are never handed out.
    */
   memory?: WebAssembly.Memory;
+  /**
+   * With `memory`: allocate only inside [ptr, ptr + bytes) of it, a region another instance reserved with
+   * `alloc`, and never grow it. Instances on one shared memory in several threads (a KernelPool's workers)
+   * each get a region of their own, so no two hand out the same bytes. The warm-up takes 36 KiB of it.
+   */
+  scratch?: { readonly ptr: number; readonly bytes: number };
+  /**
+   * The wasm backend's build already compiled, by another thread (a KernelPool passes its own to its workers,
+   * which then run the code the main thread's engine has optimised). It must be the build this call would pick.
+   */
+  module?: WebAssembly.Module;
   /** Skip the warm-up calls (tests of first-call behaviour only). */
   noWarmup?: boolean;
 }
@@ -43,16 +55,20 @@ export function createKernels(options: KernelOptions = {}): Kernels {
   const backend: BackendName = choice === "auto" ? (simdSupported() ? "wasm-simd" : "wasm-scalar") : choice;
   if (backend === "wasm-simd" && !simdSupported()) throw new Error("createKernels: this engine does not support WebAssembly SIMD");
 
+  const scratch = options.scratch;
+  if (scratch && !options.memory) throw new RangeError("createKernels: a scratch region needs the memory it lies in");
+  const arenaOf = (memory: WebAssembly.Memory): LinearMemory =>
+    scratch ? new LinearMemory(memory, scratch.ptr, false, scratch.ptr + scratch.bytes) : hostArena(memory);
   let raw: RawKernelExports;
   let lm: LinearMemory;
   if (backend === "js") {
     const memory = options.memory ?? new WebAssembly.Memory({ initial: 1 });
-    lm = options.memory ? hostArena(memory) : new LinearMemory(memory, OWN_MEMORY_BASE);
+    lm = options.memory ? arenaOf(memory) : new LinearMemory(memory, OWN_MEMORY_BASE);
     raw = jsKernelFunctions(lm);
   } else {
     const flavour = backend === "wasm-simd" ? "simd" : "scalar";
-    raw = instantiateKernels(flavour, options.memory);
-    lm = options.memory ? hostArena(options.memory) : new LinearMemory(raw.memory!, OWN_MEMORY_BASE);
+    raw = instantiateKernels(flavour, options.memory, options.module);
+    lm = options.memory ? arenaOf(options.memory) : new LinearMemory(raw.memory!, OWN_MEMORY_BASE);
   }
   const k = bind(backend, lm, raw);
   if (!options.noWarmup) warmUp(k);
@@ -169,6 +185,23 @@ function bind(backend: BackendName, lm: LinearMemory, r: RawKernelExports): Kern
       range("bswap64", ptr, n * 8);
       r.bswap64(ptr, n);
     },
+    copy(dst, src, length) {
+      count("copy", length);
+      range("copy source", src, length);
+      range("copy destination", dst, length);
+      r.copyBytes(dst, src, length);
+    },
+    copyPages(list, n, pageSize = 4096) {
+      count("copyPages", n);
+      if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`copyPages: bad page size ${pageSize}`);
+      range("copyPages list", list, n * 8);
+      const v = lm.view;
+      for (let i = 0; i < n; i++) {
+        range("copyPages destination page", v.getUint32(list + i * 8, true), pageSize);
+        range("copyPages source page", v.getUint32(list + i * 8 + 4, true), pageSize);
+      }
+      r.copyPages(list, n, pageSize);
+    },
   };
 }
 
@@ -197,6 +230,9 @@ function warmUp(k: Kernels): void {
     k.bswap16(out, 8);
     k.bswap32(out, 8);
     k.bswap64(out, 8);
+    k.copy(out, page1, 64);
+    new Uint32Array(k.memory.buffer, state + 64, 2).set([out, page1]);
+    k.copyPages(state + 64, 1, P);
     u8[page1 + 100] = 1;
     // A one-block RAM round trip: name "w", 2 pages.
     u8[name] = 0x77;

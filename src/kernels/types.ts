@@ -198,4 +198,13 @@ export interface Kernels {
   bswap16(ptr: number, count: number): void;
   bswap32(ptr: number, count: number): void;
   bswap64(ptr: number, count: number): void;
+
+  /** Copy `length` bytes from `srcPtr` to `dstPtr`; the ranges may overlap (memmove). */
+  copy(dstPtr: number, srcPtr: number, length: number): void;
+
+  /**
+   * Copy `count` pages listed as (dstPtr, srcPtr) little-endian u32 pairs at `listPtr`, `pageSize` bytes each,
+   * one after the other in list order (each as `copy`): the page data of a multifd packet into its RAM block.
+   */
+  copyPages(listPtr: number, count: number, pageSize?: number): void;
 }

@@ -1,10 +1,17 @@
 // Loads the AssemblyScript kernels from the bytes embedded at build time (no fs, no fetch):
 // SIMD where WebAssembly.validate accepts it, else scalar; exported memory, or the import-memory
-// build when a host passes its own memory.
+// build when a host passes its own memory (the shared-memory build when that memory is shared).
 import type { RamEncodeArgs } from "./types.js";
 import { wasmBase64 } from "./wasm-bytes.generated.js";
 
 export type WasmFlavour = "simd" | "scalar";
+/** Which memory a build uses: its own (exported), an imported one, or an imported shared one. */
+export type WasmMemoryKind = "own" | "import" | "shared";
+
+/** Whether `memory` is a shared WebAssembly.Memory (its buffer a SharedArrayBuffer). */
+export function isSharedMemory(memory: WebAssembly.Memory): boolean {
+  return typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+}
 
 /** The numeric exports of assembly/index.ts. */
 export interface RawKernelExports {
@@ -18,13 +25,16 @@ export interface RawKernelExports {
   bswap16(ptr: number, count: number): void;
   bswap32(ptr: number, count: number): void;
   bswap64(ptr: number, count: number): void;
+  copyBytes(dstPtr: number, srcPtr: number, length: number): void;
+  copyPages(listPtr: number, count: number, pageSize: number): void;
 }
 
 const decoded = new Map<string, Uint8Array>();
 
-/** The embedded bytes of one build. */
-export function wasmBytes(flavour: WasmFlavour, importMemory: boolean): Uint8Array {
-  const key = (importMemory ? `${flavour}-import` : flavour) as keyof typeof wasmBase64;
+/** The embedded bytes of one build (`true` / `false`: "import" / "own"). */
+export function wasmBytes(flavour: WasmFlavour, memory: boolean | WasmMemoryKind): Uint8Array {
+  const kind = memory === true ? "import" : memory === false ? "own" : memory;
+  const key = (kind === "own" ? flavour : `${flavour}-${kind}`) as keyof typeof wasmBase64;
   let bytes = decoded.get(key);
   if (!bytes) {
     const bin = atob(wasmBase64[key]);
@@ -44,14 +54,29 @@ export function simdSupported(): boolean {
 
 const modules = new Map<string, WebAssembly.Module>();
 
-/** Instantiate one build; `memory` selects the import-memory variant. */
-export function instantiateKernels(flavour: WasmFlavour, memory?: WebAssembly.Memory): RawKernelExports {
-  const key = `${flavour}${memory ? "-import" : ""}`;
+/**
+ * The compiled module of one build (compiled once per thread). Another thread can instantiate it (postMessage
+ * carries a Module) and then runs the code this thread's engine already optimised, instead of compiling and
+ * tiering up its own copy.
+ */
+export function kernelModule(flavour: WasmFlavour, kind: WasmMemoryKind): WebAssembly.Module {
+  const key = `${flavour}-${kind}`;
   let mod = modules.get(key);
   if (!mod) {
-    mod = new WebAssembly.Module(wasmBytes(flavour, memory !== undefined) as BufferSource);
+    mod = new WebAssembly.Module(wasmBytes(flavour, kind) as BufferSource);
     modules.set(key, mod);
   }
+  return mod;
+}
+
+/**
+ * Instantiate one build; `memory` selects the import-memory variant (shared or not, as `memory` is); `module`
+ * is that build compiled elsewhere (kernelModule of another thread).
+ */
+export function instantiateKernels(flavour: WasmFlavour, memory?: WebAssembly.Memory, module?: WebAssembly.Module): RawKernelExports {
+  const kind: WasmMemoryKind = !memory ? "own" : isSharedMemory(memory) ? "shared" : "import";
+  if (module) modules.set(`${flavour}-${kind}`, module);
+  const mod = kernelModule(flavour, kind);
   const imports: WebAssembly.Imports = {
     env: {
       ...(memory ? { memory } : {}),

@@ -2,6 +2,7 @@
 import type { LinearMemory } from "../arena.js";
 import type { RawKernelExports } from "../wasm.js";
 import { bswap16, bswap32, bswap64 } from "./bswap.js";
+import { copyBytes, copyPages } from "./copy.js";
 import { changedPages, zeroPages } from "./pages.js";
 import { ramDecode, ramEncode } from "./ram.js";
 import { xbzrleDecode, xbzrleEncode } from "./xbzrle.js";
@@ -17,5 +18,7 @@ export function jsKernelFunctions(m: LinearMemory): RawKernelExports {
     bswap16: (ptr, count) => bswap16(m.u8, ptr, count),
     bswap32: (ptr, count) => bswap32(m.u8, ptr, count),
     bswap64: (ptr, count) => bswap64(m.u8, ptr, count),
+    copyBytes: (dst, src, length) => copyBytes(m.u8, dst, src, length),
+    copyPages: (list, count, pageSize) => copyPages(m.u8, list, count, pageSize),
   };
 }

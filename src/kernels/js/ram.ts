@@ -260,9 +260,11 @@ function isWritten(u8: Uint8Array, bitmap: number, page: number): boolean {
   return ((u8[bitmap + (page >>> 3)]! >>> (page & 7)) & 1) !== 0;
 }
 
+/** Atomic on a shared memory, where other threads may set other bits of the same byte (as assembly/ram.ts). */
 function markWritten(u8: Uint8Array, bitmap: number, page: number): void {
   const at = bitmap + (page >>> 3);
-  u8[at] = u8[at]! | (1 << (page & 7));
+  if (u8.buffer instanceof ArrayBuffer) u8[at] = u8[at]! | (1 << (page & 7));
+  else Atomics.or(u8, at, 1 << (page & 7));
 }
 
 export function ramDecode(u8: Uint8Array, inPtr: number, inLen: number, tablePtr: number, blockCount: number, pageSize: number, statePtr: number): number {
