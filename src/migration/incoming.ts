@@ -30,6 +30,8 @@ export interface IncomingOptions {
   readonly say?: (line: string) => void;
   /** Output bytes queued before the connections are paused (default 8 MiB). */
   readonly maxQueued?: number;
+  /** Keep each connection writable after its peer's end (a return path answers on the main stream's). */
+  readonly allowHalfOpen?: boolean;
 }
 
 /**
@@ -76,6 +78,8 @@ interface Conn {
 
 export class IncomingMigration {
   readonly address: string;
+  /** The port listened on (the real one when asked for port 0). */
+  readonly port: number;
   /** "undecided" until a channel connects or the main stream is past its first MiB (or ended). */
   mode: "undecided" | "single" | "multifd" = "undecided";
   /** Bytes relayed to the forward target, all connections. */
@@ -106,6 +110,7 @@ export class IncomingMigration {
     private readonly options: IncomingOptions,
   ) {
     this.address = formatEndpoint({ kind: "tcp", host, port });
+    this.port = port;
     this.maxQueued = options.maxQueued ?? 8 << 20;
     let ok!: () => void;
     let fail!: (e: unknown) => void;
@@ -251,6 +256,7 @@ export class IncomingMigration {
       chain: Promise.resolve(),
     };
     this.conns.push(c);
+    if (this.options.allowHalfOpen) socket.allowHalfOpen = true;
     // the main stream waits at sync points while a connection has not said what it is: not for ever
     const silent = setTimeout(() => {
       if (c.kind === undefined && !socket.destroyed) this.refuse(c, `nothing received within ${SILENT_MS} ms`);
