@@ -153,6 +153,11 @@ export class IncomingMigration {
     return this.joinReport;
   }
 
+  /** Bytes received so far, every connection. */
+  get bytes(): number {
+    return this.conns.reduce((n, c) => n + c.bytes, 0);
+  }
+
   /** Connections seen: main, channels, refused. */
   get connections(): { main: number; channels: number; refused: number } {
     const count = (k: Kind) => this.conns.filter((c) => c.kind === k).length;

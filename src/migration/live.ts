@@ -137,8 +137,10 @@ const immediate = (globalThis as { setImmediate?: (f: () => void) => unknown }).
 /** One macrotask turn (setTimeout(0) is clamped to >= 1 ms; setImmediate is not). */
 const yieldTurn = (): Promise<void> => new Promise((r) => (immediate ? immediate(r) : setTimeout(r, 0)));
 
-/** Bytes of a channel's copy buffer: the views of guest RAM a channel gets are copied into these, one after another. */
+/** Bytes of the channels' copy buffers: the views of guest RAM the channels get are copied into these. */
 const CHANNEL_COPY_BYTES = 4 << 20;
+/** A channel's chunks shorter than this (packet headers) are copied too, so that a PART goes out in one write. */
+const CHANNEL_COPY_SMALL = 16 << 10;
 
 /**
  * Run a live migration in real time. `create(sink, channelSink)` builds the MigrationSource writing to `sink`
@@ -161,31 +163,41 @@ export async function runLiveSource(
   const mustCopy = (c: Uint8Array) =>
     copyMode === "always" ||
     (copyMode === "auto" && ((memory && c.buffer === memory.buffer) || (typeof SharedArrayBuffer !== "undefined" && c.buffer instanceof SharedArrayBuffer)));
-  // multifd: per channel, the chunks of the PART being made and a writer its copies go into. A channel gets its
-  // pages as views of guest RAM (zero copy in the engine), runs of a few pages each: they are copied one after
-  // another into the channel's buffers (given back once written, as the encoder's), so a PART goes out in a few
-  // large chunks rather than one write per run.
-  const channels: { queue: Uint8Array[]; copies: ByteWriter }[] = [];
-  const takeCopies = (ch: { queue: Uint8Array[]; copies: ByteWriter }) => {
-    for (const c of ch.copies.takeChunks()) if (c.length > 0) ch.queue.push(c);
+  // multifd: per channel, the chunks of the PART being made. A channel gets its pages as views of guest RAM
+  // (zero copy in the engine), runs of a few pages each, and its packet headers as small chunks: all are copied,
+  // one after another, into one writer shared by the channels (its buffers given back once written, as the
+  // encoder's), so that a packet goes out in one write and the buffers in use stay as few as for one stream
+  // (first-touched memory is slow to come by). A chunk of the writer holds one channel's bytes. The copies of
+  // one engine step are timed together, from the first to the end of the step (a clock read per run of pages
+  // costs more than the copy of a small run).
+  const channelQueues: Uint8Array[][] = [];
+  const copies = new ByteWriter({ initialCapacity: CHANNEL_COPY_BYTES });
+  let copiesOwner = -1;
+  let copyStart = -1;
+  const takeCopies = () => {
+    if (copiesOwner < 0) return;
+    for (const c of copies.takeChunks()) if (c.length > 0) channelQueues[copiesOwner]!.push(c);
+    copiesOwner = -1;
   };
   const channelSink: ChannelSink = (i, c) => {
     if (!o.writeChannel) throw new VmstreamError("STATE", "a multifd source needs the transport's writeChannel");
-    let ch = channels[i];
-    if (!ch) {
+    if (!channelQueues[i]) {
       if (!Number.isInteger(i) || i < 0 || i > 255) throw new VmstreamError("RANGE", "multifd channel id", { detail: String(i) });
-      ch = channels[i] = { queue: [], copies: new ByteWriter({ initialCapacity: CHANNEL_COPY_BYTES }) };
+      channelQueues[i] = [];
     }
-    if (mustCopy(c)) {
-      const t = now();
-      ch.copies.bulk(c);
-      ByteWriter.release(c);
-      copySeconds += now() - t;
+    if (c.length < CHANNEL_COPY_SMALL || mustCopy(c)) {
+      if (copyStart < 0) copyStart = now();
+      if (copiesOwner !== i) {
+        takeCopies();
+        copiesOwner = i;
+      }
+      copies.bulk(c);
+      if (c.buffer !== memory?.buffer) ByteWriter.release(c); // a packet header: the engine's buffer is free again
       copiedBytes += c.length;
       return;
     }
-    takeCopies(ch);
-    ch.queue.push(c);
+    if (copiesOwner === i) takeCopies();
+    channelQueues[i].push(c);
   };
   // Copied as they are emitted: a view is valid only during the sink call (the encoder may reuse its scratch).
   const source = create((c) => {
@@ -250,8 +262,12 @@ export async function runLiveSource(
     if (p) await abortable(p);
   };
   const drain = async () => {
-    for (const ch of channels) if (ch) takeCopies(ch);
-    if (queue.length === 0 && !channels.some((ch) => ch && ch.queue.length > 0)) return;
+    if (copyStart >= 0) {
+      copySeconds += now() - copyStart;
+      copyStart = -1;
+    }
+    takeCopies();
+    if (queue.length === 0 && !channelQueues.some((q) => q && q.length > 0)) return;
     await settle();
     const waits: Promise<void>[] = [];
     const wait = (r: void | Promise<void>) => {
@@ -262,12 +278,12 @@ export async function runLiveSource(
       wait(o.write(c, () => ByteWriter.release(c)));
     }
     queue.length = 0;
-    channels.forEach((ch, i) => {
-      for (const c of ch.queue) {
+    channelQueues.forEach((q, i) => {
+      for (const c of q) {
         written += c.length;
         wait(o.writeChannel!(i, c, () => ByteWriter.release(c)));
       }
-      ch.queue.length = 0;
+      q.length = 0;
     });
     if (waits.length > 0) {
       outstanding = waits.length === 1 ? waits[0]! : Promise.all(waits).then(() => undefined);

@@ -39,7 +39,9 @@ interface Channel {
   readonly compressor: StreamCompressor | undefined;
   /** Block of the pending packet (identity of the caller's name bytes). */
   name: Uint8Array | undefined;
-  readonly offsets: number[];
+  /** Page offsets of the pending packet, the first `pages` used. */
+  readonly offsets: Float64Array;
+  pages: number;
   /** Pending page data as runs of consecutive pages in the kernels' memory: start, bytes. */
   readonly runStart: number[];
   readonly runBytes: number[];
@@ -82,7 +84,8 @@ export class MultifdPageSender {
           out: new ByteWriter({ initialCapacity: 1 << 16 }),
           compressor: multifdCompressor(this.compression, options),
           name: undefined,
-          offsets: [],
+          offsets: new Float64Array(this.perPacket),
+          pages: 0,
           runStart: [],
           runBytes: [],
         });
@@ -103,37 +106,48 @@ export class MultifdPageSender {
   }
 
   /**
-   * Queue the page at `ptr` (kernels' memory) of block `name` (the same bytes object for every page of a block)
-   * at byte `offset` in it. Returns the bytes counted now: the page, plus a header when it opens a packet.
+   * Queue `count` consecutive pages at `ptr` (kernels' memory) of block `name` (the same bytes object for every
+   * page of a block), the first at byte `offset` in it. Returns the bytes counted now: the pages, plus a header
+   * for each packet they open.
    */
-  queue(name: Uint8Array, offset: number, ptr: number): number {
-    let c = this.chans[this.rr]!;
-    if (c.offsets.length > 0 && (c.name !== name || c.offsets.length === this.perPacket)) {
-      this.flush(c, false);
-      this.rr = (this.rr + 1) % this.channels;
-      c = this.chans[this.rr]!; // empty: a channel's packet goes out when the next channel's turn comes
-    }
-    let counted = this.pageSize;
-    if (c.offsets.length === 0) {
-      c.name = name;
-      counted += this.headerSize;
-    }
-    c.offsets.push(offset);
-    const k = c.runStart.length - 1;
-    if (k >= 0 && c.runStart[k]! + c.runBytes[k]! === ptr) c.runBytes[k]! += this.pageSize;
-    else {
-      c.runStart.push(ptr);
-      c.runBytes.push(this.pageSize);
+  queue(name: Uint8Array, offset: number, ptr: number, count = 1): number {
+    const ps = this.pageSize;
+    let counted = 0;
+    while (count > 0) {
+      let c = this.chans[this.rr]!;
+      if (c.pages > 0 && (c.name !== name || c.pages === this.perPacket)) {
+        this.flush(c, false);
+        this.rr = (this.rr + 1) % this.channels;
+        c = this.chans[this.rr]!; // empty: a channel's packet goes out when the next channel's turn comes
+      }
+      if (c.pages === 0) {
+        c.name = name;
+        counted += this.headerSize;
+      }
+      const n = Math.min(count, this.perPacket - c.pages);
+      for (let i = 0; i < n; i++) c.offsets[c.pages + i] = offset + i * ps;
+      c.pages += n;
+      const bytes = n * ps;
+      const k = c.runStart.length - 1;
+      if (k >= 0 && c.runStart[k]! + c.runBytes[k]! === ptr) c.runBytes[k]! += bytes;
+      else {
+        c.runStart.push(ptr);
+        c.runBytes.push(bytes);
+      }
+      counted += bytes;
+      this.pages += n;
+      count -= n;
+      offset += bytes;
+      ptr += bytes;
     }
     this.counted += counted;
-    this.pages++;
     return counted;
   }
 
   /** A sync point: every pending packet, a SYNC packet on every channel, all handed to the sink. Returns the bytes counted. */
   sync(): number {
     const before = this.counted;
-    for (const c of this.chans) if (c.offsets.length > 0) this.flush(c, false);
+    for (const c of this.chans) if (c.pages > 0) this.flush(c, false);
     for (const c of this.chans) {
       this.flush(c, true);
       this.counted += this.headerSize;
@@ -143,7 +157,7 @@ export class MultifdPageSender {
   }
 
   private flush(c: Channel, sync: boolean): void {
-    const n = c.offsets.length;
+    const n = c.pages;
     const u8 = this.k.u8;
     let data: Uint8Array | undefined;
     let dataBytes = n * this.pageSize;
@@ -163,7 +177,7 @@ export class MultifdPageSender {
     if (data) c.out.borrow(data);
     else for (let i = 0; i < c.runStart.length; i++) c.out.borrow(u8.subarray(c.runStart[i]!, c.runStart[i]! + c.runBytes[i]!));
     this.packets++;
-    c.offsets.length = 0;
+    c.pages = 0;
     c.runStart.length = 0;
     c.runBytes.length = 0;
   }

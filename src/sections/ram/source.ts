@@ -261,26 +261,35 @@ export class RamSection implements IterativeSection {
     const w = this.ram.w;
     const mainBefore = w.pos;
     const stats: RamPassStats = { zero: 0, normal: 0, xbzrle: 0, unchanged: 0, overflow: 0, bytes: 0 };
+    const zmap = this.zeroMap;
     let channel = 0;
     for (let i = 0; i < dirty.length; ) {
       // a run of consecutive dirty pages, at most ZERO_RUN
       const first = dirty[i]!;
       let n = 1;
       while (i + n < dirty.length && n < ZERO_RUN && dirty[i + n] === first + n) n++;
-      k.zeroPages(s.block.ptr + first * ps, n, this.zeroMap, ps);
+      k.zeroPages(s.block.ptr + first * ps, n, zmap, ps);
       const u8 = k.u8;
-      for (let j = 0; j < n; j++) {
-        const p = first + j;
-        const offset = p * ps;
-        if (u8[this.zeroMap + (j >> 3)]! & (1 << (j & 7))) {
-          this.ram.zeroAt(s.name, offset);
+      // zero pages one record each; the pages between them one queue() call per run
+      for (let j = 0; j < n; ) {
+        if (u8[zmap + (j >> 3)]! & (1 << (j & 7))) {
+          this.ram.zeroAt(s.name, (first + j) * ps);
           stats.zero++;
-        } else {
-          channel += mfd.queue(s.name, offset, s.block.ptr + offset);
-          stats.normal++;
+          j++;
+          continue;
         }
-        u8[s.bitmap + (p >> 3)] = u8[s.bitmap + (p >> 3)]! & ~(1 << (p & 7));
+        let e = j + 1;
+        while (e < n) {
+          const byte = u8[zmap + (e >> 3)]!;
+          if (byte === 0 && (e & 7) === 0) e = Math.min(n, e + 8);
+          else if (byte & (1 << (e & 7))) break;
+          else e++;
+        }
+        channel += mfd.queue(s.name, (first + j) * ps, s.block.ptr + (first + j) * ps, e - j);
+        stats.normal += e - j;
+        j = e;
       }
+      clearBits(u8, s.bitmap, first, first + n);
       i += n;
     }
     stats.bytes = w.pos - mainBefore + channel;
@@ -355,6 +364,20 @@ export class RamSection implements IterativeSection {
     this.zeroMap = 0;
     this.ram.dispose();
   }
+}
+
+/** Clear bits [from, to) of the bitmap at `map` in `u8` (whole bytes at once). */
+function clearBits(u8: Uint8Array, map: number, from: number, to: number): void {
+  while (from < to && from & 7) {
+    u8[map + (from >> 3)] = u8[map + (from >> 3)]! & ~(1 << (from & 7));
+    from++;
+  }
+  const whole = (to - from) >> 3;
+  if (whole > 0) {
+    u8.fill(0, map + (from >> 3), map + (from >> 3) + whole);
+    from += whole << 3;
+  }
+  for (; from < to; from++) u8[map + (from >> 3)] = u8[map + (from >> 3)]! & ~(1 << (from & 7));
 }
 
 /**
