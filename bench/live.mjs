@@ -108,6 +108,7 @@ async function multifdReceiver(mode, channels) {
     let ended = 0;
     let bytes = 0;
     let mains = 0;
+    let failed;
     const server = net.createServer((sock) => {
       conns++;
       let first = true;
@@ -116,12 +117,23 @@ async function multifdReceiver(mode, channels) {
         first = false;
         bytes += c.length;
       });
-      sock.on("error", () => undefined);
+      let done = false;
+      const over = () => {
+        if (done) return;
+        done = true;
+        if (++ended < channels + 1) return;
+        say({ bytes, complete: mains === 1 && conns === channels + 1 && !failed, ramBytes: 0, endAt: now(), ...(failed ? { error: failed } : {}) });
+        conns = ended = bytes = mains = 0;
+        failed = undefined;
+      };
+      sock.on("error", (e) => {
+        failed ??= e.message;
+        over();
+      });
+      sock.on("close", over);
       sock.on("end", () => {
         sock.end();
-        if (++ended < channels + 1) return;
-        say({ bytes, complete: mains === 1 && conns === channels + 1, ramBytes: 0, endAt: now() });
-        conns = ended = bytes = mains = 0;
+        over();
       });
     });
     server.listen(0, "127.0.0.1", () => say({ port: server.address().port }));
@@ -263,7 +275,11 @@ async function main() {
         partBytes: PART,
         copy,
       },
-    );
+    ).catch(async (e) => {
+      // say what the receiver saw too (its verdict line follows a failed migration)
+      const v = await Promise.race([receivers[recv].next(), new Promise((ok) => setTimeout(() => ok("no verdict within 5 s"), 5000))]);
+      throw new Error(`${e.message}; receiver ${recv}: ${JSON.stringify(v)}`);
+    });
     const v = await receivers[recv].next();
     const cpu = process.cpuUsage(cpu0);
     stalls.disable();
