@@ -252,9 +252,11 @@ async function main() {
     stalls.enable();
     const cpu0 = process.cpuUsage();
     const t0 = now();
+    // the engine's own steps (a PART each): how long the main thread is busy with one, apart from the machine
+    const steps = [];
     const r = await runLiveSource(
-      (sink, channelSink) =>
-        new MigrationSource(
+      (sink, channelSink) => {
+        const source = new MigrationSource(
           {
             kernels: K[backend],
             blocks: [BLOCK],
@@ -266,7 +268,16 @@ async function main() {
           },
           sink,
           channelSink,
-        ),
+        );
+        const iterate = source.iterate.bind(source);
+        source.iterate = (budget) => {
+          const ts = performance.now();
+          const d = iterate(budget);
+          steps.push(performance.now() - ts);
+          return d;
+        };
+        return source;
+      },
       // the captured chunks are kept for the raw pump: never given back for reuse
       {
         write: capture ? (c) => (chunks.push(c), conn.write(c)) : recycle ? conn.write : (c) => conn.write(c),
@@ -286,7 +297,10 @@ async function main() {
     if (!v.complete || v.bytes !== r.totalBytes) throw new Error(`receiver ${recv}: ${JSON.stringify(v)} vs ${r.totalBytes} bytes sent`);
     if (!recv.includes("discard") && v.ramBytes !== RAM_BYTES) throw new Error(`receiver ${recv} saw ${v.ramBytes} bytes of RAM`);
     if (capture) captured = chunks;
+    steps.sort((a, b) => a - b);
     return {
+      stepP50Ms: steps[steps.length >> 1],
+      stepMaxMs: steps[steps.length - 1],
       maxStallMs: stalls.max / 1e6,
       p99StallMs: stalls.percentile(99) / 1e6,
       cpuMs: (cpu.user + cpu.system) / 1000,
@@ -513,6 +527,8 @@ async function main() {
         medianMaxStallMs: +median(t.extra.map((e) => e.maxStallMs)).toFixed(1),
         maxStallMs: +Math.max(...t.extra.map((e) => e.maxStallMs)).toFixed(1),
         medianP99StallMs: +median(t.extra.map((e) => e.p99StallMs)).toFixed(1),
+        medianStepMs: +median(t.extra.map((e) => e.stepP50Ms)).toFixed(2),
+        medianMaxStepMs: +median(t.extra.map((e) => e.stepMaxMs)).toFixed(1),
         parts: t.extra[0].parts,
         rounds: t.extra[0].rounds,
         copiedBytes: t.extra[0].copiedBytes,
@@ -552,7 +568,15 @@ async function main() {
   // (e) the longest main-thread stall of any vmstream run, in ms (target < 10)
   const stallRows = results
     .filter((x) => x.maxStallMs !== undefined)
-    .map((x) => ({ task: x.task, receiver: x.receiver, medianMaxStallMs: x.medianMaxStallMs, maxStallMs: x.maxStallMs }));
+    .map((x) => ({
+      task: x.task,
+      receiver: x.receiver,
+      medianMaxStallMs: x.medianMaxStallMs,
+      maxStallMs: x.maxStallMs,
+      medianP99StallMs: x.medianP99StallMs,
+      medianStepMs: x.medianStepMs,
+      medianMaxStepMs: x.medianMaxStepMs,
+    }));
   const ratioRows = ratios.map((x) => ({ ...x, value: +x.value.toFixed(3), ...(x.target !== null ? { met: x.value >= x.target } : {}) }));
 
   const machine = machineInfo({ ramMiB: RAM_BYTES >>> 20, rounds: ROUNDS, partMiB: PART / 1048576 });
@@ -589,6 +613,11 @@ async function main() {
       console.log(`  ${pad(x.name, 52)} ${x.value.toFixed(2).padStart(7)}${x.target !== null ? `  target >= ${x.target}  ${x.met ? "met" : "NOT met"}` : ""}`);
     const worst = Math.max(...stallRows.map((x) => x.maxStallMs));
     console.log(`\n(e) longest main-thread stall of any vmstream run: ${worst.toFixed(1)} ms (target < 10 ms: ${worst < 10 ? "met" : "NOT met"})`);
+    console.log("    medians over the rounds: longest stall, p99 loop delay, engine step (one PART) p50 and max, ms");
+    for (const x of stallRows)
+      console.log(
+        `    ${pad(x.task, 44)} ${pad(x.receiver, 14)} ${String(x.medianMaxStallMs).padStart(6)} ${String(x.medianP99StallMs).padStart(6)} ${String(x.medianStepMs).padStart(6)} ${String(x.medianMaxStepMs).padStart(6)}`,
+      );
     console.log(`\nraw output: ${file}`);
   }
 }
