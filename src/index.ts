@@ -138,6 +138,7 @@ export {
   MultifdChannelReader,
   MultifdChannelWriter,
   type MultifdCompression,
+  type MultifdHeaderSpec,
   type MultifdInit,
   type MultifdPacket,
   type MultifdPacketSpec,
@@ -146,7 +147,9 @@ export {
   multifdHeaderSize,
   multifdInitBytes,
   multifdPagesPerPacket,
+  writeMultifdHeader,
 } from "./sections/ram/multifd.js";
+export type { ChannelSink, MultifdSourceOptions } from "./sections/ram/multifd-source.js";
 export { type PageCache, type RamPassStats, RamWriter, type RamWriterOptions, XbzrleCache } from "./sections/ram/writer.js";
 export { HTAB_SHIFT_MAX, HTAB_SHIFT_MIN, type HtabChunk, type HtabItem } from "./sections/spapr-htab/format.js";
 export type { HtabResult } from "./sections/spapr-htab/handler.js";

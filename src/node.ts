@@ -5,7 +5,7 @@ export { nodeStreamCodecs, nodeZlibCodec, zstdUnavailable } from "./io/codecs-no
 export { type ChunkOptions, type ChunkSource, chunksOf, feedDecoder, isGzip, nodeInflate, readHead, readTail } from "./io/node.js";
 export { type NodeWorkerOptions, nodeWorkerFactory } from "./kernels/node.js";
 export { IncomingMigration, type IncomingOptions } from "./migration/incoming.js";
-export { MultifdConnections } from "./migration/multifd-out.js";
+export { MultifdConnections, runLiveSourceTcp, type TcpTarget } from "./migration/multifd-out.js";
 export {
   connectTcp,
   DEFAULT_HOST,

@@ -188,6 +188,12 @@ export class MultifdJoin extends StreamConverter {
 
   override end(): { chunks: Uint8Array[]; report: MultifdJoinReport } {
     this.check();
+    // the main stream's last bytes may still wait in the decoder for more: decode them now, sync points included
+    try {
+      this.decoder.finishInput();
+    } catch (e) {
+      this.fail(e);
+    }
     this.pump();
     // a connection cut inside a message says more than the sync point it left the main stream waiting at
     for (const c of this.channelList) if (c.ended && c.current?.init) c.current.finish();

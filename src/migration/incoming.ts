@@ -30,6 +30,8 @@ export interface IncomingOptions {
   readonly say?: (line: string) => void;
   /** Output bytes queued before the connections are paused (default 8 MiB). */
   readonly maxQueued?: number;
+  /** Keep each connection writable after its peer's end (a return path answers on the main stream's). */
+  readonly allowHalfOpen?: boolean;
 }
 
 /**
@@ -76,6 +78,8 @@ interface Conn {
 
 export class IncomingMigration {
   readonly address: string;
+  /** The port listened on (the real one when asked for port 0). */
+  readonly port: number;
   /** "undecided" until a channel connects or the main stream is past its first MiB (or ended). */
   mode: "undecided" | "single" | "multifd" = "undecided";
   /** Bytes relayed to the forward target, all connections. */
@@ -107,6 +111,7 @@ export class IncomingMigration {
     private readonly options: IncomingOptions,
   ) {
     this.address = formatEndpoint({ kind: "tcp", host, port });
+    this.port = port;
     this.maxQueued = options.maxQueued ?? 8 << 20;
     let ok!: () => void;
     let fail!: (e: unknown) => void;
@@ -147,6 +152,11 @@ export class IncomingMigration {
   /** The join's report of a multifd migration (after the main stream ended). */
   get multifd(): MultifdJoinReport | undefined {
     return this.joinReport;
+  }
+
+  /** Bytes received so far, every connection. */
+  get bytes(): number {
+    return this.conns.reduce((n, c) => n + c.bytes, 0);
   }
 
   /** Connections seen: main, channels, refused. */
@@ -252,6 +262,7 @@ export class IncomingMigration {
       chain: Promise.resolve(),
     };
     this.conns.push(c);
+    if (this.options.allowHalfOpen) socket.allowHalfOpen = true;
     // the main stream waits at sync points while a connection has not said what it is: not for ever
     const silent = setTimeout(() => {
       if (c.kind === undefined && !socket.destroyed) this.refuse(c, `nothing received within ${SILENT_MS} ms`);
@@ -365,7 +376,7 @@ export class IncomingMigration {
       ...(this.options.codecs ? { codecs: this.options.codecs } : {}),
       ...(this.options.compression ? { compression: this.options.compression } : {}),
       ...(this.options.channels !== undefined ? { channels: this.options.channels } : {}),
-      moreChannels: () => this.conns.some((c) => c.kind === undefined && !c.socket.destroyed),
+      moreChannels: () => this.conns.some(undecided),
     });
     this.join.onResume = () => queueMicrotask(() => this.updateAll());
     if (first) first.channel = this.join.channel();
@@ -381,7 +392,7 @@ export class IncomingMigration {
    */
   private decide(): void {
     if (this.mode !== "undecided" || !this.main) return;
-    if (this.conns.some((x) => x.kind === undefined && !x.socket.destroyed)) return;
+    if (this.conns.some(undecided)) return;
     if (this.heldBytes > DECIDE_BYTES || this.decideAfter || this.main.ended) this.goSingle();
   }
 
@@ -427,7 +438,7 @@ export class IncomingMigration {
   private endMain(): void {
     if (this.done || this.failure !== undefined || this.mode === "undecided") return;
     // channels still open, or connections that may still turn out to be channels
-    const open = this.conns.some((c) => (c.kind === "channel" && !c.ended) || (c.kind === undefined && !c.socket.destroyed && !c.ended));
+    const open = this.conns.some((c) => (c.kind === "channel" && !c.ended) || undecided(c));
     if (this.mode === "multifd" && open) {
       this.graceTimer ??= setTimeout(() => this.finishMain(), 2000);
       return;
@@ -544,5 +555,8 @@ export class IncomingMigration {
     for (const c of this.conns) this.update(c);
   }
 }
+
+/** A connection that has not said what it is yet, and still may. */
+const undecided = (c: Conn): boolean => c.kind === undefined && !c.socket.destroyed && !c.ended;
 
 const hex = (b: Uint8Array): string => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");

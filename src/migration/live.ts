@@ -1,9 +1,11 @@
 // runLiveSource: drives a MigrationSource (source.ts, virtual clock, synchronous sink) against a wall clock and an
 // asynchronous transport: bounded PARTs with the guest running between them, a bandwidth cap, the switch-over at
-// the measured throughput, the downtime measured, a paused guest resumed on failure. Which chunks are copied and
-// why: docs/live-migration.md, "The real-time driver". Browser-safe.
+// the measured throughput, the downtime measured, a paused guest resumed on failure; with multifd, every
+// channel's connection written at once with the main stream's. Which chunks are copied and why:
+// docs/live-migration.md, "The real-time driver". Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import { ByteWriter } from "../io/writer.js";
+import type { ChannelSink } from "../sections/ram/multifd-source.js";
 import type { MigrationSource, SwitchReason } from "./source.js";
 
 export interface LiveSourceOptions {
@@ -14,7 +16,14 @@ export interface LiveSourceOptions {
    * buffer (warm memory instead of a fresh buffer per PART); one that never calls it is fine too.
    */
   readonly write: (chunk: Uint8Array, written: () => void) => void | Promise<void>;
-  /** Called after the last chunk; the downtime ends when it resolves (e.g. a socket's end() callback). */
+  /**
+   * multifd (a source built with `multifd`): channel `channel`'s connection, as `write` is the main stream's.
+   * A PART's chunks of every connection are written together, and all their writes awaited before the next
+   * PART's (QEMU's destination holds the main stream at a sync point until every channel's SYNC is in, so no
+   * connection may wait for another). The first chunk of each channel is its init message.
+   */
+  readonly writeChannel?: (channel: number, chunk: Uint8Array, written: () => void) => void | Promise<void>;
+  /** Called after the last chunk; the downtime ends when it resolves (e.g. a socket's end() callback; with multifd: every connection's). */
   readonly end?: () => void | Promise<void>;
   /** Stops the guest at the switch-over (v86's stop() is async). */
   readonly pause?: () => void | Promise<void>;
@@ -44,7 +53,7 @@ export interface LiveSourceOptions {
 export interface LiveRound {
   /** 1-based. */
   readonly round: number;
-  /** Stream bytes of the round. */
+  /** Stream bytes of the round (with multifd: the channels' too, counted as the source counts them). */
   readonly bytes: number;
   /** ram PARTs written. */
   readonly parts: number;
@@ -89,6 +98,7 @@ export interface LiveOutcome {
   readonly pauseSeconds: number;
   /** Wall seconds from the start to the last byte written. */
   readonly totalTime: number;
+  /** Bytes handed to the transport, all connections. */
   readonly totalBytes: number;
   /** Bytes copied before write (see `copy`) and the wall seconds it took. */
   readonly copiedBytes: number;
@@ -127,12 +137,21 @@ const immediate = (globalThis as { setImmediate?: (f: () => void) => unknown }).
 /** One macrotask turn (setTimeout(0) is clamped to >= 1 ms; setImmediate is not). */
 const yieldTurn = (): Promise<void> => new Promise((r) => (immediate ? immediate(r) : setTimeout(r, 0)));
 
+/** Bytes of the channels' copy buffers: the views of guest RAM the channels get are copied into these. */
+const CHANNEL_COPY_BYTES = 4 << 20;
+/** A channel's chunks shorter than this (packet headers) are copied too, so that a PART goes out in one write. */
+const CHANNEL_COPY_SMALL = 16 << 10;
+
 /**
- * Run a live migration in real time. `create(sink)` builds the MigrationSource writing to `sink` (the driver owns
- * it and disposes it at the end); give pause() to the driver, not to the source. Resolves with the outcome once
- * the last byte is written; rejects with a LiveMigrationError otherwise (after resuming a paused guest).
+ * Run a live migration in real time. `create(sink, channelSink)` builds the MigrationSource writing to `sink`
+ * (and, with multifd, to `channelSink`; the driver owns it and disposes it at the end); give pause() to the
+ * driver, not to the source. Resolves with the outcome once the last byte is written; rejects with a
+ * LiveMigrationError otherwise (after resuming a paused guest).
  */
-export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) => MigrationSource, options: LiveSourceOptions): Promise<LiveOutcome> {
+export async function runLiveSource(
+  create: (sink: (chunk: Uint8Array) => void, channelSink: ChannelSink) => MigrationSource,
+  options: LiveSourceOptions,
+): Promise<LiveOutcome> {
   const o = options;
   const bandwidth = o.bandwidth ?? Infinity;
   if (!(bandwidth > 0)) throw new VmstreamError("RANGE", "bandwidth must be > 0 bytes/s", { detail: String(bandwidth) });
@@ -141,12 +160,48 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
   let copiedBytes = 0;
   let copySeconds = 0;
   let memory: WebAssembly.Memory | undefined;
+  const mustCopy = (c: Uint8Array) =>
+    copyMode === "always" ||
+    (copyMode === "auto" && ((memory && c.buffer === memory.buffer) || (typeof SharedArrayBuffer !== "undefined" && c.buffer instanceof SharedArrayBuffer)));
+  // multifd: per channel, the chunks of the PART being made. A channel gets its pages as views of guest RAM
+  // (zero copy in the engine), runs of a few pages each, and its packet headers as small chunks: all are copied,
+  // one after another, into one writer shared by the channels (its buffers given back once written, as the
+  // encoder's), so that a packet goes out in one write and the buffers in use stay as few as for one stream
+  // (first-touched memory is slow to come by). A chunk of the writer holds one channel's bytes. The copies of
+  // one engine step are timed together, from the first to the end of the step (a clock read per run of pages
+  // costs more than the copy of a small run).
+  const channelQueues: Uint8Array[][] = [];
+  const copies = new ByteWriter({ initialCapacity: CHANNEL_COPY_BYTES });
+  let copiesOwner = -1;
+  let copyStart = -1;
+  const takeCopies = () => {
+    if (copiesOwner < 0) return;
+    for (const c of copies.takeChunks()) if (c.length > 0) channelQueues[copiesOwner]!.push(c);
+    copiesOwner = -1;
+  };
+  const channelSink: ChannelSink = (i, c) => {
+    if (!o.writeChannel) throw new VmstreamError("STATE", "a multifd source needs the transport's writeChannel");
+    if (!channelQueues[i]) {
+      if (!Number.isInteger(i) || i < 0 || i > 255) throw new VmstreamError("RANGE", "multifd channel id", { detail: String(i) });
+      channelQueues[i] = [];
+    }
+    if (c.length < CHANNEL_COPY_SMALL || mustCopy(c)) {
+      if (copyStart < 0) copyStart = now();
+      if (copiesOwner !== i) {
+        takeCopies();
+        copiesOwner = i;
+      }
+      copies.bulk(c);
+      if (c.buffer !== memory?.buffer) ByteWriter.release(c); // a packet header: the engine's buffer is free again
+      copiedBytes += c.length;
+      return;
+    }
+    if (copiesOwner === i) takeCopies();
+    channelQueues[i].push(c);
+  };
   // Copied as they are emitted: a view is valid only during the sink call (the encoder may reuse its scratch).
   const source = create((c) => {
-    if (
-      copyMode === "always" ||
-      (copyMode === "auto" && ((memory && c.buffer === memory.buffer) || (typeof SharedArrayBuffer !== "undefined" && c.buffer instanceof SharedArrayBuffer)))
-    ) {
+    if (mustCopy(c)) {
       const t = now();
       const v = c;
       c = c.slice();
@@ -155,8 +210,12 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
       copiedBytes += c.length;
     }
     queue.push(c);
-  });
+  }, channelSink);
   memory = source.options.kernels.memory;
+  if (source.options.multifd && !o.writeChannel) {
+    source.dispose();
+    throw new VmstreamError("RANGE", "a multifd source needs the transport's writeChannel");
+  }
   const downtimeTarget = o.downtimeTarget ?? source.options.downtimeTarget;
   const maxRounds = o.maxRounds ?? source.options.maxRounds;
   const roundBytes = o.roundBytes ?? Infinity;
@@ -170,7 +229,7 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
   }
 
   const t0 = now();
-  let written = 0; // bytes handed to write()
+  let written = 0; // bytes handed to write() and writeChannel()
   let sendSeconds = 0; // wall time outside the guest hook while iterating (for the throughput)
   let sendBytes = 0;
   let stage = "setup";
@@ -203,15 +262,29 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
     if (p) await abortable(p);
   };
   const drain = async () => {
-    if (queue.length === 0) return;
+    if (copyStart >= 0) {
+      copySeconds += now() - copyStart;
+      copyStart = -1;
+    }
+    takeCopies();
+    if (queue.length === 0 && !channelQueues.some((q) => q && q.length > 0)) return;
     await settle();
     const waits: Promise<void>[] = [];
+    const wait = (r: void | Promise<void>) => {
+      if (r && typeof (r as Promise<void>).then === "function") waits.push(r as Promise<void>);
+    };
     for (const c of queue) {
       written += c.length;
-      const r = o.write(c, () => ByteWriter.release(c));
-      if (r && typeof (r as Promise<void>).then === "function") waits.push(r as Promise<void>);
+      wait(o.write(c, () => ByteWriter.release(c)));
     }
     queue.length = 0;
+    channelQueues.forEach((q, i) => {
+      for (const c of q) {
+        written += c.length;
+        wait(o.writeChannel!(i, c, () => ByteWriter.release(c)));
+      }
+      q.length = 0;
+    });
     if (waits.length > 0) {
       outstanding = waits.length === 1 ? waits[0]! : Promise.all(waits).then(() => undefined);
       outstanding.catch(() => undefined); // observed by the next settle()
@@ -236,26 +309,28 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
     stage = "iterate";
     let reason: LiveSwitchReason | undefined;
     let expected = Infinity;
+    // the round's bytes as the source counts them (multifd with compression: pages uncompressed; else the bytes written)
+    const counted = () => source.bytesWritten;
     for (;;) {
       check();
       const rs = now();
-      const before = written;
+      const before = counted();
       const dirtyBefore = source.dirtyPages();
       let parts = 0;
       let guestSeconds = 0;
       for (;;) {
-        const left = roundBytes - (written - before);
+        const left = roundBytes - (counted() - before);
         const budget = Math.max(64, Math.min(partCap, left));
-        const at = written;
+        const at = counted();
         const ts = now();
         source.iterate(budget);
         await drain();
         parts++;
-        const part = written - at;
+        const part = counted() - at;
         sendSeconds += now() - ts;
         sendBytes += part;
         // the engine stops a PART under its budget only when nothing is left to send
-        if (part < budget || written - before >= roundBytes || now() - rs >= roundSeconds) break;
+        if (part < budget || counted() - before >= roundBytes || now() - rs >= roundSeconds) break;
         await pace();
         guestSeconds += await guest();
         check();
@@ -272,7 +347,7 @@ export async function runLiveSource(create: (sink: (chunk: Uint8Array) => void) 
       expected = syncSeconds + pending / rate;
       const r: LiveRound = {
         round: rounds.length + 1,
-        bytes: written - before,
+        bytes: counted() - before,
         parts,
         pagesSent: dirtyBefore - dirtyAfterSend,
         seconds: now() - rs,

@@ -2,11 +2,14 @@
 // takes the first connection as the main stream), then one connection per channel; each written with
 // backpressure, all at once, so that no connection waits for another (the destination holds the main stream at
 // a sync point until every channel's SYNC is in). Closing follows QEMU's source: the channels, then the main
-// stream. docs/live-migration.md, "multifd".
+// stream. runLiveSourceTcp: the live source engine over them. docs/live-migration.md, "multifd".
 import type { Socket } from "node:net";
 import type { MultifdOutput } from "../convert/multifd-split.js";
-import type { VmstreamError } from "../io/errors.js";
-import { connectTcp, formatEndpoint, StreamWriter } from "./transport.js";
+import { VmstreamError } from "../io/errors.js";
+import type { ChannelSink } from "../sections/ram/multifd-source.js";
+import { type LiveOutcome, type LiveSourceOptions, runLiveSource } from "./live.js";
+import type { MigrationSource } from "./source.js";
+import { connectTcp, formatEndpoint, parseEndpoint, StreamWriter } from "./transport.js";
 
 export class MultifdConnections {
   private constructor(
@@ -44,6 +47,30 @@ export class MultifdConnections {
     }
   }
 
+  /** The main stream's socket (a return path, as QEMU's, comes back on it). */
+  get mainSocket(): Socket {
+    return this.sockets[0]!;
+  }
+
+  /**
+   * The transport of runLiveSource over these connections: the main stream, the channels (no copy: the driver
+   * copies what views guest memory; `written` once the socket took a chunk), the end as QEMU's source ends.
+   */
+  liveTransport(): Pick<LiveSourceOptions, "write" | "writeChannel" | "end"> {
+    return {
+      write: (c, written) => this.main.write(c, written),
+      writeChannel: (i, c, written) => this.channel(i).write(c, written),
+      end: () => this.end(),
+    };
+  }
+
+  /** Channel `i`'s connection. */
+  channel(i: number): StreamWriter {
+    const w = this.channels[i];
+    if (!w) throw new VmstreamError("RANGE", "no such multifd channel connection", { detail: `${i} of ${this.channels.length}` });
+    return w;
+  }
+
   /** Bytes handed to all connections. */
   get bytes(): number {
     return this.main.bytes + this.channels.reduce((n, c) => n + c.bytes, 0);
@@ -71,5 +98,58 @@ export class MultifdConnections {
   /** The first error of any connection. */
   get error(): VmstreamError | undefined {
     return this.main.error ?? this.channels.find((c) => c.error)?.error;
+  }
+}
+
+/** Where runLiveSourceTcp connects: `tcp:HOST:PORT` (or `HOST:PORT`), or host and port. */
+export type TcpTarget = string | { readonly host?: string; readonly port: number };
+
+function tcpTarget(t: TcpTarget): { host: string; port: number } {
+  if (typeof t !== "string") return { host: t.host ?? "127.0.0.1", port: t.port };
+  const e = parseEndpoint(t.startsWith("tcp:") ? t : `tcp:${t}`);
+  if (e.kind !== "tcp") throw new VmstreamError("RANGE", "a live migration target is tcp:HOST:PORT", { detail: t });
+  return { host: e.host, port: e.port };
+}
+
+/**
+ * runLiveSource into a destination listening at `target` (a QEMU `-incoming`, `vmstream receive`): one
+ * connection, or with a multifd source the main stream's and then one per channel (connected once the source
+ * is built, before its first bytes). Every connection is closed when the migration fails.
+ */
+export async function runLiveSourceTcp(
+  target: TcpTarget,
+  create: (sink: (chunk: Uint8Array) => void, channelSink: ChannelSink) => MigrationSource,
+  options: Omit<LiveSourceOptions, "write" | "writeChannel" | "end"> & { readonly connectTimeoutMs?: number } = {},
+): Promise<LiveOutcome> {
+  const where = tcpTarget(target);
+  let conns: Promise<MultifdConnections> | undefined;
+  let opened: MultifdConnections | undefined;
+  const connected = () => {
+    if (!conns) throw new VmstreamError("STATE", "no connection");
+    return conns;
+  };
+  const { connectTimeoutMs, ...live } = options;
+  try {
+    return await runLiveSource(
+      (sink, channelSink) => {
+        const source = create(sink, channelSink);
+        conns = MultifdConnections.open(where, source.options.multifd?.channels ?? 0, connectTimeoutMs !== undefined ? { timeoutMs: connectTimeoutMs } : {});
+        conns.then(
+          (c) => (opened = c),
+          () => undefined,
+        );
+        return source;
+      },
+      {
+        ...live,
+        // writes wait for the connections (made while setup runs); in order, as they are chained in order
+        write: (c, written) => connected().then((m) => m.main.write(c, written)),
+        writeChannel: (i, c, written) => connected().then((m) => m.channel(i).write(c, written)),
+        end: () => connected().then((m) => m.end()),
+      },
+    );
+  } catch (e) {
+    opened?.abort();
+    throw e;
   }
 }

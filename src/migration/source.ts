@@ -17,6 +17,7 @@ import {
   type SectionSync,
 } from "../sections/iterative.js";
 import type { RamBlockData } from "../sections/ram/format.js";
+import type { ChannelSink, MultifdSourceOptions } from "../sections/ram/multifd-source.js";
 import { RamSection } from "../sections/ram/source.js";
 import { HtabSection, type HtabSource } from "../sections/spapr-htab/source.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
@@ -112,6 +113,11 @@ export interface MigrationSourceOptions {
   readonly blockSectionId?: number;
   /** The sPAPR hash page table (the "spapr/htab" section; pseries machines). */
   readonly htab?: HtabSource;
+  /**
+   * QEMU's multifd mode (wire-format §5.6): RAM pages that are not zero go over `channels` extra connections
+   * (the constructor's `channelSink`), in packets, with a sync point before every RAM EOS. Not with XBZRLE.
+   */
+  readonly multifd?: MultifdSourceOptions;
 }
 
 export type SwitchReason = "converged" | "max-rounds" | "forced";
@@ -156,14 +162,20 @@ export class MigrationSource {
   private readonly deviceIds: number[];
   private readonly lastCounts: SectionCounts[];
   private time = 0;
-  private written = 0;
+  /** Bytes handed to the main sink. */
+  private mainBytes = 0;
   private forced = false;
   private phase: "new" | "iterate" | "done" = "new";
   private lastRound: { bytes: number; budget: number; duration: number; shares: SectionShare[] } | undefined;
 
+  /**
+   * `sink` gets the main stream's bytes; with `multifd`, `channelSink` each channel's (its init message first).
+   * Either may get views of guest memory (see the class comment).
+   */
   constructor(
     readonly options: MigrationSourceOptions,
     sink: (chunk: Uint8Array) => void,
+    channelSink?: ChannelSink,
   ) {
     const o = options;
     const k = o.kernels;
@@ -173,10 +185,11 @@ export class MigrationSource {
     if (!Number.isInteger(o.maxRounds) || o.maxRounds < 1)
       throw new VmstreamError("RANGE", "maxRounds must be an integer >= 1", { detail: String(o.maxRounds) });
     if (o.blocks.length === 0) throw new VmstreamError("RANGE", "no RAM blocks");
+    if (o.multifd && !channelSink) throw new VmstreamError("RANGE", "multifd needs a channel sink (the constructor's third argument)");
     const ids = this.sectionIds();
     this.enc = new StreamEncoder(
       (c) => {
-        this.written += c.length;
+        this.mainBytes += c.length;
         sink(c);
       },
       { ...(o.framing ?? {}), pageSize: this.pageSize },
@@ -194,6 +207,7 @@ export class MigrationSource {
           ...(o.xbzrleShadow ? { xbzrleShadow: true } : {}),
           ...(o.dirtyLog ? { dirtyLog: o.dirtyLog } : {}),
           ...(o.estimate ? { estimate: o.estimate } : {}),
+          ...(o.multifd ? { multifd: o.multifd, channelSink: channelSink! } : {}),
         },
         w,
       );
@@ -264,9 +278,21 @@ export class MigrationSource {
     return { ram, block, htab, devices };
   }
 
-  /** Total stream bytes so far. */
+  /**
+   * Bytes so far as the budget and the virtual clock count them: the main stream's and, with multifd, the
+   * channels' as QEMU counts them (pages uncompressed, so with compression more than went out: `wireBytes`).
+   */
   get bytesWritten(): number {
     return this.written;
+  }
+
+  /** Bytes handed to the sinks so far, main stream and channels. */
+  get wireBytes(): number {
+    return this.mainBytes + this.ram.channelWireBytes;
+  }
+
+  private get written(): number {
+    return this.mainBytes + this.ram.channelBytes;
   }
 
   /** Virtual seconds since setup. */

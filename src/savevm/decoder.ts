@@ -86,6 +86,8 @@ export class SavevmDecoder {
   /** pause(): the parse loop stops after its current step; chunks pushed meanwhile wait in `held`. */
   private paused = false;
   private readonly held: Uint8Array[] = [];
+  /** finishInput(): no more bytes come, so what is buffered is decoded to its end (a partial item is an error). */
+  private inputDone = false;
 
   private error: VmstreamError | undefined;
   private ended = false;
@@ -175,6 +177,19 @@ export class SavevmDecoder {
       this.paused = false;
       if (this.input.available >= this.needed) this.run(false);
       while (!this.paused && this.held.length > 0) this.feed(this.held.shift()!);
+      if (this.inputDone && !this.paused) this.run(true);
+    });
+  }
+
+  /**
+   * The input has ended: decode everything buffered now, as end() would, but still pausing where a caller
+   * pauses (a parser waits for more bytes before some items: without this, a caller that pauses at events
+   * would see the last ones only inside end()). end() gives the verdict afterwards.
+   */
+  finishInput(): void {
+    this.guard("finishInput", () => {
+      this.inputDone = true;
+      if (!this.paused) this.run(true);
     });
   }
 

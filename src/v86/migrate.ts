@@ -1,14 +1,19 @@
 // Live (precopy) migration of a running v86 guest over TCP, between two emulators (usually two Node processes):
 // the source engine over v86's memory driven in real time, the destination decoding pages straight into the
 // stopped v86's RAM, and a return path (one JSON line) on which the source's guest stays stopped only after an
-// "ok". docs/v86.md, "Live migration".
+// "ok"; RAM pages optionally over QEMU-style multifd channels (extra connections). docs/v86.md, "Live migration".
 import { createHash } from "node:crypto";
 import type { Socket } from "node:net";
+import type { StreamCodecs } from "../io/codec.js";
 import { VmstreamError } from "../io/errors.js";
 import { type DestinationPages, MigrationDestination } from "../migration/destination.js";
+import { IncomingMigration } from "../migration/incoming.js";
 import { type LiveOutcome, type LiveRound, runLiveSource } from "../migration/live.js";
+import { MultifdConnections } from "../migration/multifd-out.js";
 import { type MigrationDevice, MigrationSource } from "../migration/source.js";
-import { connectTcp, listenTcp, parseEndpoint, StreamWriter } from "../migration/transport.js";
+import { listenTcp, parseEndpoint } from "../migration/transport.js";
+import type { MultifdCompression } from "../sections/ram/multifd.js";
+import type { MultifdSourceOptions } from "../sections/ram/multifd-source.js";
 import { V86_MACHINE, V86_RAM_BLOCK, type V86Machine } from "./adapter.js";
 import { RAM_SECTION_ID, stateDevice, v86Devices, v86StateOf } from "./snapshot.js";
 
@@ -49,9 +54,14 @@ export interface V86SourceOptions {
   readonly partBytes?: number;
   /**
    * XBZRLE after the first pass against the dirty scan's shadow copy, which always holds what the destination
-   * has (default true): one slot per page, no memory beyond the shadow.
+   * has (default true without multifd): one slot per page, no memory beyond the shadow. Not with multifd.
    */
   readonly xbzrle?: boolean;
+  /**
+   * RAM pages over this many extra connections, as QEMU's multifd (the destination must expect them:
+   * receiveV86's `channels`); zero pages and everything else stay on the main connection.
+   */
+  readonly multifd?: MultifdSourceOptions;
   /** Hash RAM at the pause and ask the destination to do the same before its guest runs (adds to the downtime). */
   readonly verify?: boolean;
   /** Called with the stopped machine right before the final pages go out (tests read RAM here). */
@@ -123,9 +133,10 @@ function readReply(socket: Socket): Promise<DestinationReply> {
 export async function migrateV86Source(machine: V86Machine, endpoint: TcpEndpoint, opts: V86SourceOptions = {}): Promise<V86SourceOutcome> {
   const t0 = now();
   const { host, port } = tcp(endpoint);
-  const socket = await connectTcp({ host, port, timeoutMs: opts.connectTimeoutMs ?? 10_000 });
-  // the live driver copies chunks that view v86's memory; the writer need not copy again
-  const writer = new StreamWriter(socket, { copy: false, name: `tcp:${host}:${port}` });
+  // the main connection, then the multifd channels' (none without multifd); the live driver copies chunks that
+  // view v86's memory, so the writers need not copy again
+  const conns = await MultifdConnections.open({ host, port }, opts.multifd?.channels ?? 0, { timeoutMs: opts.connectTimeoutMs ?? 10_000 });
+  const socket = conns.mainSocket;
   const reply = readReply(socket);
   reply.catch(() => undefined); // observed below; a failure before then surfaces through the writer
   const devices: MigrationDevice[] = [];
@@ -136,7 +147,7 @@ export async function migrateV86Source(machine: V86Machine, endpoint: TcpEndpoin
   const k = machine.kernels();
   try {
     live = await runLiveSource(
-      (sink) =>
+      (sink, channelSink) =>
         new MigrationSource(
           {
             kernels: k,
@@ -146,17 +157,19 @@ export async function migrateV86Source(machine: V86Machine, endpoint: TcpEndpoin
             roundTime: 0.1,
             downtimeTarget: opts.downtimeTarget ?? 0.1,
             maxRounds: opts.maxRounds ?? 30,
-            ...(opts.xbzrle !== false ? { xbzrleShadow: true } : {}),
+            ...((opts.xbzrle ?? !opts.multifd) ? { xbzrleShadow: true } : {}),
+            ...(opts.multifd ? { multifd: opts.multifd } : {}),
             devices,
             machine: V86_MACHINE,
             ramSectionId: RAM_SECTION_ID,
           },
           sink,
+          channelSink,
         ),
       {
-        write: (c, written) => writer.write(c, written),
-        // half-close: the destination sees the end of the stream and answers on the open half
-        end: () => writer.end(),
+        // the end half-closes each connection (the channels first): the destination sees the end of the stream
+        // and answers on the main connection's open half
+        ...conns.liveTransport(),
         pause: async () => {
           pauseAt = now();
           await machine.pause();
@@ -178,7 +191,7 @@ export async function migrateV86Source(machine: V86Machine, endpoint: TcpEndpoin
     );
   } catch (e) {
     // runLiveSource resumed the guest if it had stopped it
-    socket.destroy();
+    conns.abort();
     throw e;
   }
   // From here the guest is stopped and every byte is out: only an "ok" keeps it stopped.
@@ -204,7 +217,7 @@ export async function migrateV86Source(machine: V86Machine, endpoint: TcpEndpoin
   } catch (e) {
     const mismatch = e instanceof VmstreamError && e.code === "MISMATCH";
     if (!mismatch) await machine.resume();
-    socket.destroy();
+    conns.abort();
     throw e;
   }
   const end = now();
@@ -231,6 +244,12 @@ export interface V86ReceiveOptions {
   readonly onProgress?: (p: { bytes: number; phase: string; pages: DestinationPages }) => void;
   /** Give up when no peer connects within this time (default: wait forever). */
   readonly acceptTimeoutMs?: number;
+  /** The source sends RAM pages over this many multifd channels (V86SourceOptions.multifd). */
+  readonly channels?: number;
+  /** The channels' compression, when the source uses one (default: whatever they carry). */
+  readonly compression?: MultifdCompression;
+  /** Decompressors for zlib / zstd channels (vmstream/node: nodeStreamCodecs). */
+  readonly codecs?: StreamCodecs;
 }
 
 export interface V86ReceiveOutcome {
@@ -248,24 +267,11 @@ export interface V86ReceiveOutcome {
 export async function receiveV86(machine: V86Machine, endpoint: TcpEndpoint, opts: V86ReceiveOptions = {}): Promise<V86ReceiveOutcome> {
   if (machine.running) throw new VmstreamError("STATE", "the destination machine must be stopped (create it with autostart: false)");
   const { host, port } = tcp(endpoint);
-  const listener = await listenTcp({ host, port });
-  opts.onListening?.({ host: listener.host, port: listener.port });
-  let timer: NodeJS.Timeout | undefined;
-  if (opts.acceptTimeoutMs !== undefined) timer = setTimeout(() => void listener.close(), opts.acceptTimeoutMs);
-  let socket: Socket;
-  try {
-    socket = await listener.accept();
-  } finally {
-    if (timer) clearTimeout(timer);
-    await listener.close();
-  }
-  // a peer that resets the connection must not crash the process: errors are handled where data is read
-  socket.on("error", () => undefined);
-  // The source half-closes after the vmdesc; our side stays open for the answer.
-  socket.allowHalfOpen = true;
+  const inbound = opts.channels ? await listenMultifd(host, port, opts) : await acceptOne(host, port, opts);
   const answer = (r: DestinationReply) =>
     new Promise<void>((ok) => {
-      if (socket.destroyed || !socket.writable) return ok();
+      const socket = inbound.answerSocket();
+      if (!socket || socket.destroyed || !socket.writable) return ok();
       socket.write(JSON.stringify(r) + "\n", () => ok());
     });
   let trailerDone = false;
@@ -292,27 +298,10 @@ export async function receiveV86(machine: V86Machine, endpoint: TcpEndpoint, opt
   });
   try {
     // Read until the vmdesc trailer is complete: the source keeps its side open for the answer.
-    await new Promise<void>((resolve) => {
-      const finish = () => {
-        socket.off("data", onData);
-        socket.off("end", finish);
-        socket.off("close", finish);
-        socket.off("error", onError);
-        resolve();
-      };
-      const onData = (b: Buffer) => {
-        const ok = dest.push(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
-        if (!ok || trailerDone) finish();
-      };
-      const onError = (e: Error) => {
-        dest.abort(e);
-        finish();
-      };
-      socket.on("data", onData);
-      socket.once("end", finish);
-      socket.once("close", finish);
-      socket.once("error", onError);
-    });
+    await inbound.read(
+      (c) => dest.push(c) && !trailerDone,
+      (e) => dest.abort(e),
+    );
     const result = dest.end();
     {
       if (result.status !== "complete" || !result.decoded) {
@@ -338,15 +327,109 @@ export async function receiveV86(machine: V86Machine, endpoint: TcpEndpoint, opt
       const restoreMs = now() - t;
       const pages = result.progress.pages;
       await answer({ ok: true, bytes: result.bytes, pages, restoreMs, ...(ramSha256 ? { ramSha256, verifyMs } : {}) });
-      socket.end();
+      inbound.answerSocket()?.end();
+      inbound.close();
       return { bytes: result.bytes, pages, restoreMs, ...(ramSha256 ? { ramSha256 } : {}) };
     }
   } catch (e) {
     const err = VmstreamError.wrap(e);
     await answer({ ok: false, error: err.message });
-    socket.destroy();
+    inbound.answerSocket()?.destroy();
+    inbound.close();
     throw err;
   } finally {
     dest.dispose();
   }
+}
+
+/** The destination's side of the connections: the stream's bytes in order, and the socket the answer goes back on. */
+interface Inbound {
+  answerSocket(): Socket | undefined;
+  /** Hand every chunk to `push` until it returns false or the stream ends; a broken input goes to `fail`. */
+  read(push: (chunk: Uint8Array) => boolean, fail: (e: unknown) => void): Promise<void>;
+  /** Stop listening; drop what is left open (the answer has been written). */
+  close(): void;
+}
+
+/** One connection: the whole stream. */
+async function acceptOne(host: string, port: number, opts: V86ReceiveOptions): Promise<Inbound> {
+  const listener = await listenTcp({ host, port });
+  opts.onListening?.({ host: listener.host, port: listener.port });
+  let timer: NodeJS.Timeout | undefined;
+  if (opts.acceptTimeoutMs !== undefined) timer = setTimeout(() => void listener.close(), opts.acceptTimeoutMs);
+  let socket: Socket;
+  try {
+    socket = await listener.accept();
+  } finally {
+    if (timer) clearTimeout(timer);
+    await listener.close();
+  }
+  // a peer that resets the connection must not crash the process: errors are handled where data is read
+  socket.on("error", () => undefined);
+  // The source half-closes after the vmdesc; our side stays open for the answer.
+  socket.allowHalfOpen = true;
+  return {
+    answerSocket: () => socket,
+    read: (push, fail) =>
+      new Promise<void>((resolve) => {
+        const finish = () => {
+          socket.off("data", onData);
+          socket.off("end", finish);
+          socket.off("close", finish);
+          socket.off("error", onError);
+          resolve();
+        };
+        const onData = (b: Buffer) => {
+          if (!push(new Uint8Array(b.buffer, b.byteOffset, b.byteLength))) finish();
+        };
+        const onError = (e: Error) => {
+          fail(e);
+          finish();
+        };
+        socket.on("data", onData);
+        socket.once("end", finish);
+        socket.once("close", finish);
+        socket.once("error", onError);
+      }),
+    close: () => undefined,
+  };
+}
+
+/** A multifd migration: the main connection and the channels, joined into one stream (IncomingMigration). */
+async function listenMultifd(host: string, port: number, opts: V86ReceiveOptions): Promise<Inbound> {
+  const incoming = await IncomingMigration.listen(
+    { host, port },
+    {
+      channels: opts.channels!,
+      ...(opts.compression ? { compression: opts.compression } : {}),
+      ...(opts.codecs ? { codecs: opts.codecs } : {}),
+      allowHalfOpen: true,
+    },
+  );
+  opts.onListening?.({ host, port: incoming.port });
+  return {
+    answerSocket: () => incoming.mainSocket,
+    read: async (push, fail) => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((_, reject) => {
+        if (opts.acceptTimeoutMs === undefined) return;
+        timer = setTimeout(() => {
+          if (incoming.mainSocket) return;
+          incoming.close();
+          reject(new VmstreamError("TIMEOUT", "no migration connected", { detail: `${opts.acceptTimeoutMs} ms` }));
+        }, opts.acceptTimeoutMs);
+      });
+      try {
+        const all = (async () => {
+          for await (const c of incoming.source) if (!push(c)) break;
+        })();
+        await Promise.race([all, timeout]);
+      } catch (e) {
+        fail(e);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    close: () => incoming.close(),
+  };
 }

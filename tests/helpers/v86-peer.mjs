@@ -1,9 +1,10 @@
 // A v86 migration peer in its own Node process (tests, demo, benchmark). Usage:
-//   node tests/helpers/v86-peer.mjs receive <memMiB> [--verify] [--fill-seed N] [--quit-after-ms N]
+//   node tests/helpers/v86-peer.mjs receive <memMiB> [--verify] [--fill-seed N] [--quit-after-ms N] [--channels N]
 // Creates a stopped v86 machine with vmstream's guest, listens on 127.0.0.1 port 0, prints one JSON line
 // {"listening":{port}} on stdout, receives one migration, prints {"received":...} (or {"error":...}), then
 // prints the guest's serial output up to its first status line (at most `--run-ms` ms) as {"serial":"..."}, exits.
-// With --die-after-bytes N it exits abruptly once N bytes have arrived (a broken transfer).
+// With --die-after-bytes N it exits abruptly once N bytes have arrived (a broken transfer); with --channels N it
+// expects a multifd migration with N channels.
 import { receiveV86, V86Machine } from "../../dist/v86/index.js";
 
 const [, , mode, memArg, ...rest] = process.argv;
@@ -30,6 +31,7 @@ try {
     { port: 0 },
     {
       verify: flag("--verify"),
+      ...(num("--channels", 0) ? { channels: num("--channels", 0) } : {}),
       onListening: (a) => out({ listening: a }),
       ...(dieAfter
         ? {

@@ -32,44 +32,47 @@ describeV86("v86 live migration between two processes", () => {
   };
   const lastCounter = (m: V86Machine) => parseGuestLines(m.serial).at(-1)!.counter;
 
-  it("moves the running guest: counter continues, RAM at the pause equals the destination's", async () => {
-    const src = await source();
-    const { p, port } = await peer("--verify");
-    let pausedSha = "";
-    let pausedCounter = 0;
-    const rounds: number[] = [];
-    const r = await migrateV86Source(
-      src,
-      { port },
-      {
-        verify: true,
-        onRound: (x) => rounds.push(x.round),
-        onPaused: (m) => {
-          pausedSha = sha256(m.ramView());
-          pausedCounter = new DataView(m.ramView().buffer, m.ramOffset).getUint32(GUEST.counter, true);
+  for (const channels of [0, 2]) {
+    it(`moves the running guest${channels ? ` over ${channels} multifd channels` : ""}: counter continues, RAM at the pause equals the destination's`, async () => {
+      const src = await source();
+      const { p, port } = await peer("--verify", ...(channels ? ["--channels", String(channels)] : []));
+      let pausedSha = "";
+      let pausedCounter = 0;
+      const rounds: number[] = [];
+      const r = await migrateV86Source(
+        src,
+        { port },
+        {
+          verify: true,
+          ...(channels ? { multifd: { channels } } : {}),
+          onRound: (x) => rounds.push(x.round),
+          onPaused: (m) => {
+            pausedSha = sha256(m.ramView());
+            pausedCounter = new DataView(m.ramView().buffer, m.ramOffset).getUint32(GUEST.counter, true);
+          },
         },
-      },
-    );
-    expect(r.reply.ok).toBe(true);
-    expect(rounds.length).toBeGreaterThan(0);
-    expect(r.ramMatches).toBe(true);
-    expect(r.reply.ramSha256).toBe(pausedSha);
-    expect(r.live.totalBytes).toBeGreaterThan(0);
-    // every page went over at least once
-    const pages = r.reply.pages!;
-    expect(pages.zero + pages.normal + pages.xbzrle).toBeGreaterThanOrEqual((MIB << 20) / 4096);
-    expect(src.running).toBe(false); // the source stays stopped after a confirmed switch-over
-    const received = await p.next();
-    expect(received["received"], JSON.stringify(received)).toBeDefined();
-    const serial = (await p.next())["serial"] as string;
-    expect(serial).not.toContain(GUEST.banner); // no reboot
-    const lines = parseGuestLines(serial);
-    expect(lines.length, JSON.stringify(serial)).toBeGreaterThan(0);
-    expect(lines[0]!.counter).toBeGreaterThan(pausedCounter);
-    expect(lines[0]!.counter).toBeGreaterThan(lastCounter(src));
-    // the counter is a multiple of the print interval: the destination printed at the first multiple after the pause
-    expect(lines[0]!.counter - (pausedCounter - (pausedCounter % GUEST.printEvery))).toBeLessThanOrEqual(GUEST.printEvery);
-  });
+      );
+      expect(r.reply.ok).toBe(true);
+      expect(rounds.length).toBeGreaterThan(0);
+      expect(r.ramMatches).toBe(true);
+      expect(r.reply.ramSha256).toBe(pausedSha);
+      expect(r.live.totalBytes).toBeGreaterThan(0);
+      // every page went over at least once
+      const pages = r.reply.pages!;
+      expect(pages.zero + pages.normal + pages.xbzrle).toBeGreaterThanOrEqual((MIB << 20) / 4096);
+      expect(src.running).toBe(false); // the source stays stopped after a confirmed switch-over
+      const received = await p.next();
+      expect(received["received"], JSON.stringify(received)).toBeDefined();
+      const serial = (await p.next())["serial"] as string;
+      expect(serial).not.toContain(GUEST.banner); // no reboot
+      const lines = parseGuestLines(serial);
+      expect(lines.length, JSON.stringify(serial)).toBeGreaterThan(0);
+      expect(lines[0]!.counter).toBeGreaterThan(pausedCounter);
+      expect(lines[0]!.counter).toBeGreaterThan(lastCounter(src));
+      // the counter is a multiple of the print interval: the destination printed at the first multiple after the pause
+      expect(lines[0]!.counter - (pausedCounter - (pausedCounter % GUEST.printEvery))).toBeLessThanOrEqual(GUEST.printEvery);
+    });
+  }
 
   it("a transfer that breaks off leaves the source running and rejects", async () => {
     const src = await source();

@@ -4,6 +4,7 @@
 // The main stream and the channels meet at sync points: docs/live-migration.md, "multifd". Browser-safe.
 import type { StreamCodecs, StreamCompressor, StreamDecompressor } from "../../io/codec.js";
 import { VmstreamError } from "../../io/errors.js";
+import { ByteWriter } from "../../io/writer.js";
 
 export const MULTIFD_MAGIC = 0x11223344;
 export const MULTIFD_VERSION = 1;
@@ -31,6 +32,18 @@ export const MULTIFD_FLAG = {
 
 export type MultifdCompression = "none" | "zlib" | "zstd";
 const COMPRESSION_FLAG: Record<MultifdCompression, number> = { none: MULTIFD_FLAG.NONE, zlib: MULTIFD_FLAG.ZLIB, zstd: MULTIFD_FLAG.ZSTD };
+
+/** The flag bits of a packet with pages under `compression`. */
+export const multifdCompressionFlag = (compression: MultifdCompression): number => COMPRESSION_FLAG[compression];
+
+/** A channel's compression stream (undefined for `none`); a missing codec is an error. */
+export function multifdCompressor(compression: MultifdCompression, options: { codecs?: StreamCodecs; level?: number }): StreamCompressor | undefined {
+  if (compression === "none") return undefined;
+  if (COMPRESSION_FLAG[compression] === undefined) throw new VmstreamError("RANGE", "multifd compression: none, zlib or zstd", { detail: String(compression) });
+  const codec = compression === "zlib" ? options.codecs?.zlib : options.codecs?.zstd;
+  if (!codec) throw new VmstreamError("UNSUPPORTED", `no ${compression} compressor`, { detail: "pass codecs (vmstream/node: nodeStreamCodecs)" });
+  return codec.compressor(options.level ?? 1);
+}
 
 /** Offset slots (pages) of a packet for this page size. */
 export const multifdPagesPerPacket = (pageSize: number): number => MULTIFD_PACKET_BYTES / pageSize;
@@ -322,6 +335,45 @@ export interface MultifdPacketSpec {
   readonly pages?: readonly Uint8Array[];
 }
 
+/** The header fields of one packet as written (wire-format §5.6). */
+export interface MultifdHeaderSpec {
+  readonly flags: number;
+  readonly normalPages: number;
+  /** Bytes of page data that follow (for `none`: normalPages × page size, as QEMU writes it). */
+  readonly nextPacketSize: number;
+  readonly packetNum: number;
+  /** The block name's bytes (1..255; needed when there are pages). */
+  readonly block?: Uint8Array;
+  /** Page offsets in the block, the first `normalPages` used. */
+  readonly offsets?: ArrayLike<number>;
+}
+
+/**
+ * Write one packet header into `w`: the fixed fields, the block name NUL padded, one be64 slot per page a packet
+ * can hold (unused slots zero). Nothing is checked here but the name's length.
+ */
+export function writeMultifdHeader(w: ByteWriter, pageSize: number, h: MultifdHeaderSpec): void {
+  const perPacket = multifdPagesPerPacket(pageSize);
+  w.be32(MULTIFD_MAGIC);
+  w.be32(MULTIFD_VERSION);
+  w.be32(h.flags);
+  w.be32(perPacket);
+  w.be32(h.normalPages);
+  w.be32(h.nextPacketSize);
+  w.be64n(h.packetNum);
+  w.zeros(NAME_AT - 32);
+  const name = h.normalPages > 0 ? h.block : undefined;
+  if (name !== undefined) {
+    if (name.length === 0 || name.length > NAME_BYTES - 1)
+      throw new VmstreamError("RANGE", "a RAM block name has 1..255 bytes", { detail: latin1.decode(name) });
+    w.bytes(name);
+  }
+  w.zeros(NAME_BYTES - (name?.length ?? 0));
+  const offsets = h.offsets;
+  for (let i = 0; i < h.normalPages; i++) w.be64n(offsets![i]!);
+  w.zeros(8 * (perPacket - h.normalPages));
+}
+
 /**
  * Writes one channel: the init message, then packets. Packets of pages compress through the channel's one
  * compression stream, so they must go out in the order they were made. Pages of a `none` channel are handed
@@ -341,11 +393,7 @@ export class MultifdChannelWriter {
     this.flag = COMPRESSION_FLAG[compression];
     this.perPacket = multifdPagesPerPacket(pageSize);
     this.headerSize = multifdHeaderSize(pageSize);
-    if (compression !== "none") {
-      const codec = compression === "zlib" ? options.codecs?.zlib : options.codecs?.zstd;
-      if (!codec) throw new VmstreamError("UNSUPPORTED", `no ${compression} compressor`, { detail: "pass codecs (vmstream/node: nodeStreamCodecs)" });
-      this.compressor = codec.compressor(options.level ?? 1);
-    }
+    this.compressor = multifdCompressor(compression, options);
   }
 
   /** The bytes of one packet: its header, then its page data (views of the pages for `none`). */
@@ -356,8 +404,6 @@ export class MultifdChannelWriter {
       throw new VmstreamError("RANGE", "one page per offset", { detail: `${offsets.length} offsets, ${pages.length} pages` });
     if (offsets.length > this.perPacket) throw new VmstreamError("RANGE", "too many pages for one packet", { detail: `${offsets.length} > ${this.perPacket}` });
     for (const page of pages) if (page.length !== this.pageSize) throw new VmstreamError("RANGE", "a page has the page size", { detail: `${page.length}` });
-    const h = new Uint8Array(this.headerSize);
-    const dv = new DataView(h.buffer);
     let data: Uint8Array[] = [];
     let dataBytes = 0;
     if (pages.length > 0) {
@@ -365,22 +411,15 @@ export class MultifdChannelWriter {
       else data = [...pages];
       for (const d of data) dataBytes += d.length;
     }
-    dv.setUint32(0, MULTIFD_MAGIC);
-    dv.setUint32(4, MULTIFD_VERSION);
-    dv.setUint32(8, (p.sync ? MULTIFD_FLAG.SYNC : 0) | (pages.length > 0 ? this.flag : 0));
-    dv.setUint32(12, this.perPacket);
-    dv.setUint32(16, pages.length);
-    dv.setUint32(20, dataBytes);
-    dv.setBigUint64(24, p.packetNum);
-    if (pages.length > 0) {
-      const name = new TextEncoder().encode(p.block ?? "");
-      if (name.length === 0 || name.length > NAME_BYTES - 1) throw new VmstreamError("RANGE", "a RAM block name has 1..255 bytes", { detail: p.block ?? "" });
-      h.set(name, NAME_AT);
-    }
-    offsets.forEach((o, i) => {
-      dv.setBigUint64(FIXED_HEADER + 8 * i, BigInt(o));
+    const h = new ByteWriter({ initialCapacity: this.headerSize });
+    writeMultifdHeader(h, this.pageSize, {
+      flags: (p.sync ? MULTIFD_FLAG.SYNC : 0) | (pages.length > 0 ? this.flag : 0),
+      normalPages: pages.length,
+      nextPacketSize: dataBytes,
+      packetNum: Number(p.packetNum),
+      ...(pages.length > 0 ? { block: new TextEncoder().encode(p.block ?? ""), offsets } : {}),
     });
-    return [h, ...data];
+    return [h.finish(), ...data];
   }
 
   dispose(): void {
