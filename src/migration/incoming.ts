@@ -80,7 +80,7 @@ export class IncomingMigration {
   readonly address: string;
   /** The port listened on (the real one when asked for port 0). */
   readonly port: number;
-  /** "undecided" until a channel connects or the main stream is past its first MiB (or ended). */
+  /** "undecided" until a channel connects, or the main stream is past its first 64 KiB (or 500 ms, or ended) with no connection that may still be a channel. */
   mode: "undecided" | "single" | "multifd" = "undecided";
   /** Bytes relayed to the forward target, all connections. */
   forwardBytes = 0;
