@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, onTestFinished } from "vitest";
 import { nodeInflate } from "../../src/io/node.js";
+import type { QmpMigrationInfo } from "../../src/qmp/index.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { decodeBytes, type StreamDecoderOptions } from "../../src/sections/stream.js";
 import { MBGUEST_DIRTY } from "./mbguest.js";
@@ -229,4 +230,27 @@ export async function cliExitCode(t: CliTool, timeoutMs = 30_000): Promise<numbe
   clearTimeout(timer);
   if (code === "late") throw new Error(`vmstream still running after ${timeoutMs} ms; stderr: ${t.stderr()}`);
   return code;
+}
+
+const FINAL_STATUS = new Set(["completed", "failed", "cancelled"]);
+
+/** A destination `-incoming defer` (paused, -S) listening on an ephemeral TCP port; returns the port. */
+export async function listenIncoming(dst: QemuInstance): Promise<number> {
+  await dst.qmp.execute("migrate-incoming", { uri: "tcp:127.0.0.1:0" });
+  const info = await dst.qmp.execute("query-migrate");
+  const addrs = info["socket-address"] as { type: string; port: string }[] | undefined;
+  const port = Number(addrs?.[0]?.port);
+  expect(port, JSON.stringify(info)).toBeGreaterThan(0);
+  return port;
+}
+
+/** Poll `query-migrate` on a destination until a final status (returned, not checked). */
+export async function waitIncoming(dst: QemuInstance, timeoutMs = 30_000): Promise<QmpMigrationInfo> {
+  const t0 = performance.now();
+  for (;;) {
+    const info = await dst.qmp.execute("query-migrate");
+    if (info.status !== undefined && FINAL_STATUS.has(info.status)) return info;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`destination: no final status within ${timeoutMs} ms: ${JSON.stringify(info)}`);
+    await sleep(20);
+  }
 }

@@ -20,7 +20,19 @@ import { nodeInflate } from "../../src/io/node.js";
 import type { QmpMigrationInfo } from "../../src/qmp/index.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { decodeBytes, ramOf, StreamDecoder } from "../../src/sections/stream.js";
-import { cliExitCode, cliListeningPort, expectMemory, mbguestCounter, pcRamRanges, qemuSuite, runVmstream, sleep, startMbguest } from "../helpers/interop.js";
+import {
+  cliExitCode,
+  cliListeningPort,
+  expectMemory,
+  listenIncoming,
+  mbguestCounter,
+  pcRamRanges,
+  qemuSuite,
+  runVmstream,
+  sleep,
+  startMbguest,
+  waitIncoming,
+} from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { ramBlockBytes } from "../helpers/model-stream.js";
 import { describeQemu, pmemsave, type QemuInstance, startQemu } from "../helpers/qemu.js";
@@ -77,27 +89,6 @@ const guestArgs = (kernel: string): string[] => ["-machine", "pc", "-m", String(
 
 /** A running source whose guest is in its dirtying loop. */
 const startSource = (kernel: string): Promise<QemuInstance> => startMbguest(X86, guestArgs(kernel));
-
-/** A destination `-incoming defer` (paused, -S) listening on an ephemeral TCP port; returns the port. */
-async function listenIncoming(dst: QemuInstance): Promise<number> {
-  await dst.qmp.execute("migrate-incoming", { uri: "tcp:127.0.0.1:0" });
-  const info = await dst.qmp.execute("query-migrate");
-  const addrs = info["socket-address"] as { type: string; port: string }[] | undefined;
-  const port = Number(addrs?.[0]?.port);
-  expect(port, JSON.stringify(info)).toBeGreaterThan(0);
-  return port;
-}
-
-/** Poll `query-migrate` on a destination until a final status (returned, not checked). */
-async function waitIncoming(dst: QemuInstance, timeoutMs = 30_000): Promise<QmpMigrationInfo> {
-  const t0 = performance.now();
-  for (;;) {
-    const info = await dst.qmp.execute("query-migrate");
-    if (info.status !== undefined && FINAL.has(info.status)) return info;
-    if (performance.now() - t0 > timeoutMs) throw new Error(`destination: no final status within ${timeoutMs} ms: ${JSON.stringify(info)}`);
-    await sleep(20);
-  }
-}
 
 /** Compare guest memory (pmemsave of `q`) with `ram` (pc.ram, ram-addressed = guest-physical below 4 GiB). */
 /**

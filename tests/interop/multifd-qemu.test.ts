@@ -27,6 +27,7 @@ import {
   cliExitCode,
   cliListeningPort,
   expectMemory,
+  listenIncoming,
   loadInto,
   mbguestCounter,
   pcRamRanges,
@@ -35,6 +36,7 @@ import {
   saveStopped,
   sleep,
   startMbguest,
+  waitIncoming,
 } from "../helpers/interop.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { engineOptionsOf, ramBlockBytes } from "../helpers/model-stream.js";
@@ -61,16 +63,6 @@ async function migrate(src: QemuInstance, uri: string, timeoutMs = 30_000): Prom
     const info = await src.qmp.execute("query-migrate");
     if (info.status !== undefined && FINAL.has(info.status)) return info;
     if (performance.now() - t0 > timeoutMs) throw new Error(`source: no final status within ${timeoutMs} ms: ${JSON.stringify(info)}`);
-    await sleep(20);
-  }
-}
-
-async function waitIncoming(dst: QemuInstance, timeoutMs = 30_000): Promise<QmpMigrationInfo> {
-  const t0 = performance.now();
-  for (;;) {
-    const info = await dst.qmp.execute("query-migrate");
-    if (info.status !== undefined && FINAL.has(info.status)) return info;
-    if (performance.now() - t0 > timeoutMs) throw new Error(`destination: no final status within ${timeoutMs} ms: ${JSON.stringify(info)}`);
     await sleep(20);
   }
 }
@@ -139,9 +131,7 @@ describeQemu(X86, "multifd with real QEMU 7.2", () => {
   it("receive --forward between two multifd QEMUs (3 channels, zstd): the destination completes and its guest runs on", async () => {
     const dst = await startQemu({ binary: X86, args: guestArgs(kernel), incoming: "defer" });
     await multifd(dst, 3, "zstd");
-    await dst.qmp.execute("migrate-incoming", { uri: "tcp:127.0.0.1:0" });
-    const dinfo0 = await dst.qmp.execute("query-migrate");
-    const dstPort = Number((dinfo0["socket-address"] as { port: string }[])[0]!.port);
+    const dstPort = await listenIncoming(dst);
     const rec = join(scratch, "fwd.mig");
     const tap = runVmstream(["receive", "tcp:127.0.0.1:0", "--forward", `tcp:127.0.0.1:${dstPort}`, "--out", rec, "--raw", join(scratch, "fwd-raw")]);
     const port = await cliListeningPort(tap);
@@ -178,8 +168,7 @@ describeQemu(X86, "multifd with real QEMU 7.2", () => {
     // the raw connections replayed (send DIR) into a fresh multifd QEMU: it loads the same memory again
     const again = await startQemu({ binary: X86, args: guestArgs(kernel), incoming: "defer" });
     await multifd(again, 3, "zstd");
-    await again.qmp.execute("migrate-incoming", { uri: "tcp:127.0.0.1:0" });
-    const againPort = Number(((await again.qmp.execute("query-migrate"))["socket-address"] as { port: string }[])[0]!.port);
+    const againPort = await listenIncoming(again);
     const replay = runVmstream(["send", join(scratch, "fwd-raw"), `tcp:127.0.0.1:${againPort}`]);
     expect(await cliExitCode(replay), replay.stderr()).toBe(0);
     expect((await waitIncoming(again)).status, again.stderr()).toBe("completed");
@@ -257,8 +246,7 @@ describeQemu(X86, "multifd with real QEMU 7.2", () => {
       try {
         const dst = await startQemu({ binary: X86, args: sendArgs, incoming: "defer" });
         await multifd(dst, channels, compression);
-        await dst.qmp.execute("migrate-incoming", { uri: "tcp:127.0.0.1:0" });
-        const port = Number(((await dst.qmp.execute("query-migrate"))["socket-address"] as { port: string }[])[0]!.port);
+        const port = await listenIncoming(dst);
         const send = runVmstream([
           "send",
           fixture.pathname,
@@ -294,8 +282,7 @@ describeQemu(X86, "multifd with real QEMU 7.2", () => {
       await saveStopped(X86, guestArgs(kernel), saved, { runMs: 500 });
       const dst = await startQemu({ binary: X86, args: guestArgs(kernel), incoming: "defer" });
       await multifd(dst, 2, compression);
-      await dst.qmp.execute("migrate-incoming", { uri: "tcp:127.0.0.1:0" });
-      const port = Number(((await dst.qmp.execute("query-migrate"))["socket-address"] as { port: string }[])[0]!.port);
+      const port = await listenIncoming(dst);
       const decoded = decodeBytes(new Uint8Array(readFileSync(saved)), { materialize: { ram: true }, inflate: nodeInflate });
       const { atPause, live } = await (async () => {
         // the saved guest's RAM and devices, migrated live: no dirty log (scan against a shadow), and between
