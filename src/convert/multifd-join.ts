@@ -3,6 +3,7 @@
 // kept as QEMU 7.2's destination keeps them: the main stream waits at its k-th RAM EOS until every channel has
 // sent its k-th SYNC packet, and a channel past that SYNC waits until the main stream's EOS is out. Where pages
 // go and why: docs/live-migration.md, "multifd". Browser-safe.
+import { sameBytes } from "../io/chunks.js";
 import type { StreamCodecs } from "../io/codec.js";
 import { VmstreamError } from "../io/errors.js";
 import { RAM_FLAG } from "../kernels/types.js";
@@ -460,13 +461,6 @@ export class MultifdJoin extends StreamConverter {
   private check(): void {
     if (this.failure) throw this.failure;
   }
-}
-
-function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Block names in reports. */

@@ -3,6 +3,7 @@
 // packet on every channel before each RAM EOS, as QEMU 7.2's source sends them. A page written twice between two
 // sync points stays where it went first (the same channel, or the main stream), so that no receiver can apply
 // the two out of order. docs/live-migration.md, "multifd". Browser-safe.
+import { sameBytes } from "../io/chunks.js";
 import type { StreamCodecs } from "../io/codec.js";
 import { VmstreamError } from "../io/errors.js";
 import { ByteWriter } from "../io/writer.js";
@@ -67,8 +68,11 @@ export class MultifdSplit extends StreamConverter {
   /** The block the input's CONTINUE records refer to. */
   private srcBlock: Uint8Array | undefined;
   private ramWriter: RamWriter | undefined;
-  /** Per block (by name), per page: where it went since the last sync point. */
-  private readonly owner = new Map<string, Uint16Array>();
+  /**
+   * Per block name and page: where it went since the last sync point. Only pages written since then are in it,
+   * so its size and the cost of clearing it follow the input, not the sizes MEM_SIZE announces.
+   */
+  private readonly owner = new Map<string, Map<number, number>>();
 
   constructor(private readonly splitOptions: MultifdSplitOptions) {
     super(splitOptions);
@@ -129,27 +133,23 @@ export class MultifdSplit extends StreamConverter {
       this.syncAll();
       super.event(e);
       this.syncPoints++;
-      for (const a of this.owner.values()) a.fill(NOWHERE);
+      this.owner.clear();
       return;
     }
-    if (kind === RAM_FLAG.MEM_SIZE) {
-      const ps = this.decoder.pageSize;
-      for (const b of r.blocks ?? []) this.owner.set(b.name, new Uint16Array(Math.ceil(Number(b.length) / ps)));
-      super.event(e);
-      return;
-    }
-    if (kind === RAM_FLAG.HOOK) {
+    if (kind === RAM_FLAG.MEM_SIZE || kind === RAM_FLAG.HOOK) {
       super.event(e);
       return;
     }
     if (r.name) this.srcBlock = r.name.slice();
     const block = this.srcBlock!;
     const page = Number(r.addr) / this.decoder.pageSize;
-    const owners = this.owner.get(dec.decode(block));
-    const was = owners?.[page] ?? NOWHERE;
+    const name = dec.decode(block);
+    let owners = this.owner.get(name);
+    if (!owners) this.owner.set(name, (owners = new Map()));
+    const was = owners.get(page) ?? NOWHERE;
     if (kind === RAM_FLAG.PAGE && was !== MAIN) {
       const c = was === NOWHERE ? this.nextChannel(block) : was - 2;
-      if (owners) owners[page] = c + 2;
+      owners.set(page, c + 2);
       this.queue(c, block, Number(r.addr), r.data!);
       return;
     }
@@ -162,7 +162,7 @@ export class MultifdSplit extends StreamConverter {
       this.queue(was - 2, block, Number(r.addr), new Uint8Array(this.decoder.pageSize).fill(r.fill ?? 0));
       return;
     }
-    if (owners) owners[page] = MAIN;
+    owners.set(page, MAIN);
     super.event(this.mainRecord(e, r, block));
   }
 
@@ -170,7 +170,7 @@ export class MultifdSplit extends StreamConverter {
   private mainRecord(e: DecoderEvent & { type: "record" }, r: RamRecord, block: Uint8Array): DecoderEvent {
     this.ramWriter ??= this.writerFor("ram") as unknown as RamWriter;
     const current = this.ramWriter.currentBlock;
-    const same = current !== undefined && current.length === block.length && current.every((b, i) => b === block[i]);
+    const same = sameBytes(current, block);
     if (r.flags & RAM_FLAG.CONTINUE) return same ? e : { ...e, record: { ...r, flags: r.flags & ~RAM_FLAG.CONTINUE, name: block } };
     return e;
   }
@@ -178,7 +178,7 @@ export class MultifdSplit extends StreamConverter {
   /** Round robin, moving on when the current channel's packet is full or holds another block. */
   private nextChannel(block: Uint8Array): number {
     const c = this.chans[this.rr]!;
-    if (c.offsets.length > 0 && (!sameName(c.block, block) || c.offsets.length === this.perPacket())) {
+    if (c.offsets.length > 0 && (!sameBytes(c.block, block) || c.offsets.length === this.perPacket())) {
       this.flush(this.rr, false);
       this.rr = (this.rr + 1) % this.chans.length;
     }
@@ -191,7 +191,7 @@ export class MultifdSplit extends StreamConverter {
 
   private queue(channel: number, block: Uint8Array, offset: number, data: Uint8Array): void {
     const c = this.chans[channel]!;
-    if (c.offsets.length > 0 && (!sameName(c.block, block) || c.offsets.length === this.perPacket())) this.flush(channel, false);
+    if (c.offsets.length > 0 && (!sameBytes(c.block, block) || c.offsets.length === this.perPacket())) this.flush(channel, false);
     const ps = this.decoder.pageSize;
     c.pages.set(data, c.offsets.length * ps);
     c.offsets.push(offset);
@@ -217,8 +217,4 @@ export class MultifdSplit extends StreamConverter {
     for (let i = 0; i < this.chans.length; i++) if (this.chans[i]!.offsets.length > 0) this.flush(i, false);
     for (let i = 0; i < this.chans.length; i++) this.flush(i, true);
   }
-}
-
-function sameName(a: Uint8Array | undefined, b: Uint8Array): boolean {
-  return a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -1,4 +1,4 @@
-// Gathered output (a list of chunks) as one buffer. Browser-safe.
+// Gathered output (a list of chunks) as one buffer, and byte runs compared. Browser-safe.
 
 /** Concatenate `chunks` (`total`: their byte count, when known). */
 export function joinChunks(chunks: readonly Uint8Array[], total?: number): Uint8Array {
@@ -10,4 +10,11 @@ export function joinChunks(chunks: readonly Uint8Array[], total?: number): Uint8
     o += c.length;
   }
   return out;
+}
+
+/** Same length, same bytes (false when either is missing). */
+export function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -1,6 +1,7 @@
 // Symmetry testing, the method of QEMU's Visitor plan as a library utility (checkSymmetry,
 // checkVersions, coverage), and the one-call wrappers prettyPrint / toJSON / fromJSON, here because
 // they need the engine (visitor/ does not import vmstate/). docs/vmstate.md, "Symmetry".
+import { sameBytes } from "../io/chunks.js";
 import { VmstreamError } from "../io/errors.js";
 import { ByteReader } from "../io/reader.js";
 import { ByteWriter } from "../io/writer.js";
@@ -302,12 +303,6 @@ export function assertSymmetry(vmsd: VMStateDescription, state: State, options: 
   const r = checkSymmetry(vmsd, state, options);
   if (!r.ok) throw new Error(`${vmsd.name}: not symmetric:\n  ${r.problems.join("\n  ")}`);
   return r;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function bytesDiff(a: Uint8Array, b: Uint8Array): string {

@@ -2,6 +2,7 @@
 // XBZRLE, COMPRESS_PAGE, EOS) with QEMU's CONTINUE rule, and whole blocks in the kernels' memory sent through
 // `kernels.ramEncode` (zero detection, XBZRLE against an XbzrleCache, a send bitmap), a window per call.
 // Browser-safe.
+import { sameBytes } from "../../io/chunks.js";
 import { VmstreamError } from "../../io/errors.js";
 import type { ByteWriter } from "../../io/writer.js";
 import { ENC, type Kernels, RAM_ENCODE, RAM_FLAG, SLOT_INSERT } from "../../kernels/types.js";
@@ -138,12 +139,6 @@ export interface RamWriterOptions {
   readonly window?: number;
 }
 
-function eqBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
-  if (!a || a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /**
  * Writes ram payload records on a ByteWriter. The "current block" (CONTINUE) persists across sections, as on
  * QEMU's QEMUFile: use one RamWriter per stream.
@@ -207,7 +202,7 @@ export class RamWriter {
   private pageHeader(name: string | Uint8Array, offset: bigint, flags: number): void {
     const b = typeof name === "string" ? enc.encode(name) : name;
     if ((offset & BigInt(this.pageSize - 1)) !== 0n) throw new VmstreamError("RANGE", "page offset not page aligned", { detail: offset.toString(16) });
-    if (eqBytes(this.last, b)) this.header(offset, flags | RAM_FLAG.CONTINUE);
+    if (sameBytes(this.last, b)) this.header(offset, flags | RAM_FLAG.CONTINUE);
     else {
       this.header(offset, flags);
       this.w.cstr(b);
@@ -229,7 +224,7 @@ export class RamWriter {
     const lo = offset - hi * 4294967296;
     if (lo & (this.pageSize - 1)) throw new VmstreamError("RANGE", "page offset not page aligned", { detail: offset.toString(16) });
     const w = this.w;
-    if (this.last === block || eqBytes(this.last, block)) w.be64hl(hi, (lo | RAM_FLAG.ZERO | RAM_FLAG.CONTINUE) >>> 0);
+    if (this.last === block || sameBytes(this.last, block)) w.be64hl(hi, (lo | RAM_FLAG.ZERO | RAM_FLAG.CONTINUE) >>> 0);
     else {
       w.be64hl(hi, (lo | RAM_FLAG.ZERO) >>> 0);
       w.cstr(block);
@@ -335,7 +330,7 @@ export class RamWriter {
     }
     const stats: RamPassStats = { zero: 0, normal: 0, xbzrle: 0, unchanged: 0, overflow: 0, bytes: 0 };
     let next = first;
-    let cont = eqBytes(this.last, name);
+    let cont = sameBytes(this.last, name);
     const zero = opts.zeroDetect === false ? 0 : RAM_ENCODE.ZERO_DETECT;
     while (next < end) {
       const n = k.ramEncode(
