@@ -1,6 +1,6 @@
 // What the benchmarks share: the memory-read probe and the deterministic 1 GiB-style RAM image.
 
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join } from "node:path";
@@ -64,3 +64,33 @@ export function machineInfo(extra = {}) {
     ...extra,
   };
 }
+
+/**
+ * A paused (-S) x86 `pc` QEMU for a benchmark: `ramMiB` of RAM, `extra` arguments, QMP on a socket in `dir`,
+ * killed with its parent when setpriv is there. Returns { child, qmp, stderr(), stop() }.
+ */
+export async function startBenchQemu({ binary = "qemu-system-x86_64", dir, ramMiB, extra = [] }) {
+  const { QmpClient } = await import(join(root, "dist/qmp/index.js"));
+  const sock = join(dir, `qmp-${process.pid}-${benchQemuCount++}.sock`);
+  const argv = ["-machine", "pc", "-m", String(ramMiB), "-nodefaults", "-accel", "tcg", "-display", "none", "-S", ...extra, "-qmp", `unix:${sock},server=on,wait=off`];
+  const setpriv = !spawnSync("setpriv", ["--pdeathsig", "KILL", "--", "true"]).error;
+  const stdio = ["ignore", "ignore", "pipe"];
+  const child = setpriv ? spawn("setpriv", ["--pdeathsig", "KILL", "--", binary, ...argv], { stdio }) : spawn(binary, argv, { stdio });
+  let err = "";
+  child.stderr.on("data", (d) => (err = (err + d).slice(-4000)));
+  const exited = new Promise((res) => child.once("exit", res));
+  const qmp = await QmpClient.connect(sock, { connectTimeoutMs: 30_000, commandTimeoutMs: 120_000 });
+  return {
+    child,
+    qmp,
+    stderr: () => err,
+    async stop() {
+      await qmp.execute("quit", undefined, { timeoutMs: 3000 }).catch(() => undefined);
+      const t = setTimeout(() => child.kill("SIGKILL"), 3000);
+      await exited;
+      clearTimeout(t);
+      qmp.close();
+    },
+  };
+}
+let benchQemuCount = 0;

@@ -15,7 +15,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { fillRamImage, machineInfo, makeRng, root } from "./common.mjs";
+import { fillRamImage, machineInfo, makeRng, root, startBenchQemu } from "./common.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -33,7 +33,6 @@ const CHANNELS = Number(args.channels);
 const log = (s) => process.stderr.write(s + "\n");
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const { QmpClient } = await import(join(root, "dist/qmp/index.js"));
 const { createKernels } = await import(join(root, "dist/index.js"));
 
 const version = spawnSync(QEMU, ["--version"], { encoding: "utf8" });
@@ -54,42 +53,15 @@ const tmp = mkdtempSync(join(os.tmpdir(), "vmstream-bench-multifd-"));
 
 const setpriv = !spawnSync("setpriv", ["--pdeathsig", "KILL", "--", "true"]).error;
 const spawnKilled = (file, argv, stdio) => (setpriv ? spawn("setpriv", ["--pdeathsig", "KILL", "--", file, ...argv], { stdio }) : spawn(file, argv, { stdio }));
-let qemuCount = 0;
 const live = new Set();
-
 async function startQemu(extra) {
-  const sock = join(tmp, `qmp-${qemuCount++}.sock`);
-  const argv = [
-    "-machine",
-    "pc",
-    "-m",
-    String(RAM_BYTES >>> 20),
-    "-nodefaults",
-    "-accel",
-    "tcg",
-    "-display",
-    "none",
-    "-S",
-    ...extra,
-    "-qmp",
-    `unix:${sock},server=on,wait=off`,
-  ];
-  const child = spawnKilled(QEMU, argv, ["ignore", "ignore", "pipe"]);
-  let err = "";
-  child.stderr.on("data", (d) => (err = (err + d).slice(-4000)));
-  const exited = new Promise((res) => child.once("exit", res));
-  const q = { child, exited, stderr: () => err };
+  const q = await startBenchQemu({ binary: QEMU, dir: tmp, ramMiB: RAM_BYTES >>> 20, extra });
   live.add(q);
-  q.qmp = await QmpClient.connect(sock, { connectTimeoutMs: 30_000, commandTimeoutMs: 120_000 });
   return q;
 }
 async function stopQemu(q) {
   live.delete(q);
-  await q.qmp.execute("quit", undefined, { timeoutMs: 3000 }).catch(() => undefined);
-  const t = setTimeout(() => q.child.kill("SIGKILL"), 3000);
-  await q.exited;
-  clearTimeout(t);
-  q.qmp.close();
+  await q.stop();
 }
 async function setMultifd(q, channels, compression) {
   if (channels === 0) return;
