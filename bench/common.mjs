@@ -72,7 +72,21 @@ export function machineInfo(extra = {}) {
 export async function startBenchQemu({ binary = "qemu-system-x86_64", dir, ramMiB, extra = [] }) {
   const { QmpClient } = await import(join(root, "dist/qmp/index.js"));
   const sock = join(dir, `qmp-${process.pid}-${benchQemuCount++}.sock`);
-  const argv = ["-machine", "pc", "-m", String(ramMiB), "-nodefaults", "-accel", "tcg", "-display", "none", "-S", ...extra, "-qmp", `unix:${sock},server=on,wait=off`];
+  const argv = [
+    "-machine",
+    "pc",
+    "-m",
+    String(ramMiB),
+    "-nodefaults",
+    "-accel",
+    "tcg",
+    "-display",
+    "none",
+    "-S",
+    ...extra,
+    "-qmp",
+    `unix:${sock},server=on,wait=off`,
+  ];
   const setpriv = !spawnSync("setpriv", ["--pdeathsig", "KILL", "--", "true"]).error;
   const stdio = ["ignore", "ignore", "pipe"];
   const child = setpriv ? spawn("setpriv", ["--pdeathsig", "KILL", "--", binary, ...argv], { stdio }) : spawn(binary, argv, { stdio });
