@@ -29,7 +29,7 @@ import { fillRamImage, machineInfo, makeRng, root } from "./common.mjs";
 
 const lib = await import(join(root, "dist/index.js"));
 const { createKernels, MigrationSource, StreamDecoder, runLiveSource } = lib;
-const { connectTcp, StreamWriter, IncomingMigration, MultifdConnections } = await import(join(root, "dist/node.js"));
+const { connectTcp, StreamWriter, IncomingMigration, MultifdConnections, MultifdChannelWorkers, runLiveSourceTcp } = await import(join(root, "dist/node.js"));
 
 const { values: args } = parseArgs({
   options: {
@@ -201,6 +201,16 @@ async function main() {
   const kinds = { zero: 0, oneWord: 0, random: 0 };
   for (const x of pageKinds) x === 0 ? kinds.zero++ : x === 1 ? kinds.oneWord++ : kinds.random++;
   const BLOCK = { name: "pc.ram", ptr: ram, length: RAM_BYTES };
+  // the same image in a shared memory, for the channels on worker threads (they read the pages themselves)
+  let SHARED;
+  const shared = () => {
+    if (SHARED) return SHARED;
+    const k = createKernels({ backend: "wasm-simd", memory: lib.sharedKernelMemory(RAM_BYTES + (64 << 20)) });
+    const ptr = k.alloc(RAM_BYTES);
+    k.u8.set(new Uint8Array(memory.buffer, ram, RAM_BYTES), ptr);
+    SHARED = { kernels: k, block: { name: "pc.ram", ptr, length: RAM_BYTES } };
+    return SHARED;
+  };
 
   // ---- receivers ----
   const children = new Set();
@@ -228,6 +238,9 @@ async function main() {
     .split(",")
     .map(Number)
     .filter((n) => n > 0);
+  // channel threads started ahead and reused, as an emulator embedding vmstream would keep them
+  const standing = new MultifdChannelWorkers();
+  await standing.start(Math.max(0, ...MULTIFD));
   const receivers = {};
   for (const m of onlyMultifd ? ["discard", "decode"] : ["discard", "decode", "materialize"]) receivers[m] = await startReceiver(m);
   // multifd receivers, one per channel count: `mfd-discard-2`, `mfd-decode-2`, ...
@@ -243,10 +256,13 @@ async function main() {
 
   // ---- ours: runLiveSource over TCP ----
   let captured = null; // the chunks of one run, for the raw pump (same bytes, same chunks)
-  async function ours(backend, recv, { copy = "auto", dirty = "log", capture = false, recycle = true, channels = 0 } = {}) {
-    // multifd: the main stream's connection, then the channels' (MultifdConnections, as `vmstream send` does)
-    const conns = channels ? await MultifdConnections.open({ host: "127.0.0.1", port: receivers[recv].port }, channels) : undefined;
-    const conn = conns ? conns.liveTransport() : await connect(receivers[recv].port);
+  async function ours(backend, recv, { copy = "auto", dirty = "log", capture = false, recycle = true, channels = 0, threads = false } = {}) {
+    // multifd: the main stream's connection, then the channels' (MultifdConnections, as `vmstream send` does);
+    // with threads, runLiveSourceTcp connects the main stream and one worker thread per channel
+    const target = { host: "127.0.0.1", port: receivers[recv].port };
+    const conns = channels && !threads ? await MultifdConnections.open(target, channels) : undefined;
+    const conn = threads ? undefined : conns ? conns.liveTransport() : await connect(receivers[recv].port);
+    const mem = threads ? shared() : { kernels: K[backend], block: BLOCK };
     const chunks = capture ? [] : null;
     const stalls = monitorEventLoopDelay({ resolution: 1 });
     stalls.enable();
@@ -254,39 +270,40 @@ async function main() {
     const t0 = now();
     // the engine's own steps (a PART each): how long the main thread is busy with one, apart from the machine
     const steps = [];
-    const r = await runLiveSource(
-      (sink, channelSink) => {
-        const source = new MigrationSource(
-          {
-            kernels: K[backend],
-            blocks: [BLOCK],
-            bandwidth: Infinity,
-            downtimeTarget: 0.3,
-            maxRounds: 3,
-            ...(dirty === "log" ? { dirtyLog: () => undefined } : {}), // a paused guest: nothing dirty after the first pass
-            ...(channels ? { multifd: { channels } } : {}),
-          },
-          sink,
-          channelSink,
-        );
-        const iterate = source.iterate.bind(source);
-        source.iterate = (budget) => {
-          const ts = performance.now();
-          const d = iterate(budget);
-          steps.push(performance.now() - ts);
-          return d;
-        };
-        return source;
-      },
-      // the captured chunks are kept for the raw pump: never given back for reuse
-      {
-        write: capture ? (c) => (chunks.push(c), conn.write(c)) : recycle ? conn.write : (c) => conn.write(c),
-        ...(conns ? { writeChannel: conn.writeChannel } : {}),
-        end: conn.end,
-        partBytes: PART,
-        copy,
-      },
-    ).catch(async (e) => {
+    const create = (sink, channelSink) => {
+      const source = new MigrationSource(
+        {
+          kernels: mem.kernels,
+          blocks: [mem.block],
+          bandwidth: Infinity,
+          downtimeTarget: 0.3,
+          maxRounds: 3,
+          ...(dirty === "log" ? { dirtyLog: () => undefined } : {}), // a paused guest: nothing dirty after the first pass
+          ...(channels ? { multifd: { channels } } : {}),
+        },
+        sink,
+        channelSink,
+      );
+      const iterate = source.iterate.bind(source);
+      source.iterate = (budget) => {
+        const ts = performance.now();
+        const d = iterate(budget);
+        steps.push(performance.now() - ts);
+        return d;
+      };
+      return source;
+    };
+    // the captured chunks are kept for the raw pump: never given back for reuse
+    const run = threads
+      ? runLiveSourceTcp(target, create, { channelWorkers: standing, partBytes: PART, copy })
+      : runLiveSource(create, {
+          write: capture ? (c) => (chunks.push(c), conn.write(c)) : recycle ? conn.write : (c) => conn.write(c),
+          ...(conns ? { writeChannel: conn.writeChannel } : {}),
+          end: conn.end,
+          partBytes: PART,
+          copy,
+        });
+    const r = await run.catch(async (e) => {
       // say what the receiver saw too (its verdict line follows a failed migration)
       const v = await Promise.race([receivers[recv].next(), new Promise((ok) => setTimeout(() => ok("no verdict within 5 s"), 5000))]);
       throw new Error(`${e.message}; receiver ${recv}: ${JSON.stringify(v)}`);
@@ -460,6 +477,11 @@ async function main() {
   for (const n of MULTIFD)
     for (const m of ["mfd-discard", "mfd-decode"])
       add(`vmstream live source, multifd ${n} channels`, "wasm-simd", `${m}-${n}`, () => ours("wasm-simd", `${m}-${n}`, { channels: n }));
+  for (const n of MULTIFD)
+    for (const m of ["mfd-discard", "mfd-decode"])
+      add(`vmstream live source, multifd ${n} channels on worker threads`, "wasm-simd", `${m}-${n}`, () =>
+        ours("wasm-simd", `${m}-${n}`, { channels: n, threads: true }),
+      );
   for (const recv of singleReceivers) add("raw socket pump of the same bytes (anchor)", "-", recv, () => raw(recv));
 
   let qemuOn = false;
@@ -492,6 +514,7 @@ async function main() {
     }
   } finally {
     await stopAll();
+    await standing.close();
   }
 
   const median = (xs) => {

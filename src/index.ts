@@ -78,7 +78,15 @@ export {
   type MigrationPhase,
   receiveMigration,
 } from "./migration/destination.js";
-export { LiveMigrationError, type LiveOutcome, type LiveRound, type LiveSourceOptions, type LiveSwitchReason, runLiveSource } from "./migration/live.js";
+export {
+  type LiveChannelPort,
+  LiveMigrationError,
+  type LiveOutcome,
+  type LiveRound,
+  type LiveSourceOptions,
+  type LiveSwitchReason,
+  runLiveSource,
+} from "./migration/live.js";
 export { DiskWorkload, GuestWorkload, type SimulateOptions, type SimulateResult, simulate, type WorkloadOptions } from "./migration/simulate.js";
 export {
   type MigrationDevice,
@@ -149,7 +157,7 @@ export {
   multifdPagesPerPacket,
   writeMultifdHeader,
 } from "./sections/ram/multifd.js";
-export type { ChannelSink, MultifdSourceOptions } from "./sections/ram/multifd-source.js";
+export type { ChannelOutput, ChannelSink, MultifdPacketJob, MultifdPacketPort, MultifdSourceOptions } from "./sections/ram/multifd-source.js";
 export { type PageCache, type RamPassStats, RamWriter, type RamWriterOptions, XbzrleCache } from "./sections/ram/writer.js";
 export { HTAB_SHIFT_MAX, HTAB_SHIFT_MIN, type HtabChunk, type HtabItem } from "./sections/spapr-htab/format.js";
 export type { HtabResult } from "./sections/spapr-htab/handler.js";

@@ -6,6 +6,7 @@ export { type ChunkOptions, type ChunkSource, chunksOf, feedDecoder, isGzip, nod
 export { type NodeWorkerOptions, nodeWorkerFactory } from "./kernels/node.js";
 export { IncomingMigration, type IncomingOptions } from "./migration/incoming.js";
 export { MultifdConnections, runLiveSourceTcp, type TcpTarget } from "./migration/multifd-out.js";
+export { MultifdChannelWorkers, type MultifdChannelWorkersOptions } from "./migration/multifd-workers.js";
 export {
   connectTcp,
   DEFAULT_HOST,

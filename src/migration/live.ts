@@ -5,7 +5,7 @@
 // docs/live-migration.md, "The real-time driver". Browser-safe.
 import { VmstreamError } from "../io/errors.js";
 import { ByteWriter } from "../io/writer.js";
-import type { ChannelSink } from "../sections/ram/multifd-source.js";
+import type { ChannelOutput, ChannelSink, MultifdPacketPort } from "../sections/ram/multifd-source.js";
 import type { MigrationSource, SwitchReason } from "./source.js";
 
 export interface LiveSourceOptions {
@@ -23,6 +23,12 @@ export interface LiveSourceOptions {
    * connection may wait for another). The first chunk of each channel is its init message.
    */
   readonly writeChannel?: (channel: number, chunk: Uint8Array, written: () => void) => void | Promise<void>;
+  /**
+   * multifd with channels written by their own threads (vmstream/node: MultifdChannelWorkers), instead of
+   * `writeChannel`: the engine hands them packet descriptions; a PART's packets are awaited (settled()) with its
+   * main-stream chunks. `end` must end them too.
+   */
+  readonly channelPort?: LiveChannelPort;
   /** Called after the last chunk; the downtime ends when it resolves (e.g. a socket's end() callback; with multifd: every connection's). */
   readonly end?: () => void | Promise<void>;
   /** Stops the guest at the switch-over (v86's stop() is async). */
@@ -47,6 +53,14 @@ export interface LiveSourceOptions {
   readonly copy?: "auto" | "always" | "never";
   readonly signal?: AbortSignal;
   readonly onRound?: (r: LiveRound) => void;
+}
+
+/** A MultifdPacketPort the driver can wait for. */
+export interface LiveChannelPort extends MultifdPacketPort {
+  /** Resolves once everything handed over so far is written; rejects with the channels' first failure. */
+  settled(): Promise<void>;
+  /** Bytes the channels wrote so far. */
+  readonly bytes: number;
 }
 
 /** One iteration round, on the wall clock. */
@@ -149,7 +163,7 @@ const CHANNEL_COPY_SMALL = 16 << 10;
  * LiveMigrationError otherwise (after resuming a paused guest).
  */
 export async function runLiveSource(
-  create: (sink: (chunk: Uint8Array) => void, channelSink: ChannelSink) => MigrationSource,
+  create: (sink: (chunk: Uint8Array) => void, channelSink: ChannelOutput) => MigrationSource,
   options: LiveSourceOptions,
 ): Promise<LiveOutcome> {
   const o = options;
@@ -210,9 +224,9 @@ export async function runLiveSource(
       copiedBytes += c.length;
     }
     queue.push(c);
-  }, channelSink);
+  }, o.channelPort ?? channelSink);
   memory = source.options.kernels.memory;
-  if (source.options.multifd && !o.writeChannel) {
+  if (source.options.multifd && !o.writeChannel && !o.channelPort) {
     source.dispose();
     throw new VmstreamError("RANGE", "a multifd source needs the transport's writeChannel");
   }
@@ -267,7 +281,7 @@ export async function runLiveSource(
       copyStart = -1;
     }
     takeCopies();
-    if (queue.length === 0 && !channelQueues.some((q) => q && q.length > 0)) return;
+    if (queue.length === 0 && !channelQueues.some((q) => q && q.length > 0) && !o.channelPort) return;
     await settle();
     const waits: Promise<void>[] = [];
     const wait = (r: void | Promise<void>) => {
@@ -285,6 +299,7 @@ export async function runLiveSource(
       }
       q.length = 0;
     });
+    if (o.channelPort) waits.push(o.channelPort.settled());
     if (waits.length > 0) {
       outstanding = waits.length === 1 ? waits[0]! : Promise.all(waits).then(() => undefined);
       outstanding.catch(() => undefined); // observed by the next settle()
@@ -295,6 +310,12 @@ export async function runLiveSource(
     if (!Number.isFinite(bandwidth)) return;
     const ahead = written / bandwidth - (now() - t0);
     if (ahead > 0) await abortable(sleep(ahead));
+  };
+  // Channel threads read their pages when they write them, as QEMU's do: safe with a dirty log (a later write
+  // marks the page again), not with the scan against a shadow (a page written and written back before the scan
+  // would look unchanged), so then the guest waits for the channels.
+  const channelsRead = async () => {
+    if (o.channelPort && !source.options.dirtyLog) await settle();
   };
   const guest = async (): Promise<number> => {
     const t = now();
@@ -332,11 +353,13 @@ export async function runLiveSource(
         // the engine stops a PART under its budget only when nothing is left to send
         if (part < budget || counted() - before >= roundBytes || now() - rs >= roundSeconds) break;
         await pace();
+        await channelsRead();
         guestSeconds += await guest();
         check();
       }
       const dirtyAfterSend = source.dirtyPages();
       await pace();
+      await channelsRead();
       guestSeconds += await guest();
       const ss = now();
       const p = source.sync(now() - rs);
@@ -395,7 +418,7 @@ export async function runLiveSource(
       downtime: tEnd - tp,
       pauseSeconds,
       totalTime: tEnd - t0,
-      totalBytes: written,
+      totalBytes: written + (o.channelPort?.bytes ?? 0),
       copiedBytes,
       copySeconds,
     };

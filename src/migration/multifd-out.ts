@@ -6,8 +6,9 @@
 import type { Socket } from "node:net";
 import type { MultifdOutput } from "../convert/multifd-split.js";
 import { VmstreamError } from "../io/errors.js";
-import type { ChannelSink } from "../sections/ram/multifd-source.js";
+import type { ChannelOutput } from "../sections/ram/multifd-source.js";
 import { type LiveOutcome, type LiveSourceOptions, runLiveSource } from "./live.js";
+import { MultifdChannelWorkers, type MultifdChannelWorkersOptions } from "./multifd-workers.js";
 import type { MigrationSource } from "./source.js";
 import { connectTcp, formatEndpoint, parseEndpoint, StreamWriter } from "./transport.js";
 
@@ -114,12 +115,17 @@ function tcpTarget(t: TcpTarget): { host: string; port: number } {
 /**
  * runLiveSource into a destination listening at `target` (a QEMU `-incoming`, `vmstream receive`): one
  * connection, or with a multifd source the main stream's and then one per channel (connected once the source
- * is built, before its first bytes). Every connection is closed when the migration fails.
+ * is built, before its first bytes). `channelWorkers`: each channel on a worker thread of its own
+ * (the kernels' memory must be shared): a MultifdChannelWorkers to reuse its threads (start() them ahead), or
+ * true / options for threads started and stopped here. Every connection is closed when the migration fails.
  */
 export async function runLiveSourceTcp(
   target: TcpTarget,
-  create: (sink: (chunk: Uint8Array) => void, channelSink: ChannelSink) => MigrationSource,
-  options: Omit<LiveSourceOptions, "write" | "writeChannel" | "end"> & { readonly connectTimeoutMs?: number } = {},
+  create: (sink: (chunk: Uint8Array) => void, channelSink: ChannelOutput) => MigrationSource,
+  options: Omit<LiveSourceOptions, "write" | "writeChannel" | "channelPort" | "end"> & {
+    readonly connectTimeoutMs?: number;
+    readonly channelWorkers?: boolean | MultifdChannelWorkersOptions | MultifdChannelWorkers;
+  } = {},
 ): Promise<LiveOutcome> {
   const where = tcpTarget(target);
   let conns: Promise<MultifdConnections> | undefined;
@@ -128,28 +134,47 @@ export async function runLiveSourceTcp(
     if (!conns) throw new VmstreamError("STATE", "no connection");
     return conns;
   };
-  const { connectTimeoutMs, ...live } = options;
+  const { connectTimeoutMs, channelWorkers, ...live } = options;
+  const timeout = connectTimeoutMs !== undefined ? { timeoutMs: connectTimeoutMs } : {};
+  // a MultifdChannelWorkers of the caller's is reused (its threads kept); one made here is closed at the end
+  const own = channelWorkers === true || (channelWorkers !== undefined && channelWorkers !== false && !(channelWorkers instanceof MultifdChannelWorkers));
+  const workers =
+    channelWorkers instanceof MultifdChannelWorkers
+      ? channelWorkers
+      : own
+        ? new MultifdChannelWorkers(channelWorkers === true ? {} : (channelWorkers as MultifdChannelWorkersOptions))
+        : undefined;
   try {
     return await runLiveSource(
       (sink, channelSink) => {
         const source = create(sink, channelSink);
-        conns = MultifdConnections.open(where, source.options.multifd?.channels ?? 0, connectTimeoutMs !== undefined ? { timeoutMs: connectTimeoutMs } : {});
-        conns.then(
-          (c) => (opened = c),
-          () => undefined,
-        );
+        const channels = source.options.multifd?.channels ?? 0;
+        // QEMU's destination takes the first connection as the main stream: the channels connect after it
+        conns = MultifdConnections.open(where, workers ? 0 : channels, timeout).then(async (c) => {
+          opened = c;
+          if (workers && channels > 0) await workers.connect(where, timeout);
+          return c;
+        });
+        conns.catch(() => undefined);
         return source;
       },
       {
         ...live,
+        ...(workers ? { channelPort: workers } : {}),
         // writes wait for the connections (made while setup runs); in order, as they are chained in order
         write: (c, written) => connected().then((m) => m.main.write(c, written)),
         writeChannel: (i, c, written) => connected().then((m) => m.channel(i).write(c, written)),
-        end: () => connected().then((m) => m.end()),
+        end: () =>
+          connected().then(async (m) => {
+            await workers?.end();
+            await m.end();
+          }),
       },
     );
   } catch (e) {
     opened?.abort();
     throw e;
+  } finally {
+    if (own) await workers?.close();
   }
 }

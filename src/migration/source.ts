@@ -17,7 +17,7 @@ import {
   type SectionSync,
 } from "../sections/iterative.js";
 import type { RamBlockData } from "../sections/ram/format.js";
-import type { ChannelSink, MultifdSourceOptions } from "../sections/ram/multifd-source.js";
+import type { ChannelOutput, MultifdSourceOptions } from "../sections/ram/multifd-source.js";
 import { RamSection } from "../sections/ram/source.js";
 import { HtabSection, type HtabSource } from "../sections/spapr-htab/source.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
@@ -175,7 +175,7 @@ export class MigrationSource {
   constructor(
     readonly options: MigrationSourceOptions,
     sink: (chunk: Uint8Array) => void,
-    channelSink?: ChannelSink,
+    channelSink?: ChannelOutput,
   ) {
     const o = options;
     const k = o.kernels;

@@ -29,6 +29,11 @@ await import(${JSON.stringify(entry)});`;
   return new URL(`data:text/javascript,${encodeURIComponent(code)}`);
 }
 
+/** A worker-thread entry that runs the TypeScript module `entry` (for workers this project starts itself). */
+export function tsWorkerScript(entry: URL): URL {
+  return bootstrap(entry.href, false);
+}
+
 export function tsWorkerFactory(): WorkerFactory {
   return nodeWorkerFactory({ script: bootstrap(new URL("../../src/kernels/node-worker.ts", import.meta.url).href, false) });
 }

@@ -10,7 +10,7 @@
 //    the guest runs on;
 //  - the library's live source engine over 2 multifd channels (runLiveSourceTcp) into a multifd QEMU: the RAM and
 //    devices of a saved guest, its dirtied pages rewritten between PARTs; the destination completes, its memory
-//    equals the source RAM at the pause, the guest runs on.
+//    equals the source RAM at the pause, the guest runs on; also with each channel on a worker thread of its own.
 // The source guest is the multiboot guest of tests/helpers/mbguest.ts (rewrites a word in each of 1024 pages).
 import { existsSync, readFileSync } from "node:fs";
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
@@ -19,6 +19,8 @@ import { gunzipSync } from "node:zlib";
 import { beforeAll, expect, it } from "vitest";
 import { nodeStreamCodecs } from "../../src/io/codecs-node.js";
 import { nodeInflate } from "../../src/io/node.js";
+import { createKernels } from "../../src/kernels/index.js";
+import { sharedKernelMemory } from "../../src/kernels/pool.js";
 import { runLiveSourceTcp } from "../../src/migration/multifd-out.js";
 import { MigrationSource } from "../../src/migration/source.js";
 import type { QmpMigrationInfo } from "../../src/qmp/index.js";
@@ -38,6 +40,7 @@ import {
   startMbguest,
   waitIncoming,
 } from "../helpers/interop.js";
+import { tsWorkerScript } from "../helpers/kernel-workers.js";
 import { MBGUEST_DIRTY, writeMbguest } from "../helpers/mbguest.js";
 import { engineOptionsOf, ramBlockBytes } from "../helpers/model-stream.js";
 import { describeQemu, pmemsave, type QemuInstance, startQemu } from "../helpers/qemu.js";
@@ -276,14 +279,22 @@ describeQemu(X86, "multifd with real QEMU 7.2", () => {
     }, 60_000);
   }
 
-  for (const compression of ["none", "zstd"] as Compression[]) {
-    it(`runLiveSourceTcp, 2 channels, ${compression}, into a multifd QEMU: destination completes, memory = source RAM at the pause, the guest runs`, async () => {
-      const saved = join(scratch, `live-src-${compression}.mig`);
+  const liveCases: [Compression, boolean][] = [
+    ["none", false],
+    ["zstd", false],
+    ["zstd", true],
+  ];
+  for (const [compression, threads] of liveCases) {
+    const how = threads ? "2 channels on worker threads" : "2 channels";
+    it(`runLiveSourceTcp, ${how}, ${compression}, into a multifd QEMU: destination completes, memory = source RAM at the pause, the guest runs`, async () => {
+      const saved = join(scratch, `live-src-${compression}-${threads}.mig`);
       await saveStopped(X86, guestArgs(kernel), saved, { runMs: 500 });
       const dst = await startQemu({ binary: X86, args: guestArgs(kernel), incoming: "defer" });
       await multifd(dst, 2, compression);
       const port = await listenIncoming(dst);
-      const decoded = decodeBytes(new Uint8Array(readFileSync(saved)), { materialize: { ram: true }, inflate: nodeInflate });
+      // channel threads read the guest's pages out of a shared memory
+      const kernels = threads ? { kernels: createKernels({ memory: sharedKernelMemory(64 * MIB) }) } : {};
+      const decoded = decodeBytes(new Uint8Array(readFileSync(saved)), { materialize: { ram: true }, inflate: nodeInflate, ...kernels });
       const { atPause, live } = await (async () => {
         // the saved guest's RAM and devices, migrated live: no dirty log (scan against a shadow), and between
         // PARTs the test rewrites words in the pages the guest itself keeps rewriting
@@ -300,6 +311,7 @@ describeQemu(X86, "multifd with real QEMU 7.2", () => {
               channelSink,
             ),
           {
+            ...(threads ? { channelWorkers: { script: tsWorkerScript(new URL("../../src/migration/multifd-channel-worker.ts", import.meta.url)) } } : {}),
             partBytes: 1 << 20,
             maxRounds: 4,
             downtimeTarget: 0,

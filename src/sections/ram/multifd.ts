@@ -335,6 +335,17 @@ export interface MultifdPacketSpec {
   readonly pages?: readonly Uint8Array[];
 }
 
+/** What a packet says besides its data and what the channel's compression sets. */
+export interface MultifdPacketFields {
+  readonly sync: boolean;
+  readonly normalPages: number;
+  readonly packetNum: number;
+  /** The block name's bytes (needed when there are pages). */
+  readonly block?: Uint8Array;
+  /** Page offsets in the block, the first `normalPages` used. */
+  readonly offsets?: ArrayLike<number>;
+}
+
 /** The header fields of one packet as written (wire-format §5.6). */
 export interface MultifdHeaderSpec {
   readonly flags: number;
@@ -402,24 +413,42 @@ export class MultifdChannelWriter {
     const pages = p.pages ?? [];
     if (offsets.length !== pages.length)
       throw new VmstreamError("RANGE", "one page per offset", { detail: `${offsets.length} offsets, ${pages.length} pages` });
-    if (offsets.length > this.perPacket) throw new VmstreamError("RANGE", "too many pages for one packet", { detail: `${offsets.length} > ${this.perPacket}` });
     for (const page of pages) if (page.length !== this.pageSize) throw new VmstreamError("RANGE", "a page has the page size", { detail: `${page.length}` });
-    let data: Uint8Array[] = [];
-    let dataBytes = 0;
-    if (pages.length > 0) {
-      if (this.compressor) data = [this.compressor.compress(pages)];
-      else data = [...pages];
-      for (const d of data) dataBytes += d.length;
-    }
-    const h = new ByteWriter({ initialCapacity: this.headerSize });
-    writeMultifdHeader(h, this.pageSize, {
-      flags: (p.sync ? MULTIFD_FLAG.SYNC : 0) | (pages.length > 0 ? this.flag : 0),
-      normalPages: pages.length,
-      nextPacketSize: dataBytes,
-      packetNum: Number(p.packetNum),
-      ...(pages.length > 0 ? { block: new TextEncoder().encode(p.block ?? ""), offsets } : {}),
+    const out = new ByteWriter({ initialCapacity: this.headerSize, borrowMin: 1 });
+    this.packetInto(
+      out,
+      {
+        sync: p.sync === true,
+        normalPages: pages.length,
+        packetNum: Number(p.packetNum),
+        ...(pages.length > 0 ? { block: new TextEncoder().encode(p.block ?? "") } : {}),
+        offsets,
+      },
+      pages,
+    );
+    return out.takeChunks().filter((c) => c.length > 0);
+  }
+
+  /**
+   * One packet into `out`: its header, then its data, compressed or (`none`) borrowed as they are. `data` holds
+   * the `normalPages` pages in offset order, in any number of runs.
+   */
+  packetInto(out: ByteWriter, h: MultifdPacketFields, data: readonly Uint8Array[]): void {
+    const n = h.normalPages;
+    if (n > this.perPacket) throw new VmstreamError("RANGE", "too many pages for one packet", { detail: `${n} > ${this.perPacket}` });
+    let bytes = 0;
+    for (const d of data) bytes += d.length;
+    if (bytes !== n * this.pageSize) throw new VmstreamError("RANGE", "a packet's data is its pages", { detail: `${bytes} bytes for ${n} pages` });
+    const packed = n > 0 && this.compressor ? this.compressor.compress(data) : undefined;
+    writeMultifdHeader(out, this.pageSize, {
+      flags: (h.sync ? MULTIFD_FLAG.SYNC : 0) | (n > 0 ? this.flag : 0),
+      normalPages: n,
+      nextPacketSize: packed ? packed.length : bytes,
+      packetNum: h.packetNum,
+      ...(n > 0 ? { block: h.block!, offsets: h.offsets! } : {}),
     });
-    return [h.finish(), ...data];
+    if (packed) out.borrow(packed);
+    else for (const d of data) out.borrow(d);
   }
 
   dispose(): void {

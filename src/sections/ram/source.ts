@@ -7,7 +7,7 @@ import type { ByteWriter } from "../../io/writer.js";
 import type { Kernels } from "../../kernels/types.js";
 import { type DirtySource, type IterativeSection, type PageCounts, popcount8, type SectionPass, type SectionSync } from "../iterative.js";
 import type { RamBlockData } from "./format.js";
-import { type ChannelSink, MultifdPageSender, type MultifdSourceOptions } from "./multifd-source.js";
+import { type ChannelOutput, MultifdPageSender, type MultifdSourceOptions } from "./multifd-source.js";
 import { type PageCache, type RamPassStats, RamWriter, XbzrleCache } from "./writer.js";
 
 export interface RamSectionOptions {
@@ -31,7 +31,7 @@ export interface RamSectionOptions {
    * which QEMU 7.2 never reaches for a multifd page.
    */
   readonly multifd?: MultifdSourceOptions;
-  readonly channelSink?: ChannelSink;
+  readonly channelSink?: ChannelOutput;
 }
 
 interface BlockState {
