@@ -28,7 +28,7 @@ import { parseArgs } from "node:util";
 import { fillRamImage, machineInfo, makeRng, root } from "./common.mjs";
 
 const lib = await import(join(root, "dist/index.js"));
-const { createKernels, MigrationSource, StreamDecoder, runLiveSource } = lib;
+const { ByteWriter, createKernels, MigrationSource, StreamDecoder, runLiveSource } = lib;
 const { connectTcp, StreamWriter, IncomingMigration, MultifdConnections, MultifdChannelWorkers, runLiveSourceTcp } = await import(join(root, "dist/node.js"));
 
 const { values: args } = parseArgs({
@@ -98,7 +98,7 @@ if (args.receiver === "mfd-discard" || args.receiver === "mfd-decode") {
  * A receiver of multifd migrations (a main stream and `channels` channel connections). mfd-discard: counts the
  * bytes of every connection; a migration is over when all of its connections have ended (main stream first
  * seen by its QEVM magic). mfd-decode: IncomingMigration (one per migration, on the same port) joins the channels
- * with the main stream, StreamDecoder validates it.
+ * with the main stream, StreamDecoder validates it, each joined chunk given back to the join once decoded.
  */
 async function multifdReceiver(mode, channels) {
   const say = (o) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -165,6 +165,7 @@ async function multifdReceiver(mode, channels) {
       for await (const c of m.source) {
         bytes += c.length;
         d.push(c);
+        ByteWriter.release(c); // the join's buffer, reused warm (as vmstream receive does)
       }
       const r = d.end();
       complete = r.completeness.complete;
