@@ -135,6 +135,8 @@ export class MultifdJoin extends StreamConverter {
   private readonly channelList: Channel[] = [];
   private readonly byId = new Map<number, Channel>();
   private uuid: Uint8Array | undefined;
+  /** The bytes of each block name seen in a packet. */
+  private readonly names = new Map<string, Uint8Array>();
   /** RAM EOS records written: the main stream is in sync segment `released`. */
   private released = 0;
   /** The main stream's RAM EOS record waiting for the channels' SYNC packets. */
@@ -408,10 +410,11 @@ export class MultifdJoin extends StreamConverter {
       return false;
     }
     const w = this.ramOut();
-    const name = enc.encode(h.block);
+    let name = this.names.get(h.block);
+    if (!name) this.names.set(h.block, (name = enc.encode(h.block))); // one object per block: CONTINUE by identity
     const ps = this.decoder.pageSize;
     if (where === "own") this.encoder().begin("part", this.ramSectionId!);
-    for (let i = 0; i < h.offsets.length; i++) w.page(name, BigInt(h.offsets[i]!), h.pages.subarray(i * ps, (i + 1) * ps));
+    for (let i = 0; i < h.offsets.length; i++) w.pageAt(name, h.offsets[i]!, h.pages.subarray(i * ps, (i + 1) * ps));
     if (where === "own") {
       w.eos();
       this.enc!.end();

@@ -245,6 +245,27 @@ describe("multifd join: broken input", () => {
     expect(error(() => joinAll({ ...parts, channels: [big, parts.channels[1]!] })).message).toMatch(/too many pages/);
   });
 
+  it("a page offset not page aligned, or past 2^53: the channel, the offset slot's byte, the offset", () => {
+    // the first packet of channel 0 that carries pages
+    const r = new MultifdChannelReader({ pageSize: 4096 });
+    r.push(parts.channels[0]!);
+    let at = MULTIFD_INIT_SIZE;
+    r.next();
+    for (let ev = r.next(); ev?.type === "packet" && ev.packet.pageOffsets.length === 0; ev = r.next()) at += multifdHeaderSize(4096);
+    const slot = at + multifdHeaderSize(4096) - 8 * 128; // the first offset slot
+    for (const [hi, lo, shown] of [
+      [0, 0x1234, "0x1234"],
+      [0x200000, 0, "0x20000000000000"],
+    ] as const) {
+      const bad = parts.channels[0]!.slice();
+      const dv = new DataView(bad.buffer);
+      dv.setUint32(slot, hi);
+      dv.setUint32(slot + 4, lo);
+      const e = error(() => joinAll({ ...parts, channels: [bad, parts.channels[1]!] }));
+      expect(e.message).toMatch(new RegExp(`multifd channel 0: bad page offset at byte ${slot}.*${shown} in pc.ram`));
+    }
+  });
+
   it("a channel that stops early: sync points missing", () => {
     const r = new MultifdChannelReader({ pageSize: 4096 });
     r.push(parts.channels[1]!);

@@ -278,10 +278,12 @@ export class MultifdChannelReader {
       block = latin1.decode(nul < 0 ? name : name.subarray(0, nul));
       if (block === "") this.fail(at + NAME_AT, "packet with pages names no RAM block");
       for (let i = 0; i < normal; i++) {
-        const o = dv.getBigUint64(FIXED_HEADER + 8 * i);
-        if (o % BigInt(pageSize) !== 0n || o > BigInt(Number.MAX_SAFE_INTEGER))
-          this.fail(at + FIXED_HEADER + 8 * i, "bad page offset", `0x${o.toString(16)} in ${block}`);
-        pageOffsets.push(Number(o));
+        // as two words (no BigInt per page): page aligned and below 2^53
+        const hi = dv.getUint32(FIXED_HEADER + 8 * i);
+        const lo = dv.getUint32(FIXED_HEADER + 8 * i + 4);
+        if ((lo & (pageSize - 1)) !== 0 || hi >= 0x200000)
+          this.fail(at + FIXED_HEADER + 8 * i, "bad page offset", `0x${dv.getBigUint64(FIXED_HEADER + 8 * i).toString(16)} in ${block}`);
+        pageOffsets.push(hi * 4294967296 + lo);
       }
     }
     const data = this.buf.subarray(this.start + this.header, this.start + this.header + dataBytes);

@@ -220,17 +220,28 @@ export class RamWriter {
    * source that classifies pages itself (no BigInt). `block` should be the same bytes object for every call.
    */
   zeroAt(block: Uint8Array, offset: number): void {
+    this.headerAt(block, offset, RAM_FLAG.ZERO);
+    this.w.u8(0);
+  }
+
+  /** A PAGE record at a page-aligned byte `offset` < 2^53: page() without BigInt, as zeroAt. */
+  pageAt(block: Uint8Array, offset: number, data: Uint8Array): void {
+    if (data.length !== this.pageSize) throw new VmstreamError("RANGE", "a PAGE record carries one page", { detail: `${data.length} bytes` });
+    this.headerAt(block, offset, RAM_FLAG.PAGE);
+    this.w.borrow(data);
+  }
+
+  private headerAt(block: Uint8Array, offset: number, flag: number): void {
     const hi = Math.floor(offset / 4294967296);
     const lo = offset - hi * 4294967296;
     if (lo & (this.pageSize - 1)) throw new VmstreamError("RANGE", "page offset not page aligned", { detail: offset.toString(16) });
     const w = this.w;
-    if (this.last === block || sameBytes(this.last, block)) w.be64hl(hi, (lo | RAM_FLAG.ZERO | RAM_FLAG.CONTINUE) >>> 0);
+    if (this.last === block || sameBytes(this.last, block)) w.be64hl(hi, (lo | flag | RAM_FLAG.CONTINUE) >>> 0);
     else {
-      w.be64hl(hi, (lo | RAM_FLAG.ZERO) >>> 0);
+      w.be64hl(hi, (lo | flag) >>> 0);
       w.cstr(block);
       this.last = block;
     }
-    w.u8(0);
   }
 
   page(block: string | Uint8Array, offset: bigint, data: Uint8Array): void {
