@@ -31,16 +31,16 @@
 // processes: `read` (readSync of the file in 1 MiB pieces into one buffer: the copy out of the page cache
 // every reader pays) and `touch` (a 4 KiB write to each of as many pages of a fresh WebAssembly.Memory as
 // the stream carries data pages: the page faults that putting the guest's RAM into fresh memory costs).
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { startBenchQemu } from "./common.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { decodeFile } = await import(join(root, "dist/sections/node.js"));
-const { QmpClient } = await import(join(root, "dist/qmp/index.js"));
 
 const { values: args } = parseArgs({
   options: {
@@ -75,9 +75,6 @@ function qemuVersion() {
 }
 
 const delay = (ms) => new Promise((r) => setTimeout(r, ms));
-let qemuSeq = 0;
-
-const hasSetpriv = spawnSync("setpriv", ["--pdeathsig", "KILL", "--", "true"]).status === 0;
 // PR_SET_THP_DISABLE (41) before exec: the process and what it execs get no transparent huge pages
 const NO_THP = ["python3", "-c", "import ctypes, os, sys; ctypes.CDLL(None).prctl(41, 1, 0, 0, 0); os.execvp(sys.argv[1], sys.argv[1:])"];
 const canDisableThp = spawnSync(NO_THP[0], [...NO_THP.slice(1), "true"]).status === 0;
@@ -88,48 +85,7 @@ const canDisableThp = spawnSync(NO_THP[0], [...NO_THP.slice(1), "true"]).status 
  * huge pages are slow to get, that alone can dominate a load).
  */
 async function startQemu(extra, noThp = false) {
-  const sock = join(dir, `qmp-${qemuSeq++}.sock`);
-  const argv = [
-    "-M",
-    "pc",
-    "-m",
-    String(GUEST_MIB),
-    "-nodefaults",
-    "-display",
-    "none",
-    "-accel",
-    "tcg",
-    "-S",
-    ...extra,
-    "-qmp",
-    `unix:${sock},server=on,wait=off`,
-  ];
-  let cmd = [...(hasSetpriv ? ["setpriv", "--pdeathsig", "KILL", "--"] : []), QEMU, ...argv];
-  if (noThp) cmd = [...NO_THP, ...cmd];
-  const child = spawn(cmd[0], cmd.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
-  child.stderr.on("data", (b) => (err = (err + b).slice(-4000)));
-  const exited = new Promise((r) => child.once("exit", r));
-  let qmp;
-  try {
-    qmp = await QmpClient.connect(sock, { connectTimeoutMs: 20_000, commandTimeoutMs: 120_000 });
-  } catch (e) {
-    child.kill("SIGKILL");
-    throw new Error(`QEMU did not start: ${e.message}\n${err}`);
-  }
-  return {
-    qmp,
-    argv: [QEMU, ...argv],
-    stderr: () => err,
-    async stop() {
-      await qmp.execute("quit", undefined, { timeoutMs: 3000 }).catch(() => undefined);
-      const t = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await exited;
-      clearTimeout(t);
-      qmp.close();
-      rmSync(sock, { force: true });
-    },
-  };
+  return startBenchQemu({ binary: QEMU, dir, ramMiB: GUEST_MIB, extra, prefix: noThp ? NO_THP : [] });
 }
 
 async function pollMigrate(q, what) {

@@ -1,7 +1,7 @@
 // What the benchmarks share: the memory-read probe and the deterministic 1 GiB-style RAM image.
 
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -67,9 +67,10 @@ export function machineInfo(extra = {}) {
 
 /**
  * A paused (-S) x86 `pc` QEMU for a benchmark: `ramMiB` of RAM, `extra` arguments, QMP on a socket in `dir`,
- * killed with its parent when setpriv is there. Returns { child, qmp, stderr(), stop() }.
+ * killed with its parent when setpriv is there; `prefix`: a command to run it under (e.g. one that turns
+ * transparent huge pages off). Returns { child, qmp, argv, stderr(), stop() }.
  */
-export async function startBenchQemu({ binary = "qemu-system-x86_64", dir, ramMiB, extra = [] }) {
+export async function startBenchQemu({ binary = "qemu-system-x86_64", dir, ramMiB, extra = [], prefix = [] }) {
   const { QmpClient } = await import(join(root, "dist/qmp/index.js"));
   const sock = join(dir, `qmp-${process.pid}-${benchQemuCount++}.sock`);
   const argv = [
@@ -88,15 +89,22 @@ export async function startBenchQemu({ binary = "qemu-system-x86_64", dir, ramMi
     `unix:${sock},server=on,wait=off`,
   ];
   const setpriv = !spawnSync("setpriv", ["--pdeathsig", "KILL", "--", "true"]).error;
-  const stdio = ["ignore", "ignore", "pipe"];
-  const child = setpriv ? spawn("setpriv", ["--pdeathsig", "KILL", "--", binary, ...argv], { stdio }) : spawn(binary, argv, { stdio });
+  const cmd = [...prefix, ...(setpriv ? ["setpriv", "--pdeathsig", "KILL", "--"] : []), binary, ...argv];
+  const child = spawn(cmd[0], cmd.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   child.stderr.on("data", (d) => (err = (err + d).slice(-4000)));
   const exited = new Promise((res) => child.once("exit", res));
-  const qmp = await QmpClient.connect(sock, { connectTimeoutMs: 30_000, commandTimeoutMs: 120_000 });
+  let qmp;
+  try {
+    qmp = await QmpClient.connect(sock, { connectTimeoutMs: 30_000, commandTimeoutMs: 120_000 });
+  } catch (e) {
+    child.kill("SIGKILL");
+    throw new Error(`QEMU did not start: ${e.message}\n${err}`);
+  }
   return {
     child,
     qmp,
+    argv: [binary, ...argv],
     stderr: () => err,
     async stop() {
       await qmp.execute("quit", undefined, { timeoutMs: 3000 }).catch(() => undefined);
@@ -104,6 +112,7 @@ export async function startBenchQemu({ binary = "qemu-system-x86_64", dir, ramMi
       await exited;
       clearTimeout(t);
       qmp.close();
+      rmSync(sock, { force: true });
     },
   };
 }

@@ -17,12 +17,11 @@ import { parseArgs } from "node:util";
 //            batch, default 4), --window-kib N (RamWriter output window, default 1024), --no-qemu
 import { Bench } from "tinybench";
 
-import { fillRamImage, loadProbe, machineInfo, makeRng, root } from "./common.mjs";
+import { fillRamImage, loadProbe, machineInfo, makeRng, root, startBenchQemu } from "./common.mjs";
 
 const lib = await import(join(root, "dist/index.js"));
 const { createKernels, ENC, RAM_ENCODE, ByteWriter, StreamEncoder, RamWriter, deviceSpec } = lib;
 const { decodeFile } = await import(join(root, "dist/sections/node.js"));
-const { QmpClient } = await import(join(root, "dist/qmp/index.js"));
 
 const { values: args } = parseArgs({
   options: {
@@ -193,51 +192,15 @@ async function rawPipe() {
 // ---- (3) QEMU saving a guest of the same size and content ----
 const tmp = mkdtempSync(join(os.tmpdir(), "vmstream-bench-encode-"));
 const qemus = new Set();
+// QEMU as bench/common.mjs starts it; every one stopped at the end or on exit
 async function startQemu(extra = []) {
-  const sock = join(tmp, `qmp-${qemus.size}-${Date.now()}.sock`);
-  const argv = [
-    "-machine",
-    "pc",
-    "-m",
-    String(RAM_BYTES >>> 20),
-    "-nodefaults",
-    "-accel",
-    "tcg",
-    "-display",
-    "none",
-    "-S",
-    ...extra,
-    "-qmp",
-    `unix:${sock},server=on,wait=off`,
-  ];
-  const setpriv = !spawnSync("setpriv", ["--pdeathsig", "KILL", "--", "true"]).error;
-  const child = setpriv
-    ? spawn("setpriv", ["--pdeathsig", "KILL", "--", QEMU, ...argv], { stdio: ["ignore", "ignore", "pipe"] })
-    : spawn(QEMU, argv, { stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
-  child.stderr.on("data", (d) => {
-    err = (err + d).slice(-4000);
-  });
-  const exited = new Promise((res) => child.once("exit", (code, signal) => res({ code, signal })));
-  const q = { child, pid: child.pid, exited, stderr: () => err, qmp: null };
+  const q = await startBenchQemu({ binary: QEMU, dir: tmp, ramMiB: RAM_BYTES >>> 20, extra });
   qemus.add(q);
-  q.qmp = await QmpClient.connect(sock, { connectTimeoutMs: 20_000, commandTimeoutMs: 120_000 });
   return q;
 }
 async function stopQemu(q) {
-  if (!qemus.has(q)) return;
-  qemus.delete(q);
-  await q.qmp?.execute("quit", undefined, { timeoutMs: 3000 }).catch(() => undefined);
-  const t = setTimeout(() => {
-    try {
-      process.kill(q.pid, "SIGKILL");
-    } catch {
-      /* gone */
-    }
-  }, 3000);
-  await q.exited;
-  clearTimeout(t);
-  q.qmp?.close();
+  if (!qemus.delete(q)) return;
+  await q.stop();
 }
 async function poll(q, what, t0) {
   for (;;) {
@@ -433,7 +396,7 @@ const stopAll = async () => {
 process.on("exit", () => {
   for (const q of qemus) {
     try {
-      process.kill(q.pid, "SIGKILL");
+      q.child.kill("SIGKILL");
     } catch {
       /* gone */
     }

@@ -25,7 +25,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 
-import { fillRamImage, machineInfo, makeRng, root } from "./common.mjs";
+import { fillRamImage, machineInfo, makeRng, root, startBenchQemu } from "./common.mjs";
 
 const lib = await import(join(root, "dist/index.js"));
 const { ByteWriter, createKernels, MigrationSource, StreamDecoder, runLiveSource } = lib;
@@ -350,54 +350,21 @@ async function main() {
   const tmp = mkdtempSync(join(os.tmpdir(), "vmstream-bench-live-"));
   const qemus = new Set();
   let qemuInfo = null;
-  const { QmpClient } = await import(join(root, "dist/qmp/index.js"));
+  // a paused guest holding the image (bench/common.mjs starts it); every one stopped at the end or on exit
   async function startQemu() {
-    const sock = join(tmp, `qmp-${Date.now()}-${qemus.size}.sock`);
-    const argv = [
-      "-machine",
-      "pc",
-      "-m",
-      String(RAM_BYTES >>> 20),
-      "-nodefaults",
-      "-accel",
-      "tcg",
-      "-display",
-      "none",
-      "-S",
-      "-device",
-      `loader,file=${join(tmp, "image.bin")},addr=0,force-raw=on`,
-      "-qmp",
-      `unix:${sock},server=on,wait=off`,
-    ];
-    const setpriv = !spawnSync("setpriv", ["--pdeathsig", "KILL", "--", "true"]).error;
-    const child = setpriv
-      ? spawn("setpriv", ["--pdeathsig", "KILL", "--", QEMU, ...argv], { stdio: ["ignore", "ignore", "pipe"] })
-      : spawn(QEMU, argv, { stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    child.stderr.on("data", (d) => {
-      err = (err + d).slice(-4000);
+    const q = await startBenchQemu({
+      binary: QEMU,
+      dir: tmp,
+      ramMiB: RAM_BYTES >>> 20,
+      extra: ["-device", `loader,file=${join(tmp, "image.bin")},addr=0,force-raw=on`],
     });
-    const exited = new Promise((res) => child.once("exit", (code, signal) => res({ code, signal })));
-    const q = { child, exited, stderr: () => err, qmp: null };
     qemus.add(q);
-    q.qmp = await QmpClient.connect(sock, { connectTimeoutMs: 30_000, commandTimeoutMs: 120_000 });
     await q.qmp.execute("migrate-set-parameters", { "max-bandwidth": 100 * GiB });
     return q;
   }
   async function stopQemu(q) {
-    if (!qemus.has(q)) return;
-    qemus.delete(q);
-    await q.qmp?.execute("quit", undefined, { timeoutMs: 3000 }).catch(() => undefined);
-    const t = setTimeout(() => {
-      try {
-        q.child.kill("SIGKILL");
-      } catch {
-        /* gone */
-      }
-    }, 3000);
-    await q.exited;
-    clearTimeout(t);
-    q.qmp?.close();
+    if (!qemus.delete(q)) return;
+    await q.stop();
   }
   async function qemu(recv, channels = 0) {
     const q = await startQemu(); // a fresh QEMU per save (7.2 refuses a second one after a migration); not timed
