@@ -46,8 +46,26 @@ export function webWorkerFactory(script: string | URL = new URL("./web-worker.js
   };
 }
 
+/**
+ * Why this context cannot share memory with workers, or undefined when it can. A browser hides SharedArrayBuffer
+ * from a page that is not cross-origin isolated, yet still makes a "shared" WebAssembly.Memory that no worker
+ * can be sent: say so before anything is started.
+ */
+function sharedMemoryUnavailable(): string | undefined {
+  if (typeof SharedArrayBuffer !== "undefined") return undefined;
+  const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated;
+  return (
+    "shared memory is not available here (no SharedArrayBuffer" +
+    (isolated === false ? ", crossOriginIsolated is false" : "") +
+    "): a browser page must be cross-origin isolated, served with the headers " +
+    'Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp (docs/kernels.md, "Every core")'
+  );
+}
+
 /** A shared memory for a KernelPool: `maximumBytes` (default 4 GiB, the wasm32 limit) is reserved, not committed. */
 export function sharedKernelMemory(initialBytes = 65536, maximumBytes = 2 ** 32): WebAssembly.Memory {
+  const unavailable = sharedMemoryUnavailable();
+  if (unavailable) throw new Error(`sharedKernelMemory: ${unavailable}`);
   const page = 65536;
   return new WebAssembly.Memory({ initial: Math.ceil(initialBytes / page), maximum: Math.ceil(maximumBytes / page), shared: true });
 }
@@ -120,6 +138,8 @@ export class KernelPool {
 
   /** Start the workers; resolves once every one has its kernels instantiated and warmed up. */
   static async start(options: KernelPoolOptions): Promise<KernelPool> {
+    const unavailable = sharedMemoryUnavailable();
+    if (unavailable) throw new Error(`KernelPool: ${unavailable}`);
     if (!isSharedMemory(options.memory)) throw new RangeError("KernelPool: the memory must be shared (sharedKernelMemory)");
     const kernels = options.kernels ?? createKernels({ memory: options.memory, backend: options.backend ?? "auto" });
     if (kernels.memory !== options.memory) throw new RangeError("KernelPool: the kernels must be on the pool's memory");
@@ -127,15 +147,17 @@ export class KernelPool {
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`KernelPool: bad worker count ${n}`);
     const pool = new KernelPool(options, kernels);
     const ready: Promise<void>[] = [];
-    for (let i = 0; i < n; i++) ready.push(pool.spawn(i, options.factory));
     const ms = options.startTimeoutMs ?? 30_000;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`KernelPool: a worker did not report ready within ${ms} ms`)), ms);
     });
     try {
+      // Inside the try: a spawn that throws (no room for its scratch region) stops the workers already started.
+      for (let i = 0; i < n; i++) ready.push(pool.spawn(i, options.factory));
       await Promise.race([Promise.all(ready), late]);
     } catch (e) {
+      for (const r of ready) r.catch(() => {}); // close() rejects them; the error reported is `e`
       await pool.close();
       throw e;
     } finally {

@@ -497,6 +497,13 @@ parentPort.on("message", (m) => { if (m.kind === "init") parentPort.postMessage(
     await expect(KernelPool.start({ memory: new WebAssembly.Memory({ initial: 1 }), factory: tsWorkerFactory(), workers: 1 })).rejects.toThrow(/shared/);
   });
 
+  it("a worker whose scratch region finds no room fails start(), and the workers already started are stopped", async () => {
+    const { seen, factory } = counting(tsWorkerFactory());
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 3, shared: true }); // room for two scratch regions
+    await expect(KernelPool.start({ memory, factory, workers: 3, backend: "wasm-simd" })).rejects.toThrow(/memory/i);
+    expect(seen).toMatchObject({ started: 2, exited: 2 });
+  });
+
   it("a worker that never answers fails start() after startTimeoutMs, and is stopped", async () => {
     const { seen, factory } = counting(
       (await import("../../src/kernels/node.js")).nodeWorkerFactory({
