@@ -80,6 +80,8 @@ export class SavevmDecoder {
   private vmdescInfo: VmdescInfo | undefined;
   private known: KnownVmdesc | undefined;
   private deferred: DeferredInput | undefined;
+  /** Device payload bytes decoded and the visits their walks made: the next walk's allowance (limits.visitsBase). */
+  private readonly deviceWork = { bytes: 0, visits: 0 };
   /** The buffer handed out by inputSpace() while deferring (the window is not in use then). */
   private scratch: Uint8Array | undefined;
 
@@ -568,6 +570,10 @@ export class SavevmDecoder {
       entries: this.known?.entries,
       footers: this.footersOn,
       device: { machine: this.config?.machine, pageSize: this.pageSizeValue },
+      budget: {
+        base: this.limits.visitsBase + this.limits.visitsPerByte * this.deviceWork.bytes - this.deviceWork.visits,
+        perByte: this.limits.visitsPerByte,
+      },
     });
     if (out.kind === "need") {
       this.needHint = out.hint;
@@ -579,6 +585,8 @@ export class SavevmDecoder {
       return 0;
     }
     const { header: h, hdrLen, attempt: a } = out;
+    this.deviceWork.bytes += a.payloadEnd - hdrLen;
+    this.deviceWork.visits += a.visits;
     if (this.footersOn === undefined) this.footersOn = a.footers;
     this.live.bindDevice(h);
     if (out.vmdescIndex !== undefined) this.known!.entries.use(out.vmdescIndex);

@@ -3,6 +3,7 @@
 // attempt on the bytes at hand, and the buffer that holds the final device phase until the vmdesc trailer
 // arrives. Browser-safe.
 import { type SectionRef, VmstreamError } from "../io/errors.js";
+import type { VisitBudget } from "../visitor/wire.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
 import type { Vmdesc, VmdescDevice } from "../vmstate/vmdesc.js";
 import { type DecoderLimits, PEEK_LOOKAHEAD, SEC } from "./constants.js";
@@ -88,16 +89,31 @@ export class VmdescEntries {
 export type Attempt =
   | { readonly kind: "need" }
   | { readonly kind: "fail"; readonly error: VmstreamError }
-  | { readonly kind: "ok"; readonly state: State; readonly payloadEnd: number; readonly total: number; readonly footers: boolean };
+  | {
+      readonly kind: "ok";
+      readonly state: State;
+      readonly payloadEnd: number;
+      readonly total: number;
+      readonly footers: boolean;
+      /** Visits the walk made (see VisitBudget). */
+      readonly visits: number;
+    };
 
 /**
  * Decode a device payload with `desc`, then check the footer: "ok" only when conclusive (see walkAtHand),
  * "fail" when it cannot be this description, else "need".
  */
-export function attemptDevice(desc: VMStateDescription, h: SectionHeader, hdrLen: number, input: AtHand, footersOn: boolean | undefined): Attempt {
+export function attemptDevice(
+  desc: VMStateDescription,
+  h: SectionHeader,
+  hdrLen: number,
+  input: AtHand,
+  footersOn: boolean | undefined,
+  budget?: VisitBudget,
+): Attempt {
   const { n, hard } = input;
   const ref = { idstr: h.idstr, id: h.id, instanceId: h.instanceId };
-  const walk = walkAtHand(desc, input, hdrLen, h.version, h.idstr);
+  const walk = walkAtHand(desc, input, hdrLen, h.version, h.idstr, budget);
   if (walk.kind === "need") return { kind: "need" };
   if (walk.kind === "fail") return { kind: "fail", error: walk.error.withContext({ section: ref }) };
   const { state, end, conclusive } = walk;
@@ -131,7 +147,7 @@ export function attemptDevice(desc: VMStateDescription, h: SectionHeader, hdrLen
     total = end + 5;
   }
   if (!conclusive) return { kind: "need" };
-  return { kind: "ok", state, payloadEnd: end, total, footers };
+  return { kind: "ok", state, payloadEnd: end, total, footers, visits: walk.visits };
 }
 
 /** What decoding a device section at hand came to. */
@@ -157,6 +173,8 @@ export interface DeviceDecodeContext {
   readonly entries: VmdescEntries | undefined;
   readonly footers: boolean | undefined;
   readonly device: DeviceContext;
+  /** What the walk may cost: the decoder's allowance so far (docs/decoder.md, "Bounds"). */
+  readonly budget?: VisitBudget;
 }
 
 /**
@@ -186,7 +204,7 @@ export function decodeDeviceSection(input: AtHand, ctx: DeviceDecodeContext): De
   let regError: VmstreamError | undefined;
   const reg = registeredDescription(ctx.sources, ref, version, ctx.device, input.offset);
   if (reg) {
-    const a = attemptDevice(reg, header, hdrLen, input, ctx.footers);
+    const a = attemptDevice(reg, header, hdrLen, input, ctx.footers, ctx.budget);
     if (a.kind === "need") return need();
     if (a.kind === "ok") return { kind: "ok", header, hdrLen, attempt: a, description: reg, source: "registry" };
     // the input ends inside the section: that is a truncated stream, not a wrong description
@@ -204,7 +222,7 @@ export function decodeDeviceSection(input: AtHand, ctx: DeviceDecodeContext): De
     });
   }
   const { description, source } = vmdescDescription(ctx.sources, entry, ref, version, ctx.limits, input.offset);
-  const a = attemptDevice(description, header, hdrLen, input, ctx.footers);
+  const a = attemptDevice(description, header, hdrLen, input, ctx.footers, ctx.budget);
   if (a.kind === "need") return need();
   if (a.kind === "fail") throw a.error.withContext({ offset: input.offset, section: ref });
   return { kind: "ok", header, hdrLen, attempt: a, description, source, vmdescIndex: index, ...(warning ? { warning } : {}) };
