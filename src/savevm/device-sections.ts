@@ -62,19 +62,49 @@ export function vmdescDescription(
   return found;
 }
 
+/**
+ * Indices grouped by (name, instance), each group in stream order, to be taken first to last: matching sections
+ * to vmdesc entries costs O(1) per section instead of a scan from the first entry (100k devices are common in
+ * hostile input, and possible in real streams).
+ */
+export class ByNameInstance {
+  private readonly groups = new Map<string, { readonly indices: number[]; next: number }>();
+
+  add(name: string, instanceId: number, index: number): void {
+    const k = `${instanceId} ${name}`; // instance ids are digits: no two pairs give one key
+    const g = this.groups.get(k);
+    if (g) g.indices.push(index);
+    else this.groups.set(k, { indices: [index], next: 0 });
+  }
+
+  /** The first index of the group not yet taken (skipping those `taken` says are), or -1. */
+  first(name: string, instanceId: number, taken?: (i: number) => boolean): number {
+    const g = this.groups.get(`${instanceId} ${name}`);
+    if (!g) return -1;
+    while (g.next < g.indices.length && taken?.(g.indices[g.next]!)) g.next++;
+    return g.next < g.indices.length ? g.indices[g.next]! : -1;
+  }
+
+  /** Take the first index of the group (see first()). */
+  take(name: string, instanceId: number): number {
+    const i = this.first(name, instanceId);
+    if (i >= 0) this.groups.get(`${instanceId} ${name}`)!.next++;
+    return i;
+  }
+}
+
 /** The device entries of a vmdesc, each describing one section: sections take the first unused entry of their name and instance. */
 export class VmdescEntries {
   private readonly used: boolean[] = [];
+  private readonly index = new ByNameInstance();
 
-  constructor(readonly doc: Vmdesc) {}
+  constructor(readonly doc: Vmdesc) {
+    doc.devices.forEach((d, i) => this.index.add(d.name, d.instance_id, i));
+  }
 
   /** Index of the first unused entry for (idstr, instance), or -1. */
   find(idstr: string, instanceId: number): number {
-    const devs = this.doc.devices;
-    for (let i = 0; i < devs.length; i++) {
-      if (!this.used[i] && devs[i]!.name === idstr && devs[i]!.instance_id === instanceId) return i;
-    }
-    return -1;
+    return this.index.first(idstr, instanceId, (i) => this.used[i] === true);
   }
 
   entry(i: number): VmdescDevice {
