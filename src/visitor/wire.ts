@@ -109,10 +109,11 @@ export interface VisitBudget {
 }
 
 /**
- * QEMU 7.2's own devices make at most ~0.15 such visits per byte (a struct per few fields), so 16 per byte plus
- * 2^16 leaves a wide margin while a hostile walk stops after a few milliseconds (docs/decoder.md, "Bounds").
+ * The device sections of QEMU 7.2's streams make at most ~0.15 such visits per byte read (a struct per few
+ * fields), so 2 per byte plus 2^16 leaves a wide margin; a hostile walk stops within milliseconds
+ * (docs/decoder.md, "Bounds").
  */
-export const DEFAULT_VISIT_BUDGET: VisitBudget = Object.freeze({ base: 1 << 16, perByte: 16 });
+export const DEFAULT_VISIT_BUDGET: VisitBudget = Object.freeze({ base: 1 << 16, perByte: 2 });
 
 /**
  * Reads QEMU wire bytes. The reader should be sticky (QEMUFile style): the first error — running

@@ -86,3 +86,35 @@ export function trailerCandidatesStream(size: number): Uint8Array {
   }
   return b;
 }
+
+/**
+ * `sections` device sections that each read `bytes` payload bytes, then walk `perByte` x `bytes` empty structs:
+ * as much work as the decoder's visit budget allows (docs/decoder.md, "Bounds"), and accepted.
+ */
+export function budgetEdgeStream(sections: number, bytes: number, perByte: number): Uint8Array {
+  const fields = [
+    { name: "data", type: "buffer", size: bytes },
+    { name: "e", array_len: perByte * bytes, type: "struct", size: 0, struct: emptyStruct("e") },
+  ];
+  const payloads = Array.from({ length: sections }, (_, i) => new Uint8Array(bytes).fill(i));
+  return devicesStream(
+    payloads,
+    payloads.map((_, i) => entry(i, fields)),
+  );
+}
+
+/**
+ * One device whose vmdesc lists `listed` subsections and whose payload holds the last of them `repeats` times
+ * (each an empty body): finding a subsection by a scan of the list is quadratic.
+ */
+export function manySubsectionsStream(listed: number, repeats: number): Uint8Array {
+  const names = Array.from({ length: listed }, (_, k) => `dev/s${k}`);
+  const payload = new StreamBuilder();
+  for (let r = 0; r < repeats; r++)
+    payload
+      .u8(0x05)
+      .cstr(names[listed - 1]!)
+      .be32(1);
+  const subs = names.map((name) => ({ vmsd_name: name, version: 1, fields: [] }));
+  return devicesStream([payload.build()], [entry(0, [], subs)]);
+}
