@@ -100,8 +100,9 @@ export class WireOutputVisitor extends BaseVisitor {
 
 /**
  * How many visits a wire input walk may make: `base` + `perByte` x the bytes it has read so far. Visits that
- * read nothing (a struct, an array, a zero-length buffer, a non-NULL pointer, a gate) would otherwise let a
- * description (e.g. from an untrusted vmdesc: millions of empty elements) loop without consuming input.
+ * read nothing (a struct, an array, a zero-length buffer, a non-NULL pointer) would otherwise let a description
+ * (e.g. from an untrusted vmdesc: millions of empty elements) loop without consuming input. (Gates are not
+ * counted: a struct's gates are a fixed number per struct visit, and a vmdesc describes none.)
  */
 export interface VisitBudget {
   readonly base: number;
@@ -151,11 +152,6 @@ export class WireInputVisitor extends BaseVisitor {
   override startArray(name: Name, count: number, elemSize: number, elemType: string): number {
     this.spend(name);
     return super.startArray(name, count, elemSize, elemType);
-  }
-
-  override optional(name: Name, present: boolean): boolean {
-    this.spend(name);
-    return present;
   }
 
   /** Adopt the reader's error (with the path of `name`) after a read. */
