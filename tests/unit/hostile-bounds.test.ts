@@ -10,10 +10,13 @@ import { describe, expect, it } from "vitest";
 import { analyzeDecoderOptions } from "../../src/analyze/report.js";
 import { InputTail } from "../../src/convert/input-tail.js";
 import { VmstreamError } from "../../src/io/errors.js";
+import { ByteReader } from "../../src/io/reader.js";
 import { DEFAULT_LIMITS, SEC } from "../../src/savevm/constants.js";
 import type { DecodeResult } from "../../src/savevm/types.js";
 import { findVmdescTrailer, parseVmdescJson } from "../../src/savevm/vmdesc.js";
 import { decodeBytes, StreamDecoder, validateBytes } from "../../src/sections/stream.js";
+import { WireInputVisitor } from "../../src/visitor/wire.js";
+import { loadState } from "../../src/vmstate/engine.js";
 import { F } from "../../src/vmstate/fields.js";
 import {
   budgetEdgeStream,
@@ -88,6 +91,38 @@ describe("elements that read nothing cost a budget of visits per byte read", () 
     // a caller can raise the budget
     const raised = validateBytes(budgetEdgeStream(80, 1024, k + 1), { ...analyzeDecoderOptions, limits: { visitsPerByte: k + 2 } });
     expect(raised.error).toBeUndefined();
+  });
+
+  it("a registered description whose count comes from the stream: 4G empty structs after 4 bytes", () => {
+    // (the shape that once ran the "truncated stream" property of vmstate-properties.test.ts out of memory)
+    const empty = { name: "e", version: 1, fields: [] };
+    const desc = { name: "dev", version: 1, fields: [F.uint32("n"), F.structArray("e", empty, { field: "n" })] };
+    const bytes = new StreamBuilder()
+      .header()
+      .full(0, "dev", 1, (s) => s.be32(0xffffffff))
+      .eof()
+      .build();
+    const t = performance.now();
+    // (strictDevices: the registered description's own error, not the search for another description)
+    const v = validateBytes(bytes, { devices: (idstr) => (idstr === "dev" ? desc : undefined), strictDevices: true });
+    expect(performance.now() - t).toBeLessThan(10_000);
+    const e = limitError(v);
+    expect(e.path).toMatch(/^dev\.e\(4294967295\)\(0\)\.\[\d+\]$/);
+    expect(e.offset).toBe(29);
+    // the walk is bounded the same way outside the decoder (a WireInputVisitor of its own)
+    const r = new ByteReader(new Uint8Array([0, 0, 0, 200]), { sticky: true });
+    const w = new WireInputVisitor(r, { base: 100, perByte: 2 });
+    const state: Record<string, unknown> = {};
+    loadState(w, desc, state, 1);
+    expect(w.error?.code).toBe("LIMIT");
+    expect(w.visits).toBe(100 + 2 * 4 + 1);
+    // a count the budget allows decodes
+    const small = new StreamBuilder()
+      .header()
+      .full(0, "dev", 1, (s) => s.be32(1000))
+      .eof()
+      .build();
+    expect(validateBytes(small, { devices: (idstr) => (idstr === "dev" ? desc : undefined) }).error).toBeUndefined();
   });
 
   it("without the analyzer's descriptions (the opaque fallback) the empty-element stream reads as the 0 bytes it is", () => {
