@@ -21,8 +21,14 @@ export class InputTail {
   /** Bytes [from, to): a view when one pushed chunk holds them, else a copy. */
   range(from: number, to: number): Uint8Array {
     const parts = this.parts;
+    // the first part that ends after `from` (binary search: many small parts may be held)
     let i = this.head;
-    while (i < parts.length && parts[i]!.start + parts[i]!.bytes.length <= from) i++;
+    let hi = parts.length;
+    while (i < hi) {
+      const mid = (i + hi) >>> 1;
+      if (parts[mid]!.start + parts[mid]!.bytes.length <= from) i = mid + 1;
+      else hi = mid;
+    }
     const first = parts[i];
     if (!first || first.start > from || to > this.end)
       throw new VmstreamError("INTERNAL", "input bytes no longer held", { offset: from, detail: `${from}..${to}` });

@@ -25,8 +25,9 @@ export function encodeFromModel(r: DecodeResult, options: ModelEncodeOptions = {
   const ramResult = r.live.ram as
     | { materialized: boolean; blocks: readonly { name: string; length: bigint; ptr: number; pageSize?: bigint; mrAddr?: bigint }[] }
     | undefined;
-  for (const s of r.sections) {
-    if (s.idstr !== "ram" && !r.devices.some((d) => d.sectionIndex === r.sections.indexOf(s))) {
+  const deviceSections = new Set(r.devices.map((d) => d.sectionIndex));
+  for (const [index, s] of r.sections.entries()) {
+    if (s.idstr !== "ram" && !deviceSections.has(index)) {
       throw new VmstreamError("UNSUPPORTED", `encodeFromModel: section ${s.idstr} is not supported (only ram and device sections)`);
     }
   }

@@ -1,5 +1,6 @@
 // Framing constants of QEMU 7.2 migration streams (wire-format §2.2, §2.6) and the decoder's
 // default limits. Browser-safe.
+import { DEFAULT_VISIT_BUDGET } from "../visitor/wire.js";
 
 export const QEMU_VM_FILE_MAGIC = 0x5145564d; // "QEVM"
 export const QEMU_VM_FILE_VERSION_COMPAT = 2;
@@ -100,6 +101,12 @@ export interface DecoderLimits {
   readonly deferredBytes: number;
   /** Payload of one device section decoded from the vmdesc. */
   readonly deviceBytes: number;
+  /**
+   * Visits that may read nothing (structs, arrays, empty buffers...) all device walks together may make:
+   * `visitsBase` + `visitsPerByte` x the device payload bytes read (docs/decoder.md, "Bounds").
+   */
+  readonly visitsBase: number;
+  readonly visitsPerByte: number;
   /** RAM blocks in MEM_SIZE. */
   readonly ramBlocks: number;
   /** Total RAM materialised in the kernels' memory (wasm32: below 4 GiB). */
@@ -128,6 +135,8 @@ export const DEFAULT_LIMITS: DecoderLimits = Object.freeze({
   windowBytes: 256 << 20,
   deferredBytes: 256 << 20,
   deviceBytes: 64 << 20,
+  visitsBase: DEFAULT_VISIT_BUDGET.base,
+  visitsPerByte: DEFAULT_VISIT_BUDGET.perByte,
   ramBlocks: 1024,
   ramBytes: 0xf000_0000,
   blockDevices: 64,

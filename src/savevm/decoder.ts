@@ -80,12 +80,16 @@ export class SavevmDecoder {
   private vmdescInfo: VmdescInfo | undefined;
   private known: KnownVmdesc | undefined;
   private deferred: DeferredInput | undefined;
+  /** Device payload bytes decoded and the visits their walks made: the next walk's allowance (limits.visitsBase). */
+  private readonly deviceWork = { bytes: 0, visits: 0 };
   /** The buffer handed out by inputSpace() while deferring (the window is not in use then). */
   private scratch: Uint8Array | undefined;
 
-  /** pause(): the parse loop stops after its current step; chunks pushed meanwhile wait in `held`. */
+  /** pause(): the parse loop stops after its current step; chunks pushed meanwhile wait in `held` (from `heldHead` on). */
   private paused = false;
-  private readonly held: Uint8Array[] = [];
+  private held: Uint8Array[] = [];
+  private heldHead = 0;
+  private heldBytes = 0;
   /** finishInput(): no more bytes come, so what is buffered is decoded to its end (a partial item is an error). */
   private inputDone = false;
 
@@ -176,7 +180,19 @@ export class SavevmDecoder {
     this.guard("resume", () => {
       this.paused = false;
       if (this.input.available >= this.needed) this.run(false);
-      while (!this.paused && this.held.length > 0) this.feed(this.held.shift()!);
+      while (!this.paused && this.heldHead < this.held.length) {
+        const chunk = this.held[this.heldHead]!;
+        const taken = this.feedUntilPause(chunk);
+        this.heldBytes -= taken;
+        // a chunk that paused the decoder again keeps its place, what is left of it first
+        if (taken < chunk.length) this.held[this.heldHead] = chunk.subarray(taken);
+        else this.heldHead++;
+      }
+      // forget the chunks fed (amortised linear: compact once half of the list is done)
+      if (this.heldHead === this.held.length || (this.heldHead > 64 && this.heldHead * 2 > this.held.length)) {
+        this.held = this.held.slice(this.heldHead);
+        this.heldHead = 0;
+      }
       if (this.inputDone && !this.paused) this.run(true);
     });
   }
@@ -218,7 +234,7 @@ export class SavevmDecoder {
   summary(): ValidationSummary {
     const c = this.completeness();
     return {
-      bytes: this.input.offset + (this.deferred?.length ?? 0) + this.input.available + this.held.reduce((n, c) => n + c.length, 0),
+      bytes: this.input.offset + (this.deferred?.length ?? 0) + this.input.available + this.heldBytes,
       machine: this.config?.machine,
       sections: this.log.sectionCount,
       devices: this.log.devices.length,
@@ -254,19 +270,26 @@ export class SavevmDecoder {
   }
 
   private feed(chunk: Uint8Array): void {
+    const taken = this.feedUntilPause(chunk);
+    if (taken < chunk.length) {
+      this.held.push(chunk.slice(taken));
+      this.heldBytes += chunk.length - taken;
+    }
+  }
+
+  /** Decode from `chunk` until the decoder pauses; returns the bytes taken. */
+  private feedUntilPause(chunk: Uint8Array): number {
     let o = 0;
     while (o < chunk.length) {
-      if (this.paused) {
-        this.held.push(chunk.slice(o));
-        return;
-      }
+      if (this.paused) return o;
       if (this.deferred) {
         this.deferred.append(chunk.subarray(o));
-        return;
+        return chunk.length;
       }
       o += this.input.append(chunk.subarray(o), this.needed);
       if (this.input.available >= this.needed) this.run(false);
     }
+    return o;
   }
 
   private releaseWorkMemory(): void {
@@ -568,6 +591,10 @@ export class SavevmDecoder {
       entries: this.known?.entries,
       footers: this.footersOn,
       device: { machine: this.config?.machine, pageSize: this.pageSizeValue },
+      budget: {
+        base: this.limits.visitsBase + this.limits.visitsPerByte * this.deviceWork.bytes - this.deviceWork.visits,
+        perByte: this.limits.visitsPerByte,
+      },
     });
     if (out.kind === "need") {
       this.needHint = out.hint;
@@ -579,6 +606,8 @@ export class SavevmDecoder {
       return 0;
     }
     const { header: h, hdrLen, attempt: a } = out;
+    this.deviceWork.bytes += a.payloadEnd - hdrLen;
+    this.deviceWork.visits += a.visits;
     if (this.footersOn === undefined) this.footersOn = a.footers;
     this.live.bindDevice(h);
     if (out.vmdescIndex !== undefined) this.known!.entries.use(out.vmdescIndex);

@@ -3,6 +3,7 @@
 // attempt on the bytes at hand, and the buffer that holds the final device phase until the vmdesc trailer
 // arrives. Browser-safe.
 import { type SectionRef, VmstreamError } from "../io/errors.js";
+import type { VisitBudget } from "../visitor/wire.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
 import type { Vmdesc, VmdescDevice } from "../vmstate/vmdesc.js";
 import { type DecoderLimits, PEEK_LOOKAHEAD, SEC } from "./constants.js";
@@ -61,19 +62,49 @@ export function vmdescDescription(
   return found;
 }
 
+/**
+ * Indices grouped by (name, instance), each group in stream order, to be taken first to last: matching sections
+ * to vmdesc entries costs O(1) per section instead of a scan from the first entry (100k devices are common in
+ * hostile input, and possible in real streams).
+ */
+export class ByNameInstance {
+  private readonly groups = new Map<string, { readonly indices: number[]; next: number }>();
+
+  add(name: string, instanceId: number, index: number): void {
+    const k = `${instanceId} ${name}`; // instance ids are digits: no two pairs give one key
+    const g = this.groups.get(k);
+    if (g) g.indices.push(index);
+    else this.groups.set(k, { indices: [index], next: 0 });
+  }
+
+  /** The first index of the group not yet taken (skipping those `taken` says are), or -1. */
+  first(name: string, instanceId: number, taken?: (i: number) => boolean): number {
+    const g = this.groups.get(`${instanceId} ${name}`);
+    if (!g) return -1;
+    while (g.next < g.indices.length && taken?.(g.indices[g.next]!)) g.next++;
+    return g.next < g.indices.length ? g.indices[g.next]! : -1;
+  }
+
+  /** Take the first index of the group (see first()). */
+  take(name: string, instanceId: number): number {
+    const i = this.first(name, instanceId);
+    if (i >= 0) this.groups.get(`${instanceId} ${name}`)!.next++;
+    return i;
+  }
+}
+
 /** The device entries of a vmdesc, each describing one section: sections take the first unused entry of their name and instance. */
 export class VmdescEntries {
   private readonly used: boolean[] = [];
+  private readonly index = new ByNameInstance();
 
-  constructor(readonly doc: Vmdesc) {}
+  constructor(readonly doc: Vmdesc) {
+    doc.devices.forEach((d, i) => this.index.add(d.name, d.instance_id, i));
+  }
 
   /** Index of the first unused entry for (idstr, instance), or -1. */
   find(idstr: string, instanceId: number): number {
-    const devs = this.doc.devices;
-    for (let i = 0; i < devs.length; i++) {
-      if (!this.used[i] && devs[i]!.name === idstr && devs[i]!.instance_id === instanceId) return i;
-    }
-    return -1;
+    return this.index.first(idstr, instanceId, (i) => this.used[i] === true);
   }
 
   entry(i: number): VmdescDevice {
@@ -88,16 +119,31 @@ export class VmdescEntries {
 export type Attempt =
   | { readonly kind: "need" }
   | { readonly kind: "fail"; readonly error: VmstreamError }
-  | { readonly kind: "ok"; readonly state: State; readonly payloadEnd: number; readonly total: number; readonly footers: boolean };
+  | {
+      readonly kind: "ok";
+      readonly state: State;
+      readonly payloadEnd: number;
+      readonly total: number;
+      readonly footers: boolean;
+      /** Visits the walk made (see VisitBudget). */
+      readonly visits: number;
+    };
 
 /**
  * Decode a device payload with `desc`, then check the footer: "ok" only when conclusive (see walkAtHand),
  * "fail" when it cannot be this description, else "need".
  */
-export function attemptDevice(desc: VMStateDescription, h: SectionHeader, hdrLen: number, input: AtHand, footersOn: boolean | undefined): Attempt {
+export function attemptDevice(
+  desc: VMStateDescription,
+  h: SectionHeader,
+  hdrLen: number,
+  input: AtHand,
+  footersOn: boolean | undefined,
+  budget?: VisitBudget,
+): Attempt {
   const { n, hard } = input;
   const ref = { idstr: h.idstr, id: h.id, instanceId: h.instanceId };
-  const walk = walkAtHand(desc, input, hdrLen, h.version, h.idstr);
+  const walk = walkAtHand(desc, input, hdrLen, h.version, h.idstr, budget);
   if (walk.kind === "need") return { kind: "need" };
   if (walk.kind === "fail") return { kind: "fail", error: walk.error.withContext({ section: ref }) };
   const { state, end, conclusive } = walk;
@@ -131,7 +177,7 @@ export function attemptDevice(desc: VMStateDescription, h: SectionHeader, hdrLen
     total = end + 5;
   }
   if (!conclusive) return { kind: "need" };
-  return { kind: "ok", state, payloadEnd: end, total, footers };
+  return { kind: "ok", state, payloadEnd: end, total, footers, visits: walk.visits };
 }
 
 /** What decoding a device section at hand came to. */
@@ -157,6 +203,8 @@ export interface DeviceDecodeContext {
   readonly entries: VmdescEntries | undefined;
   readonly footers: boolean | undefined;
   readonly device: DeviceContext;
+  /** What the walk may cost: the decoder's allowance so far (docs/decoder.md, "Bounds"). */
+  readonly budget?: VisitBudget;
 }
 
 /**
@@ -186,7 +234,7 @@ export function decodeDeviceSection(input: AtHand, ctx: DeviceDecodeContext): De
   let regError: VmstreamError | undefined;
   const reg = registeredDescription(ctx.sources, ref, version, ctx.device, input.offset);
   if (reg) {
-    const a = attemptDevice(reg, header, hdrLen, input, ctx.footers);
+    const a = attemptDevice(reg, header, hdrLen, input, ctx.footers, ctx.budget);
     if (a.kind === "need") return need();
     if (a.kind === "ok") return { kind: "ok", header, hdrLen, attempt: a, description: reg, source: "registry" };
     // the input ends inside the section: that is a truncated stream, not a wrong description
@@ -204,7 +252,7 @@ export function decodeDeviceSection(input: AtHand, ctx: DeviceDecodeContext): De
     });
   }
   const { description, source } = vmdescDescription(ctx.sources, entry, ref, version, ctx.limits, input.offset);
-  const a = attemptDevice(description, header, hdrLen, input, ctx.footers);
+  const a = attemptDevice(description, header, hdrLen, input, ctx.footers, ctx.budget);
   if (a.kind === "need") return need();
   if (a.kind === "fail") throw a.error.withContext({ offset: input.offset, section: ref });
   return { kind: "ok", header, hdrLen, attempt: a, description, source, vmdescIndex: index, ...(warning ? { warning } : {}) };

@@ -5,7 +5,7 @@
 import { VmstreamError } from "../io/errors.js";
 import { ByteReader } from "../io/reader.js";
 import type { Kernels } from "../kernels/types.js";
-import { WireInputVisitor } from "../visitor/wire.js";
+import { DEFAULT_VISIT_BUDGET, type VisitBudget, WireInputVisitor } from "../visitor/wire.js";
 import { loadState } from "../vmstate/engine.js";
 import type { State, VMStateDescription } from "../vmstate/types.js";
 import { PEEK_LOOKAHEAD } from "./constants.js";
@@ -27,17 +27,24 @@ export interface AtHand {
 export type Walk =
   | { readonly kind: "need"; readonly end: number }
   | { readonly kind: "fail"; readonly error: VmstreamError }
-  /** Walked without an error; only `conclusive` outcomes can be trusted (no subsection peek went past the bytes at hand). */
-  | { readonly kind: "done"; readonly state: State; readonly end: number; readonly conclusive: boolean };
+  /** Walked without an error; only `conclusive` outcomes can be trusted (no subsection peek went past the bytes at hand). `visits`: what it cost. */
+  | { readonly kind: "done"; readonly state: State; readonly end: number; readonly conclusive: boolean; readonly visits: number };
 
 /**
  * Walk `desc` (QEMU's wire format) over the bytes at hand from `from`. An outcome is conclusive when the input
  * has ended, or no subsection peek reached past the bytes at hand (PEEK_LOOKAHEAD bytes after the walk always
  * suffice); a read past them is "need" until the input ends.
  */
-export function walkAtHand(desc: VMStateDescription, input: AtHand, from: number, version: number, path: string): Walk {
+export function walkAtHand(
+  desc: VMStateDescription,
+  input: AtHand,
+  from: number,
+  version: number,
+  path: string,
+  budget: VisitBudget = DEFAULT_VISIT_BUDGET,
+): Walk {
   const r = input.reader(from, input.n, true);
-  const v = new WireInputVisitor(r);
+  const v = new WireInputVisitor(r, budget);
   const state: State = {};
   try {
     loadState(v, desc, state, version, path);
@@ -48,7 +55,7 @@ export function walkAtHand(desc: VMStateDescription, input: AtHand, from: number
   const conclusive = input.hard || end + PEEK_LOOKAHEAD <= input.n || !r.peekedPastEnd;
   const err = v.error ?? r.error;
   if (err) return conclusive && (input.hard || err.code !== "EOF") ? { kind: "fail", error: err } : { kind: "need", end };
-  return { kind: "done", state, end, conclusive };
+  return { kind: "done", state, end, conclusive, visits: v.visits };
 }
 
 export class InputWindow {

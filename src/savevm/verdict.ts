@@ -4,6 +4,7 @@
 import { VmstreamError } from "../io/errors.js";
 import type { Vmdesc } from "../vmstate/vmdesc.js";
 import type { DecoderLimits } from "./constants.js";
+import { ByNameInstance } from "./device-sections.js";
 import type { CommandRecord, Completeness, DecodeResult, DeviceSectionResult, SectionRecord, ValidationResult, ValidationSummary } from "./types.js";
 
 export type DecoderLike = { push(chunk: Uint8Array): void; end(): DecodeResult; summary(): ValidationSummary; dispose(): void };
@@ -66,9 +67,11 @@ export function completenessOf(
 ): Completeness {
   if (!doc) return { complete: eof && ended, eof, vmdesc: false, missingDevices: [], unlistedSections: [] };
   const used = new Array<boolean>(devices.length).fill(false);
+  const sections = new ByNameInstance();
+  devices.forEach((s, i) => sections.add(s.idstr, s.instanceId, i));
   const missing: { name: string; instanceId: number }[] = [];
   for (const d of doc.devices) {
-    const found = devices.findIndex((s, i) => !used[i] && s.idstr === d.name && s.instanceId === d.instance_id);
+    const found = sections.take(d.name, d.instance_id);
     if (found < 0) missing.push({ name: d.name, instanceId: d.instance_id });
     else {
       used[found] = true;

@@ -75,12 +75,16 @@ function checkDocument(j: unknown): string | undefined {
 /**
  * Find the vmdesc trailer at the end of `b` (the bytes from some point before EOF to the end of the stream):
  * a 0x06 preceded by the EOF byte 0x00 whose be32 length reaches exactly the end, and whose JSON parses.
- * Returns its index in `b`, or -1.
+ * One backward scan: JSON text holds no control byte but tab, LF and CR, and every candidate brings one (its
+ * EOF byte), so once one lies inside the candidate text no lower candidate can be the trailer — at most a few
+ * candidates are parsed, and the search is linear in `b`.
  */
 export function findVmdescTrailer(b: Uint8Array, maxLen: number, maxDepth: number): { at: number; text: string; json: Vmdesc } | undefined {
   const end = b.length;
   const lowest = Math.max(1, end - 5 - maxLen);
   for (let i = end - 5; i >= lowest; i--) {
+    // byte i + 5 has just joined the candidate text [i + 5, end)
+    if (i + 5 < end && notInJson(b[i + 5]!)) return undefined;
     if (b[i] !== SEC.VMDESCRIPTION || b[i - 1] !== SEC.EOF) continue;
     const len = ((b[i + 1]! << 24) | (b[i + 2]! << 16) | (b[i + 3]! << 8) | b[i + 4]!) >>> 0;
     if (i + 5 + len !== end || b[i + 5] !== 0x7b) continue;
@@ -92,6 +96,11 @@ export function findVmdescTrailer(b: Uint8Array, maxLen: number, maxDepth: numbe
     }
   }
   return undefined;
+}
+
+/** A byte that cannot appear in JSON text (a control character other than JSON's whitespace). */
+function notInJson(c: number): boolean {
+  return c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d;
 }
 
 const enc = new TextEncoder();

@@ -99,13 +99,59 @@ export class WireOutputVisitor extends BaseVisitor {
 }
 
 /**
+ * How many visits a wire input walk may make: `base` + `perByte` x the bytes it has read so far. Visits that
+ * read nothing (a struct, an array, a zero-length buffer, a non-NULL pointer) would otherwise let a description
+ * (e.g. from an untrusted vmdesc: millions of empty elements) loop without consuming input. (Gates are not
+ * counted: a struct's gates are a fixed number per struct visit, and a vmdesc describes none.)
+ */
+export interface VisitBudget {
+  readonly base: number;
+  readonly perByte: number;
+}
+
+/**
+ * The device sections of QEMU 7.2's streams make at most ~0.15 such visits per byte read (a struct per few
+ * fields), so 2 per byte plus 2^16 leaves a wide margin; a hostile walk stops within milliseconds
+ * (docs/decoder.md, "Bounds").
+ */
+export const DEFAULT_VISIT_BUDGET: VisitBudget = Object.freeze({ base: 1 << 16, perByte: 2 });
+
+/**
  * Reads QEMU wire bytes. The reader should be sticky (QEMUFile style): the first error — running
- * out of bytes or a check — sticks, gains the field path, and later visits return zeros.
+ * out of bytes or a check — sticks, gains the field path, and later visits return zeros. Visits that read
+ * nothing are counted against a {@link VisitBudget}; going over it is a LIMIT error.
  */
 export class WireInputVisitor extends BaseVisitor {
   readonly direction = "input" as const;
-  constructor(readonly r: ByteReader) {
+  /** Visits made so far (those that may read nothing). */
+  visits = 0;
+  constructor(
+    readonly r: ByteReader,
+    private readonly budget: VisitBudget = DEFAULT_VISIT_BUDGET,
+  ) {
     super();
+  }
+
+  /** Count one visit: a LIMIT error once the walk has made more than its bytes allow. */
+  private spend(name: Name): void {
+    const b = this.budget;
+    if (++this.visits <= b.base + b.perByte * this.r.pos || this.err) return;
+    this.fail(
+      new VmstreamError("LIMIT", "the description makes too many visits for the bytes it reads", {
+        path: this.path(name),
+        detail: `${this.visits} visits after ${this.r.pos} bytes read: at most ${b.base} + ${b.perByte} per byte read (decoder limits visitsBase, visitsPerByte)`,
+      }),
+    );
+  }
+
+  override startStruct(name: Name, vmsdName: string, version: number): void {
+    this.spend(name);
+    super.startStruct(name, vmsdName, version);
+  }
+
+  override startArray(name: Name, count: number, elemSize: number, elemType: string): number {
+    this.spend(name);
+    return super.startArray(name, count, elemSize, elemType);
   }
 
   /** Adopt the reader's error (with the path of `name`) after a read. */
@@ -143,6 +189,7 @@ export class WireInputVisitor extends BaseVisitor {
   }
 
   nullPointer(name: Name, isNull: boolean): boolean {
+    this.spend(name);
     if (!isNull) return false;
     const at = this.r.offset;
     const b = this.r.u8();
@@ -211,6 +258,7 @@ export class WireInputVisitor extends BaseVisitor {
     return v;
   }
   buffer(name: Name, _bytes: Uint8Array | undefined, len: number): Uint8Array {
+    if (len === 0) this.spend(name);
     const v = this.r.bytes(len);
     this.latch(name);
     return this.err ? EMPTY : v;

@@ -143,7 +143,7 @@ function walkSubsections(v: Visitor, vmsd: VMStateDescription, s: State, d: Vmde
     if (v.error) return;
     const next = v.nextSubsection(vmsd.name);
     if (!next) return;
-    const sub = subs.find((x) => x.name === next.name);
+    const sub = subsectionsByName(vmsd).get(next.name);
     if (!sub) {
       fail(v, "UNKNOWN_SUBSECTION", `${vmsd.name}: unknown subsection ${next.name}`);
       return;
@@ -255,6 +255,18 @@ function descNames(vmsd: VMStateDescription): readonly string[] {
   return names;
 }
 const nameCache = new WeakMap<VMStateDescription, readonly string[]>();
+
+/** A description's subsections by name (the first of a name, as a search from the start finds): one lookup per subsection read. */
+function subsectionsByName(vmsd: VMStateDescription): ReadonlyMap<string, VMStateDescription> {
+  let byName = subsectionCache.get(vmsd);
+  if (!byName) {
+    byName = new Map();
+    for (const sub of vmsd.subsections ?? []) if (!byName.has(sub.name)) byName.set(sub.name, sub);
+    subsectionCache.set(vmsd, byName);
+  }
+  return byName;
+}
+const subsectionCache = new WeakMap<VMStateDescription, Map<string, VMStateDescription>>();
 const fixedSizes = new WeakMap<VMStateDescription, number>();
 
 /** Opens the vmdesc object of element `i` of `n`; returns the output position it starts at. */

@@ -378,8 +378,14 @@ function withSubsectionChecks(name: string, version: number, fields: Field[], su
       const got = arrived.get(s) ?? [];
       arrived.delete(s);
       if (got.length !== expected.length || got.some((x, i) => x !== expected[i])) {
-        return `the stream has subsections [${got.join(", ")}], the vmdesc lists [${expected.join(", ")}]`;
+        return `the stream has subsections ${listText(got)}, the vmdesc lists ${listText(expected)}`;
       }
     },
   };
+}
+
+/** `[a, b, c]`, the first few names only when there are many (a message stays short whatever the input). */
+function listText(names: readonly string[]): string {
+  const shown = 8;
+  return names.length <= shown ? `[${names.join(", ")}]` : `[${names.slice(0, shown).join(", ")}, ... (${names.length} in all)]`;
 }

@@ -166,7 +166,8 @@ function visitElem(v: Visitor, e: VmdescElement, i: Name, prev: unknown, describ
         }
         return v.buffer(i, b, e.size, e.info);
       }
-      return v.buffer(i, undefined, e.size, e.info).slice();
+      // (a zero-length element shares one empty array: a vmdesc may list millions of them)
+      return e.size === 0 ? (v.buffer(i, undefined, 0, e.info), EMPTY) : v.buffer(i, undefined, e.size, e.info).slice();
     }
     case "struct": {
       const s: State = typeof prev === "object" && prev !== null && !Array.isArray(prev) ? (prev as State) : {};
