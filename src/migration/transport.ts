@@ -1,10 +1,11 @@
 // Transports for live migration (Node only; exported from vmstream/node): endpoints `tcp:HOST:PORT`, `file:PATH`
 // or a plain path, and `-`; a one-connection TCP server, a TCP client, and a writer that respects backpressure and
 // copies chunks unless told not to. Backpressure and copy semantics: docs/live-migration.md, "Transports".
-import { createReadStream, createWriteStream, constants as fsc, openSync, renameSync, rmSync } from "node:fs";
+import { createReadStream, createWriteStream, renameSync, rmSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { VmstreamError } from "../io/errors.js";
+import { createOutputFile } from "../io/output-files.js";
 
 export type Endpoint =
   | { readonly kind: "tcp"; readonly host: string; readonly port: number }
@@ -410,8 +411,8 @@ export async function openOutput(endpoint: Endpoint | string, options: OpenOutpu
       const partial = e.path + (options.partialSuffix ?? ".partial");
       let fd: number;
       try {
-        // never through a link planted at the .partial name
-        fd = openSync(partial, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW, 0o644);
+        // a new file: never written through a link planted at the .partial name
+        fd = createOutputFile(partial);
       } catch (err) {
         throw ioError("cannot write", err, partial);
       }
