@@ -27,6 +27,8 @@ export interface ReceiveOptions {
   /** The multifd channels to expect (default: those that connect). */
   readonly multifdChannels?: number;
   readonly multifdCompression?: MultifdCompression;
+  /** Fail when nothing arrives for this long once a peer connected (stdin: from the start); 0: no limit. */
+  readonly idleTimeoutMs: number;
 }
 
 const say = (line: string): void => {
@@ -82,12 +84,13 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
         ...(raw ? { raw: raw.open.bind(raw) } : {}),
         ...(o.multifdChannels !== undefined ? { channels: o.multifdChannels } : {}),
         ...(o.multifdCompression !== undefined ? { compression: o.multifdCompression } : {}),
+        idleTimeoutMs: o.idleTimeoutMs,
         say,
       });
       incoming = inc;
       say(`listening on ${inc.address}`);
       input = { source: inc.source, close: () => inc.close() };
-    } else input = await openInput(source, { onListening: (address) => say(`listening on ${address}`) });
+    } else input = await openInput(source, { onListening: (address) => say(`listening on ${address}`), idleTimeoutMs: o.idleTimeoutMs });
     if (fwd && !incoming) {
       // chunks read from a socket are fresh buffers that nothing modifies: no copy needed
       forward = await openOutput(fwd, { copy: false });
