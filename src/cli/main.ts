@@ -29,8 +29,10 @@ commands:
         spapr/htab, dirty-bitmap).
   extract FILE DIR
         RAM blocks as sparse files (DIR/ram/<block>.bin), block-migration disks as images
-        (DIR/disk/<device>.img), DIR/desc.json (vmdesc) and DIR/state.json (analyze). Names are
-        sanitised: nothing is written outside DIR, no link inside DIR is followed.
+        (DIR/disk/<device>.img), DIR/desc.json (vmdesc) and DIR/state.json (analyze). Nothing is written
+        outside DIR, whatever DIR contains: names are sanitised, every file is created new (an old one of
+        the same name is replaced, not written over), and a symbolic or hard link found inside DIR at any
+        level is refused with an error naming it. DIR itself may be a link.
   check FILE
         Validates the whole stream. Prints one line, "OK: ..." (exit 0) or "BROKEN: <what, where>"
         (exit 1): a truncated or broken migration is reported as broken, never as a success.

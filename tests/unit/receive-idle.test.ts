@@ -138,6 +138,9 @@ describe("vmstream receive --idle-timeout", () => {
     const bad = runVmstream(["receive", "tcp:127.0.0.1:0", "--idle-timeout", "soon"]);
     expect(await cliExitCode(bad)).toBe(2);
     expect(bad.stderr()).toMatch(/--idle-timeout must be 0\.\.86400 seconds, not soon/);
+    const help = runVmstream(["--help"]);
+    expect(await cliExitCode(help)).toBe(0);
+    expect(help.stdout()).toMatch(/--idle-timeout SECONDS \(default 60; 0: none\)/);
   });
 });
 
