@@ -335,7 +335,7 @@ export interface OpenInputOptions {
  * The chunks of `source`, failing with a VmstreamError when one takes longer than `ms` to come after the
  * consumer asked for it. The input is left to its owner to close (a pending read ends when it is destroyed).
  */
-export async function* idleLimited(source: AsyncIterable<Uint8Array>, ms: number, what: string): AsyncGenerator<Uint8Array> {
+async function* idleLimited(source: AsyncIterable<Uint8Array>, ms: number, what: string): AsyncGenerator<Uint8Array> {
   const it = source[Symbol.asyncIterator]();
   let bytes = 0;
   let stalled = false;
