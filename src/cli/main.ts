@@ -29,8 +29,10 @@ commands:
         spapr/htab, dirty-bitmap).
   extract FILE DIR
         RAM blocks as sparse files (DIR/ram/<block>.bin), block-migration disks as images
-        (DIR/disk/<device>.img), DIR/desc.json (vmdesc) and DIR/state.json (analyze). Names are
-        sanitised: nothing is written outside DIR, no link inside DIR is followed.
+        (DIR/disk/<device>.img), DIR/desc.json (vmdesc) and DIR/state.json (analyze). Nothing is written
+        outside DIR, whatever DIR contains: names are sanitised, every file is created new (an old one of
+        the same name is replaced, not written over), and a symbolic or hard link found inside DIR at any
+        level is refused with an error naming it. DIR itself may be a link.
   check FILE
         Validates the whole stream. Prints one line, "OK: ..." (exit 0) or "BROKEN: <what, where>"
         (exit 1): a truncated or broken migration is reported as broken, never as a success.
@@ -57,7 +59,8 @@ commands:
         the chunks the guest wrote again: W writes of 4 KiB per second); --zero-blocks sends all-zero
         chunks as ZERO_BLOCK records. The table gains disk_chunks, disk_zero, disk_dirty columns and the
         destination disk is checked too.
-  receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc] [--quiet]
+  receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc]
+          [--idle-timeout SECONDS] [--quiet]
         The destination of one live migration. ENDPOINT tcp:HOST:PORT listens (HOST defaults to
         127.0.0.1; port 0 picks a free port) and accepts one connection; once bound it prints
         "vmstream: listening on tcp:127.0.0.1:<port>" on stderr. ENDPOINT may also be a file or - (stdin).
@@ -70,6 +73,12 @@ commands:
         pages by kind, duration, MB/s); exits 1 after a broken, truncated or interrupted one, with the byte
         offset and section on stderr. A progress line is shown when stderr is a terminal; --quiet shows
         neither it nor the summary.
+        --idle-timeout SECONDS (default 60; 0: none): once a peer has connected, the migration fails
+        (exit 1) when nothing arrives for that long on any of its connections: a peer that connects and
+        sends nothing, a source or a channel that stalls half-way. It restarts with every byte, so a slow
+        migration is never cut; waiting for the first peer is not limited (stdin: counted from the start).
+        While a migration is active, another connection (a second main stream, or neither a migration nor
+        a channel) is refused with a line on stderr naming its address; the migration goes on.
         multifd: a tcp ENDPOINT also takes the channels of a QEMU migrating with the multifd capability
         (connections told apart by their first bytes; anything else is refused). Their pages are joined
         with the main stream, sync point by sync point, into one ordinary stream: what --out records,
@@ -94,6 +103,13 @@ commands:
 `;
 
 type Handler = (args: string[]) => Promise<number>;
+
+/** --idle-timeout SECONDS (fractions allowed, 0 for none) in milliseconds. */
+function idleTimeout(text: string): number {
+  const s = Number(text);
+  if (text.trim() === "" || !Number.isFinite(s) || s < 0 || s > 86_400) throw new Error(`--idle-timeout must be 0..86400 seconds, not ${text}`);
+  return Math.round(s * 1000);
+}
 
 function positionals(args: string[], n: number, usage: string, options: NonNullable<ParseArgsConfig["options"]> = {}) {
   const parsed = parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true });
@@ -134,7 +150,7 @@ const commands: Record<string, Handler> = {
     const p = positionals(
       args,
       1,
-      "receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc] [--quiet]",
+      "receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc] [--idle-timeout SECONDS] [--quiet]",
       {
         out: { type: "string" },
         extract: { type: "string" },
@@ -142,6 +158,7 @@ const commands: Record<string, Handler> = {
         raw: { type: "string" },
         "multifd-channels": { type: "string" },
         "require-vmdesc": { type: "boolean", default: false },
+        "idle-timeout": { type: "string", default: "60" },
         quiet: { type: "boolean", short: "q", default: false },
       },
     );
@@ -154,6 +171,7 @@ const commands: Record<string, Handler> = {
       ...(typeof v.raw === "string" ? { raw: v.raw } : {}),
       ...(typeof v["multifd-channels"] === "string" ? { multifdChannels: channelCount(v["multifd-channels"]) } : {}),
       requireVmdesc: v["require-vmdesc"] === true,
+      idleTimeoutMs: idleTimeout(v["idle-timeout"] as string),
       quiet: v.quiet === true,
     });
   },

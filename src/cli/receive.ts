@@ -2,12 +2,12 @@
 // the destination of one live migration, decoding every byte as it arrives; --out records, --forward relays byte
 // for byte (with backpressure), --extract writes RAM and disks. Exit 0 only after one complete migration; after a
 // failed one nothing looks complete. Behaviour for users: README.md, "Live migration".
-import { createWriteStream, existsSync, constants as fsc, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { createWriteStream, existsSync, lstatSync, readdirSync, renameSync, rmdirSync, rmSync } from "node:fs";
 import { analyzeDecoderOptions } from "../analyze/report.js";
 import { nodeStreamCodecs } from "../io/codecs-node.js";
 import { VmstreamError } from "../io/errors.js";
 import { nodeInflate } from "../io/node.js";
+import { OutputDir } from "../io/output-files.js";
 import { ByteWriter } from "../io/writer.js";
 import { type DestinationResult, MigrationDestination } from "../migration/destination.js";
 import { IncomingMigration } from "../migration/incoming.js";
@@ -27,6 +27,8 @@ export interface ReceiveOptions {
   /** The multifd channels to expect (default: those that connect). */
   readonly multifdChannels?: number;
   readonly multifdCompression?: MultifdCompression;
+  /** Fail when nothing arrives for this long once a peer connected (stdin: from the start); 0: no limit. */
+  readonly idleTimeoutMs: number;
 }
 
 const say = (line: string): void => {
@@ -38,6 +40,16 @@ function out(text: string): Promise<void> {
 }
 
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Something is at `path`, a dangling link included. */
+function taken(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promise<number> {
   // Everything that can be checked before a peer connects is checked first (usage errors: exit 2).
@@ -51,7 +63,7 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
   ] as const) {
     if (dir === undefined) continue;
     if (existsSync(dir) && readdirSync(dir).length > 0) throw new Error(`${flag}: ${dir} exists and is not empty`);
-    if (existsSync(dir + ".partial")) throw new Error(`${flag}: ${dir}.partial exists (left by another run?): remove it first`);
+    if (taken(dir + ".partial")) throw new Error(`${flag}: ${dir}.partial exists (left by another run?): remove it first`);
   }
   if ((o.raw !== undefined || o.multifdChannels !== undefined) && source.kind !== "tcp") throw new Error("--raw and --multifd-channels need a tcp ENDPOINT");
 
@@ -59,8 +71,9 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
   let input: InputOpen | undefined;
   let forward: OutputOpen | undefined;
   let incoming: IncomingMigration | undefined;
-  const raw = o.raw !== undefined ? new RawCapture(o.raw) : undefined;
+  let raw: RawCapture | undefined;
   try {
+    if (o.raw !== undefined) raw = new RawCapture(o.raw);
     if (o.out !== undefined) record = await openOutput({ kind: "file", path: o.out }, { copy: false });
     if (source.kind === "tcp") {
       // one listener for the main stream and any multifd channels; --forward relays each connection
@@ -68,15 +81,16 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
         decode: { inflate: nodeInflate },
         codecs: nodeStreamCodecs,
         ...(fwd?.kind === "tcp" ? { forward: fwd } : {}),
-        ...(raw ? { raw: (name: string) => raw.open(name) } : {}),
+        ...(raw ? { raw: raw.open.bind(raw) } : {}),
         ...(o.multifdChannels !== undefined ? { channels: o.multifdChannels } : {}),
         ...(o.multifdCompression !== undefined ? { compression: o.multifdCompression } : {}),
+        idleTimeoutMs: o.idleTimeoutMs,
         say,
       });
       incoming = inc;
       say(`listening on ${inc.address}`);
       input = { source: inc.source, close: () => inc.close() };
-    } else input = await openInput(source, { onListening: (address) => say(`listening on ${address}`) });
+    } else input = await openInput(source, { onListening: (address) => say(`listening on ${address}`), idleTimeoutMs: o.idleTimeoutMs });
     if (fwd && !incoming) {
       // chunks read from a socket are fresh buffers that nothing modifies: no copy needed
       forward = await openOutput(fwd, { copy: false });
@@ -188,14 +202,20 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
   if (ok && o.extract !== undefined && result.decoded) {
     // written beside DIR and renamed at the end: a failed extraction leaves no complete-looking DIR
     const partial = o.extract + ".partial";
+    let folder: OutputDir | undefined;
     try {
-      mkdirSync(partial, { recursive: true });
-      const files = writeExtraction(result.decoded, dest.kernels, partial);
+      folder = OutputDir.open(partial, { fresh: true });
+      const files = writeExtraction(result.decoded, dest.kernels, folder);
+      folder.close();
+      folder = undefined;
       if (existsSync(o.extract)) rmdirSync(o.extract); // checked empty at the start; fails if no longer
       renameSync(partial, o.extract);
       for (const f of files) lines.push(`extract: ${o.extract}/${f}`);
     } catch (e) {
-      rmSync(partial, { recursive: true, force: true });
+      const made = folder !== undefined;
+      folder?.close();
+      // only the folder this run made is removed (a name taken by something else is left alone)
+      if (made) rmSync(partial, { recursive: true, force: true });
       sinkError = VmstreamError.wrap(e, {}, "IO");
       ok = false;
     }
@@ -236,16 +256,17 @@ function relayReturnPath(forward: OutputOpen, input: InputOpen): void {
 /** --raw DIR: each connection's bytes as received, in DIR.partial until the migration completed. */
 class RawCapture {
   private readonly partial: string;
+  private readonly folder: OutputDir;
   private readonly writers: StreamWriter[] = [];
 
   constructor(private readonly dir: string) {
     this.partial = dir + ".partial";
-    mkdirSync(this.partial, { recursive: true });
+    this.folder = OutputDir.open(this.partial, { fresh: true });
   }
 
   open(name: string): StreamWriter {
-    // never through a link planted in the folder; names are "main" or "channel-N"
-    const fd = openSync(join(this.partial, `${name}.bin`), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
+    // names are "main" or "channel-N"
+    const fd = this.folder.create(`${name}.bin`);
     const w = new StreamWriter(createWriteStream("", { fd }), { copy: false, name: `${this.dir}/${name}.bin` });
     this.writers.push(w);
     return w;
@@ -254,6 +275,7 @@ class RawCapture {
   /** Close the files; rename DIR.partial to DIR after a complete migration. Returns where the bytes are. */
   async finish(complete: boolean): Promise<string> {
     for (const w of this.writers) await w.end().catch(() => undefined);
+    this.folder.close();
     if (!complete) return this.partial;
     for (const w of this.writers) if (w.error) throw w.error;
     if (existsSync(this.dir)) rmdirSync(this.dir);
@@ -262,6 +284,7 @@ class RawCapture {
   }
 
   abort(keep: boolean): void {
+    this.folder.close();
     if (!keep) rmSync(this.partial, { recursive: true, force: true });
   }
 }

@@ -1,9 +1,9 @@
 // The stream commands: analyze, dump, extract, check. Data on stdout, diagnostics on stderr.
-import { closeSync, constants as fsc, fstatSync, ftruncateSync, mkdirSync, openSync, realpathSync, statSync, writeSync } from "node:fs";
-import { join, resolve, sep } from "node:path";
+import { closeSync, fstatSync, ftruncateSync, statSync, writeSync } from "node:fs";
 import { formatAnalyzeJson } from "../analyze/analyze-json.js";
 import { analyzeDecoderOptions, analyzeDocumentOf, dumpLines } from "../analyze/report.js";
 import { VmstreamError } from "../io/errors.js";
+import { OutputDir } from "../io/output-files.js";
 import { createKernels } from "../kernels/index.js";
 import type { Kernels } from "../kernels/types.js";
 import type { DecodeResult, DecoderEvent } from "../savevm/types.js";
@@ -125,15 +125,6 @@ export function safeName(name: string, used: Set<string>): string {
   return candidate;
 }
 
-/** Open a new file inside `dir` for writing, never following a link planted there. */
-function createIn(dir: string, name: string): number {
-  const path = join(dir, name);
-  if (resolve(path) !== resolve(dir, name) || !resolve(path).startsWith(resolve(dir) + sep)) {
-    throw new VmstreamError("RANGE", `refusing to write outside ${dir}: ${name}`);
-  }
-  return openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW, 0o644);
-}
-
 /** Write `data` as a sparse file: only non-zero pages are written (zero pages found by the kernels). */
 function writeSparse(fd: number, data: Uint8Array, pageSize: number, zeroMap: (ptr: number, pages: number) => Uint8Array | undefined, ptr: number): void {
   ftruncateSync(fd, data.length);
@@ -164,19 +155,21 @@ function isZero(b: Uint8Array, at: number, n: number): boolean {
 export function extractCommand(path: string, dir: string): Promise<number> {
   const kernels = createKernels();
   return withDecoded(path, { materialize: { ram: true, block: true }, kernels }, async (result) => {
-    await out(writeExtraction(result, kernels, dir).join("\n") + "\n");
+    const folder = OutputDir.open(dir);
+    try {
+      await out(writeExtraction(result, kernels, folder).join("\n") + "\n");
+    } finally {
+      folder.close();
+    }
   });
 }
 
 /**
  * Write what `extract` writes (RAM blocks, disks, desc.json, state.json) from a decode result whose RAM and
- * disks were materialised with `kernels`; returns one line per file. Shared with `receive --extract`.
+ * disks were materialised with `kernels`; returns one line per file. Shared with `receive --extract`. Every
+ * file is created new inside `dir`, through no link (OutputDir).
  */
-export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: string): string[] {
-  mkdirSync(dir, { recursive: true });
-  const real = realpathSync(dir);
-  mkdirSync(join(real, "ram"), { recursive: true });
-  mkdirSync(join(real, "disk"), { recursive: true });
+export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: OutputDir): string[] {
   const used = new Set<string>();
   const lines: string[] = [];
   const ram = ramOf(result);
@@ -184,7 +177,7 @@ export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: str
     const data = b.data;
     if (!data) continue;
     const name = `ram/${safeName(b.name, used)}.bin`;
-    const fd = createIn(real, name);
+    const fd = dir.create(name);
     try {
       const P = result.pageSize;
       writeSparse(
@@ -209,7 +202,7 @@ export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: str
   for (const d of blockOf(result)?.devices ?? []) {
     if (!d.image) continue;
     const name = `disk/${safeName(d.name, used)}.img`;
-    const fd = createIn(real, name);
+    const fd = dir.create(name);
     try {
       writeSparse(fd, d.image, 4096, () => undefined, 0);
       lines.push(`${name}\t${d.image.length} bytes\tblock device ${JSON.stringify(d.name)} (the last 1 MiB chunk may run past the device's end)`);
@@ -218,7 +211,7 @@ export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: str
     }
   }
   if (result.vmdesc) {
-    const fd = createIn(real, "desc.json");
+    const fd = dir.create("desc.json");
     try {
       writeSync(fd, formatAnalyzeJson(result.vmdesc.json as never));
     } finally {
@@ -226,7 +219,7 @@ export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: str
     }
     lines.push("desc.json\tthe stream's vmdesc");
   }
-  const fd = createIn(real, "state.json");
+  const fd = dir.create("state.json");
   try {
     writeSync(fd, analyzeDocumentOf(result).format());
   } finally {

@@ -32,6 +32,12 @@ export interface IncomingOptions {
   readonly maxQueued?: number;
   /** Keep each connection writable after its peer's end (a return path answers on the main stream's). */
   readonly allowHalfOpen?: boolean;
+  /**
+   * Fail the migration when no byte arrives on any connection for this long, counted from the first connection
+   * (waiting for a peer is not limited); time the consumer or the sinks hold the data back is not counted.
+   * Default: no limit.
+   */
+  readonly idleTimeoutMs?: number;
 }
 
 /**
@@ -56,6 +62,8 @@ type Kind = "main" | "channel";
 interface Conn {
   readonly socket: Socket;
   readonly index: number;
+  /** The peer's HOST:PORT (kept: a destroyed socket forgets it). */
+  readonly peer: string;
   kind: Kind | undefined;
   name: string | undefined;
   head: Uint8Array[];
@@ -103,6 +111,9 @@ export class IncomingMigration {
   private decideAfter = false;
   private sinkFailure: VmstreamError | undefined;
   private readonly maxQueued: number;
+  private idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** performance.now() of the last byte received, or of the last time the data waited for us, not the peers. */
+  private lastActive = 0;
 
   private constructor(
     private readonly server: Server,
@@ -182,6 +193,7 @@ export class IncomingMigration {
   close(): void {
     if (this.graceTimer !== undefined) clearTimeout(this.graceTimer);
     if (this.decideTimer !== undefined) clearTimeout(this.decideTimer);
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     this.server.close();
     for (const c of this.conns) {
       c.socket.destroy();
@@ -195,6 +207,8 @@ export class IncomingMigration {
       const c = this.queue.shift();
       if (c) {
         this.queued -= c.length;
+        // the idle clock counts from the moment the data no longer waits for the consumer
+        if (this.queue.length === 0) this.lastActive = performance.now();
         this.updateAll();
         yield c;
         continue;
@@ -239,12 +253,16 @@ export class IncomingMigration {
 
   private connection(socket: Socket): void {
     if (this.done || this.failure !== undefined) {
+      this.options.say?.(`refused connection from ${peerOf(socket)}: the migration is over`);
       socket.destroy();
       return;
     }
+    this.lastActive = performance.now();
+    if (this.conns.length === 0) this.watchIdle();
     const c: Conn = {
       socket,
       index: this.conns.length,
+      peer: peerOf(socket),
       kind: undefined,
       name: undefined,
       head: [],
@@ -278,6 +296,7 @@ export class IncomingMigration {
 
   private data(c: Conn, d: Uint8Array): void {
     c.bytes += d.length;
+    this.lastActive = performance.now();
     if (c.name === undefined) {
       c.head.push(d);
       c.headBytes += d.length;
@@ -299,7 +318,7 @@ export class IncomingMigration {
     const magic = new DataView(first.buffer, first.byteOffset, first.byteLength).getUint32(0);
     if (c.kind === undefined) {
       if (magic === QEMU_VM_FILE_MAGIC) {
-        if (this.main) return this.refuse(c, "a second main stream");
+        if (this.main) return this.refuse(c, "a migration is already active (this is a second main stream)");
         c.kind = "main";
         this.main = c;
       } else if (magic === MULTIFD_MAGIC) {
@@ -320,11 +339,36 @@ export class IncomingMigration {
   }
 
   private refuse(c: Conn, why: string): false {
-    this.options.say?.(`refused connection ${c.index} from ${c.socket.remoteAddress}:${c.socket.remotePort}: ${why}`);
+    this.options.say?.(`refused connection ${c.index} from ${c.peer}: ${why}`);
     c.head = [];
     c.socket.destroy();
     this.pumpJoin();
     return false;
+  }
+
+  /**
+   * The idle timeout: checked when it would expire, so that a busy migration costs no timer per chunk. Data held
+   * back by us (queued for the consumer, or for a sink) is not the peers' silence: the clock starts again.
+   */
+  private watchIdle(): void {
+    const limit = this.options.idleTimeoutMs;
+    if (limit === undefined || limit <= 0) return;
+    const check = () => {
+      this.idleTimer = undefined;
+      if (this.done || this.failure !== undefined) return;
+      const now = performance.now();
+      if (this.queued > 0 || this.conns.some((c) => c.sinkPending > 0)) this.lastActive = now;
+      const left = this.lastActive + limit - now;
+      if (left > 0) {
+        this.idleTimer = setTimeout(check, left);
+        return;
+      }
+      const where = this.main
+        ? `the main stream at byte ${this.main.bytes}${this.join ? `, ${this.conns.filter((c) => c.kind === "channel").length} channels` : ""}`
+        : `no migration stream came (${this.conns.length} connection${this.conns.length === 1 ? "" : "s"}, the first from ${this.conns[0]!.peer})`;
+      this.fail(new VmstreamError("IO", "the migration stalled", { detail: `nothing received for ${limit / 1000} s (idle timeout); ${where}` }));
+    };
+    this.idleTimer = setTimeout(check, limit);
   }
 
   /** The join may go on, or the migration be decided (a connection said what it is, or went away). */
@@ -524,6 +568,7 @@ export class IncomingMigration {
       })
       .finally(() => {
         c.sinkPending -= d.length;
+        if (c.sinkPending === 0) this.lastActive = performance.now();
         this.update(c);
       });
   }
@@ -554,6 +599,12 @@ export class IncomingMigration {
   private updateAll(): void {
     for (const c of this.conns) this.update(c);
   }
+}
+
+/** `HOST:PORT` of a connection's peer (`[v6]:PORT`). */
+function peerOf(s: Socket): string {
+  const host = s.remoteAddress ?? "?";
+  return `${host.includes(":") ? `[${host}]` : host}:${s.remotePort ?? "?"}`;
 }
 
 /** A connection that has not said what it is yet, and still may. */

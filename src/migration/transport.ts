@@ -1,10 +1,11 @@
 // Transports for live migration (Node only; exported from vmstream/node): endpoints `tcp:HOST:PORT`, `file:PATH`
 // or a plain path, and `-`; a one-connection TCP server, a TCP client, and a writer that respects backpressure and
 // copies chunks unless told not to. Backpressure and copy semantics: docs/live-migration.md, "Transports".
-import { createReadStream, createWriteStream, constants as fsc, openSync, renameSync, rmSync } from "node:fs";
+import { createReadStream, createWriteStream, renameSync, rmSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { VmstreamError } from "../io/errors.js";
+import { createOutputFile } from "../io/output-files.js";
 
 export type Endpoint =
   | { readonly kind: "tcp"; readonly host: string; readonly port: number }
@@ -323,6 +324,46 @@ export interface OpenInputOptions {
   readonly onListener?: (listener: TcpListener) => void;
   /** Read size for files (default 1 MiB). */
   readonly highWaterMark?: number;
+  /**
+   * For a tcp endpoint (from the connection on) and stdin: fail when the next chunk takes longer than this to
+   * come; the time the consumer spends between chunks is not counted. Default: no limit.
+   */
+  readonly idleTimeoutMs?: number;
+}
+
+/**
+ * The chunks of `source`, failing with a VmstreamError when one takes longer than `ms` to come after the
+ * consumer asked for it. The input is left to its owner to close (a pending read ends when it is destroyed).
+ */
+async function* idleLimited(source: AsyncIterable<Uint8Array>, ms: number, what: string): AsyncGenerator<Uint8Array> {
+  const it = source[Symbol.asyncIterator]();
+  let bytes = 0;
+  let stalled = false;
+  try {
+    for (;;) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const idle = new Promise<never>((_, fail) => {
+        timer = setTimeout(() => {
+          stalled = true;
+          fail(new VmstreamError("IO", `${what} stalled`, { offset: bytes, detail: `nothing received for ${ms / 1000} s (idle timeout)` }));
+        }, ms);
+      });
+      let next: IteratorResult<Uint8Array>;
+      try {
+        const pending = it.next();
+        pending.catch(() => undefined); // after a stall it settles unread, when the input is closed
+        next = await Promise.race([pending, idle]);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (next.done) return;
+      bytes += next.value.length;
+      yield next.value;
+    }
+  } finally {
+    // a consumer that stops early releases the input; after a stall the read still pending settles on close()
+    if (!stalled) await it.return?.();
+  }
 }
 
 /** Chunks of a Readable as Uint8Array views (no copy). */
@@ -339,9 +380,11 @@ async function* chunks(r: Readable): AsyncGenerator<Uint8Array> {
  */
 export async function openInput(endpoint: Endpoint | string, options: OpenInputOptions = {}): Promise<InputOpen> {
   const e = typeof endpoint === "string" ? parseEndpoint(endpoint) : endpoint;
+  const ms = options.idleTimeoutMs;
+  const limited = (source: AsyncIterable<Uint8Array>, what: string) => (ms !== undefined && ms > 0 ? idleLimited(source, ms, what) : source);
   switch (e.kind) {
     case "stdio":
-      return { source: chunks(process.stdin), close: () => process.stdin.destroy() };
+      return { source: limited(chunks(process.stdin), "stdin"), close: () => process.stdin.destroy() };
     case "file": {
       const r = createReadStream(e.path, { highWaterMark: options.highWaterMark ?? 1 << 20 });
       await new Promise<void>((ok, fail) => {
@@ -356,7 +399,7 @@ export async function openInput(endpoint: Endpoint | string, options: OpenInputO
       options.onListening?.(l.address);
       const socket = await l.accept();
       await l.close();
-      return { source: chunks(socket), socket, close: () => socket.destroy() };
+      return { source: limited(chunks(socket), `the connection from ${socket.remoteAddress}:${socket.remotePort}`), socket, close: () => socket.destroy() };
     }
   }
 }
@@ -410,8 +453,8 @@ export async function openOutput(endpoint: Endpoint | string, options: OpenOutpu
       const partial = e.path + (options.partialSuffix ?? ".partial");
       let fd: number;
       try {
-        // never through a link planted at the .partial name
-        fd = openSync(partial, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW, 0o644);
+        // a new file: never written through a link planted at the .partial name
+        fd = createOutputFile(partial);
       } catch (err) {
         throw ioError("cannot write", err, partial);
       }
