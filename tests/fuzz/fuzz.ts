@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { gzipSync } from "node:zlib";
 import { GENERATOR_NAMES } from "./generators.js";
@@ -242,10 +243,8 @@ function saveFinding(dir: string, f: Finding, seed: number): string {
   const big = f.bytes.length > 64 << 10;
   const file = join(dir, `${f.target}-${hash}.bin${big ? ".gz" : ""}`);
   writeFileSync(file, big ? gzipSync(f.bytes) : f.bytes);
-  writeFileSync(
-    join(dir, `${f.target}-${hash}.txt`),
-    `${f.kind} from ${f.origin} (run seed ${seed}, case ${f.index}, ${f.bytes.length} bytes)\n${f.message}\n`,
-  );
+  const message = f.message.replaceAll(`${pathToFileURL(process.cwd()).href}/`, ""); // stack frames relative to the repository
+  writeFileSync(join(dir, `${f.target}-${hash}.txt`), `${f.kind} from ${f.origin} (run seed ${seed}, case ${f.index}, ${f.bytes.length} bytes)\n${message}\n`);
   return file;
 }
 
