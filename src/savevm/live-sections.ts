@@ -30,7 +30,8 @@ export class LiveSections {
   handlerFor(idstr: string): SectionHandler | undefined {
     let h = this.handlers.get(idstr);
     if (h) return h;
-    const factory = this.factories?.[idstr];
+    // own properties only: an idstr such as "constructor" or "__proto__" comes from the stream
+    const factory = this.factories && Object.hasOwn(this.factories, idstr) ? this.factories[idstr] : undefined;
     if (!factory) return undefined;
     h = factory(this.ctx);
     this.handlers.set(idstr, h);
