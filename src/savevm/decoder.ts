@@ -113,6 +113,7 @@ export class SavevmDecoder {
       configuration: () => this.config,
       warn: (m) => this.warn(m),
       record: options.records ? (record) => this.emit({ type: "record", header: this.live.current!.header, record }) : undefined,
+      materialized: { bytes: 0 },
     });
   }
 

@@ -87,6 +87,8 @@ export interface HandlerContext {
   warn(message: string): void;
   /** Report a decoded record (defined only when the decoder was asked for records: DecoderOptions.records). */
   readonly record: ((record: unknown) => void) | undefined;
+  /** Bytes materialised so far by every handler, held against limits.materializedBytes (docs/memory.md). */
+  readonly materialized: { bytes: number };
 }
 
 export type HandlerFactory = (ctx: HandlerContext) => SectionHandler;

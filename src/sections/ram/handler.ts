@@ -5,6 +5,7 @@ import { VmstreamError } from "../../io/errors.js";
 import { BLK, DEC, DEC_STATUS, type Kernels, RAM_FLAG } from "../../kernels/types.js";
 import { type InputError, inputError, materializes } from "../../savevm/live-sections.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
+import { countBits } from "../iterative.js";
 import { type RamBlockData, type RamBlockSpec, type RamRecord, readDecodedRun } from "./format.js";
 
 const ENTRY = BLK.WORDS * 4;
@@ -35,12 +36,28 @@ export class RamBlockResult {
     readonly pageSize?: bigint,
     /** MemoryRegion address (x-ignore-shared), when the stream carries it. */
     readonly mrAddr?: bigint,
+    private readonly writtenPtr = 0,
+    private readonly targetPageSize = 0,
   ) {}
 
-  /** The block's bytes (a view of the kernels' memory: take it again after the memory grows). */
+  /**
+   * The block's bytes (a view of the kernels' memory: take it again after the memory grows). Reading a page the
+   * stream never wrote makes the system commit it: a reader that walks a large block should skip the pages
+   * `written` says are untouched (they read as zero).
+   */
   get data(): Uint8Array | undefined {
     if (this.ptr === 0 || !this.live()) return undefined;
     return new Uint8Array(this.kernels.memory.buffer, this.ptr, Number(this.length));
+  }
+
+  /**
+   * Which pages the stream wrote (a block the handler materialised, not a host's): bit i (little-endian bit
+   * order) set = page i may hold non-zero bytes, clear = page i was never written and reads as zero without
+   * costing memory. A view of the kernels' memory, like `data`; undefined for a host block or when not materialised.
+   */
+  get written(): Uint8Array | undefined {
+    if (this.writtenPtr === 0 || !this.live()) return undefined;
+    return new Uint8Array(this.kernels.memory.buffer, this.writtenPtr, Math.ceil(Math.floor(Number(this.length) / this.targetPageSize) / 8));
   }
 }
 
@@ -72,7 +89,7 @@ interface Block {
   bytes: Uint8Array;
   length: bigint;
   base: number;
-  /** Written-page bitmap of a materialised block (BLK.WRITTEN), freed when the stream ends. */
+  /** Written-page bitmap of a materialised block (BLK.WRITTEN), kept until dispose (RamBlockResult.written). */
   written: number;
   pageSize?: bigint;
   mrAddr?: bigint;
@@ -106,6 +123,10 @@ export class RamHandler implements SectionHandler<RamResult> {
   private sections = 0;
   private snapshot: number[][] | undefined;
   private freed = false;
+  /** RAM bytes this handler has materialised (written pages x page size), as last counted from the bitmaps. */
+  private counted = 0;
+  /** At most this many bytes were materialised since the last count (MIN_PAGE_RECORD input bytes a page). */
+  private uncounted = 0;
 
   constructor(
     private readonly ctx: HandlerContext,
@@ -154,6 +175,7 @@ export class RamHandler implements SectionHandler<RamResult> {
       const st = new Uint32Array(k.memory.buffer, this.state, DEC.SIZE);
       if (status === DEC_STATUS.NEED_MORE || status === DEC_STATUS.EOS) {
         const to = p + st[DEC.CONSUMED]!;
+        this.account(st[DEC.RECORDS]! * this.pageSize, to, err);
         if (this.emit) readDecodedRun(k.u8, p, to, this.pageSize, this.emit);
         if (status === DEC_STATUS.EOS) this.eos++;
         return { consumed: to - input.ptr, done: status === DEC_STATUS.EOS };
@@ -162,6 +184,7 @@ export class RamHandler implements SectionHandler<RamResult> {
       const hi = st[DEC.HDR_HI]!;
       const lo = st[DEC.HDR_LO]!;
       if (status < 0) throw this.kernelError(status, at, hi, lo, st[DEC.BLOCK]!, err);
+      this.account(st[DEC.RECORDS]! * this.pageSize, at, err);
       if (this.emit) readDecodedRun(k.u8, p, at, this.pageSize, this.emit);
       // OTHER: a record the kernel does not apply
       const mask = this.pageSize - 1;
@@ -189,6 +212,35 @@ export class RamHandler implements SectionHandler<RamResult> {
       }
       if (kind === RAM_FLAG.HOOK) throw err("UNSUPPORTED", "RAM_SAVE_FLAG_HOOK record (RDMA transport) is not supported", at);
       throw err("BAD_VALUE", "unknown combination of RAM record flags", at, `flags ${"0x" + flags.toString(16)}`);
+    }
+  }
+
+  /**
+   * Hold the RAM materialised so far against limits.materializedBytes. `upTo` bytes at most were written since
+   * the last call (a page per record the kernel consumed); the bitmaps are counted only when that bound could cross
+   * the limit, so the hot path costs one addition. `at` is where decoding stands (the error's offset).
+   */
+  private account(upTo: number, at: number, err: InputError): void {
+    if (!this.materialize || upTo === 0) return;
+    this.uncounted += upTo;
+    const budget = this.ctx.materialized;
+    const cap = this.ctx.limits.materializedBytes;
+    if (budget.bytes + this.uncounted <= cap) return;
+    let pages = 0;
+    for (const b of this.blocks) if (b.written) pages += countBits(this.k.u8.subarray(b.written), Math.floor(Number(b.length) / this.pageSize));
+    const now = pages * this.pageSize;
+    budget.bytes += now - this.counted;
+    this.counted = now;
+    this.uncounted = 0;
+    if (budget.bytes > cap) {
+      const cur = new Uint32Array(this.k.memory.buffer, this.state, DEC.SIZE)[DEC.BLOCK]!;
+      const name = this.blocks[cur]?.name;
+      throw err(
+        "LIMIT",
+        "materialised RAM and disk data exceed the limit",
+        at,
+        `${budget.bytes} bytes materialised (RAM ${now}${name !== undefined ? `, last page into block "${name}"` : ""}), limits.materializedBytes ${cap}`,
+      );
     }
   }
 
@@ -396,6 +448,7 @@ export class RamHandler implements SectionHandler<RamResult> {
     if (!(page instanceof Uint8Array) || page.length !== ps)
       throw err("BAD_VALUE", "COMPRESS_PAGE data does not inflate to one page", at, `${(page as Uint8Array | undefined)?.length} bytes`);
     if (blk.base) {
+      if (!blk.host) this.account(ps, at, err);
       k.u8.set(page, blk.base + Number(addr));
       const i = Number(addr) / ps;
       if (blk.written) k.u8[blk.written + (i >>> 3)] = k.u8[blk.written + (i >>> 3)]! | (1 << (i & 7));
@@ -460,7 +513,7 @@ export class RamHandler implements SectionHandler<RamResult> {
       records.normal += pages.normal;
       records.xbzrle += pages.xbzrle;
       records.compressed += pages.compressed;
-      return new RamBlockResult(b.name, b.length, pages, b.base, this.k, live, b.pageSize, b.mrAddr);
+      return new RamBlockResult(b.name, b.length, pages, b.base, this.k, live, b.pageSize, b.mrAddr, b.written, this.pageSize);
     });
     return { pageSize: this.pageSize, materialized: this.materialize, totalBytes: this.total, blocks, records, sections: this.sections };
   }
@@ -475,16 +528,15 @@ export class RamHandler implements SectionHandler<RamResult> {
     }
     if (this.state !== 0) k.free(this.state);
     this.table = this.names = this.state = this.tableCap = 0;
-    for (const b of this.blocks) {
-      if (b.written) k.free(b.written);
-      b.written = 0;
-    }
   }
 
   dispose(): void {
     this.finish();
     if (this.freed) return;
     this.freed = true;
-    for (const b of this.blocks) if (b.base && !b.host) this.k.free(b.base);
+    for (const b of this.blocks) {
+      if (b.written) this.k.free(b.written);
+      if (b.base && !b.host) this.k.free(b.base);
+    }
   }
 }
