@@ -75,8 +75,13 @@ async function withDecoded(path: string, options: NodeDecodeOptions, use: (resul
   }
 }
 
-export function analyzeCommand(path: string, opts: { dump: "state" | "desc"; memory: boolean }): Promise<number> {
-  return withDecoded(path, { materialize: opts.memory ? { ram: true } : false }, async (result) => {
+/** `--max-memory`: the decoder's limit on what it materialises (limits.materializedBytes). */
+export function materializedLimit(maxMemory: number | undefined): { limits?: { materializedBytes: number } } {
+  return maxMemory === undefined ? {} : { limits: { materializedBytes: maxMemory } };
+}
+
+export function analyzeCommand(path: string, opts: { dump: "state" | "desc"; memory: boolean; maxMemory?: number }): Promise<number> {
+  return withDecoded(path, { materialize: opts.memory ? { ram: true } : false, ...materializedLimit(opts.maxMemory) }, async (result) => {
     if (opts.dump === "desc") {
       if (!result.vmdesc) throw new VmstreamError("NO_VMDESC", "the stream has no vmdesc trailer (old machine type, postcopy, or suppress-vmdesc)");
       await out(formatAnalyzeJson(result.vmdesc.json as never));
@@ -217,9 +222,9 @@ function writeDiskImage(fd: number, end: number, granules: ReadonlyMap<number, U
   }
 }
 
-export function extractCommand(path: string, dir: string): Promise<number> {
+export function extractCommand(path: string, dir: string, opts: { maxMemory?: number } = {}): Promise<number> {
   const kernels = createKernels();
-  return withDecoded(path, { materialize: { ram: true, block: true }, kernels }, async (result) => {
+  return withDecoded(path, { materialize: { ram: true, block: true }, kernels, ...materializedLimit(opts.maxMemory) }, async (result) => {
     await out(writeExtraction(result, kernels, dir).join("\n") + "\n");
   });
 }

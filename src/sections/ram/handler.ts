@@ -23,6 +23,10 @@ export interface RamPageCounts {
 
 /** One RAM block as announced by MEM_SIZE, with its page counts (and its bytes when materialised). */
 export class RamBlockResult {
+  // ES private: a pointer is not part of what the result says (digests and JSON of a result skip it)
+  readonly #writtenPtr: number;
+  readonly #targetPageSize: number;
+
   constructor(
     readonly name: string,
     /** used_length in bytes. */
@@ -36,9 +40,12 @@ export class RamBlockResult {
     readonly pageSize?: bigint,
     /** MemoryRegion address (x-ignore-shared), when the stream carries it. */
     readonly mrAddr?: bigint,
-    private readonly writtenPtr = 0,
-    private readonly targetPageSize = 0,
-  ) {}
+    writtenPtr = 0,
+    targetPageSize = 0,
+  ) {
+    this.#writtenPtr = writtenPtr;
+    this.#targetPageSize = targetPageSize;
+  }
 
   /**
    * The block's bytes (a view of the kernels' memory: take it again after the memory grows). Reading a page the
@@ -56,8 +63,8 @@ export class RamBlockResult {
    * costing memory. A view of the kernels' memory, like `data`; undefined for a host block or when not materialised.
    */
   get written(): Uint8Array | undefined {
-    if (this.writtenPtr === 0 || !this.live()) return undefined;
-    return new Uint8Array(this.kernels.memory.buffer, this.writtenPtr, Math.ceil(Math.floor(Number(this.length) / this.targetPageSize) / 8));
+    if (this.#writtenPtr === 0 || !this.live()) return undefined;
+    return new Uint8Array(this.kernels.memory.buffer, this.#writtenPtr, Math.ceil(Math.floor(Number(this.length) / this.#targetPageSize) / 8));
   }
 }
 
