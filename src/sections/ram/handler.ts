@@ -12,6 +12,10 @@ const ENTRY = BLK.WORDS * 4;
 const NAME_SLOT = 256;
 const NO_BLOCK = 0xffffffff;
 const TWO32 = 4294967296;
+/** The shortest record that writes a page: a CONTINUE header and a ZERO record's fill byte. */
+const MIN_RECORD = 9;
+/** A page record's bytes beyond the page at most: header, name (u8 + 255), XBZRLE head (u8 + be16). */
+const MAX_RECORD_OVERHEAD = 8 + 1 + 255 + 3;
 const latin = new TextDecoder("utf-8");
 
 export interface RamPageCounts {
@@ -134,6 +138,8 @@ export class RamHandler implements SectionHandler<RamResult> {
   private counted = 0;
   /** At most this many bytes were materialised since the last count (MIN_PAGE_RECORD input bytes a page). */
   private uncounted = 0;
+  /** Bytes of the written-page bitmaps of the handler's blocks (what `account` counts). */
+  private bitmapBytes = 0;
 
   constructor(
     private readonly ctx: HandlerContext,
@@ -178,13 +184,18 @@ export class RamHandler implements SectionHandler<RamResult> {
         continue;
       }
       if (p === end) return { consumed: p - input.ptr, done: false };
-      const status = k.ramDecode(p, end - p, this.table, this.blocks.length, this.pageSize, this.state);
+      const window = this.decodeWindow(end - p);
+      const status = k.ramDecode(p, window, this.table, this.blocks.length, this.pageSize, this.state);
       const st = new Uint32Array(k.memory.buffer, this.state, DEC.SIZE);
       if (status === DEC_STATUS.NEED_MORE || status === DEC_STATUS.EOS) {
         const to = p + st[DEC.CONSUMED]!;
         this.account(st[DEC.RECORDS]! * this.pageSize, to, err);
         if (this.emit) readDecodedRun(k.u8, p, to, this.pageSize, this.emit);
         if (status === DEC_STATUS.EOS) this.eos++;
+        else if (window < end - p) {
+          p = to;
+          continue;
+        }
         return { consumed: to - input.ptr, done: status === DEC_STATUS.EOS };
       }
       const at = p + st[DEC.ERR_AT]!;
@@ -223,6 +234,20 @@ export class RamHandler implements SectionHandler<RamResult> {
   }
 
   /**
+   * How much of `available` input to decode in one call: all of it unless the records it may hold (a page each,
+   * MIN_RECORD bytes at least) could take the materialised bytes past the limit; then less, so that the limit
+   * error names a position close to the record that crossed it. Never less than a record, nor than the
+   * bitmaps `account` counts then: counting costs at most as many steps as input bytes decoded.
+   */
+  private decodeWindow(available: number): number {
+    if (!this.materialize) return available;
+    const slack = this.ctx.limits.materializedBytes - this.ctx.materialized.bytes - this.uncounted;
+    const safe = Math.max(0, Math.floor(slack / this.pageSize)) * MIN_RECORD;
+    if (safe >= available) return available;
+    return Math.min(available, Math.max(safe, this.pageSize + MAX_RECORD_OVERHEAD, this.bitmapBytes));
+  }
+
+  /**
    * Hold the RAM materialised so far against limits.materializedBytes. `upTo` bytes at most were written since
    * the last call (a page per record the kernel consumed); the bitmaps are counted only when that bound could cross
    * the limit, so the hot path costs one addition. `at` is where decoding stands (the error's offset).
@@ -246,7 +271,7 @@ export class RamHandler implements SectionHandler<RamResult> {
         "LIMIT",
         "materialised RAM and disk data exceed the limit",
         at,
-        `${budget.bytes} bytes materialised (RAM ${now}${name !== undefined ? `, last page into block "${name}"` : ""}), limits.materializedBytes ${cap}`,
+        `${budget.bytes} bytes materialised (RAM ${now}${name !== undefined ? `, last page into block "${name}"` : ""}) by the records before this offset, limits.materializedBytes ${cap}`,
       );
     }
   }
@@ -354,6 +379,7 @@ export class RamHandler implements SectionHandler<RamResult> {
       if (base < had) k.u8.fill(0, base, Math.min(base + len, had));
       if (written) k.u8.fill(0, written, written + bitmapBytes);
       this.materialized += len;
+      this.bitmapBytes += bitmapBytes;
     }
     if (this.blocks.length === this.tableCap) this.growTable(this.tableCap * 2);
     const i = this.blocks.length;
