@@ -149,6 +149,7 @@ export class BlockHandler implements SectionHandler<BlockResult> {
       if (!bytes) {
         const budget = this.ctx.materialized;
         const cap = this.ctx.limits.materializedBytes;
+        if (budget.bytes + GRANULE > cap) budget.settle();
         if (budget.bytes + GRANULE > cap) {
           throw err(
             "LIMIT",

@@ -134,10 +134,8 @@ export class RamHandler implements SectionHandler<RamResult> {
   private sections = 0;
   private snapshot: number[][] | undefined;
   private freed = false;
-  /** RAM bytes this handler has materialised (written pages x page size), as last counted from the bitmaps. */
-  private counted = 0;
-  /** At most this many bytes were materialised since the last count (MIN_PAGE_RECORD input bytes a page). */
-  private uncounted = 0;
+  /** This handler's share of ctx.materialized.bytes: the RAM pages written as last counted, plus a page per record since. */
+  private share = 0;
   /** Bytes of the written-page bitmaps of the handler's blocks (what `account` counts). */
   private bitmapBytes = 0;
 
@@ -148,6 +146,7 @@ export class RamHandler implements SectionHandler<RamResult> {
     this.k = ctx.kernels;
     this.emit = ctx.record;
     this.materialize = materializes(ctx.options, "ram");
+    if (this.materialize) ctx.materialized.onSettle(() => this.settle());
   }
 
   begin(h: SectionHeader): void {
@@ -241,7 +240,7 @@ export class RamHandler implements SectionHandler<RamResult> {
    */
   private decodeWindow(available: number): number {
     if (!this.materialize) return available;
-    const slack = this.ctx.limits.materializedBytes - this.ctx.materialized.bytes - this.uncounted;
+    const slack = this.ctx.limits.materializedBytes - this.ctx.materialized.bytes;
     const safe = Math.max(0, Math.floor(slack / this.pageSize)) * MIN_RECORD;
     if (safe >= available) return available;
     return Math.min(available, Math.max(safe, this.pageSize + MAX_RECORD_OVERHEAD, this.bitmapBytes));
@@ -254,17 +253,14 @@ export class RamHandler implements SectionHandler<RamResult> {
    */
   private account(upTo: number, at: number, err: InputError): void {
     if (!this.materialize || upTo === 0) return;
-    this.uncounted += upTo;
     const budget = this.ctx.materialized;
     const cap = this.ctx.limits.materializedBytes;
-    if (budget.bytes + this.uncounted <= cap) return;
-    let pages = 0;
-    for (const b of this.blocks) if (b.written) pages += countBits(this.k.u8.subarray(b.written), Math.floor(Number(b.length) / this.pageSize));
-    const now = pages * this.pageSize;
-    budget.bytes += now - this.counted;
-    this.counted = now;
-    this.uncounted = 0;
+    budget.bytes += upTo;
+    this.share += upTo;
+    if (budget.bytes <= cap) return;
+    budget.settle();
     if (budget.bytes > cap) {
+      const now = this.share;
       const cur = new Uint32Array(this.k.memory.buffer, this.state, DEC.SIZE)[DEC.BLOCK]!;
       const name = this.blocks[cur]?.name;
       throw err(
@@ -274,6 +270,16 @@ export class RamHandler implements SectionHandler<RamResult> {
         `${budget.bytes} bytes materialised (RAM ${now}${name !== undefined ? `, last page into block "${name}"` : ""}) by the records before this offset, limits.materializedBytes ${cap}`,
       );
     }
+  }
+
+  /** Make this handler's share of the materialised bytes exact: the pages the bitmaps mark written. */
+  private settle(): void {
+    if (this.freed) return;
+    let pages = 0;
+    for (const b of this.blocks) if (b.written) pages += countBits(this.k.u8.subarray(b.written), Math.floor(Number(b.length) / this.pageSize));
+    const exact = pages * this.pageSize;
+    this.ctx.materialized.bytes += exact - this.share;
+    this.share = exact;
   }
 
   /** MEM_SIZE entries until the lengths add up to the total (then `memsize` is cleared). Returns the position after the entries taken. */
@@ -363,21 +369,18 @@ export class RamHandler implements SectionHandler<RamResult> {
           `block "${name}" 0x${length.toString(16)} bytes, ${this.materialized} already (limits.ramBytes ${this.ctx.limits.ramBytes})`,
         );
       }
-      const had = k.memory.buffer.byteLength;
       // The written-page bitmap (BLK.WRITTEN): which pages may be non-zero; none yet. With it ramDecode
       // skips ZERO records on untouched pages without reading them (a read of fresh memory is a page fault:
-      // most of the cost of a mostly-zero stream).
+      // most of the cost of a mostly-zero stream), and readers skip the pages never written. A zeroed
+      // region costs nothing until a page is written (docs/memory.md, "Lazy materialisation").
       const bitmapBytes = Math.ceil(Math.floor(len / this.pageSize) / 8);
       try {
-        base = k.alloc(Math.max(len, 1), 4096);
-        if (bitmapBytes > 0) written = k.alloc(bitmapBytes, 8);
+        base = k.alloc(Math.max(len, 1), 4096, true);
+        if (bitmapBytes > 0) written = k.alloc(bitmapBytes, 8, true);
       } catch (e) {
         if (base) k.free(base);
         throw err("LIMIT", "RAM too large to materialise", at, e instanceof Error ? e.message : String(e));
       }
-      // memory.grow gives zeroed pages: only a reused region below the old end can hold stale bytes
-      if (base < had) k.u8.fill(0, base, Math.min(base + len, had));
-      if (written) k.u8.fill(0, written, written + bitmapBytes);
       this.materialized += len;
       this.bitmapBytes += bitmapBytes;
     }
@@ -568,8 +571,27 @@ export class RamHandler implements SectionHandler<RamResult> {
     if (this.freed) return;
     this.freed = true;
     for (const b of this.blocks) {
-      if (b.written) this.k.free(b.written);
-      if (b.base && !b.host) this.k.free(b.base);
+      if (b.base && !b.host) {
+        // given back zero (the pages written cleared, the rest never touched): the next zeroed region
+        // carved from it costs nothing where nothing was written
+        if (b.written) this.clearWritten(b);
+        this.k.free(b.base, b.written !== 0);
+      }
+      if (b.written) this.k.free(b.written, true);
     }
+  }
+
+  /** Zero the pages of `b` its bitmap marks written, and the bitmap. */
+  private clearWritten(b: Block): void {
+    const u8 = this.k.u8;
+    const ps = this.pageSize;
+    const pages = Math.floor(Number(b.length) / ps);
+    const map = u8.subarray(b.written, b.written + Math.ceil(pages / 8));
+    for (let i = 0; i < map.length; i++) {
+      const v = map[i]!;
+      if (v === 0) continue;
+      for (let j = 0; j < 8; j++) if ((v >> j) & 1) u8.fill(0, b.base + (i * 8 + j) * ps, b.base + (i * 8 + j + 1) * ps);
+    }
+    map.fill(0);
   }
 }
