@@ -105,6 +105,7 @@ export type {
   FeedResult,
   HandlerContext,
   HandlerFactory,
+  MaterializedBytes,
   MaterializeOptions,
   RamOptions,
   SectionHandler,
