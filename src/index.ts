@@ -113,6 +113,7 @@ export type {
   FeedResult,
   HandlerContext,
   HandlerFactory,
+  MaterializedBytes,
   MaterializeOptions,
   RamOptions,
   SectionHandler,

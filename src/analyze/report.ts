@@ -79,8 +79,15 @@ export function ramMemoryValue(result: DecodeResult): AnalyzeObject {
   for (const b of ram?.blocks ?? []) {
     const data = b.data;
     if (!data) continue;
+    // pages the stream never wrote are zero and are not read (reading would commit them: docs/memory.md)
+    const written = b.written;
     const pages: AnalyzeObject = new Map();
     for (let off = 0; off + P <= data.length; off += P) {
+      const i = off / P;
+      if (written && ((written[i >> 3]! >> (i & 7)) & 1) === 0) {
+        pages.set(hex(off, 16), `Filled with ${hex(0, 2)}`);
+        continue;
+      }
       const page = data.subarray(off, off + P);
       const first = page[0]!;
       let same = true;

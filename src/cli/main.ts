@@ -7,7 +7,7 @@ import { receiveCommand } from "./receive.js";
 import { sendCommand } from "./send.js";
 import { simulateCommand } from "./simulate.js";
 import { analyzeCommand, checkCommand, dumpCommand, extractCommand } from "./streams.js";
-import { channelCount, compressionName, parseRate } from "./transfer.js";
+import { channelCount, compressionName, parseRate, parseSize } from "./transfer.js";
 
 const HELP = `vmstream — QEMU 7.2 migration streams with WebAssembly kernels
 
@@ -16,23 +16,26 @@ usage: vmstream <command> [options]
 FILE is a migration stream (plain or gzip-compressed: detected by its magic bytes), or - for stdin.
 
 commands:
-  analyze FILE [--dump state|desc] [--memory]
+  analyze FILE [--dump state|desc] [--memory [--max-memory SIZE]]
         The JSON QEMU's scripts/analyze-migration.py prints (same keys, "0x%0Nx" integers, "(-n)" for
         negatives, blobs as hex), and more where the script fails: block migration, XBZRLE, COMPRESS
         pages, configuration subsections, commands, streams without a vmdesc (registered x86
         descriptions), instance ids >= 2^31. --dump desc prints the stream's vmdesc instead.
         --memory adds RAM contents by page ("Filled with 0xNN" or the page's bytes in hex), from the
-        RAM the stream leaves behind (XBZRLE applied, re-sent zero pages zeroed).
+        RAM the stream leaves behind (XBZRLE applied, re-sent zero pages zeroed). --max-memory: see extract.
   dump FILE
         The pretty trace of every device section, each after "# <idstr> instance <n> version <v>",
         e.g. "i8259.last_irr = (uint8) 0x1", and one summary line per iterative section (ram, block,
         spapr/htab, dirty-bitmap).
-  extract FILE DIR
+  extract FILE DIR [--max-memory SIZE]
         RAM blocks as sparse files (DIR/ram/<block>.bin), block-migration disks as images
         (DIR/disk/<device>.img), DIR/desc.json (vmdesc) and DIR/state.json (analyze). Nothing is written
         outside DIR, whatever DIR contains: names are sanitised, every file is created new (an old one of
         the same name is replaced, not written over), and a symbolic or hard link found inside DIR at any
         level is refused with an error naming it. DIR itself may be a link.
+        Sizes the stream declares cost nothing until data arrives: memory holds the RAM pages and
+        disk chunks the stream wrote, at most SIZE bytes of them (default 8G; K, M, G, T binary
+        units), else the command fails naming the offset, section and block (docs/memory.md).
   check FILE
         Validates the whole stream. Prints one line, "OK: ..." (exit 0) or "BROKEN: <what, where>"
         (exit 1): a truncated or broken migration is reported as broken, never as a success.
@@ -59,7 +62,7 @@ commands:
         the chunks the guest wrote again: W writes of 4 KiB per second); --zero-blocks sends all-zero
         chunks as ZERO_BLOCK records. The table gains disk_chunks, disk_zero, disk_dirty columns and the
         destination disk is checked too.
-  receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc]
+  receive ENDPOINT [--out FILE] [--extract DIR [--max-memory SIZE]] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc]
           [--idle-timeout SECONDS] [--quiet]
         The destination of one live migration. ENDPOINT tcp:HOST:PORT listens (HOST defaults to
         127.0.0.1; port 0 picks a free port) and accepts one connection; once bound it prints
@@ -68,7 +71,7 @@ commands:
         FILE only after a complete migration); --forward relays every byte to another destination (a QEMU
         started with -incoming tcp:..., or another receive): a byte-exact tap whose target's pace slows the
         reader, and whose return path goes back to the source; --extract writes RAM and disks as extract
-        does, after a complete migration only. Exits 0 after one complete migration (EOF, and the vmdesc
+        does (--max-memory as there), after a complete migration only. Exits 0 after one complete migration (EOF, and the vmdesc
         when one follows; --require-vmdesc insists on it) with a summary on stdout (bytes, sections, RAM
         pages by kind, duration, MB/s); exits 1 after a broken, truncated or interrupted one, with the byte
         offset and section on stderr. A progress line is shown when stderr is a terminal; --quiet shows
@@ -111,6 +114,12 @@ function idleTimeout(text: string): number {
   return Math.round(s * 1000);
 }
 
+/** `--max-memory SIZE`, the cap on what a command materialises (limits.materializedBytes), when given. */
+function maxMemory(values: Record<string, string | boolean | undefined>): { maxMemory?: number } {
+  const v = values["max-memory"];
+  return typeof v === "string" ? { maxMemory: parseSize("--max-memory", v) } : {};
+}
+
 function positionals(args: string[], n: number, usage: string, options: NonNullable<ParseArgsConfig["options"]> = {}) {
   const parsed = parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true });
   const values = parsed.values as Record<string, string | boolean | undefined>;
@@ -121,22 +130,23 @@ function positionals(args: string[], n: number, usage: string, options: NonNulla
 
 const commands: Record<string, Handler> = {
   async analyze(args) {
-    const p = positionals(args, 1, "analyze FILE [--dump state|desc] [--memory]", {
+    const p = positionals(args, 1, "analyze FILE [--dump state|desc] [--memory [--max-memory SIZE]]", {
       dump: { type: "string", default: "state" },
       memory: { type: "boolean", default: false },
+      "max-memory": { type: "string" },
     });
     if (!p) return help();
     const dump = p.values.dump as string;
     if (dump !== "state" && dump !== "desc") throw new Error(`--dump must be state or desc, not ${dump}`);
-    return analyzeCommand(p.positionals[0]!, { dump, memory: p.values.memory === true });
+    return analyzeCommand(p.positionals[0]!, { dump, memory: p.values.memory === true, ...maxMemory(p.values) });
   },
   async dump(args) {
     const p = positionals(args, 1, "dump FILE");
     return p ? dumpCommand(p.positionals[0]!) : help();
   },
   async extract(args) {
-    const p = positionals(args, 2, "extract FILE DIR");
-    return p ? extractCommand(p.positionals[0]!, p.positionals[1]!) : help();
+    const p = positionals(args, 2, "extract FILE DIR [--max-memory SIZE]", { "max-memory": { type: "string" } });
+    return p ? extractCommand(p.positionals[0]!, p.positionals[1]!, maxMemory(p.values)) : help();
   },
   async check(args) {
     const p = positionals(args, 1, "check FILE");
@@ -150,10 +160,11 @@ const commands: Record<string, Handler> = {
     const p = positionals(
       args,
       1,
-      "receive ENDPOINT [--out FILE] [--extract DIR] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc] [--idle-timeout SECONDS] [--quiet]",
+      "receive ENDPOINT [--out FILE] [--extract DIR [--max-memory SIZE]] [--forward tcp:HOST:PORT] [--raw DIR] [--multifd-channels N] [--require-vmdesc] [--idle-timeout SECONDS] [--quiet]",
       {
         out: { type: "string" },
         extract: { type: "string" },
+        "max-memory": { type: "string" },
         forward: { type: "string" },
         raw: { type: "string" },
         "multifd-channels": { type: "string" },
@@ -167,6 +178,7 @@ const commands: Record<string, Handler> = {
     return receiveCommand(p.positionals[0]!, {
       ...(typeof v.out === "string" ? { out: v.out } : {}),
       ...(typeof v.extract === "string" ? { extract: v.extract } : {}),
+      ...maxMemory(v),
       ...(typeof v.forward === "string" ? { forward: v.forward } : {}),
       ...(typeof v.raw === "string" ? { raw: v.raw } : {}),
       ...(typeof v["multifd-channels"] === "string" ? { multifdChannels: channelCount(v["multifd-channels"]) } : {}),

@@ -13,12 +13,14 @@ import { type DestinationResult, MigrationDestination } from "../migration/desti
 import { IncomingMigration } from "../migration/incoming.js";
 import { formatEndpoint, type InputOpen, type OutputOpen, openInput, openOutput, parseEndpoint, StreamWriter } from "../migration/transport.js";
 import type { MultifdCompression } from "../sections/ram/multifd.js";
-import { writeExtraction } from "./streams.js";
+import { materializedLimit, writeExtraction } from "./streams.js";
 import { ProgressBar, pagesText, rateText } from "./transfer.js";
 
 export interface ReceiveOptions {
   readonly out?: string;
   readonly extract?: string;
+  /** --max-memory: the cap on what --extract materialises (limits.materializedBytes). */
+  readonly maxMemory?: number;
   readonly forward?: string;
   readonly quiet: boolean;
   readonly requireVmdesc?: boolean;
@@ -110,6 +112,7 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
     ...analyzeDecoderOptions,
     inflate: nodeInflate,
     materialize: o.extract !== undefined ? { ram: true, block: true } : false,
+    ...materializedLimit(o.maxMemory),
     ...(o.requireVmdesc ? { requireVmdesc: true } : {}),
     onProgress: (p) => bar.update(p.bytes, p.phase),
   });

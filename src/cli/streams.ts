@@ -8,6 +8,7 @@ import { createKernels } from "../kernels/index.js";
 import type { Kernels } from "../kernels/types.js";
 import type { DecodeResult, DecoderEvent } from "../savevm/types.js";
 import { decodeFile, decodeNodeStream, type NodeDecodeOptions, validateFile, validateNodeStream } from "../sections/node.js";
+import type { RamBlockResult } from "../sections/ram/handler.js";
 import { blockOf, ramOf } from "../sections/stream.js";
 
 /** A progress line on stderr while a long decode runs, only when stderr is a terminal. */
@@ -74,8 +75,13 @@ async function withDecoded(path: string, options: NodeDecodeOptions, use: (resul
   }
 }
 
-export function analyzeCommand(path: string, opts: { dump: "state" | "desc"; memory: boolean }): Promise<number> {
-  return withDecoded(path, { materialize: opts.memory ? { ram: true } : false }, async (result) => {
+/** `--max-memory`: the decoder's limit on what it materialises (limits.materializedBytes). */
+export function materializedLimit(maxMemory: number | undefined): { limits?: { materializedBytes: number } } {
+  return maxMemory === undefined ? {} : { limits: { materializedBytes: maxMemory } };
+}
+
+export function analyzeCommand(path: string, opts: { dump: "state" | "desc"; memory: boolean; maxMemory?: number }): Promise<number> {
+  return withDecoded(path, { materialize: opts.memory ? { ram: true } : false, ...materializedLimit(opts.maxMemory) }, async (result) => {
     if (opts.dump === "desc") {
       if (!result.vmdesc) throw new VmstreamError("NO_VMDESC", "the stream has no vmdesc trailer (old machine type, postcopy, or suppress-vmdesc)");
       await out(formatAnalyzeJson(result.vmdesc.json as never));
@@ -125,26 +131,26 @@ export function safeName(name: string, used: Set<string>): string {
   return candidate;
 }
 
-/** Write `data` as a sparse file: only non-zero pages are written (zero pages found by the kernels). */
-function writeSparse(fd: number, data: Uint8Array, pageSize: number, zeroMap: (ptr: number, pages: number) => Uint8Array | undefined, ptr: number): void {
-  ftruncateSync(fd, data.length);
+/**
+ * Write the pages of `data` that are not zero at file offset `at` (zero pages stay holes); `zero(p)` says whether
+ * page p is all zero. A tail shorter than a page is written unless it is zero.
+ */
+function writeNonZeroPages(fd: number, data: Uint8Array, at: number, pageSize: number, zero: (page: number) => boolean): void {
   const pages = Math.floor(data.length / pageSize);
-  const bitmap = zeroMap(ptr, pages);
   let run = -1;
   const flush = (end: number) => {
     if (run < 0) return;
     const from = run * pageSize;
-    writeSync(fd, data, from, end * pageSize - from, from);
+    writeSync(fd, data, from, end * pageSize - from, at + from);
     run = -1;
   };
   for (let p = 0; p < pages; p++) {
-    const zero = bitmap ? (bitmap[p >> 3]! >> (p & 7)) & 1 : isZero(data, p * pageSize, pageSize);
-    if (zero) flush(p);
+    if (zero(p)) flush(p);
     else if (run < 0) run = p;
   }
   flush(pages);
   const tail = pages * pageSize;
-  if (tail < data.length) writeSync(fd, data, tail, data.length - tail, tail);
+  if (tail < data.length && !isZero(data, tail, data.length - tail)) writeSync(fd, data, tail, data.length - tail, at + tail);
 }
 
 function isZero(b: Uint8Array, at: number, n: number): boolean {
@@ -152,9 +158,64 @@ function isZero(b: Uint8Array, at: number, n: number): boolean {
   return true;
 }
 
-export function extractCommand(path: string, dir: string): Promise<number> {
+/** Bit i of a little-endian bitmap. */
+function bitAt(map: Uint8Array, i: number): boolean {
+  return ((map[i >> 3]! >> (i & 7)) & 1) === 1;
+}
+
+/** Pages the kernels check for zero at a time when writing a RAM block (a 4 KiB bitmap of scratch). */
+const RUN_PAGES = 32768;
+
+/**
+ * A materialised RAM block as a sparse file of its length. Only the pages the stream wrote (`written`) are read:
+ * reading the others would make the system commit them. Of those, the kernels find the zero ones, left as holes.
+ */
+function writeRamBlock(fd: number, kernels: Kernels, block: RamBlockResult, pageSize: number): void {
+  const length = Number(block.length);
+  ftruncateSync(fd, length);
+  const pages = Math.floor(length / pageSize);
+  const bm = kernels.alloc(RUN_PAGES / 8 + 8, 8);
+  try {
+    const written = block.written?.slice();
+    for (let p = 0; p < pages; ) {
+      if (written) {
+        // skip pages never written (a byte at a time where the bitmap is empty), then take the run that follows
+        while (p < pages && !bitAt(written, p)) p = (p & 7) === 0 && written[p >> 3] === 0 ? p + 8 : p + 1;
+        if (p >= pages) break;
+      }
+      let end = p + 1;
+      const cap = Math.min(pages, p + RUN_PAGES);
+      while (end < cap && (!written || bitAt(written, end))) end++;
+      const n = end - p;
+      kernels.zeroPages(block.ptr + p * pageSize, n, bm, pageSize);
+      const u8 = kernels.u8;
+      const zeroBits = u8.subarray(bm, bm + Math.ceil(n / 8));
+      writeNonZeroPages(fd, u8.subarray(block.ptr + p * pageSize, block.ptr + end * pageSize), p * pageSize, pageSize, (i) => bitAt(zeroBits, i));
+      p = end;
+    }
+    // the bytes after the last whole page: no page record can reach them, a host's block may hold any
+    const tail = pages * pageSize;
+    if (tail < length) writeNonZeroPages(fd, kernels.u8.subarray(block.ptr + tail, block.ptr + length), tail, pageSize, () => false);
+  } finally {
+    kernels.free(bm);
+  }
+}
+
+/** A materialised disk image as a sparse file of its `end` bytes: its granules' non-zero pages, nothing else. */
+function writeDiskImage(fd: number, end: number, granules: ReadonlyMap<number, Uint8Array>): void {
+  ftruncateSync(fd, end);
+  const P = 4096;
+  for (const g of [...granules.keys()].sort((a, b) => a - b)) {
+    const bytes = granules.get(g)!;
+    const at = g * bytes.length;
+    const data = bytes.subarray(0, Math.min(bytes.length, end - at));
+    writeNonZeroPages(fd, data, at, P, (p) => isZero(data, p * P, P));
+  }
+}
+
+export function extractCommand(path: string, dir: string, opts: { maxMemory?: number } = {}): Promise<number> {
   const kernels = createKernels();
-  return withDecoded(path, { materialize: { ram: true, block: true }, kernels }, async (result) => {
+  return withDecoded(path, { materialize: { ram: true, block: true }, kernels, ...materializedLimit(opts.maxMemory) }, async (result) => {
     const folder = OutputDir.open(dir);
     try {
       await out(writeExtraction(result, kernels, folder).join("\n") + "\n");
@@ -174,25 +235,11 @@ export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: Out
   const lines: string[] = [];
   const ram = ramOf(result);
   for (const b of ram?.blocks ?? []) {
-    const data = b.data;
-    if (!data) continue;
+    if (!b.data) continue;
     const name = `ram/${safeName(b.name, used)}.bin`;
     const fd = dir.create(name);
     try {
-      const P = result.pageSize;
-      writeSparse(
-        fd,
-        data,
-        P,
-        (ptr, pages) => {
-          const bm = kernels.alloc(Math.ceil(pages / 8) + 8, 8);
-          kernels.zeroPages(ptr, pages, bm, P);
-          const copy = kernels.u8.slice(bm, bm + Math.ceil(pages / 8));
-          kernels.free(bm);
-          return copy;
-        },
-        b.ptr,
-      );
+      writeRamBlock(fd, kernels, b, result.pageSize);
       const written = fstatSync(fd).size;
       lines.push(`${name}\t${written} bytes\tRAM block ${JSON.stringify(b.name)}`);
     } finally {
@@ -200,12 +247,12 @@ export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: Out
     }
   }
   for (const d of blockOf(result)?.devices ?? []) {
-    if (!d.image) continue;
+    if (!d.granules) continue;
     const name = `disk/${safeName(d.name, used)}.img`;
     const fd = dir.create(name);
     try {
-      writeSparse(fd, d.image, 4096, () => undefined, 0);
-      lines.push(`${name}\t${d.image.length} bytes\tblock device ${JSON.stringify(d.name)} (the last 1 MiB chunk may run past the device's end)`);
+      writeDiskImage(fd, d.end, d.granules);
+      lines.push(`${name}\t${d.end} bytes\tblock device ${JSON.stringify(d.name)} (the last 1 MiB chunk may run past the device's end)`);
     } finally {
       closeSync(fd);
     }

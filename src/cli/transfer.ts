@@ -58,12 +58,25 @@ export function pagesText(p: DestinationPages): string {
  * by "B", "iB" and "/s": `100M`, `1G`, `512KiB/s`, `250000`.
  */
 export function parseRate(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?B)?(?:\/s)?$/.exec(text.trim());
-  if (!m) throw new Error(`--bandwidth: not a rate: ${JSON.stringify(text)} (e.g. 100M, 1G, 512K, 250000 bytes/s)`);
-  const unit = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g" | "t"];
-  const v = Number(m[1]) * unit;
+  const v = amount(text, true);
+  if (v === undefined) throw new Error(`--bandwidth: not a rate: ${JSON.stringify(text)} (e.g. 100M, 1G, 512K, 250000 bytes/s)`);
   if (!(v >= 1) || !Number.isFinite(v)) throw new Error(`--bandwidth must be at least 1 byte/s, not ${text}`);
   return v;
+}
+
+/** `--max-memory SIZE`: bytes, with an optional binary suffix (K, M, G, T; "B" / "iB" may follow). */
+export function parseSize(option: string, text: string): number {
+  const v = amount(text, false);
+  if (v === undefined) throw new Error(`${option}: not a size: ${JSON.stringify(text)} (e.g. 512M, 16G, 1048576)`);
+  if (!(v >= 1) || !Number.isFinite(v)) throw new Error(`${option} must be at least 1 byte, not ${text}`);
+  return Math.floor(v);
+}
+
+/** A number with an optional K/M/G/T (powers of 1024) suffix, "B" or "iB", and "/s" when `rate`. */
+function amount(text: string, rate: boolean): number | undefined {
+  const m = (rate ? /^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?B)?(?:\/s)?$/ : /^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?B)?$/).exec(text.trim());
+  if (!m) return undefined;
+  return Number(m[1]) * { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g" | "t"];
 }
 
 /** `--multifd-channels N`: 1..255, as QEMU's multifd-channels. */

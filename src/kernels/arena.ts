@@ -1,5 +1,7 @@
 // The kernels' linear memory: views that follow `memory.grow`, and a small first-fit allocator
-// for RAM blocks, shadows, caches, bitmaps and I/O windows.
+// for RAM blocks, shadows, caches, bitmaps and I/O windows. It knows which bytes are zero (never handed
+// out, or given back clean), so a zeroed region costs no writes there: the system commits a page only
+// when it is touched (docs/memory.md, "Lazy materialisation").
 //
 // A grow detaches the old ArrayBuffer, and writes through a stale view are silently dropped, so
 // views are rebuilt whenever `memory.buffer` is no longer the buffer they were made on.
@@ -31,6 +33,10 @@ export class LinearMemory {
   private owned: number | undefined;
   /** A scratch region's end: nothing is handed out past it and the memory is never grown. */
   private readonly limit: number | undefined;
+  /** Every byte from here up was never handed out: zero (memory.grow gives zeroed pages). */
+  private fresh: number;
+  /** Regions below `fresh` known to be zero (given back with `free(ptr, true)`), sorted, never adjacent. */
+  private readonly clean: Region[] = [];
 
   /**
    * @param base first byte the allocator may hand out. For a host-owned memory this is its
@@ -50,6 +56,8 @@ export class LinearMemory {
       throw new RangeError(`scratch region [${base}, ${limit}) is not inside the memory (${memory.buffer.byteLength} bytes)`);
     }
     this.limit = limit;
+    // a scratch region's bytes already exist and may hold anything
+    this.fresh = limit ?? base;
   }
 
   get u8(): Uint8Array {
@@ -68,7 +76,28 @@ export class LinearMemory {
     this.dv = new DataView(this.buf);
   }
 
-  alloc(size: number, align = 4096): number {
+  /** A region of `size` bytes; with `zeroed`, all zero (only bytes not known to be zero are written). */
+  alloc(size: number, align = 4096, zeroed = false): number {
+    const start = this.place(size, align);
+    const end = start + Math.max(size, 1);
+    if (zeroed) {
+      // zero [start, min(end, fresh)) except the clean regions inside it
+      let at = start;
+      const to = Math.min(end, this.fresh);
+      for (const c of this.clean) {
+        if (c.end <= at) continue;
+        if (c.start >= to) break;
+        if (c.start > at) this.u8.fill(0, at, c.start);
+        at = Math.max(at, c.end);
+      }
+      if (at < to) this.u8.fill(0, at, to);
+    }
+    this.dirty(start, end);
+    if (end > this.fresh) this.fresh = end;
+    return start;
+  }
+
+  private place(size: number, align: number): number {
     if (!Number.isInteger(size) || size < 0) throw new RangeError(`alloc: bad size ${size}`);
     if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0) throw new RangeError(`alloc: bad alignment ${align}`);
     const want = Math.max(size, 1);
@@ -104,10 +133,12 @@ export class LinearMemory {
     return start;
   }
 
-  free(ptr: number): void {
+  /** Give back a region from `alloc`; `clean`: the caller left every byte of it zero. */
+  free(ptr: number, clean = false): void {
     const r = this.live.get(ptr);
     if (!r) throw new RangeError(`free: ${ptr} was not allocated`);
     this.live.delete(ptr);
+    if (clean) this.addClean(r.start, r.end);
     if (r.end === this.top) {
       this.top = r.start;
       // Fold a free region that now touches the top back into it.
@@ -126,6 +157,35 @@ export class LinearMemory {
     const have = this.memory.buffer.byteLength;
     if (end <= have) return;
     this.memory.grow(Math.ceil((end - have) / WASM_PAGE));
+  }
+
+  /** [start, end) is handed out: no longer known to be zero. */
+  private dirty(start: number, end: number): void {
+    const list = this.clean;
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i]!;
+      if (c.end <= start) continue;
+      if (c.start >= end) break;
+      const pieces: Region[] = [];
+      if (c.start < start) pieces.push({ start: c.start, end: start });
+      if (c.end > end) pieces.push({ start: end, end: c.end });
+      list.splice(i, 1, ...pieces);
+      i += pieces.length - 1;
+    }
+  }
+
+  private addClean(start: number, end: number): void {
+    const list = this.clean;
+    let i = 0;
+    while (i < list.length && list[i]!.end < start) i++;
+    // merge every clean region that overlaps or touches [start, end)
+    let j = i;
+    while (j < list.length && list[j]!.start <= end) {
+      start = Math.min(start, list[j]!.start);
+      end = Math.max(end, list[j]!.end);
+      j++;
+    }
+    list.splice(i, j - i, { start, end });
   }
 
   private insertFree(r: Region): void {

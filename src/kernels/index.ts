@@ -106,8 +106,8 @@ function bind(backend: BackendName, lm: LinearMemory, r: RawKernelExports): Kern
     get view() {
       return lm.view;
     },
-    alloc: (bytes, align) => lm.alloc(bytes, align),
-    free: (ptr) => lm.free(ptr),
+    alloc: (bytes, align, zeroed) => lm.alloc(bytes, align, zeroed),
+    free: (ptr, clean) => lm.free(ptr, clean),
     zeroPages(ptr, n, bm, pageSize = 4096) {
       pages(pageSize);
       count("zeroPages", n);

@@ -122,10 +122,14 @@ export interface Kernels {
   /** A DataView over `memory`, rebuilt after growth like `u8`. */
   readonly view: DataView;
 
-  /** Reserve `bytes` in memory (grows it when needed), aligned to `align` (a power of two, default 4096). */
-  alloc(bytes: number, align?: number): number;
-  /** Give back a region from `alloc`. */
-  free(ptr: number): void;
+  /**
+   * Reserve `bytes` in memory (grows it when needed), aligned to `align` (a power of two, default 4096). With
+   * `zeroed`, the region reads as zero; bytes the allocator knows to be zero (never handed out, or given back
+   * clean) are not written, so the system does not commit their pages.
+   */
+  alloc(bytes: number, align?: number, zeroed?: boolean): number;
+  /** Give back a region from `alloc`; `clean`: every byte of it is zero (a later zeroed alloc skips it). */
+  free(ptr: number, clean?: boolean): void;
 
   /**
    * Which of `pageCount` pages starting at `ptr` are all zero: bit set = zero page. Branch-free

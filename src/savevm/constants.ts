@@ -115,6 +115,12 @@ export interface DecoderLimits {
   readonly blockDevices: number;
   /** One materialised disk image (max written end). */
   readonly imageBytes: number;
+  /**
+   * Bytes actually materialised, over all RAM blocks and disk images: RAM pages written (each counts a page) plus
+   * disk chunks holding data (1 MiB each). Declared sizes (MEM_SIZE, a disk's end) cost nothing until data arrives
+   * (docs/memory.md, "Lazy materialisation").
+   */
+  readonly materializedBytes: number;
   /** Materialised hash page table. */
   readonly htabBytes: number;
   /** Section records kept in the result (later sections are counted, not listed). */
@@ -141,6 +147,7 @@ export const DEFAULT_LIMITS: DecoderLimits = Object.freeze({
   ramBytes: 0xf000_0000,
   blockDevices: 64,
   imageBytes: 1 << 30,
+  materializedBytes: 8 * 2 ** 30,
   htabBytes: 1 << 30,
   sectionRecords: 100_000,
   commandRecords: 10_000,

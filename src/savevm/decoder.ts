@@ -12,7 +12,7 @@ import { CMD, DEFAULT_LIMITS, type DecoderLimits, SEC } from "./constants.js";
 import { DeferredInput, decodeDeviceSection, deviceSectionResult, VmdescEntries } from "./device-sections.js";
 import { footerError, readFileHeader, readFullHeader } from "./framing.js";
 import { InputWindow } from "./input-window.js";
-import { LiveSections, refOf } from "./live-sections.js";
+import { LiveSections, MaterializedCount, refOf } from "./live-sections.js";
 import type { ConfigurationInfo, DecodeResult, DecoderEvent, DecoderOptions, SectionHeader, SectionRecord, ValidationSummary, VmdescInfo } from "./types.js";
 import { completenessOf, DecodeLog } from "./verdict.js";
 import { parseVmdescJson, readVmdescTrailer } from "./vmdesc.js";
@@ -117,6 +117,7 @@ export class SavevmDecoder {
       configuration: () => this.config,
       warn: (m) => this.warn(m),
       record: options.records ? (record) => this.emit({ type: "record", header: this.live.current!.header, record }) : undefined,
+      materialized: new MaterializedCount(),
     });
   }
 

@@ -1,7 +1,17 @@
 // The decoder's live (iterative) sections: one handler per idstr, made on first use from the options'
 // factories; section ids bound by START/FULL headers; the section being fed. Browser-safe.
 import { type SectionRef, VmstreamError, type VmstreamErrorCode } from "../io/errors.js";
-import type { DecoderOptions, FeedResult, HandlerContext, HandlerFactory, MaterializeOptions, SectionHandler, SectionHeader, SectionInput } from "./types.js";
+import type {
+  DecoderOptions,
+  FeedResult,
+  HandlerContext,
+  HandlerFactory,
+  MaterializedBytes,
+  MaterializeOptions,
+  SectionHandler,
+  SectionHeader,
+  SectionInput,
+} from "./types.js";
 
 interface Binding {
   readonly idstr: string;
@@ -9,6 +19,18 @@ interface Binding {
   readonly version: number;
   /** undefined: a device (FULL) section, which has no PART or END. */
   readonly handler: SectionHandler | undefined;
+}
+
+/** The shared count of materialised bytes (HandlerContext.materialized). */
+export class MaterializedCount implements MaterializedBytes {
+  bytes = 0;
+  private readonly settlers: (() => void)[] = [];
+  settle(): void {
+    for (const s of this.settlers) s();
+  }
+  onSettle(exact: () => void): void {
+    this.settlers.push(exact);
+  }
 }
 
 export function refOf(h: SectionHeader): SectionRef {

@@ -87,6 +87,19 @@ export interface HandlerContext {
   warn(message: string): void;
   /** Report a decoded record (defined only when the decoder was asked for records: DecoderOptions.records). */
   readonly record: ((record: unknown) => void) | undefined;
+  /** Bytes materialised so far by every handler, held against limits.materializedBytes (docs/memory.md). */
+  readonly materialized: MaterializedBytes;
+}
+
+/**
+ * What the handlers of one decode have materialised (RAM pages written, disk granules), shared so that one limit
+ * covers them all. `bytes` is an upper bound a handler may raise cheaply; `settle()` asks every handler to make
+ * its share exact (it registered how with `onSettle`), which a handler does before failing on the limit.
+ */
+export interface MaterializedBytes {
+  bytes: number;
+  settle(): void;
+  onSettle(exact: () => void): void;
 }
 
 export type HandlerFactory = (ctx: HandlerContext) => SectionHandler;

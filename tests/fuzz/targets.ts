@@ -9,6 +9,7 @@ import { berToQemu } from "../../src/convert/from-ber.js";
 import { StreamBerConverter } from "../../src/convert/to-ber.js";
 import { VmstreamError } from "../../src/io/errors.js";
 import { nodeInflate } from "../../src/io/node.js";
+import { OutputDir } from "../../src/io/output-files.js";
 import type { Kernels } from "../../src/kernels/types.js";
 import { MigrationDestination } from "../../src/migration/destination.js";
 import { DEFAULT_LIMITS } from "../../src/savevm/constants.js";
@@ -117,7 +118,12 @@ export const TARGETS: Readonly<Record<string, Target>> = {
       try {
         const out = dir();
         mkdirSync(out, { recursive: true });
-        writeExtraction(r, kernels, join(out, "x"));
+        const folder = OutputDir.open(join(out, "x"));
+        try {
+          writeExtraction(r, kernels, folder);
+        } finally {
+          folder.close();
+        }
       } finally {
         r.dispose();
       }

@@ -191,7 +191,14 @@ describe("vmstream --help", () => {
   it("documents every command", () => {
     const r = run(["--help"]);
     expect(r.status).toBe(0);
-    for (const c of ["analyze FILE [--dump state|desc] [--memory]", "dump FILE", "extract FILE DIR", "check FILE", "demo"]) expect(r.stdout).toContain(c);
+    for (const c of [
+      "analyze FILE [--dump state|desc] [--memory [--max-memory SIZE]]",
+      "dump FILE",
+      "extract FILE DIR [--max-memory SIZE]",
+      "check FILE",
+      "demo",
+    ])
+      expect(r.stdout).toContain(c);
     expect(run(["nonsense"]).status).toBe(2);
     expect(run(["analyze"]).status).toBe(2);
   });

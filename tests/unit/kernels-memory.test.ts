@@ -33,6 +33,31 @@ describe("LinearMemory", () => {
     lm.free(c);
   });
 
+  it("a zeroed region reads zero: bytes handed out before are cleared, bytes freed clean or never handed out are not written", () => {
+    const lm = new LinearMemory(new WebAssembly.Memory({ initial: 1 }), 65536);
+    const a = lm.alloc(3 * 4096);
+    lm.u8.fill(0xaa, a, a + 3 * 4096);
+    lm.free(a);
+    const z = lm.alloc(5 * 4096, 4096, true); // over a's dirty bytes and fresh ones
+    expect(z).toBe(a);
+    expect(lm.u8.subarray(z, z + 5 * 4096).every((v) => v === 0)).toBe(true);
+    // given back clean: the allocator trusts it (the marker below shows it writes nothing there)...
+    lm.u8[z + 4096] = 0x55;
+    lm.free(z, true);
+    const again = lm.alloc(5 * 4096, 4096, true);
+    expect(again).toBe(z);
+    expect(lm.u8[again + 4096]).toBe(0x55);
+    lm.u8[again + 4096] = 0;
+    // ...until part of it is handed out without `zeroed`: that part is no longer known to be zero
+    lm.free(again, true);
+    const plain = lm.alloc(4096 * 2);
+    lm.u8.fill(0xbb, plain, plain + 2 * 4096);
+    lm.free(plain);
+    const last = lm.alloc(5 * 4096, 4096, true);
+    expect(last).toBe(z);
+    expect(lm.u8.subarray(last, last + 5 * 4096).every((v) => v === 0)).toBe(true);
+  });
+
   it("never hands out host bytes below the memory's end", () => {
     const mem = new WebAssembly.Memory({ initial: 3 });
     const end = mem.buffer.byteLength;

@@ -1,6 +1,7 @@
 // The loader of "block" sections (block migration, wire-format §7): chunks, progress, EOS; disk images kept with
-// `materialize.block` (docs/decoder.md, "Live section handlers"). Browser-safe.
-import { inputError, materializes } from "../../savevm/live-sections.js";
+// `materialize.block`, sparse: 1 MiB granules that hold data, nothing for zero or never-sent ranges
+// (docs/decoder.md, "Live section handlers"; docs/memory.md, "Lazy materialisation"). Browser-safe.
+import { type InputError, inputError, materializes } from "../../savevm/live-sections.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
 import { BLK_MIG, BLOCK_CHUNK, type BlockRecord } from "./format.js";
 
@@ -8,6 +9,8 @@ const TWO32 = 4294967296;
 const MAX_END = 2 ** 53;
 const utf8 = new TextDecoder("utf-8");
 const MAX_PROGRESS = 1024;
+/** A disk image is kept in granules of this many bytes, aligned to it: one per chunk QEMU sends. */
+const GRANULE = BLOCK_CHUNK;
 
 export interface BlockDeviceResult {
   readonly name: string;
@@ -17,8 +20,16 @@ export interface BlockDeviceResult {
   readonly zeroChunks: number;
   /** Furthest byte written: max over chunks of sector * 512 + 1 MiB (the device may be shorter). */
   readonly end: number;
-  /** The image (materialised only): `end` bytes, chunks at sector * 512, never-sent ranges zero. */
+  /**
+   * The image (materialised only): `end` bytes, chunks at sector * 512, never-sent and ZERO_BLOCK ranges zero.
+   * Put together on each read, `end` bytes: a reader that can take it sparse should use `granules`.
+   */
   readonly image?: Uint8Array;
+  /**
+   * The materialised image as it is kept (materialised only): granule i holds bytes [i * 1 MiB, (i + 1) * 1 MiB)
+   * of the image; a granule not in the map is all zero. Bytes of the last granule past `end` are zero.
+   */
+  readonly granules?: ReadonlyMap<number, Uint8Array>;
 }
 
 export interface BlockResult {
@@ -34,7 +45,8 @@ interface Device {
   dataChunks: number;
   zeroChunks: number;
   end: number;
-  image: Uint8Array | undefined;
+  /** Granule index -> its bytes, for the granules data was written to (materialised only). */
+  granules: Map<number, Uint8Array>;
 }
 
 /** header >> 9 of a record header given as two be32 halves. */
@@ -101,7 +113,7 @@ export class BlockHandler implements SectionHandler<BlockResult> {
       if (!dev) {
         if (this.devices.size >= this.ctx.limits.blockDevices)
           throw err("LIMIT", "too many block devices", p, `more than ${this.ctx.limits.blockDevices} (limits.blockDevices)`);
-        dev = { name, dataChunks: 0, zeroChunks: 0, end: 0, image: undefined };
+        dev = { name, dataChunks: 0, zeroChunks: 0, end: 0, granules: new Map() };
         this.devices.set(name, dev);
       }
       const chunkEnd = byteOff + BLOCK_CHUNK;
@@ -111,9 +123,8 @@ export class BlockHandler implements SectionHandler<BlockResult> {
       const need = 9 + n + (zero ? 0 : BLOCK_CHUNK);
       if (end - p < need) return { consumed: p - input.ptr, done: false };
       if (this.materialize) {
-        const img = this.ensure(dev, chunkEnd);
-        if (zero) img.fill(0, byteOff, chunkEnd);
-        else img.set(u8.subarray(p + 9 + n, p + need), byteOff);
+        if (zero) this.zero(dev, byteOff);
+        else this.write(dev, byteOff, u8.subarray(p + 9 + n, p + need), p, err);
       }
       this.emit?.({ flags, value: headerValue(hi, lo), name: u8.subarray(p + 9, p + 9 + n), ...(zero ? {} : { data: u8.subarray(p + 9 + n, p + need) }) });
       if (chunkEnd > dev.end) dev.end = chunkEnd;
@@ -128,26 +139,68 @@ export class BlockHandler implements SectionHandler<BlockResult> {
     }
   }
 
-  private ensure(dev: Device, end: number): Uint8Array {
-    const img = dev.image;
-    if (img && img.length >= end) return img;
-    let cap = Math.max(img ? img.length * 2 : 0, BLOCK_CHUNK);
-    while (cap < end) cap *= 2;
-    cap = Math.min(cap, Math.max(end, this.ctx.limits.imageBytes));
-    const grown = new Uint8Array(cap);
-    if (img) grown.set(img.subarray(0, dev.end));
-    dev.image = grown;
-    return grown;
+  /** A data chunk at `off`: into the granules it covers (one when aligned), each allocated when first written. */
+  private write(dev: Device, off: number, data: Uint8Array, at: number, err: InputError): void {
+    for (let from = off; from < off + data.length; ) {
+      const g = Math.floor(from / GRANULE);
+      const gEnd = (g + 1) * GRANULE;
+      const to = Math.min(off + data.length, gEnd);
+      let bytes = dev.granules.get(g);
+      if (!bytes) {
+        const budget = this.ctx.materialized;
+        const cap = this.ctx.limits.materializedBytes;
+        if (budget.bytes + GRANULE > cap) budget.settle();
+        if (budget.bytes + GRANULE > cap) {
+          throw err(
+            "LIMIT",
+            "materialised RAM and disk data exceed the limit",
+            at,
+            `device "${dev.name}" needs ${GRANULE} more bytes at byte ${from} of its image, ${budget.bytes} materialised, limits.materializedBytes ${cap}`,
+          );
+        }
+        budget.bytes += GRANULE;
+        bytes = new Uint8Array(GRANULE);
+        dev.granules.set(g, bytes);
+      }
+      bytes.set(data.subarray(from - off, to - off), from - g * GRANULE);
+      from = to;
+    }
+  }
+
+  /** A ZERO_BLOCK chunk at `off`: granules it covers whole are dropped, the parts of others cleared, none allocated. */
+  private zero(dev: Device, off: number): void {
+    const end = off + BLOCK_CHUNK;
+    for (let from = off; from < end; ) {
+      const g = Math.floor(from / GRANULE);
+      const to = Math.min(end, (g + 1) * GRANULE);
+      const bytes = dev.granules.get(g);
+      if (bytes) {
+        if (to - from === GRANULE) {
+          dev.granules.delete(g);
+          this.ctx.materialized.bytes -= GRANULE;
+        } else {
+          bytes.fill(0, from - g * GRANULE, to - g * GRANULE);
+        }
+      }
+      from = to;
+    }
   }
 
   result(): BlockResult {
-    const devices = [...this.devices.values()].map((d) => ({
-      name: d.name,
-      dataChunks: d.dataChunks,
-      zeroChunks: d.zeroChunks,
-      end: d.end,
-      ...(d.image ? { image: d.image.subarray(0, d.end) } : {}),
-    }));
+    const devices = [...this.devices.values()].map((d): BlockDeviceResult => {
+      const counts = { name: d.name, dataChunks: d.dataChunks, zeroChunks: d.zeroChunks, end: d.end };
+      if (!this.materialize) return counts;
+      const granules: ReadonlyMap<number, Uint8Array> = d.granules;
+      return {
+        ...counts,
+        granules,
+        get image(): Uint8Array {
+          const img = new Uint8Array(d.end);
+          for (const [g, bytes] of granules) img.set(bytes.subarray(0, Math.min(GRANULE, d.end - g * GRANULE)), g * GRANULE);
+          return img;
+        },
+      };
+    });
     return { devices, progress: [...this.progress], records: { ...this.records }, sections: this.sections };
   }
 }

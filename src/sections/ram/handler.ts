@@ -5,12 +5,17 @@ import { VmstreamError } from "../../io/errors.js";
 import { BLK, DEC, DEC_STATUS, type Kernels, RAM_FLAG } from "../../kernels/types.js";
 import { type InputError, inputError, materializes } from "../../savevm/live-sections.js";
 import type { FeedResult, HandlerContext, SectionHandler, SectionHeader, SectionInput } from "../../savevm/types.js";
+import { countBits } from "../iterative.js";
 import { type RamBlockData, type RamBlockSpec, type RamRecord, readDecodedRun } from "./format.js";
 
 const ENTRY = BLK.WORDS * 4;
 const NAME_SLOT = 256;
 const NO_BLOCK = 0xffffffff;
 const TWO32 = 4294967296;
+/** The shortest record that writes a page: a CONTINUE header and a ZERO record's fill byte. */
+const MIN_RECORD = 9;
+/** A page record's bytes beyond the page at most: header, name (u8 + 255), XBZRLE head (u8 + be16). */
+const MAX_RECORD_OVERHEAD = 8 + 1 + 255 + 3;
 const latin = new TextDecoder("utf-8");
 
 export interface RamPageCounts {
@@ -22,6 +27,10 @@ export interface RamPageCounts {
 
 /** One RAM block as announced by MEM_SIZE, with its page counts (and its bytes when materialised). */
 export class RamBlockResult {
+  // ES private: a pointer is not part of what the result says (digests and JSON of a result skip it)
+  readonly #writtenPtr: number;
+  readonly #targetPageSize: number;
+
   constructor(
     readonly name: string,
     /** used_length in bytes. */
@@ -35,12 +44,31 @@ export class RamBlockResult {
     readonly pageSize?: bigint,
     /** MemoryRegion address (x-ignore-shared), when the stream carries it. */
     readonly mrAddr?: bigint,
-  ) {}
+    writtenPtr = 0,
+    targetPageSize = 0,
+  ) {
+    this.#writtenPtr = writtenPtr;
+    this.#targetPageSize = targetPageSize;
+  }
 
-  /** The block's bytes (a view of the kernels' memory: take it again after the memory grows). */
+  /**
+   * The block's bytes (a view of the kernels' memory: take it again after the memory grows). Reading a page the
+   * stream never wrote makes the system commit it: a reader that walks a large block should skip the pages
+   * `written` says are untouched (they read as zero).
+   */
   get data(): Uint8Array | undefined {
     if (this.ptr === 0 || !this.live()) return undefined;
     return new Uint8Array(this.kernels.memory.buffer, this.ptr, Number(this.length));
+  }
+
+  /**
+   * Which pages the stream wrote (a block the handler materialised, not a host's): bit i (little-endian bit
+   * order) set = page i may hold non-zero bytes, clear = page i was never written and reads as zero without
+   * costing memory. A view of the kernels' memory, like `data`; undefined for a host block or when not materialised.
+   */
+  get written(): Uint8Array | undefined {
+    if (this.#writtenPtr === 0 || !this.live()) return undefined;
+    return new Uint8Array(this.kernels.memory.buffer, this.#writtenPtr, Math.ceil(Math.floor(Number(this.length) / this.#targetPageSize) / 8));
   }
 }
 
@@ -72,7 +100,7 @@ interface Block {
   bytes: Uint8Array;
   length: bigint;
   base: number;
-  /** Written-page bitmap of a materialised block (BLK.WRITTEN), freed when the stream ends. */
+  /** Written-page bitmap of a materialised block (BLK.WRITTEN), kept until dispose (RamBlockResult.written). */
   written: number;
   pageSize?: bigint;
   mrAddr?: bigint;
@@ -106,6 +134,10 @@ export class RamHandler implements SectionHandler<RamResult> {
   private sections = 0;
   private snapshot: number[][] | undefined;
   private freed = false;
+  /** This handler's share of ctx.materialized.bytes: the RAM pages written as last counted, plus a page per record since. */
+  private share = 0;
+  /** Bytes of the written-page bitmaps of the handler's blocks (what `account` counts). */
+  private bitmapBytes = 0;
 
   constructor(
     private readonly ctx: HandlerContext,
@@ -114,6 +146,7 @@ export class RamHandler implements SectionHandler<RamResult> {
     this.k = ctx.kernels;
     this.emit = ctx.record;
     this.materialize = materializes(ctx.options, "ram");
+    if (this.materialize) ctx.materialized.onSettle(() => this.settle());
   }
 
   begin(h: SectionHeader): void {
@@ -150,18 +183,25 @@ export class RamHandler implements SectionHandler<RamResult> {
         continue;
       }
       if (p === end) return { consumed: p - input.ptr, done: false };
-      const status = k.ramDecode(p, end - p, this.table, this.blocks.length, this.pageSize, this.state);
+      const window = this.decodeWindow(end - p);
+      const status = k.ramDecode(p, window, this.table, this.blocks.length, this.pageSize, this.state);
       const st = new Uint32Array(k.memory.buffer, this.state, DEC.SIZE);
       if (status === DEC_STATUS.NEED_MORE || status === DEC_STATUS.EOS) {
         const to = p + st[DEC.CONSUMED]!;
+        this.account(st[DEC.RECORDS]! * this.pageSize, to, err);
         if (this.emit) readDecodedRun(k.u8, p, to, this.pageSize, this.emit);
         if (status === DEC_STATUS.EOS) this.eos++;
+        else if (window < end - p) {
+          p = to;
+          continue;
+        }
         return { consumed: to - input.ptr, done: status === DEC_STATUS.EOS };
       }
       const at = p + st[DEC.ERR_AT]!;
       const hi = st[DEC.HDR_HI]!;
       const lo = st[DEC.HDR_LO]!;
       if (status < 0) throw this.kernelError(status, at, hi, lo, st[DEC.BLOCK]!, err);
+      this.account(st[DEC.RECORDS]! * this.pageSize, at, err);
       if (this.emit) readDecodedRun(k.u8, p, at, this.pageSize, this.emit);
       // OTHER: a record the kernel does not apply
       const mask = this.pageSize - 1;
@@ -190,6 +230,56 @@ export class RamHandler implements SectionHandler<RamResult> {
       if (kind === RAM_FLAG.HOOK) throw err("UNSUPPORTED", "RAM_SAVE_FLAG_HOOK record (RDMA transport) is not supported", at);
       throw err("BAD_VALUE", "unknown combination of RAM record flags", at, `flags ${"0x" + flags.toString(16)}`);
     }
+  }
+
+  /**
+   * How much of `available` input to decode in one call: all of it unless the records it may hold (a page each,
+   * MIN_RECORD bytes at least) could take the materialised bytes past the limit; then less, so that the limit
+   * error names a position close to the record that crossed it. Never less than a record, nor than the
+   * bitmaps `account` counts then: counting costs at most as many steps as input bytes decoded.
+   */
+  private decodeWindow(available: number): number {
+    if (!this.materialize) return available;
+    const slack = this.ctx.limits.materializedBytes - this.ctx.materialized.bytes;
+    const safe = Math.max(0, Math.floor(slack / this.pageSize)) * MIN_RECORD;
+    if (safe >= available) return available;
+    return Math.min(available, Math.max(safe, this.pageSize + MAX_RECORD_OVERHEAD, this.bitmapBytes));
+  }
+
+  /**
+   * Hold the RAM materialised so far against limits.materializedBytes. `upTo` bytes at most were written since
+   * the last call (a page per record the kernel consumed); the bitmaps are counted only when that bound could cross
+   * the limit, so the hot path costs one addition. `at` is where decoding stands (the error's offset).
+   */
+  private account(upTo: number, at: number, err: InputError): void {
+    if (!this.materialize || upTo === 0) return;
+    const budget = this.ctx.materialized;
+    const cap = this.ctx.limits.materializedBytes;
+    budget.bytes += upTo;
+    this.share += upTo;
+    if (budget.bytes <= cap) return;
+    budget.settle();
+    if (budget.bytes > cap) {
+      const now = this.share;
+      const cur = new Uint32Array(this.k.memory.buffer, this.state, DEC.SIZE)[DEC.BLOCK]!;
+      const name = this.blocks[cur]?.name;
+      throw err(
+        "LIMIT",
+        "materialised RAM and disk data exceed the limit",
+        at,
+        `${budget.bytes} bytes materialised (RAM ${now}${name !== undefined ? `, last page into block "${name}"` : ""}) by the records before this offset, limits.materializedBytes ${cap}`,
+      );
+    }
+  }
+
+  /** Make this handler's share of the materialised bytes exact: the pages the bitmaps mark written. */
+  private settle(): void {
+    if (this.freed) return;
+    let pages = 0;
+    for (const b of this.blocks) if (b.written) pages += countBits(this.k.u8.subarray(b.written), Math.floor(Number(b.length) / this.pageSize));
+    const exact = pages * this.pageSize;
+    this.ctx.materialized.bytes += exact - this.share;
+    this.share = exact;
   }
 
   /** MEM_SIZE entries until the lengths add up to the total (then `memsize` is cleared). Returns the position after the entries taken. */
@@ -279,22 +369,20 @@ export class RamHandler implements SectionHandler<RamResult> {
           `block "${name}" 0x${length.toString(16)} bytes, ${this.materialized} already (limits.ramBytes ${this.ctx.limits.ramBytes})`,
         );
       }
-      const had = k.memory.buffer.byteLength;
       // The written-page bitmap (BLK.WRITTEN): which pages may be non-zero; none yet. With it ramDecode
       // skips ZERO records on untouched pages without reading them (a read of fresh memory is a page fault:
-      // most of the cost of a mostly-zero stream).
+      // most of the cost of a mostly-zero stream), and readers skip the pages never written. A zeroed
+      // region costs nothing until a page is written (docs/memory.md, "Lazy materialisation").
       const bitmapBytes = Math.ceil(Math.floor(len / this.pageSize) / 8);
       try {
-        base = k.alloc(Math.max(len, 1), 4096);
-        if (bitmapBytes > 0) written = k.alloc(bitmapBytes, 8);
+        base = k.alloc(Math.max(len, 1), 4096, true);
+        if (bitmapBytes > 0) written = k.alloc(bitmapBytes, 8, true);
       } catch (e) {
         if (base) k.free(base);
         throw err("LIMIT", "RAM too large to materialise", at, e instanceof Error ? e.message : String(e));
       }
-      // memory.grow gives zeroed pages: only a reused region below the old end can hold stale bytes
-      if (base < had) k.u8.fill(0, base, Math.min(base + len, had));
-      if (written) k.u8.fill(0, written, written + bitmapBytes);
       this.materialized += len;
+      this.bitmapBytes += bitmapBytes;
     }
     if (this.blocks.length === this.tableCap) this.growTable(this.tableCap * 2);
     const i = this.blocks.length;
@@ -396,6 +484,7 @@ export class RamHandler implements SectionHandler<RamResult> {
     if (!(page instanceof Uint8Array) || page.length !== ps)
       throw err("BAD_VALUE", "COMPRESS_PAGE data does not inflate to one page", at, `${(page as Uint8Array | undefined)?.length} bytes`);
     if (blk.base) {
+      if (!blk.host) this.account(ps, at, err);
       k.u8.set(page, blk.base + Number(addr));
       const i = Number(addr) / ps;
       if (blk.written) k.u8[blk.written + (i >>> 3)] = k.u8[blk.written + (i >>> 3)]! | (1 << (i & 7));
@@ -460,7 +549,7 @@ export class RamHandler implements SectionHandler<RamResult> {
       records.normal += pages.normal;
       records.xbzrle += pages.xbzrle;
       records.compressed += pages.compressed;
-      return new RamBlockResult(b.name, b.length, pages, b.base, this.k, live, b.pageSize, b.mrAddr);
+      return new RamBlockResult(b.name, b.length, pages, b.base, this.k, live, b.pageSize, b.mrAddr, b.written, this.pageSize);
     });
     return { pageSize: this.pageSize, materialized: this.materialize, totalBytes: this.total, blocks, records, sections: this.sections };
   }
@@ -475,16 +564,34 @@ export class RamHandler implements SectionHandler<RamResult> {
     }
     if (this.state !== 0) k.free(this.state);
     this.table = this.names = this.state = this.tableCap = 0;
-    for (const b of this.blocks) {
-      if (b.written) k.free(b.written);
-      b.written = 0;
-    }
   }
 
   dispose(): void {
     this.finish();
     if (this.freed) return;
     this.freed = true;
-    for (const b of this.blocks) if (b.base && !b.host) this.k.free(b.base);
+    for (const b of this.blocks) {
+      if (b.base && !b.host) {
+        // given back zero (the pages written cleared, the rest never touched): the next zeroed region
+        // carved from it costs nothing where nothing was written
+        if (b.written) this.clearWritten(b);
+        this.k.free(b.base, b.written !== 0);
+      }
+      if (b.written) this.k.free(b.written, true);
+    }
+  }
+
+  /** Zero the pages of `b` its bitmap marks written, and the bitmap. */
+  private clearWritten(b: Block): void {
+    const u8 = this.k.u8;
+    const ps = this.pageSize;
+    const pages = Math.floor(Number(b.length) / ps);
+    const map = u8.subarray(b.written, b.written + Math.ceil(pages / 8));
+    for (let i = 0; i < map.length; i++) {
+      const v = map[i]!;
+      if (v === 0) continue;
+      for (let j = 0; j < 8; j++) if ((v >> j) & 1) u8.fill(0, b.base + (i * 8 + j) * ps, b.base + (i * 8 + j + 1) * ps);
+    }
+    map.fill(0);
   }
 }
