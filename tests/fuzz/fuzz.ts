@@ -192,9 +192,10 @@ export async function fuzz(o: FuzzOptions): Promise<FuzzReport> {
   };
   try {
     const n = o.targets.length;
-    for (const [t, target] of o.targets.entries()) {
+    for (const target of o.targets) {
       const to = o.executions !== undefined ? Math.ceil(o.executions / n) : Number.MAX_SAFE_INTEGER;
-      const deadline = o.seconds !== undefined ? started + ((t + 1) * o.seconds * 1000) / n : Number.MAX_SAFE_INTEGER;
+      // each target its own share from when it starts: a slow case of one target does not eat the next one's time
+      const deadline = o.seconds !== undefined ? Date.now() + (o.seconds * 1000) / n : Number.MAX_SAFE_INTEGER;
       let next = 0;
       let executed = 0;
       while (next < to && Date.now() < deadline) {
