@@ -291,7 +291,7 @@ export class DeferredInput {
     if (all[all.length - 1] !== SEC.EOF) {
       throw new VmstreamError("EOF", "truncated stream", {
         offset: this.offset + all.length,
-        detail: `no QEMU_VM_EOF and no vmdesc trailer after the device section ${this.section.idstr} (id ${this.section.id}) at byte ${this.offset}`,
+        detail: `the stream ends neither with QEMU_VM_EOF nor with a vmdesc trailer (cut short, or bytes after its end) after the device section ${this.section.idstr} (id ${this.section.id}) at byte ${this.offset}`,
       });
     }
     if (this.failed) {
