@@ -2,6 +2,7 @@
 // more: block, dirty-bitmap and command summaries where the script has none), the pretty dump,
 // and RAM contents by page. Browser-safe; the CLI adds files and terminals.
 
+import { printable } from "../io/errors.js";
 import type { DecodeResult } from "../savevm/types.js";
 import type { StreamDecoderOptions } from "../sections/stream.js";
 import { blockOf, dirtyBitmapOf, htabOf, ramOf } from "../sections/stream.js";
@@ -101,9 +102,13 @@ export function ramMemoryValue(result: DecodeResult): AnalyzeObject {
 
 /**
  * The pretty trace of every device section, each after a line `# <idstr> instance <n> version <v>`,
- * and one summary line per iterative section type where it first appears.
+ * and one summary line per iterative section type where it first appears. Lines are printable (no control
+ * characters from the stream).
  */
 export function dumpLines(result: DecodeResult, onLine: (line: string) => void): void {
+  // lines carry text from the stream (idstrs, field names, strings): escaped for a terminal
+  const emit = onLine;
+  onLine = (line) => emit(printable(line));
   const devices = new Map(result.devices.map((d) => [d.sectionIndex, d]));
   const seenLive = new Set<string>();
   result.sections.forEach((sec, index) => {

@@ -13,6 +13,7 @@ import { chunksOf, isGzip, nodeInflate, readHead } from "../io/node.js";
 import { ByteWriter } from "../io/writer.js";
 import { type OutputOpen, openOutput } from "../migration/transport.js";
 import { readVmdescTrailer } from "../sections/node.js";
+import { userMessage } from "./messages.js";
 
 /** The vmdesc at the end of IN when it is a plain (not gzip) regular file, else undefined (read as it comes). */
 async function vmdescFirst(input: string): Promise<string | undefined> {
@@ -65,6 +66,8 @@ export async function convertCommand(input: string, output: string, opts: { to: 
       await write(c.push(head));
       for (let r = await it.next(); !r.done; r = await it.next()) await write(c.push(r.value));
       const end = c.end();
+      // an incomplete input gives no complete-looking OUT: the .partial file is removed below
+      if (end.report.incomplete) throw end.report.incomplete;
       await write(end.chunks);
       if ("opaqueSections" in end.report) {
         const opaque = end.report.opaqueSections;
@@ -76,8 +79,7 @@ export async function convertCommand(input: string, output: string, opts: { to: 
   } catch (e) {
     conv?.dispose();
     await out?.abort({ remove: true });
-    const err = e instanceof VmstreamError ? e : VmstreamError.wrap(e);
-    process.stderr.write(`vmstream: ${err.message}\n`);
+    process.stderr.write(`vmstream: ${userMessage(e)}\n`);
     return 1;
   }
 }

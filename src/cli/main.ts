@@ -15,6 +15,10 @@ usage: vmstream <command> [options]
 
 FILE is a migration stream (plain or gzip-compressed: detected by its magic bytes), or - for stdin.
 
+Every command that reads a stream gives check's verdict: exit 0 for a complete stream, 1 for a broken or
+incomplete one (the same message, with the byte offset, in every command; nothing complete-looking is written
+for it), 2 for a usage error. Names and strings from the stream are printed with control characters escaped.
+
 commands:
   analyze FILE [--dump state|desc] [--memory [--max-memory SIZE]]
         The JSON QEMU's scripts/analyze-migration.py prints (same keys, "0x%0Nx" integers, "(-n)" for

@@ -6,13 +6,14 @@ import { createWriteStream, existsSync, lstatSync, readdirSync, renameSync, rmdi
 import { analyzeDecoderOptions } from "../analyze/report.js";
 import { nodeStreamCodecs } from "../io/codecs-node.js";
 import { VmstreamError } from "../io/errors.js";
-import { nodeInflate } from "../io/node.js";
+import { chunksOf, nodeInflate } from "../io/node.js";
 import { OutputDir } from "../io/output-files.js";
 import { ByteWriter } from "../io/writer.js";
 import { type DestinationResult, MigrationDestination } from "../migration/destination.js";
 import { IncomingMigration } from "../migration/incoming.js";
 import { formatEndpoint, type InputOpen, type OutputOpen, openInput, openOutput, parseEndpoint, StreamWriter } from "../migration/transport.js";
 import type { MultifdCompression } from "../sections/ram/multifd.js";
+import { userMessage } from "./messages.js";
 import { materializedLimit, writeExtraction } from "./streams.js";
 import { ProgressBar, pagesText, rateText } from "./transfer.js";
 
@@ -40,8 +41,6 @@ const say = (line: string): void => {
 function out(text: string): Promise<void> {
   return new Promise((ok, fail) => process.stdout.write(text, (e) => (e ? fail(e) : ok())));
 }
-
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** Something is at `path`, a dangling link included. */
 function taken(path: string): boolean {
@@ -92,7 +91,11 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
       incoming = inc;
       say(`listening on ${inc.address}`);
       input = { source: inc.source, close: () => inc.close() };
-    } else input = await openInput(source, { onListening: (address) => say(`listening on ${address}`), idleTimeoutMs: o.idleTimeoutMs });
+    } else {
+      // a file or stdin is read as the other commands read it (gunzipped when it starts with the gzip magic)
+      const opened = await openInput(source, { onListening: (address) => say(`listening on ${address}`), idleTimeoutMs: o.idleTimeoutMs });
+      input = { ...opened, source: chunksOf(opened.source) };
+    }
     if (fwd && !incoming) {
       // chunks read from a socket are fresh buffers that nothing modifies: no copy needed
       forward = await openOutput(fwd, { copy: false });
@@ -102,7 +105,7 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
     input?.close();
     await record?.abort({ remove: true });
     raw?.abort(false);
-    say(messageOf(e));
+    say(userMessage(e));
     return 1;
   }
 
@@ -228,8 +231,10 @@ export async function receiveCommand(endpoint: string, o: ReceiveOptions): Promi
   const what = `${rateText(result.bytes, ms)}, ${s.sections} sections, ${s.devices} devices, ${pagesText(result.progress.pages)}, ${s.vmdesc ? "vmdesc" : "no vmdesc"}`;
   result.dispose();
   if (!ok) {
-    const e = sinkError ?? result.error;
-    say(`migration failed: ${e ? e.message : "incomplete"}`);
+    // a source that fails on its own bytes (a corrupt gzip file) gives that verdict, as the other commands do
+    const inputError = sourceError instanceof VmstreamError && sourceError.code !== "IO" ? sourceError : undefined;
+    const e = sinkError ?? inputError ?? result.error;
+    say(`migration failed: ${e ? userMessage(e) : "incomplete"}`);
     say(`received ${what}`);
     return 1;
   }

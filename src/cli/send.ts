@@ -15,9 +15,11 @@ import { chunksOf, isGzip, nodeInflate, readHead } from "../io/node.js";
 import { MultifdConnections } from "../migration/multifd-out.js";
 import { type OutputOpen, openOutput, parseEndpoint } from "../migration/transport.js";
 import type { DecoderEvent } from "../savevm/types.js";
+import { incompleteError } from "../savevm/verdict.js";
 import { readVmdescTrailer } from "../sections/node.js";
 import type { MultifdCompression } from "../sections/ram/multifd.js";
 import { StreamDecoder } from "../sections/stream.js";
+import { userMessage } from "./messages.js";
 import { ProgressBar, rateText } from "./transfer.js";
 
 export interface SendOptions {
@@ -61,7 +63,7 @@ export async function sendCommand(file: string, destination: string, o: SendOpti
         vmdesc = await readVmdescTrailer(file);
       }
     } catch (e) {
-      say(`cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
+      say(userMessage(e));
       return 1;
     }
   }
@@ -95,7 +97,7 @@ export async function sendCommand(file: string, destination: string, o: SendOpti
     output = await openOutput(dest, { copy: false, highWaterMark: 2 * step });
   } catch (e) {
     decoder.dispose();
-    say(e instanceof Error ? e.message : String(e));
+    say(userMessage(e));
     return 1;
   }
 
@@ -117,12 +119,8 @@ export async function sendCommand(file: string, destination: string, o: SendOpti
       }
     }
     const r = decoder.end();
-    const c = r.completeness;
-    if (!c.complete)
-      throw new VmstreamError("INCOMPLETE", "incomplete migration stream", {
-        offset: r.bytes,
-        detail: !c.eof ? "no QEMU_VM_EOF" : "the vmdesc lists devices the stream lacks, or the other way round",
-      });
+    const incomplete = incompleteError(r);
+    if (incomplete) throw incomplete;
     await output.commit();
     bar.done();
     const ms = performance.now() - started;
@@ -134,7 +132,7 @@ export async function sendCommand(file: string, destination: string, o: SendOpti
     decoder.dispose();
     const err = VmstreamError.wrap(e);
     const kept = await output.abort();
-    say(`send failed: ${err.message}`);
+    say(`send failed: ${userMessage(err)}`);
     say(`the stream to ${destination} was cut off after ${sent} bytes${kept ? ` (kept in ${kept})` : ""}`);
     return 1;
   }
@@ -163,7 +161,7 @@ async function sendMultifd(
     });
     conns = await MultifdConnections.open(dest, channels, { highWaterMark: 1 << 20 });
   } catch (e) {
-    say(e instanceof Error ? e.message : String(e));
+    say(userMessage(e));
     return 1;
   }
   const rate = o.bandwidth;
@@ -186,6 +184,7 @@ async function sendMultifd(
       }
     }
     const end = split.end();
+    if (end.report.incomplete) throw end.report.incomplete;
     await conns.write({ main: end.chunks, channels: split.output().channels });
     await conns.end();
     bar.done();
@@ -203,7 +202,7 @@ async function sendMultifd(
     split.dispose();
     conns.abort();
     const err = VmstreamError.wrap(e);
-    say(`send failed: ${err.message}`);
+    say(`send failed: ${userMessage(err)}`);
     say(`the migration to ${destination} was cut off after ${read} bytes of ${file}`);
     return 1;
   }
@@ -239,7 +238,7 @@ async function replayConnections(
       .map((m) => m[0]);
     files = ["main.bin", ...channels].map((n) => join(dir, n));
   } catch (e) {
-    say(e instanceof Error ? e.message : String(e));
+    say(userMessage(e));
     return 1;
   }
   const join_ = new MultifdJoin({ codecs: nodeStreamCodecs, decode: { ...analyzeDecoderOptions, inflate: nodeInflate } });
@@ -249,7 +248,7 @@ async function replayConnections(
     conns = await MultifdConnections.open(dest, files.length - 1, { highWaterMark: 1 << 20 });
   } catch (e) {
     join_.dispose();
-    say(e instanceof Error ? e.message : String(e));
+    say(userMessage(e));
     return 1;
   }
   const total = files.reduce((n, f) => n + statSync(f).size, 0);
@@ -274,6 +273,7 @@ async function replayConnections(
     };
     await Promise.all(files.map((_, i) => pump(i)));
     const r = join_.end();
+    if (r.report.incomplete) throw r.report.incomplete;
     await conns.end();
     bar.done();
     if (!o.quiet) {
@@ -288,7 +288,7 @@ async function replayConnections(
     bar.done();
     join_.dispose();
     conns.abort();
-    say(`send failed: ${VmstreamError.wrap(e).message}`);
+    say(`send failed: ${userMessage(e)}`);
     say(`the replay to ${destination} was cut off after ${conns.bytes} bytes`);
     return 1;
   }

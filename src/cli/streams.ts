@@ -2,14 +2,16 @@
 import { closeSync, fstatSync, ftruncateSync, statSync, writeSync } from "node:fs";
 import { formatAnalyzeJson } from "../analyze/analyze-json.js";
 import { analyzeDecoderOptions, analyzeDocumentOf, dumpLines } from "../analyze/report.js";
-import { VmstreamError } from "../io/errors.js";
+import { printable, VmstreamError } from "../io/errors.js";
 import { OutputDir } from "../io/output-files.js";
 import { createKernels } from "../kernels/index.js";
 import type { Kernels } from "../kernels/types.js";
 import type { DecodeResult, DecoderEvent } from "../savevm/types.js";
+import { incompleteError } from "../savevm/verdict.js";
 import { decodeFile, decodeNodeStream, type NodeDecodeOptions, validateFile, validateNodeStream } from "../sections/node.js";
 import type { RamBlockResult } from "../sections/ram/handler.js";
 import { blockOf, ramOf } from "../sections/stream.js";
+import { userMessage } from "./messages.js";
 
 /** A progress line on stderr while a long decode runs, only when stderr is a terminal. */
 function progress(path: string): { onEvent?: (e: DecoderEvent) => void; done(): void } {
@@ -51,8 +53,7 @@ async function decode(path: string, options: NodeDecodeOptions): Promise<DecodeR
 }
 
 function report(err: unknown): number {
-  const e = err instanceof VmstreamError ? err : VmstreamError.wrap(err);
-  process.stderr.write(`vmstream: ${e.message}\n`);
+  process.stderr.write(`vmstream: ${userMessage(err)}\n`);
   return 1;
 }
 
@@ -61,12 +62,20 @@ function out(text: string): Promise<void> {
   return new Promise((ok, fail) => process.stdout.write(text, (e) => (e ? fail(e) : ok())));
 }
 
-/** Decode `path`, hand the result to `use`, dispose it; exit code 0, or 1 with the error on stderr. */
-async function withDecoded(path: string, options: NodeDecodeOptions, use: (result: DecodeResult) => Promise<void>): Promise<number> {
+/**
+ * Decode `path`, hand the result to `use`, dispose it. The verdict is check's: exit code 0 for a complete stream,
+ * 1 with the error on stderr for a broken or incomplete one. An incomplete stream is handed to `use` only when
+ * `printFirst` (analyze, dump: what was decoded is printed, then the verdict); otherwise (extract) nothing is
+ * written for it.
+ */
+async function withDecoded(path: string, options: NodeDecodeOptions, use: (result: DecodeResult) => Promise<void>, printFirst = false): Promise<number> {
   let result: DecodeResult | undefined;
   try {
     result = await decode(path, options);
+    const incomplete = incompleteError(result);
+    if (incomplete && !printFirst) throw incomplete;
     await use(result);
+    if (incomplete) throw incomplete;
     return 0;
   } catch (e) {
     return report(e);
@@ -81,23 +90,33 @@ export function materializedLimit(maxMemory: number | undefined): { limits?: { m
 }
 
 export function analyzeCommand(path: string, opts: { dump: "state" | "desc"; memory: boolean; maxMemory?: number }): Promise<number> {
-  return withDecoded(path, { materialize: opts.memory ? { ram: true } : false, ...materializedLimit(opts.maxMemory) }, async (result) => {
-    if (opts.dump === "desc") {
-      if (!result.vmdesc) throw new VmstreamError("NO_VMDESC", "the stream has no vmdesc trailer (old machine type, postcopy, or suppress-vmdesc)");
-      await out(formatAnalyzeJson(result.vmdesc.json as never));
-    } else {
-      await out(analyzeDocumentOf(result, { memory: opts.memory }).format());
-    }
-    for (const w of result.warnings) process.stderr.write(`vmstream: warning: ${w}\n`);
-  });
+  return withDecoded(
+    path,
+    { materialize: opts.memory ? { ram: true } : false, ...materializedLimit(opts.maxMemory) },
+    async (result) => {
+      if (opts.dump === "desc") {
+        if (!result.vmdesc) throw new VmstreamError("NO_VMDESC", "the stream has no vmdesc trailer (old machine type, postcopy, or suppress-vmdesc)");
+        await out(formatAnalyzeJson(result.vmdesc.json as never));
+      } else {
+        await out(analyzeDocumentOf(result, { memory: opts.memory }).format());
+      }
+      for (const w of result.warnings) process.stderr.write(`vmstream: warning: ${printable(w)}\n`);
+    },
+    true,
+  );
 }
 
 export function dumpCommand(path: string): Promise<number> {
-  return withDecoded(path, { materialize: false }, async (result) => {
-    const lines: string[] = [];
-    dumpLines(result, (l) => lines.push(l));
-    await out(lines.join("\n") + "\n");
-  });
+  return withDecoded(
+    path,
+    { materialize: false },
+    async (result) => {
+      const lines: string[] = [];
+      dumpLines(result, (l) => lines.push(l));
+      await out(lines.join("\n") + "\n");
+    },
+    true,
+  );
 }
 
 export async function checkCommand(path: string): Promise<number> {
@@ -108,12 +127,15 @@ export async function checkCommand(path: string): Promise<number> {
   const s = v.summary;
   if (v.ok) {
     const live = Object.keys(s.live).join(", ") || "none";
+    const machine = s.machine ?? "(no configuration)";
     await out(
-      `OK: ${s.bytes} bytes, machine ${s.machine ?? "(no configuration)"}, ${s.sections} sections (iterative: ${live}), ${s.devices} devices, ${s.vmdesc ? "vmdesc" : "no vmdesc"}, complete\n`,
+      printable(
+        `OK: ${s.bytes} bytes, machine ${machine}, ${s.sections} sections (iterative: ${live}), ${s.devices} devices, ${s.vmdesc ? "vmdesc" : "no vmdesc"}, complete`,
+      ) + "\n",
     );
     return 0;
   }
-  await out(`BROKEN: ${v.error?.message ?? "incomplete stream"}\n`);
+  await out(`BROKEN: ${v.error ? userMessage(v.error) : "incomplete stream"}\n`);
   return 1;
 }
 
@@ -241,7 +263,7 @@ export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: Out
     try {
       writeRamBlock(fd, kernels, b, result.pageSize);
       const written = fstatSync(fd).size;
-      lines.push(`${name}\t${written} bytes\tRAM block ${JSON.stringify(b.name)}`);
+      lines.push(`${name}\t${written} bytes\tRAM block ${printable(JSON.stringify(b.name))}`);
     } finally {
       closeSync(fd);
     }
@@ -252,7 +274,7 @@ export function writeExtraction(result: DecodeResult, kernels: Kernels, dir: Out
     const fd = dir.create(name);
     try {
       writeDiskImage(fd, d.end, d.granules);
-      lines.push(`${name}\t${d.end} bytes\tblock device ${JSON.stringify(d.name)} (the last 1 MiB chunk may run past the device's end)`);
+      lines.push(`${name}\t${d.end} bytes\tblock device ${printable(JSON.stringify(d.name))} (the last 1 MiB chunk may run past the device's end)`);
     } finally {
       closeSync(fd);
     }

@@ -50,16 +50,16 @@ const utf8 = new TextDecoder("utf-8");
  * What a pass over the top-level items tells before the stream is written: the vmdesc (its entries describe
  * device sections) and whether sections carry footers (the machine type decides; the encoder needs it first).
  */
-function streamFacts(i: BerExpect, itemsEnd: number): { vmdesc: Uint8Array | undefined; footers: boolean } {
+function streamFacts(i: BerExpect, itemsEnd: number): { vmdesc: { text: Uint8Array; at: number } | undefined; footers: boolean } {
   const r = i.r;
   const p = r.pos;
   const d = r.depth;
-  let vmdesc: Uint8Array | undefined;
+  let vmdesc: { text: Uint8Array; at: number } | undefined;
   let footers: boolean | undefined;
   try {
     while (!r.atEnd(itemsEnd)) {
       r.header();
-      if (r.id === TAG_VMDESC) vmdesc = r.octets();
+      if (r.id === TAG_VMDESC) vmdesc = { at: r.start, text: r.octets() };
       else if (footers === undefined && sectionTypeOf(r.id) !== undefined && r.constructed) {
         const e = r.enter();
         let last = false;
@@ -102,14 +102,8 @@ export function berToQemu(input: Uint8Array, options: QemuFromBerOptions = {}): 
   const itemsEnd = r.enter();
 
   const facts = streamFacts(i, itemsEnd);
-  let entries: VmdescEntries | undefined;
-  if (facts.vmdesc) {
-    try {
-      entries = new VmdescEntries(parseVmdescJson(facts.vmdesc, DEFAULT_LIMITS.vmdescDepth).json);
-    } catch {
-      entries = undefined; // device sections then need registered descriptions
-    }
-  }
+  // a vmdesc that is no vmdesc fails here, at its own offset: it would be written into the QEMU stream as it is
+  const entries = facts.vmdesc ? new VmdescEntries(parseVmdescJson(facts.vmdesc.text, DEFAULT_LIMITS.vmdescDepth, facts.vmdesc.at).json) : undefined;
   const enc = new StreamEncoder(out, { configuration: true, footers: facts.footers, vmdesc: true });
   enc.header(version);
   const ctx: { machine: string | undefined; pageSize: number } = { machine: undefined, pageSize: 4096 };

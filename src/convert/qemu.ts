@@ -14,7 +14,7 @@ import { sectionKind } from "../sections/kinds.js";
 import type { StreamDecoder, StreamDecoderOptions } from "../sections/stream.js";
 import { deviceSpec, type VmdescChoice, writeVmdescTrailer } from "./devices.js";
 import { PackageStack } from "./packages.js";
-import { convertBuffer, RecordCounts, type ReplayCounts, replayDecoder } from "./replay.js";
+import { convertBuffer, RecordCounts, type ReplayCounts, replayDecoder, verdictField } from "./replay.js";
 
 export interface ReencodeOptions {
   /** Decoder options (inflate for COMPRESS_PAGE, page size, ram options...). */
@@ -108,6 +108,7 @@ export class StreamConverter {
           rawSections: this.rawSections,
           vmdescGenerated,
           vmdescDifferences: differences,
+          ...verdictField(r),
         },
       };
     } finally {

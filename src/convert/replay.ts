@@ -1,8 +1,9 @@
 // What the converters share: the decoder they replay (records reported, nothing materialised, device sections
 // without a registered description described from the vmdesc), record copies, counts, a run over a buffer.
 // Browser-safe.
-import type { DecoderEvent } from "../savevm/types.js";
-import { pushAll } from "../savevm/verdict.js";
+import type { VmstreamError } from "../io/errors.js";
+import type { DecodeResult, DecoderEvent } from "../savevm/types.js";
+import { incompleteError, pushAll } from "../savevm/verdict.js";
 import type { HtabItem } from "../sections/spapr-htab/format.js";
 import { StreamDecoder, type StreamDecoderOptions } from "../sections/stream.js";
 import { descriptionFromVmdesc } from "../vmstate/from-vmdesc.js";
@@ -58,6 +59,17 @@ export interface ReplayCounts {
   readonly blockRecords: number;
   readonly htabChunks: number;
   readonly commands: number;
+  /**
+   * The input decoded without an error but is not a complete stream (incompleteError: vmdesc devices without a
+   * section, or sections the vmdesc does not list): the output is no complete stream either.
+   */
+  readonly incomplete?: VmstreamError;
+}
+
+/** The report field for a finished decode: `incomplete` when the stream is not complete. */
+export function verdictField(r: DecodeResult): { incomplete?: VmstreamError } {
+  const e = incompleteError(r);
+  return e ? { incomplete: e } : {};
 }
 
 /** The records a replay counts for its report. */

@@ -18,7 +18,7 @@ import { saveState } from "../vmstate/engine.js";
 import { SECTION_TAGS, TAG_COMMAND, TAG_CONFIGURATION, TAG_EOF, TAG_FOOTER, TAG_HEADER, TAG_OPAQUE, TAG_STREAM, TAG_VMDESC } from "./ber-items.js";
 import { deviceSpec } from "./devices.js";
 import { InputTail } from "./input-tail.js";
-import { convertBuffer, RecordCopier, RecordCounts, type ReplayCounts, replayDecoder } from "./replay.js";
+import { convertBuffer, RecordCopier, RecordCounts, type ReplayCounts, replayDecoder, verdictField } from "./replay.js";
 
 export interface BerStreamOptions {
   /** Decoder options for the QEMU input (inflate for COMPRESS_PAGE, page size, ram options...). */
@@ -171,7 +171,7 @@ export class StreamBerConverter {
     try {
       this.ensureHeader();
       this.items.finish();
-      return { chunks: this.items.take(), report: this.items.report() };
+      return { chunks: this.items.take(), report: { ...this.items.report(), ...verdictField(r) } };
     } finally {
       r.dispose();
     }

@@ -53,7 +53,33 @@ export interface VmstreamErrorOptions extends ErrorContext {
   readonly cause?: unknown;
 }
 
-/** Formats `summary at byte N (section S id I instance J, field P): detail`. */
+/**
+ * Code points that act on a terminal rather than print: C0 and C1 controls, DEL (cursor moves, colours, line
+ * breaks), line and paragraph separators, and the bidirectional marks, overrides and isolates (they reorder text).
+ */
+function unprintable(c: number): boolean {
+  return c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0x61c || c === 0x200e || c === 0x200f || (c >= 0x2028 && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
+}
+
+/**
+ * Text from a stream (idstrs, RAM block and field names, string values, anything inside an error message) made
+ * safe to show on a terminal: each unprintable code point becomes `\xNN` or `\u{NNNN}`, so a crafted name can
+ * neither move the cursor nor start a line of its own. The one helper for every such text.
+ */
+export function printable(text: string): string {
+  let i = 0;
+  while (i < text.length && !unprintable(text.charCodeAt(i))) i++;
+  if (i === text.length) return text;
+  let out = text.slice(0, i);
+  for (; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (!unprintable(c)) out += text[i];
+    else out += c < 0x100 ? `\\x${c.toString(16).padStart(2, "0")}` : `\\u{${c.toString(16)}}`;
+  }
+  return out;
+}
+
+/** Formats `summary at byte N (section S id I instance J, field P): detail`, made printable. */
 export function formatErrorMessage(summary: string, o: VmstreamErrorOptions): string {
   let m = summary;
   if (o.offset !== undefined) m += ` at byte ${o.offset}`;
@@ -66,7 +92,7 @@ export function formatErrorMessage(summary: string, o: VmstreamErrorOptions): st
   if (o.path !== undefined && o.path !== "") where.push(`field ${o.path}`);
   if (where.length > 0) m += ` (${where.join(", ")})`;
   if (o.detail !== undefined && o.detail !== "") m += `: ${o.detail}`;
-  return m;
+  return printable(m);
 }
 
 export class VmstreamError extends Error {

@@ -72,12 +72,15 @@ export async function* chunksOf(source: ChunkSource, options: ChunkOptions = {})
       yield r.value;
     }
   }
+  let fed = 0;
   async function* all(): AsyncGenerator<Uint8Array> {
+    fed += first.length;
     yield first;
     if (done) return;
     for (;;) {
       const r = await it.next();
       if (r.done) return;
+      fed += r.value.length;
       yield r.value;
     }
   }
@@ -85,11 +88,20 @@ export async function* chunksOf(source: ChunkSource, options: ChunkOptions = {})
   const src = Readable.from(all());
   src.on("error", (e) => gz.destroy(e));
   src.pipe(gz);
+  let out = 0;
   try {
-    for await (const c of gz as AsyncIterable<Buffer>) yield new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+    for await (const c of gz as AsyncIterable<Buffer>) {
+      out += c.byteLength;
+      yield new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+    }
   } catch (e) {
     if (e instanceof VmstreamError) throw e;
-    throw new VmstreamError("BAD_VALUE", "the gzip-compressed input is corrupt", { detail: e instanceof Error ? e.message : String(e), cause: e });
+    // the offset is in the stream (the bytes inflated so far); the compressed side is known by the chunk only
+    throw new VmstreamError("BAD_VALUE", "the gzip-compressed input is corrupt", {
+      offset: out,
+      detail: `${e instanceof Error ? e.message : String(e)} (within the first ${fed} bytes of the gzip file)`,
+      cause: e,
+    });
   }
 }
 

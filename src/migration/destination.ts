@@ -5,7 +5,7 @@
 import { VmstreamError } from "../io/errors.js";
 import type { Kernels } from "../kernels/types.js";
 import type { DecodeResult, DecoderEvent, HandlerContext, ValidationSummary } from "../savevm/types.js";
-import { incompleteness } from "../savevm/verdict.js";
+import { incompleteError } from "../savevm/verdict.js";
 import type { RamBlockData } from "../sections/ram/format.js";
 import { RamHandler, type RamResult } from "../sections/ram/handler.js";
 import { StreamDecoder, type StreamDecoderOptions } from "../sections/stream.js";
@@ -164,10 +164,8 @@ export class MigrationDestination {
     if (this.statusValue === "receiving") {
       try {
         decoded = this.decoder.end();
-        const c = decoded.completeness;
-        if (!c.complete) {
-          throw new VmstreamError("INCOMPLETE", "incomplete migration stream", { offset: decoded.bytes, detail: incompleteness(c) });
-        }
+        const incomplete = incompleteError(decoded);
+        if (incomplete) throw incomplete;
         if (this.options.requireVmdesc && !decoded.vmdesc) {
           throw new VmstreamError("INCOMPLETE", "the migration stream ends without its vmdesc trailer", { offset: decoded.bytes, detail: "requireVmdesc" });
         }

@@ -602,7 +602,7 @@ export class SavevmDecoder {
       return NEED;
     }
     if (out.kind === "defer") {
-      this.deferred = new DeferredInput(w.offset, out.ref, this.limits.deferredBytes);
+      this.deferred = new DeferredInput(w.offset, out.ref, this.limits.deferredBytes, out.failed);
       this.deferred.append(w.drain());
       return 0;
     }

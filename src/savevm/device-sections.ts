@@ -183,8 +183,8 @@ export function attemptDevice(
 /** What decoding a device section at hand came to. */
 export type DeviceOutcome =
   | { readonly kind: "need"; readonly hint: number }
-  /** Nothing describes it yet: hold the input until the vmdesc trailer. */
-  | { readonly kind: "defer"; readonly ref: SectionRef }
+  /** Nothing describes it yet: hold the input until the vmdesc trailer (`failed`: the registered description's error). */
+  | { readonly kind: "defer"; readonly ref: SectionRef; readonly failed?: VmstreamError }
   | {
       readonly kind: "ok";
       readonly header: SectionHeader;
@@ -239,10 +239,10 @@ export function decodeDeviceSection(input: AtHand, ctx: DeviceDecodeContext): De
     if (a.kind === "ok") return { kind: "ok", header, hdrLen, attempt: a, description: reg, source: "registry" };
     // the input ends inside the section: that is a truncated stream, not a wrong description
     if (ctx.sources.strictDevices || (input.hard && a.error.code === "EOF")) throw a.error;
-    regError = a.error;
+    regError = registeredFailure(reg.name, a.error, ref, input.offset);
     warning = `${idstr} (instance ${instanceId}): registered description "${reg.name}" failed (${a.error.message}); decoded with the vmdesc`;
   }
-  if (!ctx.entries) return { kind: "defer", ref };
+  if (!ctx.entries) return { kind: "defer", ref, ...(regError ? { failed: regError } : {}) };
   if (!entry) {
     if (regError) throw regError;
     throw new VmstreamError("NO_DESCRIPTION", "no description for a device section", {
@@ -256,6 +256,17 @@ export function decodeDeviceSection(input: AtHand, ctx: DeviceDecodeContext): De
   if (a.kind === "need") return need();
   if (a.kind === "fail") throw a.error.withContext({ offset: input.offset, section: ref });
   return { kind: "ok", header, hdrLen, attempt: a, description, source, vmdescIndex: index, ...(warning ? { warning } : {}) };
+}
+
+/** A registered description that does not fit its section, said as such (with the walk's offset and field). */
+function registeredFailure(name: string, e: VmstreamError, section: SectionRef, offset: number): VmstreamError {
+  return new VmstreamError(e.code, `the registered description "${name}" does not fit this device section`, {
+    offset: e.offset ?? offset,
+    section,
+    ...(e.path !== undefined ? { path: e.path } : {}),
+    detail: `${e.summary}${e.detail ? `: ${e.detail}` : ""}`,
+    cause: e,
+  });
 }
 
 /** The result of a decoded device section (`sectionIndex`: its index in stream order; `state`: detached from the window). */
@@ -294,6 +305,8 @@ export class DeferredInput {
     readonly offset: number,
     readonly section: SectionRef,
     private readonly limit: number,
+    /** The registered description's error, when there was one that failed. */
+    private readonly failed?: VmstreamError,
   ) {}
 
   get length(): number {
@@ -326,8 +339,13 @@ export class DeferredInput {
     if (all[all.length - 1] !== SEC.EOF) {
       throw new VmstreamError("EOF", "truncated stream", {
         offset: this.offset + all.length,
-        detail: `no QEMU_VM_EOF and no vmdesc trailer after the device section ${this.section.idstr} (id ${this.section.id}) at byte ${this.offset}`,
+        detail: `the stream ends neither with QEMU_VM_EOF nor with a vmdesc trailer (cut short, or bytes after its end) after the device section ${this.section.idstr} (id ${this.section.id}) at byte ${this.offset}`,
       });
+    }
+    if (this.failed) {
+      const f = this.failed;
+      const detail = `${f.detail}; and the stream has no vmdesc trailer to decode it with instead`;
+      throw new VmstreamError(f.code, f.summary, { offset: f.offset, section: f.section, path: f.path, detail, cause: f.cause });
     }
     throw new VmstreamError("NO_DESCRIPTION", "a device section cannot be decoded", {
       offset: this.offset,

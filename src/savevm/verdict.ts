@@ -100,14 +100,21 @@ export function incompleteness(c: Completeness): string {
     .join("; ");
 }
 
+/**
+ * The incomplete verdict on a decode that ended without an error, or undefined when the stream is complete:
+ * the one wording every command and the library give (the offset is where the stream ends).
+ */
+export function incompleteError(r: Pick<DecodeResult, "bytes" | "completeness">): VmstreamError | undefined {
+  if (r.completeness.complete) return undefined;
+  return new VmstreamError("INCOMPLETE", "incomplete stream", { offset: r.bytes, detail: incompleteness(r.completeness) });
+}
+
 /** Validation verdict for a finished decode. */
 export function verdictOf(d: DecoderLike, r: DecodeResult): ValidationResult {
   const summary = d.summary();
   r.dispose();
-  if (!r.completeness.complete) {
-    return { ok: false, error: new VmstreamError("INCOMPLETE", "incomplete stream", { detail: incompleteness(r.completeness) }), summary };
-  }
-  return { ok: true, summary };
+  const error = incompleteError(r);
+  return error ? { ok: false, error, summary } : { ok: true, summary };
 }
 
 /** Validation verdict for a decode that threw. */
