@@ -3,6 +3,7 @@
 // page scans, ramEncode with XBZRLE, ramDecode of that stream, copyPages. Each side reports SHA-256 digests and
 // counts; Node runs the single-thread side too (vmstream's module is a parameter: dist/ in the page, src/ there).
 import type * as Vmstream from "../../src/index.js";
+import { fillMixedPages } from "../helpers/ram-pages.js";
 import { SeededRandom } from "../helpers/random.js";
 
 type Vm = typeof Vmstream;
@@ -24,28 +25,12 @@ export interface RamScenario {
   readonly order: readonly number[];
 }
 
-/** Pages of four kinds: zero, zero but one word, random, and a copy of the page before with a few bytes changed. */
-function fillRam(u8: Uint8Array, ptr: number, pages: number, rng: SeededRandom): void {
-  const w = new Uint32Array(u8.buffer, ptr, (pages * P) / 4);
-  w.fill(0);
-  for (let p = 0; p < pages; p++) {
-    const kind = rng.int(4);
-    const at = (p * P) / 4;
-    if (kind === 1) w[at + rng.int(P / 4)] = rng.u32();
-    else if (kind === 2) for (let i = 0; i < P / 4; i++) w[at + i] = rng.u32();
-    else if (kind === 3 && p > 0) {
-      u8.copyWithin(ptr + p * P, ptr + (p - 1) * P, ptr + p * P);
-      for (let i = rng.int(40); i > 0; i--) u8[ptr + p * P + rng.int(P)] = rng.byte();
-    }
-  }
-}
-
 /** The same scenario for the same seed on any kernels: the new pages differ from the old in a few bytes, are zeroed or new. */
 export function makeScenario(k: Kernels, pages: number, seed: number): RamScenario {
   const rng = new SeededRandom(seed);
   const oldRam = k.alloc(pages * P);
   const newRam = k.alloc(pages * P);
-  fillRam(k.u8, oldRam, pages, rng);
+  fillMixedPages(k.u8, oldRam, pages, rng, P);
   k.u8.copyWithin(newRam, oldRam, oldRam + pages * P);
   for (let p = 0; p < pages; p++) {
     const change = rng.int(6);

@@ -9,28 +9,12 @@ import { KernelPool, type PoolWorker, sharedKernelMemory, splitPages, type Worke
 import { isSharedMemory, wasmBytes } from "../../src/kernels/wasm.js";
 import { POOL_OP } from "../../src/kernels/worker.js";
 import { tsWorkerFactory, WebWorkerShim } from "../helpers/kernel-workers.js";
+import { fillMixedPages } from "../helpers/ram-pages.js";
 import { SeededRandom } from "../helpers/random.js";
 
 const backends = ["wasm-simd", "wasm-scalar", "js"] as const;
 const P = 4096;
 const enc = new TextEncoder();
-
-/** Pages of four kinds: zero, zero but one word, random, and a copy of the page `from` pages earlier with a few bytes changed. */
-function fillRam(k: Kernels, ptr: number, pages: number, rng: SeededRandom): void {
-  const u8 = k.u8;
-  const w = new Uint32Array(k.memory.buffer, ptr, (pages * P) / 4);
-  w.fill(0);
-  for (let p = 0; p < pages; p++) {
-    const kind = rng.int(4);
-    const at = (p * P) / 4;
-    if (kind === 1) w[at + rng.int(P / 4)] = rng.u32();
-    else if (kind === 2) for (let i = 0; i < P / 4; i++) w[at + i] = rng.u32();
-    else if (kind === 3 && p > 0) {
-      u8.copyWithin(ptr + p * P, ptr + (p - 1) * P, ptr + p * P);
-      for (let i = rng.int(40); i > 0; i--) u8[ptr + p * P + rng.int(P)] = rng.byte();
-    }
-  }
-}
 
 /** Kernels.ramEncode of [first, end) in one window: bytes, state. */
 function encodeOnce(
@@ -147,7 +131,7 @@ for (const backend of backends) {
         for (let round = 0; round < 6; round++) {
           const pages = 1 + rng.int(1500);
           const ram = k.alloc(pages * P);
-          fillRam(k, ram, pages, rng);
+          fillMixedPages(k.u8, ram, pages, rng, P);
           const shadowA = k.alloc(pages * P);
           const shadowB = k.alloc(pages * P);
           k.u8.copyWithin(shadowA, ram, ram + pages * P);
@@ -175,7 +159,7 @@ for (const backend of backends) {
         for (let round = 0; round < 10; round++) {
           const pages = 64 + rng.int(2500);
           const ram = k.alloc(pages * P);
-          fillRam(k, ram, pages, rng);
+          fillMixedPages(k.u8, ram, pages, rng, P);
           const first = rng.int(pages);
           const end = first + rng.int(pages - first + 1);
           const options = (rng.int(4) ? RAM_ENCODE.ZERO_DETECT : 0) | (rng.int(2) ? RAM_ENCODE.CONTINUE : 0);
@@ -195,7 +179,7 @@ for (const backend of backends) {
             const s = cacheKind === 2 ? p % slots : p;
             sm[p] = rng.int(4) === 0 ? 0 : cacheKind === 2 && rng.int(3) === 0 ? ((s + 1) | SLOT_INSERT) >>> 0 : s + 1;
           }
-          fillRam(k, caches[0]!, slots, rng);
+          fillMixedPages(k.u8, caches[0]!, slots, rng, P);
           if (cacheKind === 1) for (let p = 0; p < pages; p += 2) k.u8.copyWithin(caches[0]! + p * P, ram + p * P, ram + (p + 1) * P);
           k.u8.copyWithin(caches[1]!, caches[0]!, caches[0]! + slots * P);
           const args = (i: number) => ({
@@ -264,7 +248,7 @@ for (const backend of backends) {
           const pages = 64 + rng.int(1500);
           const oldRam = k.alloc(pages * P);
           const newRam = k.alloc(pages * P);
-          fillRam(k, oldRam, pages, rng);
+          fillMixedPages(k.u8, oldRam, pages, rng, P);
           k.u8.copyWithin(newRam, oldRam, oldRam + pages * P);
           for (let p = 0; p < pages; p++) if (rng.int(2)) k.u8[newRam + p * P + rng.int(P)] = rng.byte();
           for (let p = 0; p < pages; p++) if (rng.int(8) === 0) k.u8.fill(0, newRam + p * P, newRam + (p + 1) * P);
@@ -332,7 +316,7 @@ for (const backend of backends) {
         const rng = new SeededRandom(seed + 3000);
         const pages = 4096;
         const ram = k.alloc(pages * P);
-        fillRam(k, ram, pages, rng);
+        fillMixedPages(k.u8, ram, pages, rng, P);
         const name = enc.encode("pc.ram");
         const s = encodeOnce(k, { block: ram, first: 0, end: pages, sendMap: 0, slotMap: 0, cache: 0, name, options: RAM_ENCODE.ZERO_DETECT });
         const input = k.alloc(s.bytes.length);
@@ -360,7 +344,7 @@ for (const backend of backends) {
         const rng = new SeededRandom(seed + 4000);
         const count = 700;
         const src = k.alloc(count * P);
-        fillRam(k, src, count, rng);
+        fillMixedPages(k.u8, src, count, rng, P);
         const dsts = [k.alloc(count * P), k.alloc(count * P)];
         const order = Array.from({ length: count }, (_, i) => i);
         for (let i = count - 1; i > 0; i--) {

@@ -5,7 +5,6 @@
 // record; packets are numbered across channels from 0, open with the init message, every RAM EOS is a sync
 // point; the live driver copies the guest-memory views it gets into a few large chunks; bad combinations refuse.
 import { describe, expect, it } from "vitest";
-import { MultifdJoin } from "../../src/convert/multifd-join.js";
 import { nodeStreamCodecs, zstdUnavailable } from "../../src/io/codecs-node.js";
 import { VmstreamError } from "../../src/io/errors.js";
 import { createKernels } from "../../src/kernels/index.js";
@@ -16,6 +15,7 @@ import { MigrationSource, type MigrationSourceOptions } from "../../src/migratio
 import { MULTIFD_INIT_SIZE, MultifdChannelReader, type MultifdCompression, multifdHeaderSize } from "../../src/sections/ram/multifd.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { concat } from "../helpers/bytes.js";
+import { joinConnections } from "../helpers/multifd-join.js";
 import { SeededRandom } from "../helpers/random.js";
 
 const PS = 4096;
@@ -88,31 +88,8 @@ function runSource(g: Guest, extra: Partial<MigrationSourceOptions>, zeroed = 3)
   }
 }
 
-/** MultifdJoin fed like sockets: a random connection that may be read gets its next random piece. */
-function join(out: Outputs, rnd: SeededRandom): Uint8Array {
-  const j = new MultifdJoin({ codecs: nodeStreamCodecs });
-  const result: Uint8Array[] = [];
-  try {
-    const inputs = [out.main, ...out.channels].map((chunks, i) => ({ bytes: concat(chunks), at: 0, conn: i === 0 ? undefined : j.channel() }));
-    for (;;) {
-      const ready = inputs.filter((x) => x.at < x.bytes.length && !(x.conn ? x.conn.waiting : j.mainWaiting));
-      if (ready.length === 0) break;
-      const x = rnd.pick(ready);
-      const piece = x.bytes.subarray(x.at, x.at + 1 + rnd.int(300_000));
-      x.at += piece.length;
-      if (x.conn) {
-        x.conn.push(piece);
-        if (x.at === x.bytes.length) x.conn.end();
-      } else j.pushMain(piece);
-      result.push(...j.output());
-    }
-    expect(inputs.filter((x) => x.at < x.bytes.length).length, "inputs left waiting").toBe(0);
-    result.push(...j.end().chunks);
-    return concat(result);
-  } finally {
-    j.dispose();
-  }
-}
+/** Main stream and channels joined as sockets would feed them (tests/helpers/multifd-join.ts). */
+const join = (out: Outputs, rnd: SeededRandom): Uint8Array => joinConnections([concat(out.main), ...out.channels.map((c) => concat(c))], rnd);
 
 /** The decoded stream's RAM (complete, one block). */
 function ramOfStream(stream: Uint8Array): { ram: Uint8Array; records: { zero: number; normal: number; xbzrle: number } } {

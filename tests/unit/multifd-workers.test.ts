@@ -6,7 +6,6 @@
 // that is not shared is refused before anything is sent.
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { MultifdJoin } from "../../src/convert/multifd-join.js";
 import { nodeStreamCodecs, zstdUnavailable } from "../../src/io/codecs-node.js";
 import { createKernels } from "../../src/kernels/index.js";
 import { sharedKernelMemory } from "../../src/kernels/pool.js";
@@ -20,6 +19,8 @@ import type { MultifdCompression } from "../../src/sections/ram/multifd.js";
 import { decodeBytes, ramOf } from "../../src/sections/stream.js";
 import { concat } from "../helpers/bytes.js";
 import { tsWorkerScript } from "../helpers/kernel-workers.js";
+import { joinConnections } from "../helpers/multifd-join.js";
+import { SeededRandom } from "../helpers/random.js";
 
 const MiB = 1 << 20;
 const PS = 4096;
@@ -92,28 +93,9 @@ afterEach(() => {
   for (const s of servers.splice(0)) s.close();
 });
 
-/** The connections joined (fed whichever may be read, in pieces) and decoded: the RAM of the one block. */
+/** The connections joined (tests/helpers/multifd-join.ts) and decoded: the RAM of the one block. */
 function ramOfJoined(conns: Uint8Array[]): Uint8Array {
-  const j = new MultifdJoin({ codecs: nodeStreamCodecs });
-  const out: Uint8Array[] = [];
-  try {
-    const inputs = conns.map((bytes, i) => ({ bytes, at: 0, conn: i === 0 ? undefined : j.channel() }));
-    for (;;) {
-      const x = inputs.find((x) => x.at < x.bytes.length && !(x.conn ? x.conn.waiting : j.mainWaiting));
-      if (!x) break;
-      const piece = x.bytes.subarray(x.at, x.at + 100_000);
-      x.at += piece.length;
-      if (x.conn) {
-        x.conn.push(piece);
-        if (x.at === x.bytes.length) x.conn.end();
-      } else j.pushMain(piece);
-      out.push(...j.output());
-    }
-    out.push(...j.end().chunks);
-  } finally {
-    j.dispose();
-  }
-  const r = decodeBytes(concat(out), { materialize: { ram: true } });
+  const r = decodeBytes(joinConnections(conns, new SeededRandom(9)), { materialize: { ram: true } });
   try {
     expect(r.completeness.complete).toBe(true);
     return ramOf(r)!.blocks[0]!.data!.slice();
