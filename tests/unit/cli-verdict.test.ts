@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
 import { decodeNodeStream } from "../../src/sections/node.js";
+import { concat } from "../helpers/bytes.js";
 import { NONE_OFFSETS as AT, noneStream } from "../helpers/none-stream.js";
 import { suiteTempDir } from "../helpers/temp-dir.js";
 
@@ -34,15 +35,7 @@ function run(args: string[]): Promise<Run> {
   });
 }
 
-const cat = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-};
+const cat = (...parts: Uint8Array[]): Uint8Array => concat(parts);
 
 /** What one command said: its exit code, and its failure message (undefined when it says the stream is complete). */
 interface Said {
