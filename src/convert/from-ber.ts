@@ -114,86 +114,91 @@ export function berToQemu(input: Uint8Array, options: QemuFromBerOptions = {}): 
 
   while (!r.atEnd(itemsEnd)) {
     r.header();
-    const id = r.id;
-    if (id === TAG_CONFIGURATION) {
-      r.pos = r.start; // the visitor reads the whole StateBody
-      const v = new BerInputVisitor(r, { rootTag: TAG_CONFIGURATION });
-      const head = v.peekStruct();
-      const state: State = {};
-      loadState(v, configurationDescription(DEFAULT_LIMITS), state, head?.version ?? 1);
-      if (v.error) throw v.error;
-      ctx.machine = utf8.decode(state.name as Uint8Array);
-      if (state.target_page_bits !== undefined) ctx.pageSize = 2 ** (state.target_page_bits as number);
-      enc.configuration({ state });
-      continue;
-    }
-    if (id === TAG_COMMAND) {
-      const e = r.enter();
-      const cmd = i.u32("cmd");
-      const data = i.octets(T_OCTET_STRING, "command data");
-      if (!r.atEnd(e)) r.raise("PACKAGED commands (a package) are not supported yet", undefined, r.pos, "UNSUPPORTED");
-      r.leave(e);
-      enc.command(cmd, data);
-      report.commands++;
-      continue;
-    }
-    if (id === TAG_EOF) {
-      r.null();
-      enc.eof();
-      continue;
-    }
-    if (id === TAG_VMDESC) {
-      enc.vmdescTrailer(r.octets());
-      continue;
-    }
-    const type = sectionTypeOf(id);
-    if (!type) throw new VmstreamError("BAD_VALUE", "unknown stream item", { offset: r.start, detail: `identifier 0x${id.toString(16)}` });
+    // what the encoder refuses (an item out of order) is said at the BER offset of the item
     const itemAt = r.start;
-    const e = r.enter();
-    report.sections++;
-    const secId = i.u32("sectionId");
-    let name: Uint8Array | undefined;
-    let instanceId = 0;
-    let secVersion = 0;
-    if (type === "start" || type === "full") {
-      name = i.qemuString("idstr");
-      instanceId = i.u32("instanceId");
-      secVersion = i.u32("version");
+    try {
+      const id = r.id;
+      if (id === TAG_CONFIGURATION) {
+        r.pos = r.start; // the visitor reads the whole StateBody
+        const v = new BerInputVisitor(r, { rootTag: TAG_CONFIGURATION });
+        const head = v.peekStruct();
+        const state: State = {};
+        loadState(v, configurationDescription(DEFAULT_LIMITS), state, head?.version ?? 1);
+        if (v.error) throw v.error;
+        ctx.machine = utf8.decode(state.name as Uint8Array);
+        if (state.target_page_bits !== undefined) ctx.pageSize = 2 ** (state.target_page_bits as number);
+        enc.configuration({ state });
+        continue;
+      }
+      if (id === TAG_COMMAND) {
+        const e = r.enter();
+        const cmd = i.u32("cmd");
+        const data = i.octets(T_OCTET_STRING, "command data");
+        if (!r.atEnd(e)) r.raise("PACKAGED commands (a package) are not supported yet", undefined, r.pos, "UNSUPPORTED");
+        r.leave(e);
+        enc.command(cmd, data);
+        report.commands++;
+        continue;
+      }
+      if (id === TAG_EOF) {
+        r.null();
+        enc.eof();
+        continue;
+      }
+      if (id === TAG_VMDESC) {
+        enc.vmdescTrailer(r.octets());
+        continue;
+      }
+      const type = sectionTypeOf(id);
+      if (!type) throw new VmstreamError("BAD_VALUE", "unknown stream item", { offset: r.start, detail: `identifier 0x${id.toString(16)}` });
+      const e = r.enter();
+      report.sections++;
+      const secId = i.u32("sectionId");
+      let name: Uint8Array | undefined;
+      let instanceId = 0;
+      let secVersion = 0;
+      if (type === "start" || type === "full") {
+        name = i.qemuString("idstr");
+        instanceId = i.u32("instanceId");
+        secVersion = i.u32("version");
+      }
+      if (!r.peekHeader()) r.raise("section without a body");
+      const bodyAt = r.pos;
+      r.header();
+      if (r.id === TAG_VMSTATE) {
+        r.pos = bodyAt;
+        const idstr = utf8.decode(name ?? new Uint8Array(0));
+        const got = loadDevice(r, sources, entries, ctx, { idstr, id: secId, instanceId }, secVersion);
+        enc.device({
+          id: secId,
+          idstr: name ?? new Uint8Array(0),
+          instanceId,
+          version: secVersion,
+          description: got.description,
+          state: got.state,
+          vmdesc: "omit",
+        });
+        report.devices++;
+        if (got.source === "registry") report.registryDevices++;
+        else report.vmdescDevices++;
+      } else {
+        enc.begin(type, secId, name, instanceId, secVersion);
+        const idstr = name ? utf8.decode(name) : (idstrs.get(secId) ?? "");
+        if (name) idstrs.set(secId, idstr);
+        const kind = sectionKind(idstr);
+        if (r.id === TAG_OPAQUE) out.borrow(r.octets());
+        else if (kind?.ber && i.is(kind.ber.tag)) {
+          let w = writers.get(kind.idstr);
+          if (!w) writers.set(kind.idstr, (w = kind.writer(out, ctx.pageSize)));
+          kind.ber.read(i, r.enter(), (rec) => w.record(rec), ctx.pageSize);
+        } else r.raise("unknown section body", `identifier 0x${r.id.toString(16)}`, r.start);
+        endSection(i, e, secId, enc, itemAt);
+        continue;
+      }
+      endSection(i, e, secId, enc, itemAt, true);
+    } catch (e) {
+      throw VmstreamError.wrap(e, { offset: itemAt });
     }
-    if (!r.peekHeader()) r.raise("section without a body");
-    const bodyAt = r.pos;
-    r.header();
-    if (r.id === TAG_VMSTATE) {
-      r.pos = bodyAt;
-      const idstr = utf8.decode(name ?? new Uint8Array(0));
-      const got = loadDevice(r, sources, entries, ctx, { idstr, id: secId, instanceId }, secVersion);
-      enc.device({
-        id: secId,
-        idstr: name ?? new Uint8Array(0),
-        instanceId,
-        version: secVersion,
-        description: got.description,
-        state: got.state,
-        vmdesc: "omit",
-      });
-      report.devices++;
-      if (got.source === "registry") report.registryDevices++;
-      else report.vmdescDevices++;
-    } else {
-      enc.begin(type, secId, name, instanceId, secVersion);
-      const idstr = name ? utf8.decode(name) : (idstrs.get(secId) ?? "");
-      if (name) idstrs.set(secId, idstr);
-      const kind = sectionKind(idstr);
-      if (r.id === TAG_OPAQUE) out.borrow(r.octets());
-      else if (kind?.ber && i.is(kind.ber.tag)) {
-        let w = writers.get(kind.idstr);
-        if (!w) writers.set(kind.idstr, (w = kind.writer(out, ctx.pageSize)));
-        kind.ber.read(i, r.enter(), (rec) => w.record(rec), ctx.pageSize);
-      } else r.raise("unknown section body", `identifier 0x${r.id.toString(16)}`, r.start);
-      endSection(i, e, secId, enc, itemAt);
-      continue;
-    }
-    endSection(i, e, secId, enc, itemAt, true);
   }
   r.leave(itemsEnd);
   r.leave(streamEnd);
