@@ -37,7 +37,7 @@ import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { startBenchQemu } from "./common.mjs";
+import { median, startBenchQemu } from "./common.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { decodeFile } = await import(join(root, "dist/sections/node.js"));
@@ -56,10 +56,6 @@ const GUEST_MIB = Number(args["guest-mib"]);
 const ROUNDS = Number(args.rounds);
 const QEMU = "qemu-system-x86_64";
 const log = (s) => process.stderr.write(s + "\n");
-const median = (v) => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const round3 = (x) => Math.round(x * 1000) / 1000;
 const dir = mkdtempSync(join(os.tmpdir(), "vmstream-bench-"));
 const cleanup = () => {

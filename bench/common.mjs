@@ -117,3 +117,10 @@ export async function startBenchQemu({ binary = "qemu-system-x86_64", dir, ramMi
   };
 }
 let benchQemuCount = 0;
+
+/** The median of a list of numbers (the mean of the middle two for an even count). */
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}

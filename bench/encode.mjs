@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 //            batch, default 4), --window-kib N (RamWriter output window, default 1024), --no-qemu
 import { Bench } from "tinybench";
 
-import { fillRamImage, loadProbe, machineInfo, makeRng, root, startBenchQemu } from "./common.mjs";
+import { fillRamImage, loadProbe, machineInfo, makeRng, median, root, startBenchQemu } from "./common.mjs";
 
 const lib = await import(join(root, "dist/index.js"));
 const { createKernels, ENC, RAM_ENCODE, ByteWriter, StreamEncoder, RamWriter, deviceSpec } = lib;
@@ -458,11 +458,6 @@ try {
   await stopAll();
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const results = tasks.map((t) => ({
   task: t.name,
   backend: t.backend,

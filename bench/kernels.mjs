@@ -10,7 +10,7 @@ import { parseArgs } from "node:util";
 //   npm run bench -- --json            one JSON object on stdout
 //   npm run bench -- --ram-mib 256 --rounds 3    smaller/faster run
 import { Bench } from "tinybench";
-import { fillRamImage, loadProbe, machineInfo, makeRng, root } from "./common.mjs";
+import { fillRamImage, loadProbe, machineInfo, makeRng, median, root } from "./common.mjs";
 
 const { createKernels, ENC, RAM_ENCODE, DEC, BLK } = await import(join(root, "dist/index.js"));
 const { ByteWriter, ByteReader } = await import(join(root, "dist/index.js"));
@@ -319,11 +319,6 @@ for (let round = 0; round <= ROUNDS; round++) {
   });
   log(`round ${round}/${ROUNDS} done`);
 }
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const gbps = (t) => t.bytes / (median(t.samples) / 1e3) / 1e9;
 
 const results = tasks.map((t) => ({

@@ -25,7 +25,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 
-import { fillRamImage, machineInfo, makeRng, root, startBenchQemu } from "./common.mjs";
+import { fillRamImage, machineInfo, makeRng, median, root, startBenchQemu } from "./common.mjs";
 
 const lib = await import(join(root, "dist/index.js"));
 const { ByteWriter, createKernels, MigrationSource, StreamDecoder, runLiveSource } = lib;
@@ -485,11 +485,6 @@ async function main() {
     await standing.close();
   }
 
-  const median = (xs) => {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = s.length >> 1;
-    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-  };
   const results = tasks.map((t) => {
     const guest = t.backend === "qemu" ? t.extra[0].ramTotal : RAM_BYTES;
     const ms = median(t.samples);

@@ -15,7 +15,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { fillRamImage, machineInfo, makeRng, root, startBenchQemu } from "./common.mjs";
+import { fillRamImage, machineInfo, makeRng, median, root, startBenchQemu } from "./common.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -151,7 +151,6 @@ try {
   rmSync(tmp, { recursive: true, force: true });
 }
 
-const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const rows = tasks.map((t) => ({
   name: label(t),
   receiver: t.receiver,

@@ -21,7 +21,7 @@ import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
 
-import { fillRamImage, machineInfo, makeRng, root } from "./common.mjs";
+import { fillRamImage, machineInfo, makeRng, median, root } from "./common.mjs";
 
 const { KernelPool, sharedKernelMemory, createKernels, BLK, DEC, DEC_STATUS, ENC, RAM_ENCODE, encodeWindowBytes } = await import(join(root, "dist/index.js"));
 const { nodeWorkerFactory } = await import(join(root, "dist/node.js"));
@@ -300,11 +300,6 @@ try {
   await Promise.all(spinners.map((w) => w.terminate()));
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const results = tasks.map((t) => ({
   task: t.name,
   workers: t.workers,

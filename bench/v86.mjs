@@ -8,18 +8,13 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
-import { root } from "./common.mjs";
+import { median, root } from "./common.mjs";
 
 const args = process.argv.slice(2);
 const RUNS = Number(args[args.indexOf("--runs") + 1] || 3) || 3;
 const JSON_OUT = args.includes("--json");
 const SIZES = args.includes("--scan-only") ? [] : [32, 256];
 const FILL = 0.9;
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 const results = [];
 for (const mem of SIZES) {
